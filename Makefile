@@ -1,0 +1,51 @@
+# Custody Watch — the two commands are `make run` and `make test`; everything else is for developers and CI.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run demo test test-fast lint format contracts infra-up infra-down bench clean
+
+$(STAMP): pyproject.toml deploy/local/bootstrap.sh
+	@deploy/local/bootstrap.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --upgrade pip==25.3
+	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the whole system locally: Kafka, PostgreSQL, the four services and the local SMS/email sinks.
+run: install
+	@$(BIN)/python -m shared.devservers.stack run
+
+## The whole test suite against real Kafka and PostgreSQL (started and stopped by the tests themselves).
+test: install
+	@$(BIN)/python -m pytest -q
+
+## Only the tests that need no server.
+test-fast: install
+	@$(BIN)/python -m pytest -q -m "not integration and not e2e and not slow"
+
+lint: install
+	@$(BIN)/ruff check .
+	@$(BIN)/ruff format --check .
+	@$(BIN)/mypy shared services tests
+	@$(BIN)/python -m shared.contracts --check
+
+format: install
+	@$(BIN)/ruff check --fix .
+	@$(BIN)/ruff format .
+
+contracts: install
+	@$(BIN)/python -m shared.contracts
+
+infra-up: install
+	@$(BIN)/python -m shared.devservers up
+
+infra-down: install
+	@$(BIN)/python -m shared.devservers down
+
+clean:
+	@$(BIN)/python -m shared.devservers down 2>/dev/null || true
+	rm -rf .local $(VENV)

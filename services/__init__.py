@@ -1,0 +1,1 @@
+"""The four Custody Watch services: ingest, subscription, matching, delivery. Each has the same inner layout."""

@@ -1,0 +1,1 @@
+"""Provider clients: one file per provider, all behind the small interfaces in :mod:`.base`."""

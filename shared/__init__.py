@@ -1,0 +1,1 @@
+"""Plumbing shared by every Custody Watch service: events, Kafka, PostgreSQL, settings, logs, metrics."""

@@ -1,0 +1,152 @@
+"""Generates ``contracts/``: JSON Schema of every event, the AsyncAPI document of every topic, each service's OpenAPI.
+
+``python -m shared.contracts`` writes them; ``python -m shared.contracts --check`` fails when the checked-in files
+differ from what the code generates (CI runs it through the test suite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.events import EVENT_TYPES, CloudEvent
+from shared.topics import ALL_TOPICS, TopicSpec
+
+SERVICES: dict[str, str] = {
+    "ingest": "IngestSettings",
+    "subscription": "SubscriptionSettings",
+    "matching": "MatchingSettings",
+    "delivery": "DeliverySettings",
+}
+
+
+def event_schemas() -> dict[str, dict[str, Any]]:
+    """One JSON Schema per event type: the CloudEvents envelope with that type's payload as ``data``."""
+    schemas: dict[str, dict[str, Any]] = {}
+    for event_type, payload in EVENT_TYPES.items():
+        schema = CloudEvent[payload].model_json_schema()  # type: ignore[valid-type]
+        schema["$id"] = f"https://custodywatch.org/contracts/events/{event_type}.schema.json"
+        schema["title"] = event_type
+        schema["properties"]["type"]["const"] = event_type
+        schemas[event_type] = schema
+    return schemas
+
+
+def _channel(spec: TopicSpec) -> dict[str, Any]:
+    message_name = spec.payload.__name__
+    return {
+        "address": spec.name,
+        "description": spec.description,
+        "messages": {message_name: {"$ref": f"#/components/messages/{message_name}"}},
+        "bindings": {
+            "kafka": {
+                "partitions": spec.partitions,
+                "topicConfiguration": {"cleanup.policy": [spec.config.get("cleanup.policy", "delete")]},
+            }
+        },
+        "x-key": spec.key,
+        "x-producers": list(spec.producers),
+        "x-consumers": list(spec.consumers),
+    }
+
+
+def asyncapi_document() -> dict[str, Any]:
+    type_of = {model: name for name, model in EVENT_TYPES.items()}
+    channels = {spec.name: _channel(spec) for spec in ALL_TOPICS}
+    messages = {
+        spec.payload.__name__: {
+            "name": type_of[spec.payload],
+            "contentType": "application/cloudevents+json",
+            "payload": {"$ref": f"events/{type_of[spec.payload]}.schema.json"},
+        }
+        for spec in ALL_TOPICS
+    }
+    operations: dict[str, Any] = {}
+    for spec in ALL_TOPICS:
+        ref = {"$ref": f"#/channels/{spec.name}"}
+        for producer in spec.producers:
+            operations[f"{producer}.send.{spec.name}"] = {"action": "send", "channel": ref, "x-service": producer}
+        for consumer in spec.consumers:
+            operations[f"{consumer}.receive.{spec.name}"] = {"action": "receive", "channel": ref, "x-service": consumer}
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Custody Watch events",
+            "version": "1.0.0",
+            "description": "Kafka topics between the Custody Watch services. Every message is a CloudEvents 1.0 "
+            "structured-mode JSON event. Each consumer group also has `retry.<group>` and `dlq.<group>` topics.",
+        },
+        "defaultContentType": "application/cloudevents+json",
+        "channels": channels,
+        "operations": operations,
+        "components": {"messages": messages},
+    }
+
+
+def openapi_documents() -> dict[str, dict[str, Any]]:
+    documents: dict[str, dict[str, Any]] = {}
+    for service, settings_name in SERVICES.items():
+        app_module = importlib.import_module(f"services.{service}.app")
+        settings_module = importlib.import_module(f"services.{service}.settings")
+        settings = getattr(settings_module, settings_name)(environment="development")
+        documents[service] = app_module.create_app(settings).openapi()
+    return documents
+
+
+def render_all() -> dict[str, str]:
+    """Relative path under ``contracts/`` -> file content."""
+    files: dict[str, str] = {}
+    for event_type, schema in event_schemas().items():
+        files[f"events/{event_type}.schema.json"] = _dump(schema)
+    files["asyncapi.json"] = _dump(asyncapi_document())
+    for service, document in openapi_documents().items():
+        files[f"openapi/{service}.json"] = _dump(document)
+    return files
+
+
+def _dump(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def differences(root: Path) -> list[str]:
+    expected = render_all()
+    problems = [
+        f"{path}: {'missing' if not (root / path).exists() else 'differs from the code'}"
+        for path, content in expected.items()
+        if not (root / path).exists() or (root / path).read_text() != content
+    ]
+    present = {str(p.relative_to(root)) for p in root.rglob("*.json")} if root.exists() else set()
+    problems += [f"{path}: no longer generated by the code" for path in sorted(present - set(expected))]
+    return problems
+
+
+def write_all(root: Path) -> None:
+    for stale in root.rglob("*.json") if root.exists() else []:
+        stale.unlink()
+    for path, content in render_all().items():
+        target = root / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if contracts/ differs from the code")
+    parser.add_argument("--root", type=Path, default=Path("contracts"))
+    args = parser.parse_args()
+    if args.check:
+        problems = differences(args.root)
+        if problems:
+            sys.exit("contracts/ is out of date (run `make contracts`):\n  " + "\n  ".join(problems))
+        print("contracts/ matches the code")
+    else:
+        write_all(args.root)
+        print(f"wrote {args.root}/")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,470 @@
+"""A throw-away single-node Apache Kafka 4.x broker (KRaft) for dev and tests.
+
+No Docker needed: the broker jars are resolved once from Maven Central with
+``mvn`` (``deploy/kafka/pom.xml``) into ``<root>/.local/kafka/libs`` and the
+broker runs as a plain ``java`` process in combined broker+controller mode.
+Its data, config and logs live in ``<root>/.local/kafka/<name>/``.
+
+The process is started in its own session so that it survives the exit of
+the process that started it (``python -m shared.devservers up``); its pid and
+ports are recorded in ``state.json`` in the data dir, so a later process can
+find, reuse or stop it.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from shared.devservers.ports import (
+    free_port,
+    pid_alive,
+    pid_cmdline,
+    port_is_free,
+    run_sync,
+    signal_and_wait,
+    tail,
+)
+
+__all__ = ["KafkaStartError", "LocalKafka", "ensure_kafka_libs", "random_cluster_id"]
+
+log = logging.getLogger(__name__)
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+JVM_HEAP = ("-Xmx512m", "-Xms256m")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class KafkaStartError(RuntimeError):
+    """The local broker could not be provisioned or did not come up."""
+
+
+def random_cluster_id() -> str:
+    """A random Kafka ``Uuid`` string: 16 bytes, URL-safe base64, no padding.
+
+    Like ``org.apache.kafka.common.Uuid.randomUuid`` it never starts with
+    ``-`` (that would look like a command-line option).
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def _pom_digest(pom: Path) -> str:
+    return hashlib.sha256(pom.read_bytes()).hexdigest()
+
+
+def _libs_ready(libs: Path, digest: str) -> bool:
+    stamp = libs / ".pom-sha256"
+    return stamp.is_file() and stamp.read_text().strip() == digest and any(libs.glob("kafka_2.13-*.jar"))
+
+
+def ensure_kafka_libs(pom: Path, libs: Path) -> Path:
+    """Make sure ``libs`` holds the runtime jars of ``pom``; return ``libs``.
+
+    Resolution runs only when the folder is missing, empty or was resolved
+    from a different pom (a sha256 stamp is kept). Concurrent callers are
+    serialised with a file lock; the jars are copied into a temporary folder
+    and swapped in, so a half-finished download is never used.
+    """
+    if not pom.is_file():
+        raise KafkaStartError(f"Kafka pom not found: {pom}")
+    digest = _pom_digest(pom)
+    if _libs_ready(libs, digest):
+        return libs
+    libs.parent.mkdir(parents=True, exist_ok=True)
+    with open(libs.parent / ".libs.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _libs_ready(libs, digest):
+            return libs
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise KafkaStartError(
+                "mvn not found: install Maven (apt-get install maven) so the Kafka "
+                f"broker jars can be resolved from {pom}"
+            )
+        staging = libs.with_name(f"{libs.name}.tmp-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        log.info("resolving Kafka jars with Maven into %s", libs)
+        proc = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={staging}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0 or not any(staging.glob("kafka_2.13-*.jar")):
+            shutil.rmtree(staging, ignore_errors=True)
+            output = "\n".join((proc.stdout + proc.stderr).splitlines()[-30:])
+            raise KafkaStartError(
+                f"resolving the Kafka jars failed (mvn exit {proc.returncode}); is Maven Central reachable?\n{output}"
+            )
+        (staging / ".pom-sha256").write_text(digest + "\n")
+        shutil.rmtree(libs, ignore_errors=True)
+        staging.rename(libs)
+    return libs
+
+
+@dataclass
+class _State:
+    pid: int
+    port: int
+    controller_port: int
+    cluster_id: str
+
+
+class LocalKafka:
+    """A single-node KRaft Kafka broker running from local jars.
+
+    ``root`` is the repository root (it holds ``deploy/kafka`` and ``.local``).
+    ``data_dir`` and ``libs_dir`` override where the instance data and the
+    (shared, cached) jars live. Ports default to free ones picked at the first
+    start and are then kept, so ``restart()`` comes back on the same address.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        name: str = "dev",
+        *,
+        data_dir: Path | None = None,
+        libs_dir: Path | None = None,
+        port: int | None = None,
+        controller_port: int | None = None,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        if not _NAME_RE.match(name) or name == "libs":
+            raise ValueError(f"invalid Kafka instance name: {name!r}")
+        self.root = root.resolve()
+        self.name = name
+        self.data_dir = (data_dir or self.root / ".local" / "kafka" / name).resolve()
+        self.libs_dir = (libs_dir or self.root / ".local" / "kafka" / "libs").resolve()
+        self.pom = self.root / "deploy" / "kafka" / "pom.xml"
+        self.log4j_config = self.root / "deploy" / "kafka" / "log4j2.properties"
+        self.start_timeout = start_timeout
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pid: int | None = None
+        self.cluster_id: str | None = None
+        saved = self._load_state()
+        self.port = port or (saved.port if saved else None)
+        self.controller_port = controller_port or (saved.controller_port if saved else None)
+        if saved is not None:
+            self.cluster_id = saved.cluster_id
+            if self._owns(saved.pid):
+                self._pid = saved.pid
+
+    # -- paths -----------------------------------------------------------
+    @property
+    def log_dir(self) -> Path:
+        """Kafka's ``log.dirs`` (the partition data)."""
+        return self.data_dir / "data"
+
+    @property
+    def config_file(self) -> Path:
+        return self.data_dir / "server.properties"
+
+    @property
+    def console_log(self) -> Path:
+        """stdout/stderr of the java process."""
+        return self.data_dir / "kafka.out"
+
+    @property
+    def server_log(self) -> Path:
+        """The log4j2 log (WARN and above)."""
+        return self.data_dir / "logs" / "server.log"
+
+    @property
+    def state_file(self) -> Path:
+        return self.data_dir / "state.json"
+
+    # -- state -----------------------------------------------------------
+    @property
+    def pid(self) -> int | None:
+        """Pid of the running broker, or None."""
+        if self._proc is not None:
+            return self._proc.pid if self._proc.poll() is None else None
+        return self._pid if self._owns(self._pid) else None
+
+    @property
+    def bootstrap(self) -> str:
+        """``127.0.0.1:PORT`` (only meaningful once a port was chosen)."""
+        if self.port is None:
+            raise RuntimeError("the broker has not been started yet")
+        return f"127.0.0.1:{self.port}"
+
+    def is_running(self) -> bool:
+        return self.pid is not None
+
+    def _owns(self, pid: int | None) -> bool:
+        """True if ``pid`` is alive and is *this* instance's broker (pids recycle)."""
+        return pid_alive(pid) and str(self.config_file) in pid_cmdline(pid or 0)
+
+    def _load_state(self) -> _State | None:
+        try:
+            raw: dict[str, Any] = json.loads(self.state_file.read_text())
+            return _State(
+                pid=int(raw["pid"]),
+                port=int(raw["port"]),
+                controller_port=int(raw["controller_port"]),
+                cluster_id=str(raw["cluster_id"]),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _save_state(self, pid: int) -> None:
+        if not (self.port and self.controller_port and self.cluster_id):
+            raise RuntimeError("ports and cluster id must be known before saving state")
+        state = {
+            "pid": pid,
+            "port": self.port,
+            "controller_port": self.controller_port,
+            "cluster_id": self.cluster_id,
+            "bootstrap": self.bootstrap,
+        }
+        self.state_file.write_text(json.dumps(state, indent=2) + "\n")
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self) -> str:
+        """Start the broker (or reuse this instance's running one); return bootstrap."""
+        if self.is_running():
+            self.wait_ready(timeout=self.start_timeout)
+            return self.bootstrap
+        java = shutil.which("java")
+        if java is None:
+            raise KafkaStartError("java not found: install a JDK/JRE 17+ (apt-get install openjdk-17-jre-headless)")
+        ensure_kafka_libs(self.pom, self.libs_dir)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        (self.data_dir / "logs").mkdir(exist_ok=True)
+        self._choose_ports()
+        self._write_config()
+        if not (self.log_dir / "meta.properties").is_file():
+            self._format(java)
+        with open(self.console_log, "ab") as out:
+            out.write(f"\n=== starting broker at {time.ctime()} ===\n".encode())
+            out.flush()
+            self._proc = subprocess.Popen(
+                [java, *self._jvm_args(), "kafka.Kafka", str(self.config_file)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.data_dir,
+                start_new_session=True,
+            )
+        self._pid = self._proc.pid
+        self._save_state(self._proc.pid)
+        try:
+            self.wait_ready(timeout=self.start_timeout)
+        except BaseException:
+            self.kill()
+            raise
+        return self.bootstrap
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM (controlled shutdown), then SIGKILL after ``timeout`` s."""
+        self._signal(signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL the broker: an unclean crash, for fault-injection tests."""
+        self._signal(signal.SIGKILL, 5.0)
+
+    def restart(self) -> str:
+        """Stop and start again on the same ports and data."""
+        self.stop()
+        return self.start()
+
+    def _signal(self, sig: int, timeout: float) -> None:
+        pid = self.pid
+        if pid is not None:
+            if self._proc is not None:
+                self._proc.send_signal(sig)
+                try:
+                    self._proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning("Kafka broker %s ignored signal %s; killing it", pid, sig)
+                    self._proc.kill()
+                    self._proc.wait()
+            else:
+                signal_and_wait(pid, sig, timeout)
+        elif self._proc is not None:
+            self._proc.poll()  # reap a broker that died by itself
+        self._proc = None
+        self._pid = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- readiness -----------------------------------------------------------
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> str:
+        """Wait until the broker serves metadata listing itself; return the cluster id."""
+        deadline = time.monotonic() + timeout
+        last_error: BaseException | None = None
+        while time.monotonic() < deadline:
+            if self.pid is None:
+                raise KafkaStartError(
+                    f"Kafka broker exited during startup; see {self.console_log} and "
+                    f"{self.server_log}\n{self._log_tail()}"
+                )
+            if self._port_accepts():
+                try:
+                    return run_sync(lambda: probe_cluster_id(self.bootstrap), timeout=15)
+                except (KafkaError, KafkaStartError, OSError, TimeoutError) as err:  # not ready yet
+                    last_error = err
+            time.sleep(0.25)
+        raise KafkaStartError(
+            f"Kafka broker at {self.bootstrap} not ready after {timeout:.0f}s "
+            f"(last error: {last_error!r}); see {self.console_log}\n{self._log_tail()}"
+        )
+
+    def _port_accepts(self) -> bool:
+        if self.port is None:
+            return False
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+        return False
+
+    def _log_tail(self) -> str:
+        return "\n".join(
+            f"--- {path.name} ---\n{text}" for path in (self.console_log, self.server_log) if (text := tail(path, 30))
+        )
+
+    # -- provisioning ------------------------------------------------------
+    def _choose_ports(self) -> None:
+        if self.port is None or not port_is_free(self.port):
+            self.port = free_port()
+        if self.controller_port is None or not port_is_free(self.controller_port):
+            self.controller_port = free_port()
+            while self.controller_port == self.port:
+                self.controller_port = free_port()
+
+    def _jvm_args(self) -> list[str]:
+        return [
+            *JVM_HEAP,
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:+ExitOnOutOfMemoryError",
+            "-Djava.awt.headless=true",
+            f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
+            f"-Dlog4j2.configurationFile={self.log4j_config}",
+            "-cp",
+            f"{self.libs_dir}/*",  # expanded by java itself, not a shell
+        ]
+
+    def _write_config(self) -> None:
+        settings = {
+            "process.roles": "broker,controller",
+            "node.id": "1",
+            "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+            "controller.listener.names": "CONTROLLER",
+            "listeners": (f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"),
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "inter.broker.listener.name": "PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "log.dirs": str(self.log_dir),
+            "num.partitions": "3",
+            "default.replication.factor": "1",
+            "min.insync.replicas": "1",
+            "offsets.topic.replication.factor": "1",
+            "offsets.topic.num.partitions": "10",
+            "transaction.state.log.replication.factor": "1",
+            "transaction.state.log.min.isr": "1",
+            "transaction.state.log.num.partitions": "10",
+            "share.coordinator.state.topic.replication.factor": "1",
+            "share.coordinator.state.topic.min.isr": "1",
+            "group.initial.rebalance.delay.ms": "0",
+            # A broker that was SIGKILLed (kill()) is only let back in once its
+            # old registration expires: keep that short for fault tests.
+            "broker.heartbeat.interval.ms": "500",
+            "broker.session.timeout.ms": "3000",
+            # Services create their topics explicitly; auto-creation only keeps
+            # ad-hoc dev tooling simple.
+            "auto.create.topics.enable": "true",
+            "delete.topic.enable": "true",
+            "num.network.threads": "2",
+            "num.io.threads": "4",
+            "log.retention.hours": "168",
+        }
+        body = "".join(f"{key}={value}\n" for key, value in settings.items())
+        header = "# Generated by shared/devservers/kafka.py; rewritten on every start.\n"
+        self.config_file.write_text(header + body)
+
+    def _format(self, java: str) -> None:
+        """Format the KRaft storage (first start only) with a fresh cluster id."""
+        self.cluster_id = random_cluster_id()
+        cmd = [
+            java,
+            "-Xmx256m",
+            "-XX:TieredStopAtLevel=1",  # short-lived tool: JIT warm-up does not pay off
+            *self._jvm_args()[len(JVM_HEAP) :],
+            "kafka.tools.StorageTool",
+            "format",
+            "-t",
+            self.cluster_id,
+            "-c",
+            str(self.config_file),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise KafkaStartError(
+                f"formatting Kafka storage in {self.log_dir} failed "
+                f"(exit {proc.returncode}):\n{proc.stdout}{proc.stderr}"
+            )
+
+
+async def probe_cluster_id(bootstrap: str, timeout_ms: int = 5000) -> str:
+    """Ask the broker for cluster metadata; return the cluster id.
+
+    Fails unless at least one broker is listed (a KRaft broker that is still
+    fenced answers, but does not list itself).
+    """
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=timeout_ms,
+        client_id="custody-watch-devservers",
+    )
+    await admin.start()
+    try:
+        info = await admin.describe_cluster()
+    finally:
+        await admin.close()
+    cluster_id = info.get("cluster_id")
+    if not info.get("brokers") or not cluster_id:
+        raise KafkaStartError(f"broker at {bootstrap} not ready yet: {info!r}")
+    return str(cluster_id)

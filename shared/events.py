@@ -1,0 +1,281 @@
+"""Event payloads and their CloudEvents 1.0 envelope (structured JSON mode).
+
+Every event type is versioned in its name (``...v1``); an incompatible change is a new type on a new topic.
+Contact points travel only as ciphertext (see :mod:`shared.crypto`) plus a masked form for display.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, time
+from enum import StrEnum
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.vocabulary import (
+    Channel,
+    CustodyStatus,
+    IdentifierKind,
+    Language,
+    ReleaseReason,
+    Urgency,
+)
+
+EVENT_TYPE_PREFIX = "org.custodywatch."
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SubjectIdentifier(Payload):
+    kind: IdentifierKind
+    value: str = Field(min_length=1, max_length=64)
+
+
+class CustodyStatusChanged(Payload):
+    """Ingest saw a real change of a subject's custody status (never a repeat, never a stale record)."""
+
+    agency_id: str
+    subject_id: str = Field(description="Ingest's stable id for the subject at this agency.")
+    identifiers: list[SubjectIdentifier] = Field(min_length=1)
+    display_name: str | None = None
+    facility: str | None = None
+    status: CustodyStatus
+    previous_status: CustodyStatus | None = None
+    release_reason: ReleaseReason | None = None
+    transfer_destination: str | None = None
+    court_date: datetime | None = None
+    effective_at: datetime
+    agency_record_id: str
+    feed_batch_id: str = Field(description="The raw batch or file that carried the record, for tracing.")
+    origin: Literal["feed", "operator_override"] = "feed"
+    received_at: datetime
+
+
+class SubjectSealed(Payload):
+    """An agency sealed a subject: from now on no event and no status disclosure for it."""
+
+    agency_id: str
+    subject_id: str
+    identifiers: list[SubjectIdentifier] = Field(min_length=1)
+    sealed_at: datetime
+
+
+class AgencyProfile(Payload):
+    """An agency's public profile, as the notices and the subscription form need it (compacted by agency)."""
+
+    agency_id: str
+    name: str
+    timezone: str
+    contact_phone: str | None = None
+    victim_services_phone: str | None = None
+    victim_services_url: str | None = None
+    expected_feed_interval_minutes: int = 60
+    notices_paused: bool = False
+    active: bool = True
+    updated_at: datetime
+
+
+class ContactPointState(Payload):
+    channel: Channel
+    ciphertext: str
+    masked: str
+    verified: bool
+    active: bool = Field(description="False after STOP, an opt-out or a hard bounce.")
+
+
+class SubscriptionState(Payload):
+    """The whole current state of one subscription; published on a compacted topic keyed by its id."""
+
+    subscription_id: str
+    agency_id: str
+    identifier: SubjectIdentifier
+    status: Literal["pending", "active", "cancelled"]
+    contacts: list[ContactPointState]
+    language: Language
+    timezone: str
+    event_types: list[CustodyStatus]
+    quiet_hours_start: time = time(21, 0)
+    quiet_hours_end: time = time(7, 0)
+    manage_url_ciphertext: str | None = None
+    version: int = Field(ge=1, description="Grows with every change; consumers ignore older versions.")
+    updated_at: datetime
+
+
+class NotificationKind(StrEnum):
+    STATUS_CHANGE = "status_change"
+    CURRENT_STATUS = "current_status"
+    VERIFICATION = "verification"
+    FEED_SILENCE = "feed_silence"
+    SMS_HELP = "sms_help"
+
+
+class CustodyFacts(Payload):
+    """What a notice says about the custody change: enough to render it, nothing about other victims."""
+
+    custody_event_id: str
+    identifier: SubjectIdentifier
+    display_name: str | None = None
+    facility: str | None = None
+    status: CustodyStatus
+    previous_status: CustodyStatus | None = None
+    release_reason: ReleaseReason | None = None
+    transfer_destination: str | None = None
+    court_date: datetime | None = None
+    effective_at: datetime
+    feed_received_at: datetime
+
+
+class NotificationRequested(Payload):
+    notification_id: str = Field(description="Deterministic: a redelivered cause yields the same id.")
+    kind: NotificationKind
+    subscription_id: str
+    agency_id: str
+    channel: Channel
+    contact_ciphertext: str
+    contact_masked: str
+    language: Language
+    timezone: str
+    urgency: Urgency
+    quiet_hours_start: time = time(21, 0)
+    quiet_hours_end: time = time(7, 0)
+    custody: CustodyFacts | None = None
+    secret_ciphertext: str | None = Field(default=None, description="Verification code, encrypted like contact points.")
+    manage_url_ciphertext: str | None = None
+    requested_at: datetime
+
+
+class DeliveryStatus(StrEnum):
+    """GOV.UK Notify's delivery statuses."""
+
+    CREATED = "created"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    TEMPORARY_FAILURE = "temporary-failure"
+    PERMANENT_FAILURE = "permanent-failure"
+    TECHNICAL_FAILURE = "technical-failure"
+
+
+class NotificationStatusChanged(Payload):
+    notification_id: str
+    subscription_id: str
+    agency_id: str
+    channel: Channel
+    provider: str | None = None
+    status: DeliveryStatus
+    error_code: str | None = None
+    attempt: int = 1
+    at: datetime
+
+
+class ContactPointDisabled(Payload):
+    subscription_id: str
+    channel: Channel
+    reason: Literal["opted_out", "hard_bounce"]
+    at: datetime
+
+
+class NoticeAcknowledged(Payload):
+    """A victim confirmed an urgent notice (link or SMS reply): its repeats stop."""
+
+    subscription_id: str
+    notification_id: str | None = Field(default=None, description="None: every open urgent notice of the subscription.")
+    channel: Channel
+    at: datetime
+
+
+class OpsAlert(Payload):
+    kind: Literal["feed_stale", "feed_recovered", "storm_held"]
+    agency_id: str
+    message: str
+    at: datetime
+
+
+EVENT_TYPES: dict[str, type[Payload]] = {
+    f"{EVENT_TYPE_PREFIX}custody.status-changed.v1": CustodyStatusChanged,
+    f"{EVENT_TYPE_PREFIX}custody.subject-sealed.v1": SubjectSealed,
+    f"{EVENT_TYPE_PREFIX}agency.profile.v1": AgencyProfile,
+    f"{EVENT_TYPE_PREFIX}subscription.state.v1": SubscriptionState,
+    f"{EVENT_TYPE_PREFIX}notification.requested.v1": NotificationRequested,
+    f"{EVENT_TYPE_PREFIX}notification.status-changed.v1": NotificationStatusChanged,
+    f"{EVENT_TYPE_PREFIX}contact-point.disabled.v1": ContactPointDisabled,
+    f"{EVENT_TYPE_PREFIX}notification.acknowledged.v1": NoticeAcknowledged,
+    f"{EVENT_TYPE_PREFIX}ops.alert.v1": OpsAlert,
+}
+TYPE_OF: dict[type[Payload], str] = {model: name for name, model in EVENT_TYPES.items()}
+
+DataT = TypeVar("DataT", bound=Payload)
+
+
+class CloudEvent(BaseModel, Generic[DataT]):
+    """A CloudEvents 1.0 envelope; ``traceid`` is an extension attribute carried end to end."""
+
+    model_config = ConfigDict(frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str
+    type: str
+    subject: str | None = None
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    traceid: str
+    data: DataT
+
+
+class EventDecodeError(ValueError):
+    """A message that can never be processed (a poison message): it goes to the dead-letter topic."""
+
+
+def new_event(
+    data: DataT,
+    *,
+    source: str,
+    subject: str | None = None,
+    event_id: str | None = None,
+    trace_id: str | None = None,
+    at: datetime | None = None,
+) -> CloudEvent[DataT]:
+    event_id = event_id or str(uuid.uuid4())
+    return CloudEvent[DataT](
+        id=event_id,
+        source=source,
+        type=TYPE_OF[type(data)],
+        subject=subject,
+        time=at or datetime.now(UTC),
+        traceid=trace_id or event_id,
+        data=data,
+    )
+
+
+def encode(event: CloudEvent[Any]) -> bytes:
+    return event.model_dump_json(exclude_none=True).encode()
+
+
+def decode(raw: bytes | None) -> CloudEvent[Payload]:
+    """Parse and validate a structured-mode CloudEvent; raise :class:`EventDecodeError` saying why not."""
+    if raw is None:
+        raise EventDecodeError("message has no value")
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise EventDecodeError(f"value is not JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise EventDecodeError("value is not a JSON object")
+    if document.get("specversion") != "1.0":
+        raise EventDecodeError(f"unsupported CloudEvents specversion {document.get('specversion')!r}")
+    event_type = document.get("type")
+    model = EVENT_TYPES.get(event_type) if isinstance(event_type, str) else None
+    if model is None:
+        raise EventDecodeError(f"unknown event type or schema version {event_type!r}")
+    try:
+        return CloudEvent[model].model_validate(document)  # type: ignore[valid-type]
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in issue['loc'])}: {issue['msg']}" for issue in error.errors()
+        )
+        raise EventDecodeError(f"invalid {event_type}: {problems}") from None

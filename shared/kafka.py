@@ -1,0 +1,228 @@
+"""Kafka clients built from settings, and the consumer loop every service uses.
+
+The loop commits offsets only after a batch is processed (at-least-once; handlers are idempotent). A message whose
+handler fails is re-published to the group's retry topic with a not-before time and its attempt count, so it never
+blocks its partition; after ``max_attempts`` it is parked on the group's dead-letter topic with the error. A message
+that cannot even be decoded (a poison message) goes straight to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+
+from shared import metrics
+from shared.events import CloudEvent, EventDecodeError, Payload, decode
+from shared.logging import trace_context
+from shared.settings import KafkaSettings
+from shared.topics import dead_letter_topic, retry_topic
+
+log = logging.getLogger(__name__)
+
+H_ATTEMPT = "cw-attempt"
+H_NOT_BEFORE = "cw-not-before"
+H_ORIGINAL_TOPIC = "cw-original-topic"
+H_ORIGINAL_PARTITION = "cw-original-partition"
+H_ORIGINAL_OFFSET = "cw-original-offset"
+H_ERROR = "cw-error"
+
+
+async def start_with_retry(client: AIOKafkaProducer | AIOKafkaConsumer, attempts: int = 60) -> None:
+    """Start a client, waiting for a broker that is (re)starting rather than failing the service."""
+    for attempt in range(1, attempts + 1):
+        try:
+            await client.start()
+            return
+        except Exception as error:
+            if attempt == attempts:
+                raise
+            log.warning("kafka not ready (%s); retrying", type(error).__name__)
+            await asyncio.sleep(min(attempt, 5) * 0.5)
+
+
+async def create_producer(settings: KafkaSettings, transactional_id: str | None = None) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(**settings.producer_kwargs(transactional_id))
+    await start_with_retry(producer)
+    return producer
+
+
+def header(message: ConsumerRecord[bytes, bytes], name: str) -> str | None:
+    for key, value in message.headers or ():
+        if key == name:
+            return str(value.decode(errors="replace"))
+    return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 5
+    base_delay: float = 1.0
+    max_delay: float = 300.0
+
+    def delay(self, attempt: int) -> float:
+        """Exponential backoff with full jitter, so many failing messages do not retry in lockstep."""
+        ceiling: float = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+Handler = Callable[[CloudEvent[Payload], ConsumerRecord[bytes, bytes]], Awaitable[None]]
+
+
+class ConsumerRunner:
+    """Consume ``topics`` (base names) for ``group_id`` and hand each decoded event to ``handler``.
+
+    With ``transactional=True`` the producer must be transactional: every batch's retries, dead letters, whatever
+    the handler sends through :attr:`producer`, and the consumed offsets commit atomically (exactly once).
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        group_id: str,
+        topics: list[str],
+        handler: Handler,
+        producer: AIOKafkaProducer,
+        retry: RetryPolicy | None = None,
+        transactional: bool = False,
+        batch_size: int = 500,
+    ) -> None:
+        self.settings = settings
+        self.group_id = group_id
+        self.producer = producer
+        self._handler = handler
+        self._retry = retry or RetryPolicy()
+        self._transactional = transactional
+        self._batch_size = batch_size
+        self._retry_topic = settings.topic(retry_topic(group_id))
+        self._dead_letter_topic = settings.topic(dead_letter_topic(group_id))
+        self._topics = [settings.topic(name) for name in topics] + [self._retry_topic]
+        self._paused_until: dict[TopicPartition, float] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        consumer = AIOKafkaConsumer(
+            *self._topics,
+            **self.settings.consumer_kwargs(self.group_id, read_committed=True),
+        )
+        await start_with_retry(consumer)
+        self.consumer = consumer
+        self.ready.set()
+        try:
+            while True:
+                self._resume_due(consumer)
+                batch = await consumer.getmany(timeout_ms=200, max_records=self._batch_size)
+                if batch:
+                    await self._process_batch(consumer, batch)
+        finally:
+            self.ready.clear()
+            await consumer.stop()
+
+    async def _process_batch(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        if self._transactional:
+            async with self.producer.transaction():
+                offsets = await self._process_records(consumer, batch)
+                if offsets:
+                    await self.producer.send_offsets_to_transaction(offsets, self.group_id)
+        else:
+            offsets = await self._process_records(consumer, batch)
+            if offsets:
+                await consumer.commit(offsets)
+
+    async def _process_records(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> dict[TopicPartition, OffsetAndMetadata]:
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        pending: list[asyncio.Future[Any]] = []
+        for partition, records in batch.items():
+            for record in records:
+                not_before = header(record, H_NOT_BEFORE)
+                if partition.topic == self._retry_topic and not_before and float(not_before) > time.time():
+                    # Not due yet: rewind, and pause this retry partition until it is (main topics flow on).
+                    consumer.seek(partition, record.offset)
+                    consumer.pause(partition)
+                    self._paused_until[partition] = float(not_before)
+                    break
+                pending.extend(await self._process_one(record))
+                offsets[partition] = OffsetAndMetadata(record.offset + 1, "")
+        if pending:
+            await asyncio.gather(*pending)
+        return offsets
+
+    async def _process_one(self, record: ConsumerRecord[bytes, bytes]) -> list[asyncio.Future[Any]]:
+        source_topic = header(record, H_ORIGINAL_TOPIC) or record.topic
+        labels = (self.group_id, source_topic)
+        try:
+            event = decode(record.value)
+        except EventDecodeError as error:
+            log.warning("poison message on %s: %s", source_topic, error)
+            metrics.CONSUMER_DEAD_LETTERED.labels(*labels).inc()
+            return [await self._forward(record, self._dead_letter_topic, error=str(error))]
+        attempt = int(header(record, H_ATTEMPT) or 1)
+        with trace_context(event.traceid):
+            started = time.perf_counter()
+            try:
+                await self._handler(event, record)
+            except Exception as error:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+                reason = f"{type(error).__name__}: {error}"
+                if attempt >= self._retry.max_attempts:
+                    log.error("giving up on event %s after %d attempts: %s", event.id, attempt, reason)
+                    metrics.CONSUMER_DEAD_LETTERED.labels(*labels).inc()
+                    return [await self._forward(record, self._dead_letter_topic, error=reason, attempt=attempt)]
+                log.warning("event %s failed (attempt %d), will retry: %s", event.id, attempt, reason)
+                metrics.CONSUMER_RETRIED.labels(*labels).inc()
+                not_before = time.time() + self._retry.delay(attempt)
+                return [
+                    await self._forward(
+                        record, self._retry_topic, error=reason, attempt=attempt + 1, not_before=not_before
+                    )
+                ]
+            metrics.CONSUMER_PROCESSED.labels(*labels).inc()
+            metrics.CONSUMER_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+        return []
+
+    async def _forward(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        topic: str,
+        *,
+        error: str,
+        attempt: int | None = None,
+        not_before: float | None = None,
+    ) -> asyncio.Future[Any]:
+        """Copy a record to the retry or dead-letter topic, keeping where it first came from."""
+        kept = {H_ORIGINAL_TOPIC, H_ORIGINAL_PARTITION, H_ORIGINAL_OFFSET}
+        headers = [(k, v) for k, v in record.headers or () if k in kept or not k.startswith("cw-")]
+        if header(record, H_ORIGINAL_TOPIC) is None:
+            headers += [
+                (H_ORIGINAL_TOPIC, record.topic.encode()),
+                (H_ORIGINAL_PARTITION, str(record.partition).encode()),
+                (H_ORIGINAL_OFFSET, str(record.offset).encode()),
+            ]
+        headers.append((H_ERROR, error[:2000].encode()))
+        if attempt is not None:
+            headers.append((H_ATTEMPT, str(attempt).encode()))
+        if not_before is not None:
+            headers.append((H_NOT_BEFORE, f"{not_before:.3f}".encode()))
+        future: asyncio.Future[Any] = await self.producer.send(
+            topic, value=record.value, key=record.key, headers=headers
+        )
+        return future
+
+    def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
+        now = time.time()
+        for partition, until in list(self._paused_until.items()):
+            if until <= now:
+                consumer.resume(partition)
+                del self._paused_until[partition]

@@ -1,0 +1,125 @@
+"""Transactional outbox: write events in the caller's database transaction; a relay publishes them to Kafka.
+
+A crash after commit and before publish loses nothing (the row waits); a crash after publish and before the row is
+marked publishes it again, so consumers deduplicate by event id (:mod:`shared.idempotency`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from shared import metrics
+from shared.db import Connection
+from shared.events import CloudEvent, encode
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "outbox"
+# Only one relay per database publishes at a time, so events leave in the order they were written.
+RELAY_LOCK_ID = 7_312_002
+
+
+async def enqueue(connection: Connection, topic: str, key: str, event: CloudEvent[Any]) -> None:
+    """Add an event to the outbox; call inside the transaction that changes the state it describes."""
+    await connection.execute(
+        "INSERT INTO outbox (topic, key, event_id, value) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+        topic,
+        key,
+        event.id,
+        encode(event),
+    )
+    await connection.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        *,
+        service: str,
+        batch_size: int = 1000,
+        poll_interval: float = 1.0,
+        retention_hours: int = 24,
+    ) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._service = service
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._retention_hours = retention_hours
+        self._wake = asyncio.Event()
+
+    async def publish_pending(self, connection: Connection) -> int:
+        """Publish one batch of unpublished events in id order; returns how many were published."""
+        rows = await connection.fetch(
+            "SELECT id, topic, key, event_id, value FROM outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+            self._batch_size,
+        )
+        if not rows:
+            return 0
+        futures = [
+            await self._producer.send(
+                row["topic"],
+                value=bytes(row["value"]),
+                key=row["key"].encode(),
+                headers=[
+                    ("content-type", b"application/cloudevents+json"),
+                    ("ce_id", row["event_id"].encode()),
+                ],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        await connection.execute(
+            "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])", [row["id"] for row in rows]
+        )
+        metrics.OUTBOX_PUBLISHED.labels(self._service).inc(len(rows))
+        return len(rows)
+
+    async def run(self) -> None:
+        """Publish until cancelled; woken by NOTIFY for low latency, polling as a fallback."""
+        while True:
+            try:
+                async with self._pool.acquire() as connection:
+                    await self._lead(connection)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay failed; restarting in 1 s")
+                await asyncio.sleep(1)
+
+    async def _lead(self, connection: Connection) -> None:
+        # Polling the lock is the point: another replica holds it until its connection ends.
+        while not await connection.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):  # noqa: ASYNC110
+            await asyncio.sleep(self._poll_interval)
+
+        def on_notify(*_: object) -> None:
+            self._wake.set()
+
+        await connection.add_listener(NOTIFY_CHANNEL, on_notify)
+        try:
+            rounds = 0
+            while True:
+                self._wake.clear()
+                published = await self.publish_pending(connection)
+                backlog = await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                metrics.OUTBOX_BACKLOG.labels(self._service).set(backlog)
+                rounds += 1
+                if rounds % 600 == 0:
+                    await connection.execute(
+                        "DELETE FROM outbox WHERE published_at < now() - make_interval(hours => $1)",
+                        self._retention_hours,
+                    )
+                if published < self._batch_size:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
+        finally:
+            await connection.remove_listener(NOTIFY_CHANNEL, on_notify)
+            await connection.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_ID)

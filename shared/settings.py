@@ -1,0 +1,93 @@
+"""Settings common to every service.
+
+Each service subclasses :class:`ServiceSettings` with its own environment prefix (``INGEST_``,
+``SUBSCRIPTION_``...), so one shell can hold the configuration of all services without clashes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Environment = Literal["development", "test", "production"]
+
+
+class KafkaSettings(BaseModel):
+    """How to reach Kafka; turns itself into client keyword arguments so no service builds them by hand."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = Field(
+        default="",
+        description="Prepended to every topic name; lets tests and several deployments share one broker.",
+    )
+    client_id: str = "custody-watch"
+    request_timeout_ms: int = 30_000
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _non_empty(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("KAFKA bootstrap servers must not be empty (host:port[,host:port])")
+        return value.strip()
+
+    def common_kwargs(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+
+    def producer_kwargs(self, transactional_id: str | None = None) -> dict[str, Any]:
+        kwargs = self.common_kwargs() | {
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": 5,
+            "max_batch_size": 256 * 1024,
+        }
+        if transactional_id is not None:
+            kwargs["transactional_id"] = transactional_id
+        return kwargs
+
+    def consumer_kwargs(self, group_id: str, *, read_committed: bool = True) -> dict[str, Any]:
+        return self.common_kwargs() | {
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "isolation_level": "read_committed" if read_committed else "read_uncommitted",
+            "max_poll_records": 500,
+        }
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+
+class ServiceSettings(BaseSettings):
+    """Base for each service's settings; validated at start-up so a bad value stops the service with a clear error."""
+
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore", frozen=True)
+
+    environment: Environment = "development"
+    service_name: str = "custody-watch"
+    database_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    database_pool_min: int = Field(default=1, ge=1)
+    database_pool_max: int = Field(default=10, ge=1)
+    kafka: KafkaSettings = KafkaSettings()
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        if not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("database_url must be a postgresql:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> ServiceSettings:
+        if self.database_pool_min > self.database_pool_max:
+            raise ValueError("database_pool_min must not exceed database_pool_max")
+        return self

@@ -1,0 +1,60 @@
+"""Small helpers for tests that read and write real Kafka topics."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
+
+from shared.settings import KafkaSettings
+
+
+async def read_topic(
+    settings: KafkaSettings,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+    timeout: float = 30.0,
+    read_committed: bool = True,
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read a topic (full name) from the beginning until ``until(records)`` holds; fails after ``timeout``."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        **settings.consumer_kwargs(f"reader-{uuid.uuid4().hex[:8]}", read_committed=read_committed),
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while not until(records):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out reading {topic}: {len(records)} records so far")
+            batch = await consumer.getmany(timeout_ms=200)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def read_exactly(
+    settings: KafkaSettings, topic: str, count: int, *, settle: float = 1.0, timeout: float = 30.0
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read ``count`` records, then wait ``settle`` seconds more to prove no extra record follows."""
+    records = await read_topic(settings, topic, until=lambda r: len(r) >= count, timeout=timeout)
+    await asyncio.sleep(settle)
+    return await read_topic(settings, topic, until=lambda r: len(r) >= len(records), timeout=timeout)
+
+
+async def produce_raw(settings: KafkaSettings, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
+    """Write raw (key, value) pairs, in order, to a topic (full name)."""
+    producer = AIOKafkaProducer(**settings.producer_kwargs())
+    await producer.start()
+    try:
+        for key, value in messages:
+            await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
