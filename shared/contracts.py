@@ -21,6 +21,7 @@ SERVICES: dict[str, str] = {
     "subscription": "SubscriptionSettings",
     "matching": "MatchingSettings",
     "delivery": "DeliverySettings",
+    "ops": "OpsSettings",
 }
 
 

@@ -101,6 +101,9 @@ class SubscriptionState(Payload):
     quiet_hours_start: time = time(21, 0)
     quiet_hours_end: time = time(7, 0)
     manage_url_ciphertext: str | None = None
+    unsubscribe_url_ciphertext: str | None = Field(
+        default=None, description="Encrypted RFC 8058 one-click unsubscribe URL for the email contact."
+    )
     version: int = Field(ge=1, description="Grows with every change; consumers ignore older versions.")
     updated_at: datetime
 
@@ -145,6 +148,10 @@ class NotificationRequested(Payload):
     custody: CustodyFacts | None = None
     secret_ciphertext: str | None = Field(default=None, description="Verification code, encrypted like contact points.")
     manage_url_ciphertext: str | None = None
+    verify_url_ciphertext: str | None = Field(default=None, description="Encrypted email verification link.")
+    unsubscribe_url_ciphertext: str | None = Field(
+        default=None, description="Encrypted RFC 8058 one-click unsubscribe URL (email notices)."
+    )
     requested_at: datetime
 
 
@@ -170,6 +177,12 @@ class NotificationStatusChanged(Payload):
     error_code: str | None = None
     attempt: int = 1
     at: datetime
+    kind: NotificationKind | None = None
+    urgency: Urgency | None = None
+    contact_masked: str | None = None
+    case: SubjectIdentifier | None = Field(default=None, description="The case the notice is about, if any.")
+    custody_event_id: str | None = None
+    feed_received_at: datetime | None = Field(default=None, description="For feed-to-delivery latency.")
 
 
 class ContactPointDisabled(Payload):

@@ -20,3 +20,34 @@ def test_every_event_schema_is_valid_json_schema() -> None:
     assert set(schemas) == set(EVENT_TYPES)
     for schema in schemas.values():
         jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_an_encoded_event_validates_against_its_published_schema() -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from shared.events import CustodyStatusChanged, SubjectIdentifier, encode, new_event
+    from shared.vocabulary import CustodyStatus, IdentifierKind
+
+    event = new_event(
+        CustodyStatusChanged(
+            agency_id="a",
+            subject_id="s",
+            identifiers=[SubjectIdentifier(kind=IdentifierKind.BOOKING_NUMBER, value="B-1")],
+            status=CustodyStatus.ESCAPED,
+            effective_at=datetime(2026, 1, 1, tzinfo=UTC),
+            agency_record_id="r",
+            feed_batch_id="b",
+            received_at=datetime(2026, 1, 1, tzinfo=UTC),
+        ),
+        source="/custody-watch/ingest",
+    )
+    schema = event_schemas()[event.type]
+    jsonschema.validate(json.loads(encode(event)), schema)
+    broken = json.loads(encode(event))
+    broken["data"]["status"] = "vanished"
+    try:
+        jsonschema.validate(broken, schema)
+    except jsonschema.ValidationError:
+        return
+    raise AssertionError("an unknown status must not validate")

@@ -122,6 +122,24 @@ def replace_database(dsn: str, database: str) -> str:
     return urlunsplit(parts._replace(path="/" + database))
 
 
+def ensure_database(admin_dsn: str, name: str) -> str:
+    """Create database ``name`` on the server of ``admin_dsn`` unless it exists (idempotent); return its DSN."""
+    if not _DB_NAME_RE.match(name):
+        raise ValueError(f"invalid database name: {name!r}")
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    run_sync(create, timeout=60)
+    return replace_database(admin_dsn, name)
+
+
 def _ensure_server_user() -> pwd.struct_passwd:
     try:
         return pwd.getpwnam(SERVER_USER)
@@ -312,21 +330,7 @@ class LocalPostgres:
 
     def create_database(self, name: str) -> str:
         """Create database ``name`` unless it exists (idempotent); return its DSN."""
-        if not _DB_NAME_RE.match(name):
-            raise ValueError(f"invalid database name: {name!r}")
-        admin_dsn = self.dsn
-
-        async def create() -> None:
-            conn = await asyncpg.connect(admin_dsn)
-            try:
-                exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
-                if not exists:
-                    await conn.execute(f'CREATE DATABASE "{name}"')
-            finally:
-                await conn.close()
-
-        run_sync(create, timeout=60)
-        return replace_database(admin_dsn, name)
+        return ensure_database(self.dsn, name)
 
     def __enter__(self) -> Self:
         self.start()
