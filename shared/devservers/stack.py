@@ -39,6 +39,7 @@ PREFERRED_PORTS = {
     "email_sink": 8026,
 }
 SMS_ACCOUNT_SID = "AClocal0000000000000000000000000000"
+SMS_FROM_NUMBER = "+15005550006"
 
 
 def _port(name: str, prefer_defaults: bool) -> int:
@@ -48,21 +49,24 @@ def _port(name: str, prefer_defaults: bool) -> int:
 
 def load_secrets(path: Path) -> dict[str, str]:
     """Local-only secrets, made once and kept, so encrypted data and API keys survive a restart."""
-    if path.exists():
-        return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
     values = {
         "CONTACT_ENCRYPTION_KEYS": generate_key(),
         "BLIND_INDEX_KEY": secrets.token_urlsafe(48),
         "TOKEN_SECRET": secrets.token_urlsafe(48),
+        "SESSION_SECRET": secrets.token_urlsafe(48),
         "ADMIN_TOKEN": secrets.token_urlsafe(24),
         "OPERATOR_TOKEN": secrets.token_urlsafe(24),
         "OPS_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "SMS_AUTH_TOKEN": secrets.token_hex(16),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
-    path.chmod(0o600)
-    return values
+    kept = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line) if path.exists() else {}
+    if set(values) - set(kept):
+        values |= kept
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+        path.chmod(0o600)
+        return values
+    return kept
 
 
 @dataclass
@@ -93,7 +97,7 @@ class Stack:
             "name": "local-sms",
             "account_sid": SMS_ACCOUNT_SID,
             "auth_token": s["SMS_AUTH_TOKEN"],
-            "from_number": "+15005550006",
+            "from_number": SMS_FROM_NUMBER,
             "base_url": self.url("sms_sink"),
         }
         env: dict[str, str] = {}
@@ -113,6 +117,7 @@ class Stack:
             "SUBSCRIPTION_BLIND_INDEX_KEY": s["BLIND_INDEX_KEY"],
             "SUBSCRIPTION_TOKEN_SECRET": s["TOKEN_SECRET"],
             "SUBSCRIPTION_TWILIO_AUTH_TOKEN": s["SMS_AUTH_TOKEN"],
+            "SUBSCRIPTION_SMS_FROM_NUMBER": SMS_FROM_NUMBER,
             "DELIVERY_CONTACT_ENCRYPTION_KEYS": s["CONTACT_ENCRYPTION_KEYS"],
             "DELIVERY_BLIND_INDEX_KEY": s["BLIND_INDEX_KEY"],
             "DELIVERY_TOKEN_SECRET": s["TOKEN_SECRET"],
@@ -124,8 +129,7 @@ class Stack:
             "DELIVERY_MANAGE_BASE_URL": self.url("subscription"),
             "OPS_INGEST_URL": self.url("ingest"),
             "OPS_INGEST_ADMIN_TOKEN": s["ADMIN_TOKEN"],
-            "OPS_DELIVERY_URL": self.url("delivery"),
-            "OPS_DELIVERY_OPERATOR_TOKEN": s["OPERATOR_TOKEN"],
+            "OPS_SESSION_SECRET": s["SESSION_SECRET"],
             "OPS_BOOTSTRAP_ADMIN_USERNAME": "admin",
             "OPS_BOOTSTRAP_ADMIN_PASSWORD": s["OPS_ADMIN_PASSWORD"],
         }

@@ -1,0 +1,103 @@
+"""Kafka handlers: event → domain → store (+ outbox). Each is idempotent under redelivery."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import asyncpg
+from aiokafka import ConsumerRecord
+
+from services.delivery import store
+from services.delivery.domain import due_at
+from services.delivery.flows import Bookkeeper
+from shared.crypto import ContactCipher, ContactDecryptError
+from shared.events import AgencyProfile, CloudEvent, NoticeAcknowledged, NotificationRequested, Payload
+from shared.idempotency import claim_event
+from shared.vocabulary import Channel, Urgency, normalise_identifier
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "delivery"
+
+
+class UnexpectedEventError(ValueError):
+    """An event type that has no business on the topics delivery reads."""
+
+
+def contact_index(cipher: ContactCipher, channel: Channel, ciphertext: str) -> str:
+    """The contact's blind index (to honour opt-outs), or '' if it cannot be decrypted (the send will fail)."""
+    try:
+        contact = cipher.decrypt(ciphertext)
+    except ContactDecryptError:
+        return ""
+    normalised = contact.strip().lower() if channel is Channel.EMAIL else normalise_identifier(contact)
+    return cipher.blind_index(normalised)
+
+
+class DeliveryHandlers:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        cipher: ContactCipher,
+        bookkeeper: Bookkeeper,
+        repeat_window_seconds: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._pool = pool
+        self._cipher = cipher
+        self._book = bookkeeper
+        self._repeat_window = timedelta(seconds=repeat_window_seconds)
+        self._clock = clock
+
+    async def handle(self, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
+        data = event.data
+        if isinstance(data, NotificationRequested):
+            await self.notification_requested(event.id, event.traceid, data)
+        elif isinstance(data, AgencyProfile):
+            async with self._pool.acquire() as connection:
+                await store.upsert_agency(connection, data)
+        elif isinstance(data, NoticeAcknowledged):
+            await self.acknowledged(event.id, data)
+        else:
+            raise UnexpectedEventError(f"delivery does not handle {event.type} (on {record.topic})")
+
+    async def notification_requested(self, event_id: str, trace_id: str, request: NotificationRequested) -> None:
+        """Store the notice with its due time; the notification id makes a redelivery a no-op."""
+        now = self._clock()
+        due = due_at(
+            now,
+            kind=request.kind,
+            urgency=request.urgency,
+            timezone=request.timezone,
+            quiet_start=request.quiet_hours_start,
+            quiet_end=request.quiet_hours_end,
+        )
+        index = contact_index(self._cipher, request.channel, request.contact_ciphertext)
+        async with self._pool.acquire() as connection:
+            inserted = await store.insert_notification(
+                connection,
+                request,
+                event_id=event_id,
+                trace_id=trace_id,
+                contact_index=index,
+                next_attempt_at=due,
+                repeat_until=due + self._repeat_window if request.urgency is Urgency.URGENT else None,
+            )
+        if inserted and due > now:
+            log.info("notice %s held until %s (quiet hours)", request.notification_id, due.isoformat())
+
+    async def acknowledged(self, event_id: str, data: NoticeAcknowledged) -> None:
+        async with self._pool.acquire() as connection, connection.transaction():
+            if not await claim_event(connection, CONSUMER, event_id):
+                return
+            if data.notification_id is None:
+                await self._book.acknowledge_subscription(connection, data.subscription_id, now=data.at)
+                return
+            notification = await store.get_notification(connection, data.notification_id)
+            if notification is None or notification.request.subscription_id != data.subscription_id:
+                log.warning("acknowledgement %s names no notification of its subscription; ignored", event_id)
+                return
+            await self._book.acknowledge(connection, data.notification_id, now=data.at, publish=False)

@@ -1,0 +1,341 @@
+"""The sending loops: due notices go to providers; stranded attempts are taken over; missed receipts are asked for.
+
+Each attempt is recorded (status ``sending``, its id the provider reference) and COMMITTED before the provider is
+called, and its outcome recorded after. A crash in between leaves the attempt in flight; when its lease runs out it
+is sent again with the same reference, which the provider deduplicates: never a second message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import quote
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from services.delivery import metrics, store
+from services.delivery.domain import (
+    FINAL_STATUSES,
+    Receipt,
+    failure_receipt,
+    twilio_receipt,
+)
+from services.delivery.flows import Bookkeeper, Claim
+from services.delivery.links import AcknowledgementTokens
+from services.delivery.providers.base import (
+    EmailProvider,
+    OutboundEmail,
+    OutboundSms,
+    PermanentProviderError,
+    ProviderReceipt,
+    SmsProvider,
+    TemporaryProviderError,
+)
+from services.delivery.providers.failover import AMBIGUOUS_ERROR_CODE, RateLimiter
+from services.delivery.rendering import NoticeLinks, NoticeRenderer, TemplateError
+from services.delivery.settings import DeliverySettings
+from shared.crypto import ContactCipher, ContactDecryptError
+from shared.events import DeliveryStatus, encode, new_event
+from shared.kafka import H_ERROR, H_ORIGINAL_TOPIC
+from shared.logging import redact
+from shared.topics import NOTIFICATION_REQUESTED, dead_letter_topic
+from shared.vocabulary import Channel, Urgency
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "delivery"
+H_HISTORY = "cw-history"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StatusLookup(Protocol):
+    """A provider that can tell a message's current status (Twilio's ``GET Messages/{sid}.json``)."""
+
+    async def fetch_status(self, provider_message_id: str) -> str | None: ...
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        settings: DeliverySettings,
+        bookkeeper: Bookkeeper,
+        cipher: ContactCipher,
+        tokens: AcknowledgementTokens,
+        sms: SmsProvider,
+        email: EmailProvider,
+        status_lookups: Mapping[str, StatusLookup],
+        producer: AIOKafkaProducer,
+        renderer: NoticeRenderer,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._renderer = renderer
+        self._pool = pool
+        self._settings = settings
+        self._book = bookkeeper
+        self._cipher = cipher
+        self._tokens = tokens
+        self._sms = sms
+        self._email = email
+        self._email_limiter = RateLimiter(settings.smtp.rate_per_second)
+        self._status_lookups = status_lookups
+        self._producer = producer
+        self._clock = clock
+        self._slots = asyncio.Semaphore(settings.dispatch_concurrency)
+
+    # --- the loops --------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Send due notices until cancelled."""
+        while True:
+            handled = await self.dispatch_once()
+            await self.dead_letter_once()
+            if handled < self._settings.dispatch_batch_size:
+                await asyncio.sleep(self._settings.dispatch_interval_seconds)
+
+    async def run_reconciler(self) -> None:
+        """Ask providers about SMS whose final receipt never came (a lost status callback)."""
+        while True:
+            await self.reconcile_once()
+            await asyncio.sleep(self._settings.reconcile_interval_seconds)
+
+    async def dispatch_once(self) -> int:
+        now = self._clock()
+        async with self._pool.acquire() as connection, connection.transaction():
+            claims = await self._book.claim_due(connection, now, self._settings.dispatch_batch_size)
+        if claims:
+            await asyncio.gather(*(self._send_in_slot(claim) for claim in claims))
+            await self._update_retry_gauge()
+        return len(claims)
+
+    async def _send_in_slot(self, claim: Claim) -> None:
+        async with self._slots:
+            try:
+                await self._send(claim)
+            except Exception:
+                # The attempt stays in flight; its lease running out brings it back with the same reference.
+                log.exception("attempt %s failed unexpectedly; it will be taken over", claim.attempt_id)
+
+    # --- one attempt ------------------------------------------------------------------------------------------
+
+    async def _send(self, claim: Claim) -> None:
+        request = claim.notification.request
+        if claim.resumed:
+            log.info(
+                "resending attempt %s with its original reference (deduplicated by the provider)", claim.attempt_id
+            )
+        try:
+            outbound = await self._prepare(claim)
+        except (TemplateError, ContactDecryptError, ValueError) as error:
+            log.error("notice %s cannot be prepared: %s", request.notification_id, type(error).__name__)
+            detail = f"cannot prepare the notice: {type(error).__name__}: {error}"
+            await self._apply(claim, Receipt(DeliveryStatus.TECHNICAL_FAILURE), detail=detail[:500])
+            return
+        try:
+            if isinstance(outbound, OutboundSms):
+                receipt = await self._sms.send(outbound)
+            else:
+                await self._email_limiter.acquire()
+                receipt = await self._email.send(outbound)
+        except TemporaryProviderError as error:
+            if error.code == AMBIGUOUS_ERROR_CODE:
+                # The provider may have taken it: only the same reference may be sent again.
+                await self._postpone(claim, f"ambiguous hand-off: {error}")
+                return
+            receipt_on_error = failure_receipt(request.channel, error.code, permanent=False)
+            await self._apply(claim, receipt_on_error, detail=str(error)[:500])
+            return
+        except PermanentProviderError as error:
+            receipt_on_error = failure_receipt(request.channel, error.code, permanent=True)
+            await self._apply(claim, receipt_on_error, detail=str(error)[:500])
+            return
+        self._crash_if_asked(claim)
+        await self._handed_off(claim, receipt)
+
+    async def _prepare(self, claim: Claim) -> OutboundSms | OutboundEmail:
+        """Decrypt the contact (only now, just before the call) and render the notice."""
+        request = claim.notification.request
+        async with self._pool.acquire() as connection:
+            agency = await store.get_agency(connection, request.agency_id)
+        contact = self._cipher.decrypt(request.contact_ciphertext)
+        secret = self._cipher.decrypt(request.secret_ciphertext) if request.secret_ciphertext else None
+        manage_url = self._decrypt(request.manage_url_ciphertext)
+        unsubscribe_url = self._decrypt(request.unsubscribe_url_ciphertext) or manage_url
+        acknowledge_url = (
+            self._tokens.url(self._settings.public_base_url, request.notification_id)
+            if request.urgency is Urgency.URGENT
+            else None
+        )
+        links = NoticeLinks(
+            manage_url=manage_url,
+            unsubscribe_url=unsubscribe_url,
+            acknowledge_url=acknowledge_url,
+            verify_url=self._decrypt(request.verify_url_ciphertext),
+        )
+        if request.channel is Channel.SMS:
+            sms = self._renderer.render_sms(request, agency, links, secret=secret)
+            return OutboundSms(
+                to=contact,
+                body=sms.body,
+                reference=claim.attempt_id,
+                status_callback_url=self.callback_url(claim.attempt_id),
+            )
+        email = self._renderer.render_email(request, agency, links, secret=secret)
+        return OutboundEmail(
+            to=contact,
+            subject=email.subject,
+            text_body=email.text_body,
+            html_body=email.html_body,
+            reference=claim.attempt_id,
+            unsubscribe_url=unsubscribe_url,
+            unsubscribe_mailto=self._settings.smtp.unsubscribe_mailto,
+        )
+
+    def _decrypt(self, ciphertext: str | None) -> str | None:
+        return self._cipher.decrypt(ciphertext) if ciphertext else None
+
+    def callback_url(self, attempt_id: str) -> str:
+        """Where the provider reports; ``ref`` ties even a receipt that beats our bookkeeping to its attempt."""
+        base = self._settings.public_base_url.rstrip("/")
+        return f"{base}/v1/callbacks/sms/{quote(self._sms.name, safe='')}?ref={quote(attempt_id, safe='')}"
+
+    def _crash_if_asked(self, claim: Claim) -> None:
+        """Test hook: die between the provider call and the bookkeeping, once (see ``crash_after_handoff_marker``)."""
+        marker = self._settings.crash_after_handoff_marker
+        if marker is None or self._settings.environment == "production":
+            return
+        path = Path(marker)
+        if path.exists():
+            return
+        path.write_text(claim.attempt_id)
+        log.warning("test hook: exiting right after handing off %s", claim.attempt_id)
+        os._exit(70)
+
+    async def _handed_off(self, claim: Claim, receipt: ProviderReceipt) -> None:
+        now = self._clock()
+        async with self._pool.acquire() as connection, connection.transaction():
+            await self._book.record_handoff(
+                connection,
+                claim.attempt_id,
+                provider=receipt.provider,
+                provider_message_id=receipt.provider_message_id,
+                now=now,
+            )
+            if claim.notification.request.channel is Channel.SMS:
+                reported = twilio_receipt(receipt.status, None)
+                if reported is not None and reported.status in FINAL_STATUSES:
+                    await self._book.apply_receipt(connection, claim.attempt_id, reported, now=now)
+
+    async def _apply(self, claim: Claim, receipt: Receipt, *, detail: str) -> None:
+        # Provider messages should not carry contact details; scrub them anyway before they are stored and shown.
+        detail = redact(detail)
+        async with self._pool.acquire() as connection, connection.transaction():
+            await self._book.apply_receipt(connection, claim.attempt_id, receipt, now=self._clock(), detail=detail)
+
+    async def _postpone(self, claim: Claim, why: str) -> None:
+        """Keep the attempt in flight and retry it later with the same reference."""
+        number = claim.notification.failure_count + 1
+        delay = self._book.scheduling.retry.delay(number)
+        log.warning("attempt %s postponed %.0f s: %s", claim.attempt_id, delay, why)
+        async with self._pool.acquire() as connection, connection.transaction():
+            await store.update_notification(
+                connection,
+                claim.notification.notification_id,
+                lease_until=self._clock() + timedelta(seconds=delay),
+                failure_count=number,
+            )
+            await store.update_attempt(connection, claim.attempt_id, self._clock(), detail=redact(why)[:500])
+
+    async def _update_retry_gauge(self) -> None:
+        waiting = await self._pool.fetchval(
+            "SELECT count(*) FROM notifications WHERE outcome IS NULL AND failure_count > 0"
+        )
+        metrics.RETRIES_IN_FLIGHT.set(waiting or 0)
+
+    # --- dead letters -----------------------------------------------------------------------------------------
+
+    async def dead_letter_once(self, limit: int = 100) -> int:
+        """Park given-up notices on ``dlq.delivery`` with their attempt history, for operators to replay."""
+        topic = self._settings.kafka.topic(dead_letter_topic(CONSUMER_GROUP))
+        origin = self._settings.kafka.topic(NOTIFICATION_REQUESTED.name)
+        async with self._pool.acquire() as connection, connection.transaction():
+            rows = await store.notifications_to_dead_letter(connection, limit)
+            if not rows:
+                return 0
+            histories = await store.attempts_of(connection, [row.notification_id for row in rows])
+            for row in rows:
+                history = [
+                    {
+                        "attempt_id": attempt.attempt_id,
+                        "number": attempt.number,
+                        "purpose": attempt.purpose,
+                        "contact": attempt.contact_masked,
+                        "provider": attempt.provider,
+                        "status": attempt.status.value,
+                        "error_code": attempt.error_code,
+                        "detail": attempt.detail,
+                        "created_at": attempt.created_at.isoformat(),
+                        "completed_at": attempt.completed_at.isoformat() if attempt.completed_at else None,
+                    }
+                    for attempt in histories[row.notification_id]
+                ]
+                event = new_event(
+                    row.request,
+                    source="custody-watch/delivery",
+                    subject=row.notification_id,
+                    event_id=row.event_id,
+                    trace_id=row.trace_id,
+                )
+                await self._producer.send_and_wait(
+                    topic,
+                    value=encode(event),
+                    key=row.notification_id.encode(),
+                    headers=[
+                        (H_ORIGINAL_TOPIC, origin.encode()),
+                        (H_ERROR, (row.parked_reason or "gave up")[:2000].encode()),
+                        (H_HISTORY, json.dumps(history).encode()),
+                    ],
+                )
+                await store.update_notification(connection, row.notification_id, dead_lettered_at=self._clock())
+        log.warning("parked %d notices on the dead-letter topic", len(rows))
+        return len(rows)
+
+    # --- reconciliation ---------------------------------------------------------------------------------------
+
+    async def reconcile_once(self, limit: int = 200) -> int:
+        now = self._clock()
+        settings = self._settings
+        async with self._pool.acquire() as connection:
+            attempts = await store.attempts_awaiting_receipt(
+                connection,
+                handed_off_before=now - timedelta(seconds=settings.reconcile_after_seconds),
+                handed_off_after=now - timedelta(seconds=settings.receipt_window_seconds),
+                checked_before=now - timedelta(seconds=settings.reconcile_interval_seconds),
+                limit=limit,
+            )
+        applied = 0
+        for attempt in attempts:
+            lookup = self._status_lookups.get(attempt.provider or "")
+            if lookup is None or attempt.provider_message_id is None:
+                continue
+            status = await lookup.fetch_status(attempt.provider_message_id)
+            receipt = twilio_receipt(status, None) if status else None
+            async with self._pool.acquire() as connection, connection.transaction():
+                await store.update_attempt(connection, attempt.attempt_id, self._clock(), last_checked_at=now)
+                if receipt is not None:
+                    await self._book.apply_receipt(connection, attempt.attempt_id, receipt, now=self._clock())
+                    applied += 1
+        return applied

@@ -1,0 +1,169 @@
+"""Pure delivery logic: when a notice is due, how failures retry, how urgent notices repeat, what a receipt means.
+
+No I/O here: every function takes the current time (and a random source where it needs one), so the rules are
+unit-testable and the clock is injectable end to end.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from shared.events import DeliveryStatus, NotificationKind
+from shared.vocabulary import Channel, Urgency
+
+# Notices a person is waiting for right now (a code they just asked for, a HELP reply) never wait for morning.
+IMMEDIATE_KINDS: frozenset[NotificationKind] = frozenset({NotificationKind.VERIFICATION, NotificationKind.SMS_HELP})
+# An agency's pause holds custody notices only: a victim still gets the code they asked for.
+PAUSABLE_KINDS: frozenset[NotificationKind] = frozenset(
+    {NotificationKind.STATUS_CHANGE, NotificationKind.CURRENT_STATUS, NotificationKind.FEED_SILENCE}
+)
+
+FINAL_STATUSES: frozenset[DeliveryStatus] = frozenset(
+    {
+        DeliveryStatus.DELIVERED,
+        DeliveryStatus.TEMPORARY_FAILURE,
+        DeliveryStatus.PERMANENT_FAILURE,
+        DeliveryStatus.TECHNICAL_FAILURE,
+    }
+)
+_RANK: dict[DeliveryStatus, int] = {
+    DeliveryStatus.CREATED: 0,
+    DeliveryStatus.SENDING: 1,
+    DeliveryStatus.SENT: 2,
+} | dict.fromkeys(FINAL_STATUSES, 3)
+
+# Twilio error codes after which retrying the same number cannot help.
+TWILIO_PERMANENT_CODES: frozenset[str] = frozenset(
+    {"21211", "21408", "21610", "21612", "21614", "30004", "30005", "30006", "30007"}
+)
+TWILIO_OPTED_OUT = "21610"
+# SMTP replies that mean the mailbox does not exist or will never accept mail: a hard bounce.
+SMTP_HARD_BOUNCE_CODES: frozenset[str] = frozenset({"550", "551", "553", "5.1.1", "5.1.10"})
+
+DisableReason = Literal["opted_out", "hard_bounce"]
+
+
+def zone(name: str) -> ZoneInfo:
+    """The subscriber's time zone; an unknown name falls back to UTC rather than losing the notice."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return ZoneInfo("UTC")
+
+
+def in_quiet_hours(local: time, start: time, end: time) -> bool:
+    """Whether ``local`` falls in [start, end); the window may cross midnight; start == end means none."""
+    if start == end:
+        return False
+    if start < end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+def due_at(
+    now: datetime,
+    *,
+    kind: NotificationKind,
+    urgency: Urgency,
+    timezone: str,
+    quiet_start: time,
+    quiet_end: time,
+) -> datetime:
+    """When to send: at once, or — for an informational notice requested in quiet hours — when they end."""
+    if urgency is Urgency.URGENT or kind in IMMEDIATE_KINDS:
+        return now
+    tz = zone(timezone)
+    local = now.astimezone(tz)
+    if not in_quiet_hours(local.time().replace(tzinfo=None), quiet_start, quiet_end):
+        return now
+    end_today = datetime.combine(local.date(), quiet_end, tzinfo=tz)
+    end = end_today if end_today > local else datetime.combine(local.date() + timedelta(days=1), quiet_end, tzinfo=tz)
+    return end.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Temporary failures retry with exponential backoff and jitter, for a bounded time and number of tries."""
+
+    base_seconds: float = 60.0
+    max_delay_seconds: float = 3600.0
+    window_seconds: float = 24 * 3600.0
+    max_attempts: int = 30
+
+    def delay(self, failures: int, rng: random.Random | None = None) -> float:
+        """Seconds before try ``failures + 1``: ``base * 2**(failures-1)``, capped, jittered to [ceiling/2, ceiling]."""
+        exponent = min(max(failures - 1, 0), 32)
+        ceiling = min(self.max_delay_seconds, self.base_seconds * 2**exponent)
+        return (rng or random).uniform(ceiling / 2, ceiling)
+
+    def next_try(
+        self, now: datetime, *, failures: int, first_attempt_at: datetime, rng: random.Random | None = None
+    ) -> datetime | None:
+        """When to try again after ``failures`` temporary failures in a row, or None: give up and park it."""
+        if failures >= self.max_attempts:
+            return None
+        when = now + timedelta(seconds=self.delay(failures, rng))
+        if when > first_attempt_at + timedelta(seconds=self.window_seconds):
+            return None
+        return when
+
+
+def next_repeat_at(now: datetime, *, repeat_until: datetime | None, interval_seconds: float) -> datetime | None:
+    """The next repeat of an unacknowledged urgent notice, or None once the repeat window is over."""
+    if repeat_until is None:
+        return None
+    when = now + timedelta(seconds=interval_seconds)
+    return when if when <= repeat_until else None
+
+
+def is_progress(current: DeliveryStatus, new: DeliveryStatus) -> bool:
+    """Receipts arrive out of order (a late 'sent' after 'delivered'); only forward moves are applied."""
+    return _RANK[new] > _RANK[current]
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What a provider's status report means for us."""
+
+    status: DeliveryStatus
+    error_code: str | None = None
+    disable: DisableReason | None = None
+
+
+def twilio_receipt(message_status: str, error_code: str | None) -> Receipt | None:
+    """Map a Twilio ``MessageStatus`` (+ ``ErrorCode``) to GOV.UK Notify's statuses; None for unknown ones."""
+    code = error_code.strip() if error_code and error_code.strip() not in {"", "0"} else None
+    match message_status.strip().lower():
+        case "accepted" | "scheduled" | "queued" | "sending":
+            return Receipt(DeliveryStatus.SENDING)
+        case "sent":
+            return Receipt(DeliveryStatus.SENT)
+        case "delivered" | "read":
+            return Receipt(DeliveryStatus.DELIVERED)
+        case "undelivered" | "failed":
+            return failure_receipt(Channel.SMS, code, permanent=code in TWILIO_PERMANENT_CODES)
+        case "canceled":
+            return Receipt(DeliveryStatus.TECHNICAL_FAILURE, code)
+        case _:
+            return None
+
+
+def failure_receipt(channel: Channel, code: str | None, *, permanent: bool) -> Receipt:
+    """A failed hand-off or delivery: temporary (retry), or permanent, and whether the contact must be disabled."""
+    disable: DisableReason | None = None
+    if channel is Channel.SMS and code == TWILIO_OPTED_OUT:
+        disable = "opted_out"
+    elif channel is Channel.EMAIL and code in SMTP_HARD_BOUNCE_CODES:
+        disable = "hard_bounce"
+    if disable is not None or permanent:
+        return Receipt(DeliveryStatus.PERMANENT_FAILURE, code, disable)
+    return Receipt(DeliveryStatus.TEMPORARY_FAILURE, code)
+
+
+def attempt_reference(notification_id: str, number: int) -> str:
+    """The attempt id: our idempotency key at the provider and the tag of its status callbacks."""
+    return f"{notification_id}.a{number}"

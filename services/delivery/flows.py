@@ -1,0 +1,476 @@
+"""Bookkeeping of notifications and attempts: each function is one database transaction with its outbox events.
+
+The dispatcher and the HTTP callbacks both end up here, so a receipt means the same whichever way it arrives.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from services.delivery import metrics, store
+from services.delivery.domain import (
+    FINAL_STATUSES,
+    Receipt,
+    RetryPolicy,
+    attempt_reference,
+    is_progress,
+    next_repeat_at,
+)
+from services.delivery.store import AttemptRow, NotificationRow
+from shared.db import Connection
+from shared.events import (
+    ContactPointDisabled,
+    DeliveryStatus,
+    NoticeAcknowledged,
+    NotificationStatusChanged,
+)
+from shared.events import new_event as make_event
+from shared.outbox import enqueue
+from shared.settings import KafkaSettings
+from shared.topics import CONTACT_POINT_DISABLED, NOTIFICATION_ACKNOWLEDGED, NOTIFICATION_STATUS_CHANGED
+from shared.vocabulary import Channel, Urgency
+
+log = logging.getLogger(__name__)
+
+SOURCE = "custody-watch/delivery"
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """The timing rules the bookkeeping applies (from settings)."""
+
+    retry: RetryPolicy
+    repeat_interval_seconds: float
+    lease_seconds: float
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An attempt recorded (and committed) before its provider call; ``resumed`` when taking over after a crash."""
+
+    notification: NotificationRow
+    attempt_id: str
+    number: int
+    resumed: bool
+
+
+class Bookkeeper:
+    def __init__(self, kafka: KafkaSettings, scheduling: Scheduling) -> None:
+        self._kafka = kafka
+        self.scheduling = scheduling
+
+    # --- events -----------------------------------------------------------------------------------------------
+
+    async def _status_event(
+        self,
+        connection: Connection,
+        notification: NotificationRow,
+        *,
+        number: int,
+        status: DeliveryStatus,
+        provider: str | None,
+        error_code: str | None,
+        now: datetime,
+        event_key: str,
+    ) -> None:
+        request = notification.request
+        custody = request.custody
+        data = NotificationStatusChanged(
+            notification_id=request.notification_id,
+            subscription_id=request.subscription_id,
+            agency_id=request.agency_id,
+            channel=request.channel,
+            provider=provider,
+            status=status,
+            error_code=error_code,
+            attempt=number,
+            at=now,
+            kind=request.kind,
+            urgency=request.urgency,
+            contact_masked=request.contact_masked,
+            case=custody.identifier if custody else None,
+            custody_event_id=custody.custody_event_id if custody else None,
+            feed_received_at=custody.feed_received_at if custody else None,
+        )
+        event = make_event(
+            data,
+            source=SOURCE,
+            subject=request.notification_id,
+            event_id=f"{request.notification_id}:{event_key}",
+            trace_id=notification.trace_id,
+            at=now,
+        )
+        await enqueue(connection, self._kafka.topic(NOTIFICATION_STATUS_CHANGED.name), request.notification_id, event)
+        metrics.NOTIFICATIONS.labels(request.channel.value, provider or "none", status.value).inc()
+
+    # --- claiming ---------------------------------------------------------------------------------------------
+
+    async def claim_due(self, connection: Connection, now: datetime, limit: int) -> list[Claim]:
+        """Record an attempt for every due notification and lease it; the caller commits before sending."""
+        claims: list[Claim] = []
+        lease_until = now + timedelta(seconds=self.scheduling.lease_seconds)
+        for row in await store.lock_due(connection, now, limit):
+            if row.in_flight_attempt_id is not None:
+                # The dispatcher that recorded this attempt died (or hung) before its bookkeeping: send again with
+                # the SAME reference, which the provider recognises as the message it may already have.
+                await store.update_notification(connection, row.notification_id, lease_until=lease_until)
+                number = row.attempt_count
+                claims.append(Claim(row, row.in_flight_attempt_id, number, resumed=True))
+                log.warning("taking over attempt %s after its lease ran out", row.in_flight_attempt_id)
+                continue
+            if row.outcome is not None:
+                await store.update_notification(connection, row.notification_id, next_attempt_at=None)
+                continue
+            request = row.request
+            if row.contact_index and await store.contact_is_disabled(
+                connection,
+                subscription_id=request.subscription_id,
+                channel=request.channel.value,
+                contact_index=row.contact_index,
+            ):
+                await store.update_notification(
+                    connection, row.notification_id, next_attempt_at=None, outcome="stopped"
+                )
+                continue
+            number = row.attempt_count + 1
+            attempt_id = attempt_reference(row.notification_id, number)
+            purpose = "first" if number == 1 else "retry" if row.failure_count else "repeat"
+            await store.insert_attempt(
+                connection,
+                attempt_id=attempt_id,
+                notification_id=row.notification_id,
+                number=number,
+                purpose=purpose,
+                channel=request.channel.value,
+                contact_masked=request.contact_masked,
+                now=now,
+            )
+            await store.update_notification(
+                connection,
+                row.notification_id,
+                in_flight_attempt_id=attempt_id,
+                lease_until=lease_until,
+                attempt_count=number,
+                first_attempt_at=row.first_attempt_at or now,
+                next_attempt_at=None,
+                status=DeliveryStatus.SENDING.value,
+            )
+            await self._status_event(
+                connection,
+                row,
+                number=number,
+                status=DeliveryStatus.SENDING,
+                provider=None,
+                error_code=None,
+                now=now,
+                event_key=f"a{number}:sending",
+            )
+            claims.append(Claim(row, attempt_id, number, resumed=False))
+        return claims
+
+    # --- outcomes ---------------------------------------------------------------------------------------------
+
+    async def record_handoff(
+        self, connection: Connection, attempt_id: str, *, provider: str, provider_message_id: str, now: datetime
+    ) -> None:
+        """The provider took the message: note its id, and schedule the repeat of an urgent notice."""
+        attempt = await store.get_attempt(connection, attempt_id, for_update=True)
+        if attempt is None:
+            return
+        notification = await store.get_notification(connection, attempt.notification_id, for_update=True)
+        if notification is None:
+            return
+        await self._handed_off(
+            connection, notification, attempt, provider=provider, provider_message_id=provider_message_id, now=now
+        )
+
+    async def _handed_off(
+        self,
+        connection: Connection,
+        notification: NotificationRow,
+        attempt: AttemptRow,
+        *,
+        provider: str | None,
+        provider_message_id: str | None,
+        now: datetime,
+    ) -> AttemptRow:
+        changes: dict[str, object] = {}
+        if attempt.provider_message_id is None and provider_message_id is not None:
+            changes |= {"provider": provider, "provider_message_id": provider_message_id}
+        if attempt.handed_off_at is None:
+            changes["handed_off_at"] = now
+        progressed = is_progress(attempt.status, DeliveryStatus.SENT)
+        if progressed:
+            changes["status"] = DeliveryStatus.SENT.value
+        if changes:
+            await store.update_attempt(connection, attempt.attempt_id, now, **changes)
+        attempt = await store.get_attempt(connection, attempt.attempt_id) or attempt
+        if progressed:
+            await self._status_event(
+                connection,
+                notification,
+                number=attempt.number,
+                status=DeliveryStatus.SENT,
+                provider=attempt.provider,
+                error_code=None,
+                now=now,
+                event_key=f"a{attempt.number}:sent",
+            )
+            custody = notification.request.custody
+            if custody is not None and attempt.number == 1:
+                metrics.LATENCY.labels("handoff").observe((now - custody.feed_received_at).total_seconds())
+        if notification.in_flight_attempt_id == attempt.attempt_id:
+            next_at = None
+            if notification.outcome is None and notification.request.urgency is Urgency.URGENT:
+                next_at = next_repeat_at(
+                    now,
+                    repeat_until=notification.repeat_until,
+                    interval_seconds=self.scheduling.repeat_interval_seconds,
+                )
+            outcome = notification.outcome
+            failures = notification.failure_count
+            if notification.request.channel is Channel.EMAIL:
+                # SMTP acceptance is the last receipt email gives us: the verdict, as "delivered" is for SMS.
+                failures = 0
+                if outcome is None and next_at is None:
+                    outcome = "sent"
+            await store.update_notification(
+                connection,
+                notification.notification_id,
+                in_flight_attempt_id=None,
+                lease_until=None,
+                next_attempt_at=next_at,
+                outcome=outcome,
+                failure_count=failures,
+                status=DeliveryStatus.SENT.value if progressed else notification.status.value,
+            )
+        return attempt
+
+    async def apply_receipt(
+        self,
+        connection: Connection,
+        attempt_id: str,
+        receipt: Receipt,
+        *,
+        now: datetime,
+        provider: str | None = None,
+        provider_message_id: str | None = None,
+        detail: str | None = None,
+    ) -> bool:
+        """Apply a provider's verdict on one attempt (from a callback, a reconciliation or the send call itself).
+
+        Returns False when the attempt is unknown. Out-of-order or repeated receipts change nothing.
+        """
+        attempt = await store.get_attempt(connection, attempt_id, for_update=True)
+        if attempt is None:
+            return False
+        notification = await store.get_notification(connection, attempt.notification_id, for_update=True)
+        if notification is None:
+            return False
+        handed_off = receipt.status in {DeliveryStatus.SENT, DeliveryStatus.DELIVERED} or (
+            receipt.status is DeliveryStatus.SENDING and provider_message_id is not None
+        )
+        if handed_off or (provider_message_id is not None and receipt.status in FINAL_STATUSES):
+            # A receipt can beat the dispatcher's own bookkeeping: the hand-off evidently happened.
+            attempt = await self._handed_off(
+                connection, notification, attempt, provider=provider, provider_message_id=provider_message_id, now=now
+            )
+            notification = await store.get_notification(connection, attempt.notification_id, for_update=True)
+            if notification is None:
+                return False
+        if not is_progress(attempt.status, receipt.status):
+            return True
+        final = receipt.status in FINAL_STATUSES
+        await store.update_attempt(
+            connection,
+            attempt.attempt_id,
+            now,
+            status=receipt.status.value,
+            error_code=receipt.error_code,
+            detail=detail,
+            completed_at=now if final else None,
+        )
+        await self._status_event(
+            connection,
+            notification,
+            number=attempt.number,
+            status=receipt.status,
+            provider=attempt.provider or provider,
+            error_code=receipt.error_code,
+            now=now,
+            event_key=f"a{attempt.number}:{receipt.status.value}",
+        )
+        if receipt.disable is not None:
+            await self._disable_contact(connection, notification, receipt, now)
+        if attempt.number != notification.attempt_count:
+            return True  # a late receipt of an older attempt (an earlier repeat): history only
+        if receipt.status is DeliveryStatus.DELIVERED:
+            await self._delivered(connection, notification, now)
+        elif receipt.status is DeliveryStatus.TEMPORARY_FAILURE:
+            await self._temporary_failure(connection, notification, attempt, receipt, now)
+        elif receipt.status in {DeliveryStatus.PERMANENT_FAILURE, DeliveryStatus.TECHNICAL_FAILURE}:
+            outcome = "stopped" if receipt.disable is not None else "failed"
+            reason = detail or f"{receipt.status.value} (code {receipt.error_code or 'none'})"
+            await self._close(connection, notification, outcome, receipt.status, reason)
+        return True
+
+    async def _delivered(self, connection: Connection, notification: NotificationRow, now: datetime) -> None:
+        changes: dict[str, object] = {"failure_count": 0, "status": DeliveryStatus.DELIVERED.value}
+        if notification.outcome is None and notification.next_attempt_at is None:
+            changes["outcome"] = "delivered"
+        await store.update_notification(connection, notification.notification_id, **changes)
+        custody = notification.request.custody
+        if custody is not None:
+            metrics.LATENCY.labels("delivered").observe((now - custody.feed_received_at).total_seconds())
+
+    async def _temporary_failure(
+        self,
+        connection: Connection,
+        notification: NotificationRow,
+        attempt: AttemptRow,
+        receipt: Receipt,
+        now: datetime,
+    ) -> None:
+        failures = notification.failure_count + 1
+        in_flight: dict[str, object] = {}
+        if notification.in_flight_attempt_id == attempt.attempt_id:
+            in_flight = {"in_flight_attempt_id": None, "lease_until": None}
+        if notification.outcome is not None:
+            await store.update_notification(connection, notification.notification_id, **in_flight)
+            return
+        retry_at = self.scheduling.retry.next_try(
+            now, failures=failures, first_attempt_at=notification.first_attempt_at or now
+        )
+        if retry_at is None:
+            await store.update_notification(connection, notification.notification_id, failure_count=failures)
+            reason = f"gave up after {failures} temporary failures (last code {receipt.error_code or 'none'})"
+            await self._close(connection, notification, "failed", DeliveryStatus.TECHNICAL_FAILURE, reason, now=now)
+            return
+        await store.update_notification(
+            connection,
+            notification.notification_id,
+            failure_count=failures,
+            next_attempt_at=retry_at,
+            status=DeliveryStatus.TEMPORARY_FAILURE.value,
+            **in_flight,
+        )
+
+    async def _close(
+        self,
+        connection: Connection,
+        notification: NotificationRow,
+        outcome: str,
+        status: DeliveryStatus,
+        reason: str,
+        *,
+        now: datetime | None = None,
+    ) -> None:
+        """Finish a notification for good; ``failed`` ones are parked on the dead-letter topic by the dispatcher."""
+        await store.update_notification(
+            connection,
+            notification.notification_id,
+            outcome=outcome,
+            status=status.value,
+            next_attempt_at=None,
+            in_flight_attempt_id=None,
+            lease_until=None,
+            parked_reason=reason if outcome == "failed" else None,
+        )
+        if now is not None and status is DeliveryStatus.TECHNICAL_FAILURE:
+            await self._status_event(
+                connection,
+                notification,
+                number=notification.attempt_count,
+                status=status,
+                provider=None,
+                error_code=None,
+                now=now,
+                event_key="parked",
+            )
+
+    async def _disable_contact(
+        self, connection: Connection, notification: NotificationRow, receipt: Receipt, now: datetime
+    ) -> None:
+        request = notification.request
+        reason = receipt.disable or "opted_out"
+        newly = await store.disable_contact(
+            connection,
+            subscription_id=request.subscription_id,
+            channel=request.channel.value,
+            contact_index=notification.contact_index,
+            reason=reason,
+            now=now,
+        )
+        for other in await store.open_notifications_of(
+            connection, request.subscription_id, channel=request.channel.value
+        ):
+            row = await store.get_notification(connection, other)
+            if row is not None and row.contact_index == notification.contact_index and other != request.notification_id:
+                await store.update_notification(connection, other, outcome="stopped", next_attempt_at=None)
+        if not newly:
+            return
+        data = ContactPointDisabled(
+            subscription_id=request.subscription_id, channel=request.channel, reason=reason, at=now
+        )
+        event = make_event(
+            data,
+            source=SOURCE,
+            subject=request.subscription_id,
+            event_id=f"{request.notification_id}:disabled",
+            trace_id=notification.trace_id,
+            at=now,
+        )
+        await enqueue(connection, self._kafka.topic(CONTACT_POINT_DISABLED.name), request.subscription_id, event)
+        log.info("contact point disabled (%s) for subscription %s", reason, request.subscription_id)
+
+    # --- acknowledgement and stop -----------------------------------------------------------------------------
+
+    async def acknowledge(
+        self, connection: Connection, notification_id: str, *, now: datetime, publish: bool
+    ) -> NotificationRow | None:
+        """Stop the repeats of a notice; idempotent. ``publish`` tells the subscription service (link clicks)."""
+        notification = await store.get_notification(connection, notification_id, for_update=True)
+        if notification is None:
+            return None
+        if notification.acknowledged_at is not None:
+            return notification
+        changes: dict[str, object] = {"acknowledged_at": now}
+        if notification.outcome is None:
+            changes |= {"outcome": "acknowledged", "next_attempt_at": None}
+        await store.update_notification(connection, notification_id, **changes)
+        if publish:
+            request = notification.request
+            data = NoticeAcknowledged(
+                subscription_id=request.subscription_id,
+                notification_id=notification_id,
+                channel=request.channel,
+                at=now,
+            )
+            event = make_event(
+                data,
+                source=SOURCE,
+                subject=request.subscription_id,
+                event_id=f"{notification_id}:acknowledged",
+                trace_id=notification.trace_id,
+                at=now,
+            )
+            await enqueue(connection, self._kafka.topic(NOTIFICATION_ACKNOWLEDGED.name), request.subscription_id, event)
+        return await store.get_notification(connection, notification_id)
+
+    async def acknowledge_subscription(self, connection: Connection, subscription_id: str, *, now: datetime) -> int:
+        """An acknowledgement without a notification id (an SMS reply) stops every open urgent notice."""
+        ids = await store.open_notifications_of(connection, subscription_id, urgent_only=True)
+        for notification_id in ids:
+            await self.acknowledge(connection, notification_id, now=now, publish=False)
+        return len(ids)
+
+    async def stop(self, connection: Connection, notification_id: str) -> NotificationRow | None:
+        """An operator blocks a notice: no further attempt (one already at the provider cannot be recalled)."""
+        notification = await store.get_notification(connection, notification_id, for_update=True)
+        if notification is None:
+            return None
+        if notification.outcome is None:
+            await store.update_notification(connection, notification_id, outcome="stopped", next_attempt_at=None)
+        return await store.get_notification(connection, notification_id)

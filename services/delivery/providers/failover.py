@@ -1,0 +1,169 @@
+"""Failover across SMS providers (circuit breaker per provider) and a token-bucket rate limiter.
+
+Sends go through the first provider whose circuit is closed. A temporary failure or a send slower than
+``slow_threshold_seconds`` counts against that provider; ``failure_threshold`` consecutive ones open its circuit for
+``cooldown_seconds``, so traffic moves to the next provider. A permanent failure is returned as is: the number is
+the problem, not the provider. A timeout is ambiguous (the provider may have taken the message), so it is not
+retried through another provider within the same send: the caller's retry, reconciliation and the idempotency
+token decide, which keeps "at most one hand-off" intact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from services.delivery.providers.base import (
+    OutboundSms,
+    ProviderReceipt,
+    SmsProvider,
+    TemporaryProviderError,
+)
+
+logger = logging.getLogger(__name__)
+
+AMBIGUOUS_ERROR_CODE = "timeout"
+"""Code of a :class:`TemporaryProviderError` raised when the request may have reached the provider."""
+
+
+class RateLimiter:
+    """Token bucket: ``rate_per_second`` sustained, bursts up to ``burst`` (default: one second's worth)."""
+
+    def __init__(
+        self,
+        rate_per_second: float,
+        *,
+        burst: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if rate_per_second <= 0:
+            raise ValueError("rate_per_second must be positive")
+        self.rate = rate_per_second
+        self.capacity = max(1.0, burst if burst is not None else rate_per_second)
+        self._clock = clock
+        self._tokens = self.capacity
+        self._updated = clock()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+
+    def try_acquire(self) -> bool:
+        """Take a token if one is there right now."""
+        self._refill()
+        if self._tokens >= 1:
+            self._tokens -= 1
+            return True
+        return False
+
+    def delay(self) -> float:
+        """Seconds until a token is available (0 if one is there now)."""
+        self._refill()
+        return max(0.0, (1 - self._tokens) / self.rate)
+
+    async def acquire(self) -> None:
+        """Wait (first come, first served) until a token is available, then take it."""
+        async with self._lock:
+            wait = self.delay()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._refill()
+            self._tokens -= 1
+
+
+@dataclass
+class _Health:
+    consecutive_failures: int = 0
+    open_until: float = 0.0
+
+
+class FailoverSmsProvider:
+    """An :class:`SmsProvider` over an ordered list of providers; the receipt names the one that actually sent."""
+
+    def __init__(
+        self,
+        providers: Sequence[SmsProvider],
+        *,
+        name: str = "sms-failover",
+        failure_threshold: int = 3,
+        cooldown_seconds: float = 60.0,
+        slow_threshold_seconds: float = 5.0,
+        rate_limiters: Mapping[str, RateLimiter] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not providers:
+            raise ValueError("at least one SMS provider is required")
+        names = [provider.name for provider in providers]
+        if len(set(names)) != len(names):
+            raise ValueError("SMS provider names must be unique")
+        if failure_threshold < 1:
+            raise ValueError("failure_threshold must be at least 1")
+        self.name = name
+        self.providers = tuple(providers)
+        self.failure_threshold = failure_threshold
+        self.cooldown_seconds = cooldown_seconds
+        self.slow_threshold_seconds = slow_threshold_seconds
+        self._rate_limiters = dict(rate_limiters or {})
+        self._clock = clock
+        self._health = {provider.name: _Health() for provider in self.providers}
+
+    def get(self, name: str) -> SmsProvider | None:
+        """The provider of that name (e.g. to ask it about a message it sent), if configured."""
+        return next((provider for provider in self.providers if provider.name == name), None)
+
+    def is_healthy(self, name: str) -> bool:
+        return self._health[name].open_until <= self._clock()
+
+    def _candidates(self) -> list[SmsProvider]:
+        """Healthy providers in configured order; if none is, the one whose cool-down ends first (a probe)."""
+        healthy = [provider for provider in self.providers if self.is_healthy(provider.name)]
+        if healthy:
+            return healthy
+        return [min(self.providers, key=lambda provider: self._health[provider.name].open_until)]
+
+    def _record_failure(self, name: str, why: str) -> None:
+        health = self._health[name]
+        health.consecutive_failures += 1
+        if health.consecutive_failures >= self.failure_threshold:
+            health.open_until = self._clock() + self.cooldown_seconds
+            logger.warning(
+                "sms provider marked unhealthy",
+                extra={"provider": name, "reason": why, "cooldown_seconds": self.cooldown_seconds},
+            )
+
+    def _record_success(self, name: str) -> None:
+        health = self._health[name]
+        health.consecutive_failures = 0
+        health.open_until = 0.0
+
+    async def send(self, message: OutboundSms) -> ProviderReceipt:
+        last_error: TemporaryProviderError | None = None
+        for provider in self._candidates():
+            limiter = self._rate_limiters.get(provider.name)
+            if limiter is not None:
+                await limiter.acquire()
+            started = self._clock()
+            try:
+                receipt = await provider.send(message)
+            except TemporaryProviderError as error:
+                self._record_failure(provider.name, f"temporary failure {error.code or ''}".strip())
+                if error.code == AMBIGUOUS_ERROR_CODE:
+                    raise
+                last_error = error
+                continue
+            if self._clock() - started > self.slow_threshold_seconds:
+                self._record_failure(provider.name, "slow")
+            else:
+                self._record_success(provider.name)
+            return receipt
+        assert last_error is not None  # noqa: S101 - the loop ran at least once and every pass failed
+        raise last_error
+
+    async def close(self) -> None:
+        for provider in self.providers:
+            await provider.close()

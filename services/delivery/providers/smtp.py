@@ -1,0 +1,122 @@
+"""Email through SMTP with aiosmtplib (plain, STARTTLS or implicit TLS; optional AUTH).
+
+Each message is multipart/alternative (plain text + HTML). Its ``Message-ID`` is derived from our attempt reference,
+so a duplicate hand-off after a crash is recognisable downstream. When the notice has an unsubscribe URL the
+RFC 8058 one-click headers are added. Never logs the address or the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import formatdate, parseaddr
+
+import aiosmtplib
+
+from services.delivery.providers.base import (
+    OutboundEmail,
+    PermanentProviderError,
+    ProviderReceipt,
+    TemporaryProviderError,
+)
+
+logger = logging.getLogger(__name__)
+
+_UNSAFE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def message_id_for(reference: str, from_address: str) -> str:
+    """``<reference@sender-domain>``: the same attempt always yields the same Message-ID."""
+    domain = parseaddr(from_address)[1].rpartition("@")[2] or "custodywatch.localhost"
+    return f"<{_UNSAFE_ID_CHARACTERS.sub('-', reference)}@{domain}>"
+
+
+class SmtpEmailProvider:
+    """One SMTP relay; a connection per message keeps failures of one send from leaking into the next."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        host: str,
+        port: int,
+        from_address: str,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        use_tls: bool = False,
+        timeout: float = 10.0,
+    ) -> None:
+        if starttls and use_tls:
+            raise ValueError("choose either STARTTLS or implicit TLS, not both")
+        self.name = name
+        self.host = host
+        self.port = port
+        self.from_address = from_address
+        self._username = username
+        self._password = password
+        self._starttls = starttls
+        self._use_tls = use_tls
+        self._timeout = timeout
+
+    def build_message(self, message: OutboundEmail) -> EmailMessage:
+        email = EmailMessage()
+        email["From"] = self.from_address
+        email["To"] = Address(addr_spec=message.to)
+        email["Subject"] = message.subject
+        email["Date"] = formatdate(localtime=False, usegmt=True)
+        email["Message-ID"] = message_id_for(message.reference, self.from_address)
+        email["Auto-Submitted"] = "auto-generated"
+        unsubscribe = [
+            f"<{target}>"
+            for target in (
+                message.unsubscribe_url,
+                f"mailto:{message.unsubscribe_mailto}" if message.unsubscribe_mailto else None,
+            )
+            if target
+        ]
+        if unsubscribe:
+            email["List-Unsubscribe"] = ", ".join(unsubscribe)
+        if message.unsubscribe_url:
+            email["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        email.set_content(message.text_body)
+        email.add_alternative(message.html_body, subtype="html")
+        return email
+
+    async def send(self, message: OutboundEmail) -> ProviderReceipt:
+        email = self.build_message(message)
+        message_id = str(email["Message-ID"])
+        try:
+            await aiosmtplib.send(
+                email,
+                hostname=self.host,
+                port=self.port,
+                username=self._username,
+                password=self._password,
+                start_tls=self._starttls,
+                use_tls=self._use_tls,
+                timeout=self._timeout,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as error:
+            codes = [refusal.code for refusal in error.recipients]
+            raise self._refused(codes[0] if codes else 550, "recipient refused") from None
+        except aiosmtplib.SMTPAuthenticationError as error:
+            # Our credentials, not the recipient: never a reason to disable a contact point.
+            raise TemporaryProviderError(f"{self.name}: SMTP authentication failed", code=str(error.code)) from None
+        except aiosmtplib.SMTPResponseException as error:
+            raise self._refused(error.code, type(error).__name__) from None
+        except (aiosmtplib.SMTPException, OSError) as error:
+            raise TemporaryProviderError(f"{self.name}: SMTP connection failed ({type(error).__name__})") from None
+        return ProviderReceipt(provider=self.name, provider_message_id=message_id, status="sent")
+
+    def _refused(self, code: int, what: str) -> TemporaryProviderError | PermanentProviderError:
+        logger.info("smtp server refused a message", extra={"provider": self.name, "smtp_code": code})
+        reason = f"{self.name}: SMTP {code} {what}"
+        if 500 <= code < 600:
+            return PermanentProviderError(reason, code=str(code))
+        return TemporaryProviderError(reason, code=str(code))
+
+    async def close(self) -> None:
+        """Nothing to release: every send opens and closes its own connection."""

@@ -1,0 +1,215 @@
+"""Notices as text: one jinja2 template per notification kind, channel and language, in ``templates/<language>/``.
+
+Files: ``<kind>.sms.txt``; ``<kind>.subject.txt``, ``<kind>.email.txt`` and ``<kind>.email.html`` (autoescaped).
+Undefined variables raise (StrictUndefined); any problem with one template becomes :class:`TemplateError` for that
+notice alone. A notice says who it is from, what changed, where and when (in the subscriber's time zone), whom to
+call, how to stop, and for urgent notices how to acknowledge; never anything about other victims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, tzinfo
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jinja2
+
+from shared.events import AgencyProfile, NotificationKind, NotificationRequested
+from shared.vocabulary import Language, Urgency
+
+TEMPLATE_DIRECTORY = Path(__file__).parent / "templates"
+BRAND = "Custody Watch"
+
+# GSM 03.38: the basic set costs one septet, the extension set two (escape + character); anything else is UCS-2.
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿"
+    "abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")
+
+MONTHS: Mapping[Language, tuple[str, ...]] = {
+    Language.ENGLISH: ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
+    Language.SPANISH: ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"),
+}
+
+
+@dataclass(frozen=True)
+class NoticeLinks:
+    manage_url: str | None = None
+    unsubscribe_url: str | None = None
+    acknowledge_url: str | None = None
+    verify_url: str | None = None
+
+
+@dataclass(frozen=True)
+class RenderedSms:
+    body: str
+    segments: int
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    text_body: str
+    html_body: str
+
+
+class TemplateError(Exception):
+    """A template of one kind and language is missing or broken; other notices are unaffected."""
+
+
+def sms_segments(text: str) -> int:
+    """How many SMS segments ``text`` takes: GSM-7 (160, or 153 per part) or UCS-2 (70, or 67 per part)."""
+    if all(character in GSM7_BASIC or character in GSM7_EXTENSION for character in text):
+        septets = sum(2 if character in GSM7_EXTENSION else 1 for character in text)
+        return 1 if septets <= 160 else -(-septets // 153)
+    units = len(text.encode("utf-16-le")) // 2
+    return 1 if units <= 70 else -(-units // 67)
+
+
+def _zone(name: str | None) -> tzinfo | None:
+    if not name:
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def format_moment(moment: datetime, language: Language, zone: tzinfo) -> str:
+    """``Nov 27, 2026, 2:05 PM EST`` / ``27 nov 2026, 14:05 EST``: short, GSM-7 safe, with the zone spelled out."""
+    local = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(zone)
+    month = MONTHS[language][local.month - 1]
+    zone_name = local.strftime("%Z")
+    if language is Language.SPANISH:
+        return f"{local.day} {month} {local.year}, {local:%H:%M} {zone_name}"
+    hour = local.hour % 12 or 12
+    return f"{month} {local.day}, {local.year}, {hour}:{local:%M} {'AM' if local.hour < 12 else 'PM'} {zone_name}"
+
+
+class NoticeRenderer:
+    """Renders notices from one template directory (the package's own, or another one in tests)."""
+
+    def __init__(self, directory: Path = TEMPLATE_DIRECTORY) -> None:
+        loader = jinja2.FileSystemLoader(directory)
+        strict = jinja2.StrictUndefined
+        # SMS (plain text, never HTML): one line in the end; every line break becomes a space, none is swallowed.
+        self.sms_environment = jinja2.Environment(
+            loader=loader,
+            undefined=strict,
+            autoescape=False,  # noqa: S701 - plain text
+        )
+        # Email text part (plain text, never HTML): block tags swallow their line, so the layout stays.
+        self.text_environment = jinja2.Environment(
+            loader=loader,
+            undefined=strict,
+            autoescape=False,  # noqa: S701 - plain text
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+        # Email HTML: everything escaped, including the shared phrase macros when used from HTML.
+        self.html_environment = jinja2.Environment(
+            loader=loader, undefined=strict, autoescape=True, trim_blocks=True, lstrip_blocks=True
+        )
+
+    def _render(self, environment: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+        try:
+            return environment.get_template(name).render(context).strip()
+        except jinja2.TemplateNotFound:
+            raise TemplateError(f"no template {name}") from None
+        except jinja2.TemplateError as error:
+            raise TemplateError(f"template {name}: {error}") from None
+
+    def render_sms(
+        self,
+        notice: NotificationRequested,
+        agency: AgencyProfile | None,
+        links: NoticeLinks,
+        *,
+        secret: str | None = None,
+    ) -> RenderedSms:
+        context = notice_context(notice, agency, links, secret=secret)
+        body = " ".join(self._render(self.sms_environment, f"{notice.language}/{notice.kind}.sms.txt", context).split())
+        if not body:
+            raise TemplateError(f"template {notice.language}/{notice.kind}.sms.txt rendered an empty message")
+        return RenderedSms(body=body, segments=sms_segments(body))
+
+    def render_email(
+        self,
+        notice: NotificationRequested,
+        agency: AgencyProfile | None,
+        links: NoticeLinks,
+        *,
+        secret: str | None = None,
+    ) -> RenderedEmail:
+        context = notice_context(notice, agency, links, secret=secret)
+        prefix = f"{notice.language}/{notice.kind}"
+        subject = " ".join(self._render(self.text_environment, f"{prefix}.subject.txt", context).split())
+        if not subject:
+            raise TemplateError(f"template {prefix}.subject.txt rendered an empty subject")
+        return RenderedEmail(
+            subject=subject,
+            text_body=self._render(self.text_environment, f"{prefix}.email.txt", context) + "\n",
+            html_body=self._render(self.html_environment, f"{prefix}.email.html", context) + "\n",
+        )
+
+
+def notice_context(
+    notice: NotificationRequested, agency: AgencyProfile | None, links: NoticeLinks, *, secret: str | None
+) -> dict[str, Any]:
+    """Every variable a template may use, always defined (None when unknown), so StrictUndefined catches typos."""
+    if notice.kind is NotificationKind.STATUS_CHANGE and notice.custody is None:
+        raise TemplateError(f"notice {notice.notification_id}: a status change without custody facts")
+    if notice.kind is NotificationKind.VERIFICATION and not secret:
+        raise TemplateError(f"notice {notice.notification_id}: a verification without its code")
+    zone = _zone(notice.timezone) or _zone(agency.timezone if agency else None) or UTC
+    custody = notice.custody
+
+    def moment(value: datetime | None) -> str | None:
+        return format_moment(value, notice.language, zone) if value is not None else None
+
+    return {
+        "brand": BRAND,
+        "kind": str(notice.kind),
+        "urgent": notice.urgency is Urgency.URGENT,
+        "agency_name": agency.name if agency else None,
+        "agency_contact_phone": agency.contact_phone if agency else None,
+        "victim_services_phone": agency.victim_services_phone if agency else None,
+        "victim_services_url": agency.victim_services_url if agency else None,
+        "identifier_kind": str(custody.identifier.kind) if custody else None,
+        "identifier_value": custody.identifier.value if custody else None,
+        "person": custody.display_name if custody else None,
+        "facility": custody.facility if custody else None,
+        "status": str(custody.status) if custody else None,
+        "previous_status": str(custody.previous_status) if custody and custody.previous_status else None,
+        "release_reason": str(custody.release_reason) if custody and custody.release_reason else None,
+        "transfer_destination": custody.transfer_destination if custody else None,
+        "court_date": moment(custody.court_date) if custody else None,
+        "effective_at": moment(custody.effective_at) if custody else None,
+        "manage_url": links.manage_url,
+        "unsubscribe_url": links.unsubscribe_url,
+        "acknowledge_url": links.acknowledge_url,
+        "verify_url": links.verify_url,
+        "secret": secret,
+    }
+
+
+@lru_cache(maxsize=1)
+def default_renderer() -> NoticeRenderer:
+    return NoticeRenderer()
+
+
+def render_sms(
+    notice: NotificationRequested, agency: AgencyProfile | None, links: NoticeLinks, *, secret: str | None = None
+) -> RenderedSms:
+    return default_renderer().render_sms(notice, agency, links, secret=secret)
+
+
+def render_email(
+    notice: NotificationRequested, agency: AgencyProfile | None, links: NoticeLinks, *, secret: str | None = None
+) -> RenderedEmail:
+    return default_renderer().render_email(notice, agency, links, secret=secret)

@@ -1,0 +1,143 @@
+"""Settings of the delivery service (environment prefix ``DELIVERY_``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.crypto import ContactCipher
+from shared.settings import ServiceSettings
+
+# Usable only in development and test (the same contact keys as the subscription service's dev defaults, so a
+# local stack works out of the box); the service refuses to start in production with any of them.
+DEV_CONTACT_ENCRYPTION_KEY = "c3Vic2NyaXB0aW9uLWRldi1rZXktMDAwMDAwMDAwMDA="
+DEV_BLIND_INDEX_KEY = "subscription-dev-blind-index-key-not-for-production"
+DEV_TOKEN_SECRET = "delivery-dev-acknowledgement-secret-not-for-production"  # noqa: S105 - refused in production
+DEV_OPERATOR_TOKEN = "delivery-dev-operator-token"  # noqa: S105 - refused in production
+DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"  # noqa: S105 - refused in production
+FAILOVER_ROUTE = "failover"
+"""The name status-callback URLs carry when several SMS providers share the traffic."""
+
+SECRET_DEFAULTS: dict[str, str] = {
+    "contact_encryption_keys": DEV_CONTACT_ENCRYPTION_KEY,
+    "blind_index_key": DEV_BLIND_INDEX_KEY,
+    "token_secret": DEV_TOKEN_SECRET,
+    "operator_token": DEV_OPERATOR_TOKEN,
+}
+
+
+class SmsProviderSettings(BaseModel):
+    """One Twilio-shaped SMS provider; its ``auth_token`` also checks the signatures of its status callbacks."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")
+    account_sid: str = Field(min_length=1)
+    auth_token: str = Field(min_length=1)
+    from_number: str = Field(pattern=r"^\+[1-9]\d{6,14}$")
+    base_url: str = "https://api.twilio.com"
+    rate_per_second: float = Field(default=10.0, gt=0)
+    timeout: float = Field(default=10.0, gt=0)
+
+
+class SmtpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=2525, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    starttls: bool = False
+    use_tls: bool = False
+    from_address: str = "Custody Watch <notices@custodywatch.localhost>"
+    unsubscribe_mailto: str | None = None
+    timeout: float = Field(default=10.0, gt=0)
+    rate_per_second: float = Field(default=20.0, gt=0)
+
+
+def _dev_sms_providers() -> list[SmsProviderSettings]:
+    return [
+        SmsProviderSettings(
+            name="local",
+            account_sid="ACdev",
+            auth_token=DEV_TWILIO_AUTH_TOKEN,
+            from_number="+15005550006",
+            base_url="http://127.0.0.1:8025",
+        )
+    ]
+
+
+class DeliverySettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="DELIVERY_", env_nested_delimiter="__", extra="ignore", frozen=True)
+
+    service_name: str = "delivery"
+    http_port: int = Field(default=8004, ge=0, le=65535)
+    public_base_url: str = "http://127.0.0.1:8004"
+
+    contact_encryption_keys: str = Field(
+        default=DEV_CONTACT_ENCRYPTION_KEY, description="Comma-separated Fernet keys, as the subscription service's."
+    )
+    blind_index_key: str = Field(default=DEV_BLIND_INDEX_KEY, description="As the subscription service's.")
+    token_secret: str = Field(default=DEV_TOKEN_SECRET, min_length=32, description="Signs acknowledgement links.")
+    operator_token: str = Field(default=DEV_OPERATOR_TOKEN, min_length=16, description="Bearer token of the ops API.")
+
+    sms_providers: list[SmsProviderSettings] = Field(
+        default_factory=_dev_sms_providers, description="First is primary, the rest take over on failure."
+    )
+    smtp: SmtpSettings = SmtpSettings()
+
+    consumer_retry_attempts: int = Field(
+        default=10, ge=1, description="Tries of a failing Kafka event (e.g. database down) before its dead letter."
+    )
+    consumer_retry_max_delay_seconds: float = Field(default=60.0, gt=0)
+
+    dispatch_interval_seconds: float = Field(default=0.5, gt=0, description="How often due notices are looked for.")
+    dispatch_batch_size: int = Field(default=50, ge=1)
+    dispatch_concurrency: int = Field(default=20, ge=1)
+    sending_lease_seconds: float = Field(
+        default=60.0, gt=0, description="An attempt still 'sending' after this is taken over (crash recovery)."
+    )
+    retry_base_seconds: float = Field(default=60.0, gt=0)
+    retry_max_delay_seconds: float = Field(default=3600.0, gt=0)
+    retry_window_seconds: float = Field(default=24 * 3600.0, gt=0, description="Temporary failures stop after this.")
+    retry_max_attempts: int = Field(default=30, ge=1)
+    repeat_interval_seconds: float = Field(default=30 * 60.0, gt=0, description="Urgent notices repeat this often.")
+    repeat_window_seconds: float = Field(default=24 * 3600.0, gt=0, description="...for at most this long.")
+    reconcile_after_seconds: float = Field(
+        default=600.0, gt=0, description="Ask the provider about an SMS sent this long ago with no final receipt."
+    )
+    reconcile_interval_seconds: float = Field(default=60.0, gt=0)
+    receipt_window_seconds: float = Field(default=72 * 3600.0, gt=0, description="Stop asking after this.")
+
+    templates_directory: str | None = Field(
+        default=None, description="Notice templates to use instead of the packaged ones (<language>/<kind>.*)."
+    )
+
+    crash_after_handoff_marker: str | None = Field(
+        default=None,
+        description="Test only: exit hard right after the first provider hand-off, unless this file exists.",
+    )
+
+    @model_validator(mode="after")
+    def _safe_settings(self) -> DeliverySettings:
+        names = [provider.name for provider in self.sms_providers]
+        if len(set(names)) != len(names):
+            raise ValueError("sms_providers names must be unique")
+        if FAILOVER_ROUTE in names:
+            raise ValueError(f"{FAILOVER_ROUTE!r} is reserved for the failover group; name the provider otherwise")
+        if self.environment == "production":
+            unsafe = [name for name, default in SECRET_DEFAULTS.items() if getattr(self, name) == default]
+            unsafe += [
+                f"sms_providers[{p.name}].auth_token"
+                for p in self.sms_providers
+                if p.auth_token == DEV_TWILIO_AUTH_TOKEN
+            ]
+            if unsafe:
+                raise ValueError("refusing to start in production with development defaults for: " + ", ".join(unsafe))
+            if not self.public_base_url.startswith("https://"):
+                raise ValueError("public_base_url must be https:// in production")
+            if self.crash_after_handoff_marker is not None:
+                raise ValueError("crash_after_handoff_marker is a test hook and is refused in production")
+        if not self.sms_providers:
+            raise ValueError("at least one SMS provider is required")
+        ContactCipher(self.contact_encryption_keys, self.blind_index_key)
+        return self
+
+    def sms_provider(self, name: str) -> SmsProviderSettings | None:
+        return next((provider for provider in self.sms_providers if provider.name == name), None)

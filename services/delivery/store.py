@@ -1,0 +1,358 @@
+"""All SQL of the delivery service: plain async functions taking a connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.delivery.domain import PAUSABLE_KINDS
+from shared.db import Connection
+from shared.events import AgencyProfile, DeliveryStatus, NotificationRequested
+from shared.vocabulary import normalise_identifier
+
+
+@dataclass(frozen=True)
+class NotificationRow:
+    notification_id: str
+    event_id: str
+    trace_id: str
+    request: NotificationRequested
+    contact_index: str
+    status: DeliveryStatus
+    outcome: str | None
+    next_attempt_at: datetime | None
+    in_flight_attempt_id: str | None
+    lease_until: datetime | None
+    attempt_count: int
+    failure_count: int
+    first_attempt_at: datetime | None
+    repeat_until: datetime | None
+    acknowledged_at: datetime | None
+    parked_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptRow:
+    attempt_id: str
+    notification_id: str
+    number: int
+    purpose: str
+    channel: str
+    contact_masked: str
+    provider: str | None
+    provider_message_id: str | None
+    status: DeliveryStatus
+    error_code: str | None
+    detail: str | None
+    created_at: datetime
+    handed_off_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+
+
+_NOTIFICATION_COLUMNS = (
+    "notification_id, event_id, trace_id, request, contact_index, status, outcome, next_attempt_at,"
+    " in_flight_attempt_id, lease_until, attempt_count, failure_count, first_attempt_at, repeat_until,"
+    " acknowledged_at, parked_reason, created_at, updated_at"
+)
+_ATTEMPT_COLUMNS = (
+    "attempt_id, notification_id, number, purpose, channel, contact_masked, provider, provider_message_id, status,"
+    " error_code, detail, created_at, handed_off_at, completed_at, updated_at"
+)
+
+
+def _notification(row: asyncpg.Record) -> NotificationRow:
+    values = dict(row)
+    values["request"] = NotificationRequested.model_validate(values["request"])
+    values["status"] = DeliveryStatus(values["status"])
+    return NotificationRow(**values)
+
+
+def _attempt(row: asyncpg.Record) -> AttemptRow:
+    values = dict(row)
+    values["status"] = DeliveryStatus(values["status"])
+    return AttemptRow(**values)
+
+
+# --- agencies -------------------------------------------------------------------------------------------------
+
+
+async def upsert_agency(connection: Connection, profile: AgencyProfile) -> bool:
+    """Keep the newest profile of each agency; an older one arriving late changes nothing."""
+    updated = await connection.fetchval(
+        "INSERT INTO agencies (agency_id, profile, notices_paused, updated_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (agency_id) DO UPDATE SET profile = EXCLUDED.profile,"
+        " notices_paused = EXCLUDED.notices_paused, updated_at = EXCLUDED.updated_at"
+        " WHERE agencies.updated_at <= EXCLUDED.updated_at RETURNING true",
+        profile.agency_id,
+        profile.model_dump(mode="json"),
+        profile.notices_paused,
+        profile.updated_at,
+    )
+    return bool(updated)
+
+
+async def get_agency(connection: Connection, agency_id: str) -> AgencyProfile | None:
+    document: Any = await connection.fetchval("SELECT profile FROM agencies WHERE agency_id = $1", agency_id)
+    return None if document is None else AgencyProfile.model_validate(document)
+
+
+# --- notifications --------------------------------------------------------------------------------------------
+
+
+async def insert_notification(
+    connection: Connection,
+    request: NotificationRequested,
+    *,
+    event_id: str,
+    trace_id: str,
+    contact_index: str,
+    next_attempt_at: datetime,
+    repeat_until: datetime | None,
+) -> bool:
+    """Insert a requested notification; False when its id is already known (a redelivery: nothing to do)."""
+    custody = request.custody
+    inserted = await connection.fetchval(
+        "INSERT INTO notifications (notification_id, event_id, trace_id, kind, subscription_id, agency_id, channel,"
+        " urgency, language, contact_masked, contact_index, case_kind, case_value, custody_event_id,"
+        " feed_received_at, request, next_attempt_at, repeat_until)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
+        " ON CONFLICT (notification_id) DO NOTHING RETURNING true",
+        request.notification_id,
+        event_id,
+        trace_id,
+        request.kind.value,
+        request.subscription_id,
+        request.agency_id,
+        request.channel.value,
+        request.urgency.value,
+        request.language.value,
+        request.contact_masked,
+        contact_index,
+        custody.identifier.kind.value if custody else None,
+        normalise_identifier(custody.identifier.value) if custody else None,
+        custody.custody_event_id if custody else None,
+        custody.feed_received_at if custody else None,
+        request.model_dump(mode="json"),
+        next_attempt_at,
+        repeat_until,
+    )
+    return bool(inserted)
+
+
+async def get_notification(
+    connection: Connection, notification_id: str, *, for_update: bool = False
+) -> NotificationRow | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await connection.fetchrow(
+        f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE notification_id = $1{lock}",  # noqa: S608
+        notification_id,
+    )
+    return None if row is None else _notification(row)
+
+
+async def lock_due(connection: Connection, now: datetime, limit: int) -> list[NotificationRow]:
+    """Lock notifications whose next attempt is due, or whose in-flight attempt outlived its lease (a crash).
+
+    ``SKIP LOCKED``: several dispatchers (replicas) share the work without waiting on each other. Custody notices of
+    an agency that paused its notices are held back.
+    """
+    rows = await connection.fetch(
+        f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications n"  # noqa: S608
+        " WHERE ((n.in_flight_attempt_id IS NULL AND n.next_attempt_at <= $1)"
+        "        OR (n.in_flight_attempt_id IS NOT NULL AND n.lease_until <= $1))"
+        "   AND (n.kind <> ALL($3::text[]) OR NOT EXISTS ("
+        "        SELECT 1 FROM agencies a WHERE a.agency_id = n.agency_id AND a.notices_paused))"
+        " ORDER BY coalesce(n.lease_until, n.next_attempt_at) LIMIT $2 FOR UPDATE OF n SKIP LOCKED",
+        now,
+        limit,
+        sorted(kind.value for kind in PAUSABLE_KINDS),
+    )
+    return [_notification(row) for row in rows]
+
+
+async def update_notification(connection: Connection, notification_id: str, **changes: Any) -> None:
+    """Set the given columns (names are ours, never user input) and touch ``updated_at``."""
+    names = list(changes)
+    assignments = ", ".join(f"{name} = ${index}" for index, name in enumerate(names, start=2))
+    await connection.execute(
+        f"UPDATE notifications SET {assignments}, updated_at = now() WHERE notification_id = $1",  # noqa: S608
+        notification_id,
+        *(changes[name] for name in names),
+    )
+
+
+async def open_notifications_of(
+    connection: Connection, subscription_id: str, *, channel: str | None = None, urgent_only: bool = False
+) -> list[str]:
+    """Ids of a subscription's notifications still waiting for an attempt (locked for the caller's change)."""
+    rows = await connection.fetch(
+        "SELECT notification_id FROM notifications WHERE subscription_id = $1 AND outcome IS NULL"
+        " AND ($2::text IS NULL OR channel = $2) AND (NOT $3 OR urgency = 'urgent')"
+        " ORDER BY notification_id FOR UPDATE",
+        subscription_id,
+        channel,
+        urgent_only,
+    )
+    return [row["notification_id"] for row in rows]
+
+
+async def notifications_to_dead_letter(connection: Connection, limit: int) -> list[NotificationRow]:
+    rows = await connection.fetch(
+        f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications"  # noqa: S608
+        " WHERE outcome = 'failed' AND dead_lettered_at IS NULL ORDER BY created_at LIMIT $1"
+        " FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    return [_notification(row) for row in rows]
+
+
+async def search_notifications(
+    connection: Connection,
+    *,
+    subscription_id: str | None,
+    agency_id: str | None,
+    case: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    status: str | None,
+    limit: int,
+) -> list[NotificationRow]:
+    rows = await connection.fetch(
+        f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications"  # noqa: S608
+        " WHERE ($1::text IS NULL OR subscription_id = $1) AND ($2::text IS NULL OR agency_id = $2)"
+        " AND ($3::text IS NULL OR case_value = $3) AND ($4::timestamptz IS NULL OR created_at >= $4)"
+        " AND ($5::timestamptz IS NULL OR created_at < $5) AND ($6::text IS NULL OR status = $6)"
+        " ORDER BY created_at DESC, notification_id LIMIT $7",
+        subscription_id,
+        agency_id,
+        case,
+        since,
+        until,
+        status,
+        limit,
+    )
+    return [_notification(row) for row in rows]
+
+
+# --- attempts -------------------------------------------------------------------------------------------------
+
+
+async def insert_attempt(
+    connection: Connection,
+    *,
+    attempt_id: str,
+    notification_id: str,
+    number: int,
+    purpose: str,
+    channel: str,
+    contact_masked: str,
+    now: datetime,
+) -> None:
+    await connection.execute(
+        "INSERT INTO attempts (attempt_id, notification_id, number, purpose, channel, contact_masked, status,"
+        " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'sending', $7, $7)",
+        attempt_id,
+        notification_id,
+        number,
+        purpose,
+        channel,
+        contact_masked,
+        now,
+    )
+
+
+async def get_attempt(connection: Connection, attempt_id: str, *, for_update: bool = False) -> AttemptRow | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await connection.fetchrow(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE attempt_id = $1{lock}",  # noqa: S608
+        attempt_id,
+    )
+    return None if row is None else _attempt(row)
+
+
+async def find_attempt_by_provider_message(connection: Connection, provider_message_id: str) -> str | None:
+    value: Any = await connection.fetchval(
+        "SELECT attempt_id FROM attempts WHERE provider_message_id = $1 LIMIT 1", provider_message_id
+    )
+    return None if value is None else str(value)
+
+
+async def update_attempt(connection: Connection, attempt_id: str, now: datetime, **changes: Any) -> None:
+    names = list(changes)
+    assignments = "".join(f", {name} = ${index}" for index, name in enumerate(names, start=3))
+    await connection.execute(
+        f"UPDATE attempts SET updated_at = $2{assignments} WHERE attempt_id = $1",  # noqa: S608
+        attempt_id,
+        now,
+        *(changes[name] for name in names),
+    )
+
+
+async def attempts_of(connection: Connection, notification_ids: list[str]) -> dict[str, list[AttemptRow]]:
+    rows = await connection.fetch(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE notification_id = ANY($1::text[])"  # noqa: S608
+        " ORDER BY notification_id, number",
+        notification_ids,
+    )
+    found: dict[str, list[AttemptRow]] = {notification_id: [] for notification_id in notification_ids}
+    for row in rows:
+        found[row["notification_id"]].append(_attempt(row))
+    return found
+
+
+async def attempts_awaiting_receipt(
+    connection: Connection,
+    *,
+    handed_off_before: datetime,
+    handed_off_after: datetime,
+    checked_before: datetime,
+    limit: int,
+) -> list[AttemptRow]:
+    """SMS attempts handed off a while ago whose final receipt never came (a missed status callback)."""
+    rows = await connection.fetch(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts"  # noqa: S608
+        " WHERE status IN ('sending', 'sent') AND channel = 'sms' AND provider_message_id IS NOT NULL"
+        " AND handed_off_at < $1 AND handed_off_at > $2"
+        " AND (last_checked_at IS NULL OR last_checked_at < $3) ORDER BY handed_off_at LIMIT $4",
+        handed_off_before,
+        handed_off_after,
+        checked_before,
+        limit,
+    )
+    return [_attempt(row) for row in rows]
+
+
+# --- disabled contact points ----------------------------------------------------------------------------------
+
+
+async def disable_contact(
+    connection: Connection, *, subscription_id: str, channel: str, contact_index: str, reason: str, now: datetime
+) -> bool:
+    inserted = await connection.fetchval(
+        "INSERT INTO disabled_contacts (subscription_id, channel, contact_index, reason, disabled_at)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING true",
+        subscription_id,
+        channel,
+        contact_index,
+        reason,
+        now,
+    )
+    return bool(inserted)
+
+
+async def contact_is_disabled(
+    connection: Connection, *, subscription_id: str, channel: str, contact_index: str
+) -> bool:
+    found = await connection.fetchval(
+        "SELECT true FROM disabled_contacts WHERE subscription_id = $1 AND channel = $2 AND contact_index = $3",
+        subscription_id,
+        channel,
+        contact_index,
+    )
+    return bool(found)

@@ -1,0 +1,433 @@
+"""Orchestration: raw batch -> domain decisions -> store and outbox, each in the right transaction.
+
+A JSON batch is stored raw (and committed) first; then the whole batch is applied in one transaction that locks the
+batch row and the agency row, so a crash leaves either nothing or everything applied, and a second processing of the
+same raw batch (retry or recovery) only returns the stored answer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from services.ingest import metrics, store
+from services.ingest.domain import (
+    EVENT_NAMESPACE,
+    Identifier,
+    Parsed,
+    RecordRejectedError,
+    RecordResult,
+    event_key,
+    feed_is_stale,
+    normalise_record,
+    plan_batch,
+    sorted_identifiers,
+)
+from services.ingest.settings import IngestSettings
+from services.ingest.store import Agency
+from shared.db import Connection
+from shared.events import AgencyProfile, CloudEvent, OpsAlert, SubjectSealed, new_event
+from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, OPS_ALERT, SUBJECT_SEALED
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/custody-watch/ingest"
+
+
+class BatchInvalidError(ValueError):
+    """The batch as a whole cannot be read; ``status_code`` is the HTTP answer (400, 413, 422)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
+# --- agencies ---------------------------------------------------------------------------------------------------
+
+
+def profile_of(agency: Agency) -> AgencyProfile:
+    return AgencyProfile(
+        agency_id=agency.agency_id,
+        name=agency.name,
+        timezone=agency.timezone,
+        contact_phone=agency.contact_phone,
+        victim_services_phone=agency.victim_services_phone,
+        victim_services_url=agency.victim_services_url,
+        expected_feed_interval_minutes=agency.expected_feed_interval_minutes,
+        notices_paused=agency.notices_paused,
+        active=agency.active,
+        updated_at=agency.updated_at,
+    )
+
+
+async def publish_profile(connection: Connection, settings: IngestSettings, agency: Agency) -> None:
+    event = new_event(profile_of(agency), source=SOURCE, subject=agency.agency_id)
+    await store.enqueue_many(connection, [(settings.kafka.topic(AGENCY_PROFILE.name), agency.agency_id, event)])
+
+
+async def create_agency(connection: Connection, settings: IngestSettings, values: dict[str, Any]) -> Agency | None:
+    """Create an agency and publish its profile; None when the id is taken."""
+    async with connection.transaction():
+        agency = await store.insert_agency(connection, values)
+        if agency is not None:
+            await publish_profile(connection, settings, agency)
+        return agency
+
+
+async def update_agency(
+    connection: Connection, settings: IngestSettings, agency_id: str, changes: dict[str, Any]
+) -> Agency | None:
+    async with connection.transaction():
+        agency = await store.update_agency(connection, agency_id, changes)
+        if agency is not None:
+            await publish_profile(connection, settings, agency)
+        return agency
+
+
+# --- JSON batches -----------------------------------------------------------------------------------------------
+
+
+def read_json_batch(body: bytes, max_records: int) -> list[Any]:
+    """The raw records of a JSON batch, or :class:`BatchInvalidError` saying what is wrong with the body as a whole."""
+    try:
+        document = json.loads(body)
+    except UnicodeDecodeError:
+        raise BatchInvalidError(400, "body is not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise BatchInvalidError(
+            400, f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
+        ) from None
+    if isinstance(document, list):
+        records = document
+    elif isinstance(document, dict) and isinstance(document.get("records"), list):
+        records = document["records"]
+    else:
+        raise BatchInvalidError(422, 'body must be a JSON object {"records": [...]} (or a JSON array of records)')
+    if not records:
+        raise BatchInvalidError(422, "batch has no records")
+    if len(records) > max_records:
+        raise BatchInvalidError(413, f"batch has {len(records)} records; the limit is {max_records} per batch")
+    return records
+
+
+def normalise_all(
+    raw_records: Sequence[Any], agency: Agency, settings: IngestSettings, received_at: datetime
+) -> list[Parsed]:
+    zone = ZoneInfo(agency.timezone)
+    skew = timedelta(seconds=settings.max_clock_skew_seconds)
+    parsed: list[Parsed] = []
+    for raw in raw_records:
+        try:
+            parsed.append(
+                normalise_record(raw, status_map=agency.status_map, timezone=zone, now=received_at, max_skew=skew)
+            )
+        except RecordRejectedError as rejected:
+            parsed.append(rejected)
+    return parsed
+
+
+@dataclass(frozen=True)
+class AppliedBatch:
+    """What applying a set of records did: per-record outcomes and counts by result."""
+
+    outcomes: list[dict[str, Any]]
+    counts: Counter[RecordResult]
+
+
+async def apply_records(
+    connection: Connection,
+    settings: IngestSettings,
+    agency: Agency,
+    entries: Sequence[tuple[int, Parsed]],
+    *,
+    batch_id: str,
+    received_at: datetime,
+) -> AppliedBatch:
+    """Change detection and writes for records of one batch, in the caller's transaction (agency row locked)."""
+    records = [entry for _, entry in entries if not isinstance(entry, RecordRejectedError)]
+    keys = {identifier.key for record in records for identifier in record.identifiers}
+    snapshot = await store.load_snapshot(connection, agency.agency_id, keys, [r.record_id for r in records])
+    plan = plan_batch(agency.agency_id, entries, snapshot, batch_id=batch_id, received_at=received_at)
+    topic = settings.kafka.topic(CUSTODY_STATUS_CHANGED.name)
+    events: list[tuple[str, str, CloudEvent[Any]]] = [
+        (
+            topic,
+            planned.key,
+            new_event(planned.payload, source=SOURCE, subject=planned.key, event_id=planned.event_id, at=received_at),
+        )
+        for planned in plan.events
+    ]
+    await store.save_plan(connection, agency.agency_id, plan, batch_id=batch_id, received_at=received_at, events=events)
+    counts = Counter(outcome.result for outcome in plan.outcomes)
+    await store.add_feed_counts(connection, agency.agency_id, received_at, counts)
+    outcomes = [
+        {
+            "index": o.index,
+            "record_id": o.record_id,
+            "result": o.result.value,
+            "reason": o.reason,
+            "event_id": o.event_id,
+        }
+        for o in plan.outcomes
+    ]
+    return AppliedBatch(outcomes, counts)
+
+
+def summary_of(counts: Counter[RecordResult]) -> dict[str, int]:
+    return {result.value: counts.get(result, 0) for result in RecordResult}
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer to a batch: HTTP status and body, the same every time the batch is asked about."""
+
+    status_code: int
+    body: dict[str, Any]
+    fresh: bool
+
+
+async def receive_json_batch(
+    pool: asyncpg.Pool,
+    settings: IngestSettings,
+    agency: Agency,
+    *,
+    body: bytes,
+    body_sha256: str,
+    idempotency_key: str | None,
+) -> tuple[str, bool]:
+    """Store the raw batch (committed before any processing); returns (batch id, whether it was already stored).
+
+    Raises :class:`BatchInvalidError` (422) when the idempotency key was used for a different body.
+    """
+    async with pool.acquire() as connection:
+        if idempotency_key is not None:
+            existing = await store.find_batch(connection, agency.agency_id, idempotency_key=idempotency_key)
+            if existing is not None:
+                return _same_body(existing, body_sha256), True
+        batch_id = str(uuid.uuid4())
+        stored = await store.insert_batch(
+            connection,
+            batch_id=batch_id,
+            agency_id=agency.agency_id,
+            kind="json",
+            status="received",
+            idempotency_key=idempotency_key,
+            body_sha256=body_sha256,
+            body=body,
+        )
+        if stored is None:  # a concurrent request with the same key won the race
+            existing = await store.find_batch(connection, agency.agency_id, idempotency_key=idempotency_key)
+            if existing is None:
+                raise RuntimeError("idempotency key conflict without a stored batch")
+            return _same_body(existing, body_sha256), True
+        async with connection.transaction():  # after the raw batch is safe, which never waits for another batch
+            await note_feed_received(connection, settings, agency.agency_id, stored.received_at)
+        return batch_id, False
+
+
+def _same_body(existing: store.StoredBatch, body_sha256: str) -> str:
+    if existing.body_sha256 != body_sha256:
+        raise BatchInvalidError(
+            422, "Idempotency-Key was already used for a different body; use a new key for new data"
+        )
+    return existing.batch_id
+
+
+async def process_json_batch(pool: asyncpg.Pool, settings: IngestSettings, batch_id: str) -> StoredAnswer:
+    """Apply a stored JSON batch in one transaction, or return the answer stored when it was applied before."""
+    async with pool.acquire() as connection, connection.transaction():
+        locked = await store.lock_batch(connection, batch_id)
+        if locked is None:
+            raise LookupError(f"no batch {batch_id}")
+        batch, body = locked
+        if batch.status in ("processed", "failed"):
+            return _answer_of(batch, fresh=False)
+        agency = await store.get_agency(connection, batch.agency_id, for_update=True)
+        if agency is None:
+            raise LookupError(f"batch {batch_id} names unknown agency {batch.agency_id}")
+        try:
+            raw_records = read_json_batch(body or b"", settings.max_records_per_batch)
+        except BatchInvalidError as invalid:
+            await store.finish_batch(
+                connection,
+                batch_id,
+                status="failed",
+                accepted=0,
+                rejected=0,
+                processed=0,
+                result={"status_code": invalid.status_code, "detail": str(invalid)},
+                error=str(invalid),
+            )
+            return StoredAnswer(invalid.status_code, {"detail": str(invalid)}, fresh=True)
+        parsed = normalise_all(raw_records, agency, settings, batch.received_at)
+        applied = await apply_records(
+            connection, settings, agency, list(enumerate(parsed)), batch_id=batch_id, received_at=batch.received_at
+        )
+        answer = {
+            "batch_id": batch_id,
+            "agency_id": agency.agency_id,
+            "received_at": batch.received_at.isoformat(),
+            "summary": summary_of(applied.counts),
+            "results": applied.outcomes,
+        }
+        await store.finish_batch(
+            connection,
+            batch_id,
+            status="processed",
+            accepted=applied.counts[RecordResult.ACCEPTED],
+            rejected=applied.counts[RecordResult.REJECTED],
+            processed=len(parsed),
+            result={"status_code": 200, "body": answer},
+        )
+    await refresh_metrics(pool, agency.agency_id, applied.counts)
+    return StoredAnswer(200, answer, fresh=True)
+
+
+def _answer_of(batch: store.StoredBatch, *, fresh: bool) -> StoredAnswer:
+    result = batch.result or {}
+    if batch.status == "failed":
+        return StoredAnswer(int(result.get("status_code", 422)), {"detail": result.get("detail", batch.error)}, fresh)
+    return StoredAnswer(int(result.get("status_code", 200)), dict(result.get("body", {})), fresh)
+
+
+async def refresh_metrics(pool: asyncpg.Pool, agency_id: str, counts: Counter[RecordResult]) -> None:
+    for result, count in counts.items():
+        metrics.RECORDS.labels(agency_id, result.value).inc(count)
+    async with pool.acquire() as connection:
+        metrics.IN_CUSTODY.labels(agency_id).set(await store.in_custody_count(connection, agency_id))
+
+
+async def recover_json_batches(pool: asyncpg.Pool, settings: IngestSettings) -> int:
+    """Apply JSON batches stored but never processed (the service died mid-batch); returns how many."""
+    older_than = datetime.now(UTC) - timedelta(seconds=settings.recovery_grace_seconds)
+    async with pool.acquire() as connection:
+        batch_ids = await store.batches_to_recover(connection, "json", older_than)
+    for batch_id in batch_ids:
+        try:
+            answer = await process_json_batch(pool, settings, batch_id)
+        except Exception:  # one broken batch must not keep the others from being recovered
+            log.exception("could not apply stored batch %s", batch_id)
+            continue
+        if answer.fresh:
+            log.info("recovered stored batch %s", batch_id)
+    return len(batch_ids)
+
+
+# --- feed health ------------------------------------------------------------------------------------------------
+
+
+def _alert(kind: str, agency_id: str, message: str, at: datetime) -> CloudEvent[OpsAlert]:
+    alert = OpsAlert(kind=kind, agency_id=agency_id, message=message, at=at)
+    event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"ops:{agency_id}/{kind}/{at.isoformat()}"))
+    return new_event(alert, source=SOURCE, subject=agency_id, event_id=event_id, at=at)
+
+
+async def note_feed_received(connection: Connection, settings: IngestSettings, agency_id: str, at: datetime) -> None:
+    """Record that a feed arrived; if the feed had been flagged quiet, say it recovered (once)."""
+    metrics.LAST_FEED.labels(agency_id).set(at.timestamp())
+    was_stale = await connection.fetchval(
+        "UPDATE agencies a SET last_feed_at = greatest(a.last_feed_at, $2), feed_stale = false"
+        " FROM (SELECT feed_stale FROM agencies WHERE agency_id = $1 FOR NO KEY UPDATE) AS before"
+        " WHERE a.agency_id = $1 RETURNING before.feed_stale",
+        agency_id,
+        at,
+    )
+    if was_stale:
+        event = _alert("feed_recovered", agency_id, f"feed of {agency_id} is arriving again", at)
+        await store.enqueue_many(connection, [(settings.kafka.topic(OPS_ALERT.name), agency_id, event)])
+        metrics.FEED_STALE.labels(agency_id).set(0)
+
+
+async def check_feed_health(pool: asyncpg.Pool, settings: IngestSettings, now: datetime | None = None) -> list[str]:
+    """Flag agencies whose feed went quiet (one ``feed_stale`` alert each); returns the ids flagged now."""
+    now = now or datetime.now(UTC)
+    flagged: list[str] = []
+    async with pool.acquire() as connection:
+        for agency in await store.list_agencies(connection):
+            stale = agency.active and feed_is_stale(
+                agency.last_feed_at, agency.created_at, agency.expected_feed_interval_minutes, now
+            )
+            metrics.FEED_STALE.labels(agency.agency_id).set(1 if stale else 0)
+            metrics.IN_CUSTODY.labels(agency.agency_id).set(await store.in_custody_count(connection, agency.agency_id))
+            if agency.last_feed_at is not None:
+                metrics.LAST_FEED.labels(agency.agency_id).set(agency.last_feed_at.timestamp())
+            if not stale or agency.feed_stale:
+                continue
+            async with connection.transaction():
+                locked = await store.get_agency(connection, agency.agency_id, for_update=True)
+                if locked is None or locked.feed_stale or locked.last_feed_at != agency.last_feed_at:
+                    continue
+                await store.set_feed_stale(connection, agency.agency_id, True)
+                since = agency.last_feed_at.isoformat() if agency.last_feed_at else "never"
+                message = (
+                    f"no feed from {agency.name} ({agency.agency_id}) for more than "
+                    f"{agency.expected_feed_interval_minutes} min (last: {since})"
+                )
+                event = _alert("feed_stale", agency.agency_id, message, now)
+                await store.enqueue_many(connection, [(settings.kafka.topic(OPS_ALERT.name), agency.agency_id, event)])
+                flagged.append(agency.agency_id)
+                log.warning("feed stale: %s", message)
+    return flagged
+
+
+# --- sealing ----------------------------------------------------------------------------------------------------
+
+
+class SealConflictError(ValueError):
+    """The identifiers name more than one subject."""
+
+
+@dataclass(frozen=True)
+class Sealed:
+    subject_id: str
+    sealed_at: datetime
+    identifiers: list[Identifier]
+
+
+async def seal_subject(
+    pool: asyncpg.Pool, settings: IngestSettings, agency_id: str, identifiers: Sequence[Identifier]
+) -> Sealed:
+    """Seal the subject the identifiers name (creating it if unknown, so later records are caught too)."""
+    now = datetime.now(UTC)
+    keys = {identifier.key for identifier in identifiers}
+    async with pool.acquire() as connection, connection.transaction():
+        await store.get_agency(connection, agency_id, for_update=True)
+        owners = await store.find_subjects_by_identifiers(connection, agency_id, keys)
+        if len(owners) > 1:
+            raise SealConflictError("these identifiers belong to different subjects; seal each subject separately")
+        if owners:
+            subject_id = owners[0]
+        else:
+            subject_id = str(uuid.uuid5(EVENT_NAMESPACE, f"sealed:{agency_id}/{sorted(keys)}"))
+            await store.create_sealed_subject(connection, agency_id, subject_id, now)
+        await store.add_identifiers(connection, agency_id, subject_id, identifiers)
+        sealed_at = await store.seal_subject(connection, subject_id, now)
+        all_identifiers = await store.subject_identifiers(connection, subject_id)
+        if sealed_at == now:
+            payload = SubjectSealed(
+                agency_id=agency_id,
+                subject_id=subject_id,
+                identifiers=sorted_identifiers(all_identifiers),
+                sealed_at=sealed_at,
+            )
+            key = event_key(agency_id, subject_id)
+            event = new_event(
+                payload,
+                source=SOURCE,
+                subject=key,
+                event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"sealed:{key}")),
+                at=now,
+            )
+            await store.enqueue_many(connection, [(settings.kafka.topic(SUBJECT_SEALED.name), key, event)])
+    async with pool.acquire() as connection:
+        metrics.IN_CUSTODY.labels(agency_id).set(await store.in_custody_count(connection, agency_id))
+    return Sealed(subject_id, sealed_at, all_identifiers)

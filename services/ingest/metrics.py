@@ -1,0 +1,12 @@
+"""Ingest's own Prometheus metrics: what the ops dashboard needs to see a feed gone quiet."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge
+
+LAST_FEED = Gauge(
+    "cw_ingest_last_feed_timestamp_seconds", "When the agency's last feed arrived (Unix time)", ["agency"]
+)
+RECORDS = Counter("cw_ingest_records_total", "Feed records by outcome", ["agency", "result"])
+IN_CUSTODY = Gauge("cw_ingest_in_custody", "Subjects currently held by the agency", ["agency"])
+FEED_STALE = Gauge("cw_ingest_feed_stale", "1 while the agency's feed is quieter than expected", ["agency"])

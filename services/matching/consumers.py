@@ -1,0 +1,172 @@
+"""Matching's Kafka handler: each consumed event → domain decision → its own store → notification requests.
+
+Every event is applied once (``handled_events``) in one database transaction that also records the notification
+requests it caused, encoded byte for byte. The requests are then sent through the transactional producer, inside
+the batch's Kafka transaction. If that transaction aborts (a crash, a failed send), the batch is read again: the
+database already holds the effect, so the same message at the same position re-sends exactly what it recorded,
+and a copy of the event at another position (an upstream duplicate) sends nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer, ConsumerRecord
+
+from services.matching import domain, metrics, store
+from services.matching.store import SourcePosition
+from shared.db import Connection
+from shared.events import (
+    CloudEvent,
+    CustodyStatusChanged,
+    NotificationRequested,
+    Payload,
+    SubjectSealed,
+    SubscriptionState,
+    encode,
+    new_event,
+)
+from shared.kafka import H_ORIGINAL_OFFSET, H_ORIGINAL_PARTITION, H_ORIGINAL_TOPIC, header
+from shared.settings import KafkaSettings
+from shared.topics import NOTIFICATION_REQUESTED
+
+log = logging.getLogger(__name__)
+
+EVENT_SOURCE = "/services/matching"
+
+
+@dataclass
+class Outcome:
+    """What applying one event decided, for metrics once its transaction committed."""
+
+    notices: list[NotificationRequested] = field(default_factory=list)
+    custody_change: bool = False
+    matched: bool = False
+    skipped: str | None = None
+
+
+def source_position(record: ConsumerRecord[bytes, bytes]) -> SourcePosition:
+    """The position the event was first read at, also when it comes back through the retry topic."""
+    topic = header(record, H_ORIGINAL_TOPIC)
+    partition = header(record, H_ORIGINAL_PARTITION)
+    offset = header(record, H_ORIGINAL_OFFSET)
+    if topic is not None and partition is not None and offset is not None:
+        return SourcePosition(topic, int(partition), int(offset))
+    return SourcePosition(record.topic, record.partition, record.offset)
+
+
+def encode_notice(notice: NotificationRequested, *, trace_id: str, at: datetime) -> bytes:
+    """The event id is the notification id: a consumer can de-duplicate on either."""
+    event = new_event(
+        notice,
+        source=EVENT_SOURCE,
+        subject=notice.notification_id,
+        event_id=notice.notification_id,
+        trace_id=trace_id,
+        at=at,
+    )
+    return encode(event)
+
+
+class Matcher:
+    """Handles ``subscription.state``, ``custody.status-changed`` and ``custody.subject-sealed`` events."""
+
+    def __init__(self, pool: asyncpg.Pool, kafka: KafkaSettings, producer: AIOKafkaProducer) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._notification_topic = kafka.topic(NOTIFICATION_REQUESTED.name)
+        self._sends: list[asyncio.Future[Any]] = []
+
+    async def handle(self, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
+        position = source_position(record)
+        now = datetime.now(UTC)
+        replay = False
+        async with self._pool.acquire() as connection, connection.transaction():
+            first_seen_at = await store.claim_event(connection, event.id, position)
+            if first_seen_at is None:
+                outcome = await self._apply(connection, event, now)
+            elif first_seen_at == position:
+                outcome, replay = Outcome(), True
+            else:
+                metrics.SKIPPED.labels("duplicate_event").inc()
+                log.info("event %s already applied from another position; nothing to send", event.id)
+                return
+            to_send = await store.notifications_caused_by(connection, event.id)
+        self._count(outcome)
+        if replay:
+            metrics.REPLAYED.inc(len(to_send))
+            log.info("event %s read again after an aborted transaction: re-sending %d", event.id, len(to_send))
+        for notification in to_send:
+            future: asyncio.Future[Any] = await self._producer.send(
+                self._notification_topic, key=notification.notification_id.encode(), value=notification.value
+            )
+            self._sends.append(future)
+
+    async def wait_for_sends(self) -> None:
+        """Called before the batch's transaction commits; raises if any notification request was not written."""
+        sends, self._sends = self._sends, []
+        await asyncio.gather(*sends)
+
+    async def _apply(self, connection: Connection, event: CloudEvent[Payload], now: datetime) -> Outcome:
+        data = event.data
+        if isinstance(data, CustodyStatusChanged):
+            return await self._apply_custody_change(connection, event, data, now)
+        if isinstance(data, SubscriptionState):
+            return await self._apply_subscription_state(connection, event, data, now)
+        if isinstance(data, SubjectSealed):
+            await store.seal_subject(connection, data.agency_id, data.subject_id, data.sealed_at)
+            return Outcome()
+        log.warning("ignoring %s event %s: not an event matching consumes", event.type, event.id)
+        return Outcome(skipped="unexpected_event_type")
+
+    async def _apply_custody_change(
+        self, connection: Connection, event: CloudEvent[Payload], change: CustodyStatusChanged, now: datetime
+    ) -> Outcome:
+        sealed_at = await store.sealed_at(connection, change.agency_id, change.subject_id)
+        if sealed_at is not None and change.effective_at <= sealed_at:
+            log.info("custody event %s predates the subject's sealing; not disclosed", event.id)
+            return Outcome(skipped="sealed_subject")
+        keys = await store.record_custody_change(connection, event.id, change)
+        subscriptions = await store.active_subscriptions_for(connection, keys)
+        notices = domain.status_change_notices(event.id, change, subscriptions, now)
+        recorded = await self._record(connection, event, notices, now)
+        return Outcome(notices=recorded, custody_change=True, matched=bool(subscriptions))
+
+    async def _apply_subscription_state(
+        self, connection: Connection, event: CloudEvent[Payload], state: SubscriptionState, now: datetime
+    ) -> Outcome:
+        before = await store.load_subscription(connection, state.subscription_id)
+        if not domain.is_newer(before, state):
+            return Outcome(skipped="stale_subscription_version")
+        await store.save_subscription(connection, state)
+        if not domain.newly_reachable_contacts(before, state):
+            return Outcome()
+        known = await store.known_states_for(connection, domain.case_key(state.agency_id, state.identifier))
+        notices = domain.current_status_notices(before, state, known, now)
+        return Outcome(notices=await self._record(connection, event, notices, now))
+
+    async def _record(
+        self,
+        connection: Connection,
+        event: CloudEvent[Payload],
+        notices: list[NotificationRequested],
+        now: datetime,
+    ) -> list[NotificationRequested]:
+        encoded = [(notice, encode_notice(notice, trace_id=event.traceid, at=now)) for notice in notices]
+        return await store.record_notifications(connection, event.id, encoded)
+
+    @staticmethod
+    def _count(outcome: Outcome) -> None:
+        if outcome.skipped:
+            metrics.SKIPPED.labels(outcome.skipped).inc()
+        for notice in outcome.notices:
+            metrics.NOTIFICATIONS.labels(str(notice.kind), str(notice.channel), str(notice.urgency)).inc()
+        if outcome.custody_change:
+            metrics.FAN_OUT.observe(len(outcome.notices))
+            if not outcome.matched:
+                metrics.UNMATCHED.inc()

@@ -1,0 +1,183 @@
+"""Who hears about a custody change, on which channel, and with which notification id. Pure: no I/O.
+
+Notification ids are UUIDv5 over the cause, so the same cause can never yield a second, different notice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from shared.events import (
+    ContactPointState,
+    CustodyFacts,
+    CustodyStatusChanged,
+    NotificationKind,
+    NotificationRequested,
+    Payload,
+    SubjectIdentifier,
+    SubscriptionState,
+)
+from shared.vocabulary import Channel, IdentifierKind, normalise_identifier, urgency_of
+
+NOTIFICATION_NAMESPACE = uuid.UUID("5d0f7c52-8a1e-4c5e-9b61-3f0f3c1c6e2a")
+"""Fixed forever: changing it would change every notification id and break de-duplication downstream."""
+
+CaseKey = tuple[str, IdentifierKind, str]
+"""(agency id, identifier kind, normalised identifier value): how subscriptions and subjects meet."""
+
+
+class KnownCustodyState(Payload):
+    """The latest custody change matching knows for one subject, with the id of the event that carried it."""
+
+    custody_event_id: str
+    change: CustodyStatusChanged
+
+
+def case_key(agency_id: str, identifier: SubjectIdentifier) -> CaseKey:
+    return (agency_id, identifier.kind, normalise_identifier(identifier.value))
+
+
+def status_change_notification_id(custody_event_id: str, subscription_id: str, channel: Channel) -> str:
+    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"status_change|{custody_event_id}|{subscription_id}|{channel}"))
+
+
+def current_status_notification_id(subscription_id: str, channel: Channel, custody_event_id: str) -> str:
+    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"current|{subscription_id}|{channel}|{custody_event_id}"))
+
+
+def reachable_contacts(subscription: SubscriptionState) -> list[ContactPointState]:
+    """Contact points that may get notices now: an active subscription, verified, not stopped; one per channel."""
+    if subscription.status != "active":
+        return []
+    by_channel: dict[Channel, ContactPointState] = {}
+    for contact in subscription.contacts:
+        if contact.verified and contact.active:
+            by_channel.setdefault(contact.channel, contact)
+    return list(by_channel.values())
+
+
+def newly_reachable_contacts(before: SubscriptionState | None, after: SubscriptionState) -> list[ContactPointState]:
+    """Contacts reachable in ``after`` that were not in ``before``: just verified, re-started, or re-activated.
+
+    A subscription moved to another case is new to that case: all its reachable contacts count.
+    """
+    moved = before is not None and case_key(before.agency_id, before.identifier) != case_key(
+        after.agency_id, after.identifier
+    )
+    reachable_before = {contact.channel for contact in reachable_contacts(before)} if before and not moved else set()
+    return [contact for contact in reachable_contacts(after) if contact.channel not in reachable_before]
+
+
+def is_newer(before: SubscriptionState | None, after: SubscriptionState) -> bool:
+    """Subscription states may arrive twice or out of order; only a higher version replaces what we hold."""
+    return before is None or after.version > before.version
+
+
+def custody_facts(custody_event_id: str, change: CustodyStatusChanged, identifier: SubjectIdentifier) -> CustodyFacts:
+    """What the notice says; ``identifier`` is the subscriber's own, so no other identifier is disclosed."""
+    return CustodyFacts(
+        custody_event_id=custody_event_id,
+        identifier=identifier,
+        display_name=change.display_name,
+        facility=change.facility,
+        status=change.status,
+        previous_status=change.previous_status,
+        release_reason=change.release_reason,
+        transfer_destination=change.transfer_destination,
+        court_date=change.court_date,
+        effective_at=change.effective_at,
+        feed_received_at=change.received_at,
+    )
+
+
+def _notice(
+    *,
+    notification_id: str,
+    kind: NotificationKind,
+    subscription: SubscriptionState,
+    contact: ContactPointState,
+    facts: CustodyFacts,
+    requested_at: datetime,
+) -> NotificationRequested:
+    return NotificationRequested(
+        notification_id=notification_id,
+        kind=kind,
+        subscription_id=subscription.subscription_id,
+        agency_id=subscription.agency_id,
+        channel=contact.channel,
+        contact_ciphertext=contact.ciphertext,
+        contact_masked=contact.masked,
+        language=subscription.language,
+        timezone=subscription.timezone,
+        urgency=urgency_of(facts.status),
+        quiet_hours_start=subscription.quiet_hours_start,
+        quiet_hours_end=subscription.quiet_hours_end,
+        custody=facts,
+        manage_url_ciphertext=subscription.manage_url_ciphertext,
+        unsubscribe_url_ciphertext=subscription.unsubscribe_url_ciphertext
+        if contact.channel == Channel.EMAIL
+        else None,
+        requested_at=requested_at,
+    )
+
+
+def status_change_notices(
+    custody_event_id: str,
+    change: CustodyStatusChanged,
+    subscriptions: list[SubscriptionState],
+    requested_at: datetime,
+) -> list[NotificationRequested]:
+    """One notice per reachable contact of each subscription that wants this status, in a stable order."""
+    notices: list[NotificationRequested] = []
+    for subscription in sorted(subscriptions, key=lambda s: s.subscription_id):
+        if subscription.agency_id != change.agency_id or change.status not in subscription.event_types:
+            continue
+        facts = custody_facts(custody_event_id, change, subscription.identifier)
+        notices.extend(
+            _notice(
+                notification_id=status_change_notification_id(
+                    custody_event_id, subscription.subscription_id, contact.channel
+                ),
+                kind=NotificationKind.STATUS_CHANGE,
+                subscription=subscription,
+                contact=contact,
+                facts=facts,
+                requested_at=requested_at,
+            )
+            for contact in reachable_contacts(subscription)
+        )
+    return notices
+
+
+def current_status_notices(
+    before: SubscriptionState | None,
+    after: SubscriptionState,
+    known_states: list[KnownCustodyState],
+    requested_at: datetime,
+) -> list[NotificationRequested]:
+    """The "current status" notice each newly reachable contact gets when its case already has a known status.
+
+    It is sent whatever event types the subscriber chose: it answers "where is this person now?", which every new
+    subscriber needs; the chosen types only filter later changes.
+    """
+    contacts = newly_reachable_contacts(before, after)
+    notices: list[NotificationRequested] = []
+    for state in sorted(known_states, key=lambda s: s.custody_event_id):
+        if state.change.agency_id != after.agency_id:
+            continue
+        facts = custody_facts(state.custody_event_id, state.change, after.identifier)
+        notices.extend(
+            _notice(
+                notification_id=current_status_notification_id(
+                    after.subscription_id, contact.channel, state.custody_event_id
+                ),
+                kind=NotificationKind.CURRENT_STATUS,
+                subscription=after,
+                contact=contact,
+                facts=facts,
+                requested_at=requested_at,
+            )
+            for contact in contacts
+        )
+    return notices

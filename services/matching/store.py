@@ -1,0 +1,233 @@
+"""All of matching's SQL: subscriptions by case, custody state by subject, handled events, notification requests."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from services.matching.domain import CaseKey, KnownCustodyState, case_key
+from shared.db import Connection
+from shared.events import CustodyStatusChanged, NotificationRequested, SubscriptionState
+from shared.vocabulary import IdentifierKind
+
+
+@dataclass(frozen=True)
+class SourcePosition:
+    """Where a consumed event was first read: a replay of the same message has the same position."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class StoredNotification:
+    notification_id: str
+    value: bytes
+
+
+async def claim_event(connection: Connection, event_id: str, position: SourcePosition) -> SourcePosition | None:
+    """Record that matching applies ``event_id``; None when claimed now, else the position it was first read at."""
+    claimed = await connection.fetchval(
+        "INSERT INTO handled_events (event_id, source_topic, source_partition, source_offset)"
+        " VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING true",
+        event_id,
+        position.topic,
+        position.partition,
+        position.offset,
+    )
+    if claimed:
+        return None
+    row = await connection.fetchrow(
+        "SELECT source_topic, source_partition, source_offset FROM handled_events WHERE event_id = $1", event_id
+    )
+    if row is None:  # only if someone deleted it between the two statements
+        raise RuntimeError(f"handled event {event_id} vanished")
+    return SourcePosition(row["source_topic"], row["source_partition"], row["source_offset"])
+
+
+# Subscriptions
+
+
+async def load_subscription(connection: Connection, subscription_id: str) -> SubscriptionState | None:
+    """The stored state, locked until the transaction ends so two versions never race."""
+    state: Any = await connection.fetchval(
+        "SELECT state FROM subscriptions WHERE subscription_id = $1 FOR UPDATE", subscription_id
+    )
+    return None if state is None else SubscriptionState.model_validate(state)
+
+
+async def save_subscription(connection: Connection, state: SubscriptionState) -> None:
+    agency_id, kind, value = case_key(state.agency_id, state.identifier)
+    await connection.execute(
+        "INSERT INTO subscriptions"
+        " (subscription_id, agency_id, identifier_kind, identifier_value, status, version, state, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, now())"
+        " ON CONFLICT (subscription_id) DO UPDATE SET agency_id = EXCLUDED.agency_id,"
+        "  identifier_kind = EXCLUDED.identifier_kind, identifier_value = EXCLUDED.identifier_value,"
+        "  status = EXCLUDED.status, version = EXCLUDED.version, state = EXCLUDED.state, updated_at = now()"
+        " WHERE subscriptions.version < EXCLUDED.version",
+        state.subscription_id,
+        agency_id,
+        str(kind),
+        value,
+        state.status,
+        state.version,
+        state.model_dump(mode="json"),
+    )
+
+
+async def active_subscriptions_for(connection: Connection, keys: Sequence[CaseKey]) -> list[SubscriptionState]:
+    """Active subscriptions on any of ``keys`` (one subscription once, even if it matches several)."""
+    if not keys:
+        return []
+    rows = await connection.fetch(
+        "SELECT DISTINCT s.subscription_id, s.state FROM subscriptions s"
+        " JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(agency_id, kind, value)"
+        "   ON s.agency_id = k.agency_id AND s.identifier_kind = k.kind AND s.identifier_value = k.value"
+        " WHERE s.status = 'active' ORDER BY s.subscription_id",
+        [key[0] for key in keys],
+        [str(key[1]) for key in keys],
+        [key[2] for key in keys],
+    )
+    return [SubscriptionState.model_validate(row["state"]) for row in rows]
+
+
+# Custody state
+
+
+async def sealed_at(connection: Connection, agency_id: str, subject_id: str) -> datetime | None:
+    value: Any = await connection.fetchval(
+        "SELECT sealed_at FROM custody_subjects WHERE agency_id = $1 AND subject_id = $2", agency_id, subject_id
+    )
+    return value if isinstance(value, datetime) else None
+
+
+async def record_custody_change(
+    connection: Connection, custody_event_id: str, change: CustodyStatusChanged
+) -> list[CaseKey]:
+    """Keep the change if it is the subject's latest, add its identifiers; return every identifier now known."""
+    await connection.execute(
+        "INSERT INTO custody_subjects (agency_id, subject_id, custody_event_id, effective_at, change, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, now())"
+        " ON CONFLICT (agency_id, subject_id) DO UPDATE SET custody_event_id = EXCLUDED.custody_event_id,"
+        "  effective_at = EXCLUDED.effective_at, change = EXCLUDED.change, updated_at = now()"
+        " WHERE custody_subjects.effective_at IS NULL OR custody_subjects.effective_at <= EXCLUDED.effective_at",
+        change.agency_id,
+        change.subject_id,
+        custody_event_id,
+        change.effective_at,
+        change.model_dump(mode="json"),
+    )
+    keys = [case_key(change.agency_id, identifier) for identifier in change.identifiers]
+    await connection.execute(
+        "INSERT INTO subject_identifiers (agency_id, identifier_kind, identifier_value, subject_id)"
+        " SELECT $1, kind, value, $2 FROM unnest($3::text[], $4::text[]) AS k(kind, value)"
+        " ON CONFLICT DO NOTHING",
+        change.agency_id,
+        change.subject_id,
+        [str(key[1]) for key in keys],
+        [key[2] for key in keys],
+    )
+    rows = await connection.fetch(
+        "SELECT identifier_kind, identifier_value FROM subject_identifiers"
+        " WHERE agency_id = $1 AND subject_id = $2 ORDER BY identifier_kind, identifier_value",
+        change.agency_id,
+        change.subject_id,
+    )
+    return [(change.agency_id, IdentifierKind(row["identifier_kind"]), row["identifier_value"]) for row in rows]
+
+
+async def known_states_for(connection: Connection, key: CaseKey) -> list[KnownCustodyState]:
+    """The latest custody state of every (unsealed) subject the agency ever sent under this identifier."""
+    rows = await connection.fetch(
+        "SELECT c.custody_event_id, c.change FROM subject_identifiers i"
+        " JOIN custody_subjects c ON c.agency_id = i.agency_id AND c.subject_id = i.subject_id"
+        " WHERE i.agency_id = $1 AND i.identifier_kind = $2 AND i.identifier_value = $3"
+        "   AND c.change IS NOT NULL ORDER BY c.custody_event_id",
+        key[0],
+        str(key[1]),
+        key[2],
+    )
+    return [
+        KnownCustodyState(
+            custody_event_id=row["custody_event_id"], change=CustodyStatusChanged.model_validate(row["change"])
+        )
+        for row in rows
+    ]
+
+
+async def seal_subject(connection: Connection, agency_id: str, subject_id: str, at: datetime) -> None:
+    """Forget the subject's state and identifiers; remember when it was sealed, to drop older changes arriving late."""
+    await connection.execute(
+        "INSERT INTO custody_subjects (agency_id, subject_id, sealed_at, updated_at) VALUES ($1, $2, $3, now())"
+        " ON CONFLICT (agency_id, subject_id) DO UPDATE SET custody_event_id = NULL, effective_at = NULL,"
+        "  change = NULL, updated_at = now(),"
+        "  sealed_at = greatest(custody_subjects.sealed_at, EXCLUDED.sealed_at)",
+        agency_id,
+        subject_id,
+        at,
+    )
+    await connection.execute(
+        "DELETE FROM subject_identifiers WHERE agency_id = $1 AND subject_id = $2", agency_id, subject_id
+    )
+
+
+# Notification requests
+
+
+async def record_notifications(
+    connection: Connection, cause_event_id: str, notices: Sequence[tuple[NotificationRequested, bytes]]
+) -> list[NotificationRequested]:
+    """Store each decided notice with its encoded event; returns those new (one per contact and custody change)."""
+    recorded: list[NotificationRequested] = []
+    for notice, value in notices:
+        custody_event_id = notice.custody.custody_event_id if notice.custody else ""
+        inserted = await connection.fetchval(
+            "INSERT INTO notification_requests (notification_id, cause_event_id, subscription_id, channel,"
+            " custody_event_id, kind, urgency, value) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+            " ON CONFLICT DO NOTHING RETURNING true",
+            notice.notification_id,
+            cause_event_id,
+            notice.subscription_id,
+            str(notice.channel),
+            custody_event_id,
+            str(notice.kind),
+            str(notice.urgency),
+            value,
+        )
+        if inserted:
+            recorded.append(notice)
+    return recorded
+
+
+async def notifications_caused_by(connection: Connection, cause_event_id: str) -> list[StoredNotification]:
+    rows = await connection.fetch(
+        "SELECT notification_id, value FROM notification_requests WHERE cause_event_id = $1 ORDER BY notification_id",
+        cause_event_id,
+    )
+    return [StoredNotification(row["notification_id"], bytes(row["value"])) for row in rows]
+
+
+async def prune(connection: Connection, older_than: datetime) -> int:
+    """Forget handled events and decided notices older than the retention; returns how many rows went.
+
+    A replay only ever concerns the last uncommitted batch, so old rows serve only to recognise very late
+    duplicates, whose notification ids are deterministic anyway.
+    """
+    handled = await connection.execute("DELETE FROM handled_events WHERE handled_at < $1", older_than)
+    requests = await connection.execute("DELETE FROM notification_requests WHERE created_at < $1", older_than)
+    return sum(int(status.rsplit(" ", 1)[-1]) for status in (handled, requests))
+
+
+async def counts(connection: Connection) -> dict[str, int]:
+    """Sizes of matching's state, for operators (no personal data)."""
+    row = await connection.fetchrow(
+        "SELECT (SELECT count(*) FROM subscriptions WHERE status = 'active') AS active_subscriptions,"
+        " (SELECT count(*) FROM custody_subjects WHERE change IS NOT NULL) AS subjects_with_status,"
+        " (SELECT count(*) FROM custody_subjects WHERE sealed_at IS NOT NULL) AS sealed_subjects,"
+        " (SELECT count(*) FROM notification_requests) AS notification_requests"
+    )
+    return {} if row is None else {key: int(value) for key, value in row.items()}

@@ -1,0 +1,51 @@
+"""Kafka handlers of the ``ops`` group: delivery progress and alerts, each applied once."""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+from aiokafka import ConsumerRecord
+
+from services.ops import metrics, store
+from services.ops.domain import LATENCY_STAGES, latency_seconds
+from shared.db import Connection
+from shared.events import CloudEvent, NotificationStatusChanged, OpsAlert, Payload
+from shared.idempotency import apply_once
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "ops"
+
+
+class OpsHandler:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def __call__(self, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
+        data = event.data
+        if isinstance(data, NotificationStatusChanged):
+            await self.status_changed(event.id, data)
+        elif isinstance(data, OpsAlert):
+            await self.alert(event.id, event.source, data)
+        else:
+            log.warning("ignoring unexpected event type %s on %s", event.type, record.topic)
+
+    async def status_changed(self, event_id: str, change: NotificationStatusChanged) -> None:
+        latency = latency_seconds(change.status, change.at, change.feed_received_at)
+
+        async def apply(connection: Connection) -> None:
+            await store.record_status_change(connection, event_id, change, latency)
+
+        if not await apply_once(self._pool, CONSUMER, event_id, apply):
+            return
+        metrics.NOTIFICATIONS.labels(change.channel.value, change.provider or "none", change.status.value).inc()
+        if latency is not None:
+            metrics.LATENCY.labels(LATENCY_STAGES[change.status]).observe(latency)
+
+    async def alert(self, event_id: str, source: str, alert: OpsAlert) -> None:
+        async def apply(connection: Connection) -> None:
+            await store.record_alert(connection, event_id, source, alert)
+
+        if await apply_once(self._pool, CONSUMER, event_id, apply):
+            metrics.ALERTS.labels(alert.kind).inc()

@@ -1,0 +1,34 @@
+"""The parts of a running ops service that request handlers need, kept on ``app.state.ops``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from services.ops.auth import SessionSigner
+from services.ops.feeds import FeedMonitor, IngestClient
+from services.ops.pipeline import PipelineMonitor
+from services.ops.settings import OpsSettings
+from shared.runtime import ServiceRuntime
+
+
+@dataclass
+class OpsContext:
+    settings: OpsSettings
+    runtime: ServiceRuntime
+    signer: SessionSigner
+    ingest: IngestClient
+    pipeline: PipelineMonitor
+    feeds: FeedMonitor | None = None
+
+    @property
+    def feed_monitor(self) -> FeedMonitor:
+        if self.feeds is None:
+            raise RuntimeError("ops: feed monitor used before start()")
+        return self.feeds
+
+
+def ops_context(request: Request) -> OpsContext:
+    context: OpsContext = request.app.state.ops
+    return context

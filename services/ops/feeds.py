@@ -1,0 +1,156 @@
+"""Feed health: fetch it from the ingest service, judge staleness, raise one alert per outage, answer pause calls."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
+
+import asyncpg
+import httpx
+
+from services.ops import metrics, store
+from services.ops.domain import (
+    FeedHealth,
+    FeedHealthFormatError,
+    feed_alert_event_id,
+    feed_alert_message,
+    feed_transition,
+    is_stale,
+    parse_feed_health,
+    with_paused,
+)
+from services.ops.settings import OpsSettings
+from shared.events import OpsAlert, new_event
+from shared.outbox import enqueue
+from shared.topics import OPS_ALERT
+
+log = logging.getLogger(__name__)
+
+
+class IngestError(RuntimeError):
+    """The ingest service could not be reached or refused the request; the message says which."""
+
+
+class IngestClient:
+    def __init__(self, settings: OpsSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=settings.ingest_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {settings.ingest_admin_token}"},
+            timeout=settings.ingest_timeout_seconds,
+            transport=transport,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def feed_health(self) -> list[FeedHealth]:
+        try:
+            response = await self._client.get("/v1/admin/feed-health")
+        except httpx.HTTPError as error:
+            raise IngestError(f"ingest unreachable: {type(error).__name__}") from None
+        if response.status_code != 200:
+            raise IngestError(f"ingest feed-health answered {response.status_code}")
+        try:
+            feeds = parse_feed_health(response.json())
+        except (ValueError, FeedHealthFormatError) as error:
+            raise IngestError(f"ingest feed-health answer not understood: {error}") from None
+        return with_paused(feeds, await self._paused_flags())
+
+    async def _paused_flags(self) -> dict[str, bool]:
+        """Each agency's notices_paused from the agency list; empty (flags unknown) if that list is unavailable."""
+        try:
+            response = await self._client.get("/v1/admin/agencies")
+            agencies = response.json() if response.status_code == 200 else []
+        except (httpx.HTTPError, ValueError):
+            return {}
+        if not isinstance(agencies, list):
+            return {}
+        return {
+            str(agency["agency_id"]): bool(agency["notices_paused"])
+            for agency in agencies
+            if isinstance(agency, dict) and "agency_id" in agency and isinstance(agency.get("notices_paused"), bool)
+        }
+
+    async def set_notices_paused(self, agency_id: str, *, paused: bool) -> None:
+        try:
+            response = await self._client.patch(
+                f"/v1/admin/agencies/{quote(agency_id, safe='')}", json={"notices_paused": paused}
+            )
+        except httpx.HTTPError as error:
+            raise IngestError(f"ingest unreachable: {type(error).__name__}") from None
+        if response.status_code >= 300:
+            raise IngestError(f"ingest refused the change ({response.status_code}): {response.text[:200]}")
+
+
+class FeedMonitor:
+    """Polls feed health; the last error (if any) is shown on the dashboard above the feeds table."""
+
+    def __init__(self, settings: OpsSettings, pool: asyncpg.Pool, client: IngestClient) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._client = client
+        self.last_error: str | None = None
+        self.last_checked: datetime | None = None
+
+    async def run(self) -> None:
+        while True:
+            await self.check_once()
+            await asyncio.sleep(self._settings.feed_poll_interval_seconds)
+
+    async def check_once(self, now: datetime | None = None) -> list[str]:
+        """Fetch, store and judge every feed; returns the kinds of alerts raised (for tests and logs)."""
+        try:
+            feeds = await self._client.feed_health()
+        except IngestError as error:
+            metrics.FEED_HEALTH_ERRORS.inc()
+            if self.last_error != str(error):
+                log.warning("feed health unavailable: %s", error)
+            self.last_error = str(error)
+            return []
+        self.last_error = None
+        now = now or datetime.now(UTC)
+        self.last_checked = now
+        raised = []
+        for feed in feeds:
+            kind = await self._judge(feed, now)
+            if kind is not None:
+                raised.append(kind)
+        return raised
+
+    async def _judge(self, feed: FeedHealth, now: datetime) -> str | None:
+        stale = is_stale(feed, now)
+        agency = feed.agency_id
+        async with self._pool.acquire() as connection, connection.transaction():
+            previous = await store.lock_feed(connection, agency)
+            kind = feed_transition(previous["stale"] if previous else None, stale)
+            stale_since = previous["stale_since"] if previous and previous["stale"] else None
+            if stale and stale_since is None:
+                stale_since = (
+                    feed.last_feed_at + timedelta(minutes=feed.expected_feed_interval_minutes)
+                    if feed.last_feed_at
+                    else now
+                )
+            await store.save_feed(connection, feed, stale=stale, stale_since=stale_since, checked_at=now)
+            if kind is not None:
+                outage_started = stale_since if kind == "feed_stale" else previous["stale_since"] if previous else now
+                alert = OpsAlert(kind=kind, agency_id=agency, message=feed_alert_message(feed, kind, now), at=now)
+                event = new_event(
+                    alert,
+                    source="custodywatch/ops",
+                    subject=agency,
+                    event_id=feed_alert_event_id(agency, kind, outage_started or now),
+                )
+                await enqueue(connection, self._settings.kafka.topic(OPS_ALERT.name), agency, event)
+        if kind == "feed_stale":
+            log.warning("feed of agency %s is stale: %s", agency, feed_alert_message(feed, kind, now))
+        elif kind == "feed_recovered":
+            log.info("feed of agency %s recovered", agency)
+        metrics.FEED_STALE.labels(agency).set(1 if stale else 0)
+        if feed.last_feed_at is not None:
+            metrics.FEED_LAST_SEEN.labels(agency).set(max(0.0, (now - feed.last_feed_at).total_seconds()))
+        metrics.FEED_RECORDS.labels(agency, "accepted").set(feed.records_accepted)
+        metrics.FEED_RECORDS.labels(agency, "rejected").set(feed.records_rejected)
+        metrics.FEED_IN_CUSTODY.labels(agency).set(feed.in_custody)
+        return kind

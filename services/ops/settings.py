@@ -1,0 +1,80 @@
+"""Settings of the ops dashboard (environment prefix ``OPS_``)."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import ServiceSettings
+
+# Usable only in development and test; the service refuses to start in production with any of them.
+DEV_SESSION_SECRET = "ops-dev-session-secret-not-for-production-use"  # noqa: S105 - refused in production
+DEV_INGEST_ADMIN_TOKEN = "ingest-dev-admin-token"  # noqa: S105 - refused in production
+DEV_BOOTSTRAP_ADMIN_PASSWORD = "ops-dev-admin-password"  # noqa: S105 - refused in production
+
+SECRET_DEFAULTS: dict[str, str] = {
+    "session_secret": DEV_SESSION_SECRET,
+    "ingest_admin_token": DEV_INGEST_ADMIN_TOKEN,
+    "bootstrap_admin_password": DEV_BOOTSTRAP_ADMIN_PASSWORD,
+}
+
+DEFAULT_CONSUMER_GROUPS = ["subscription", "matching", "delivery", "ops"]  # ingest only produces
+
+
+class OpsSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="OPS_", env_nested_delimiter="__", extra="ignore", frozen=True)
+
+    service_name: str = "ops"
+    http_port: int = Field(default=8005, ge=0, le=65535)
+    public_base_url: str = "http://127.0.0.1:8005"
+
+    session_secret: str = Field(default=DEV_SESSION_SECRET, min_length=32, description="Signs session cookies.")
+    session_hours: float = Field(default=12.0, gt=0, description="A login lasts this long.")
+    secure_cookies: bool | None = Field(
+        default=None, description="Send the session cookie over HTTPS only; default: only in production."
+    )
+    login_max_failures: int = Field(default=5, ge=1, description="Failed logins per user or client per window.")
+    login_window_seconds: float = Field(default=300.0, gt=0)
+
+    bootstrap_admin_username: str | None = Field(default="admin", description="Created at start if missing.")
+    bootstrap_admin_password: str | None = Field(default=DEV_BOOTSTRAP_ADMIN_PASSWORD)
+
+    ingest_url: str = Field(default="http://127.0.0.1:8001", description="The ingest service (feed health, pause).")
+    ingest_admin_token: str = Field(default=DEV_INGEST_ADMIN_TOKEN, min_length=8)
+    ingest_timeout_seconds: float = Field(default=5.0, gt=0)
+    feed_poll_interval_seconds: float = Field(default=30.0, gt=0, description="How often feed health is fetched.")
+
+    consumer_groups: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_CONSUMER_GROUPS),
+        description="Consumer groups whose lag and dead-letter topics are watched.",
+    )
+    pipeline_poll_interval_seconds: float = Field(default=15.0, gt=0, description="How often lag and DLQs are read.")
+    dead_letters_shown: int = Field(default=20, ge=1, le=500, description="Newest dead letters listed per group.")
+    refresh_seconds: float = Field(default=3.0, gt=0, description="How often an open page refreshes its data.")
+
+    @field_validator("bootstrap_admin_username", "bootstrap_admin_password", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        """An empty variable switches the bootstrap admin off (production creates operators with the CLI)."""
+        return None if value == "" else value
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.secure_cookies if self.secure_cookies is not None else self.environment == "production"
+
+    @model_validator(mode="after")
+    def _safe_settings(self) -> OpsSettings:
+        if self.environment == "production":
+            unsafe = [name for name, default in SECRET_DEFAULTS.items() if getattr(self, name) == default]
+            if unsafe:
+                raise ValueError("refusing to start in production with development defaults for: " + ", ".join(unsafe))
+            if self.secure_cookies is False:
+                raise ValueError("secure_cookies must not be false in production (the session cookie needs HTTPS)")
+        if (self.bootstrap_admin_username is None) != (self.bootstrap_admin_password is None):
+            raise ValueError("set both bootstrap_admin_username and bootstrap_admin_password, or neither")
+        if self.bootstrap_admin_password is not None and len(self.bootstrap_admin_password) < 12:
+            raise ValueError("bootstrap_admin_password must be at least 12 characters")
+        for group in self.consumer_groups:
+            if not group or not all(c.isalnum() or c in "-_." for c in group):
+                raise ValueError(f"invalid consumer group name {group!r}")
+        return self

@@ -1,0 +1,5 @@
+from services.subscription.app import create_app
+from services.subscription.settings import SubscriptionSettings
+from shared.serve import serve
+
+serve(create_app, SubscriptionSettings)

@@ -1,0 +1,58 @@
+"""Builds the subscription service: runtime, consumer, routes and error answers."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from services.subscription.api import create_router, problem_response
+from services.subscription.consumers import CONSUMED_TOPICS, CONSUMER_GROUP, create_handler
+from services.subscription.domain.errors import SubscriptionError
+from services.subscription.service import SubscriptionService
+from services.subscription.settings import SubscriptionSettings
+from shared.http import create_service_app
+from shared.kafka import ConsumerRunner
+from shared.runtime import ServiceRuntime
+from shared.topics import NOTIFICATION_ACKNOWLEDGED, NOTIFICATION_REQUESTED, SUBSCRIPTION_STATE
+
+PRODUCED_TOPICS = [SUBSCRIPTION_STATE, NOTIFICATION_REQUESTED, NOTIFICATION_ACKNOWLEDGED]
+
+
+def create_app(settings: SubscriptionSettings) -> FastAPI:
+    runtime = ServiceRuntime(
+        settings,
+        name="subscription",
+        migrations=["services.subscription"],
+        topics=[*CONSUMED_TOPICS, *PRODUCED_TOPICS],
+        consumer_groups=[CONSUMER_GROUP],
+    )
+    service = SubscriptionService(settings, lambda: runtime.pool)
+
+    async def on_start(started: ServiceRuntime) -> None:
+        started.spawn("prune", service.prune_forever)
+        started.add_consumer(
+            ConsumerRunner(
+                settings.kafka,
+                group_id=CONSUMER_GROUP,
+                topics=[spec.name for spec in CONSUMED_TOPICS],
+                handler=create_handler(service),
+                producer=started.producer,
+            )
+        )
+
+    app = create_service_app(
+        runtime,
+        title="Custody Watch: subscriptions",
+        description="Victims subscribe to a case, verify a phone or email, look up a custody status, and can "
+        "always stop: manage link, RFC 8058 one-click unsubscribe, SMS STOP.",
+        routers=[create_router(service)],
+        on_start=on_start,
+    )
+
+    async def handle_problem(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, SubscriptionError)  # noqa: S101 - registered for this type only
+        return problem_response(error)
+
+    app.add_exception_handler(SubscriptionError, handle_problem)
+    app.state.trusted_proxy_hops = settings.trusted_proxy_hops
+    return app

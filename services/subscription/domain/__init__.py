@@ -1,0 +1,1 @@
+"""Pure subscription logic: no I/O, unit-testable without servers."""

@@ -1,0 +1,213 @@
+"""A subscription and every change it can go through; each change bumps the version consumers order by."""
+
+from __future__ import annotations
+
+import uuid
+import zoneinfo
+from collections.abc import Callable
+from datetime import datetime, time
+from functools import cache
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from services.subscription.domain.errors import ConflictError, InvalidRequestError, NotFoundError
+from shared.events import ContactPointState, SubjectIdentifier, SubscriptionState
+from shared.vocabulary import Channel, CustodyStatus, Language
+
+STATE_EVENT_NAMESPACE = uuid.UUID("5c3e2a71-9d0b-4f8e-8c6a-1e2f3a4b5c6d")
+ALL_EVENT_TYPES: tuple[CustodyStatus, ...] = tuple(CustodyStatus)
+
+DisabledReason = Literal["opted_out", "hard_bounce", "unsubscribed"]
+SubscriptionStatus = Literal["pending", "active", "cancelled"]
+
+
+@cache
+def _known_timezones() -> frozenset[str]:
+    return frozenset(zoneinfo.available_timezones())
+
+
+def validate_timezone(name: str) -> str:
+    if name not in _known_timezones():
+        raise InvalidRequestError(f"unknown time zone {name[:64]!r}; use an IANA name such as America/Chicago")
+    return name
+
+
+def normalise_event_types(event_types: list[CustodyStatus] | None) -> list[CustodyStatus]:
+    """None means all; an empty list is refused (a subscription that wants nothing is a cancellation)."""
+    if event_types is None:
+        return list(ALL_EVENT_TYPES)
+    if not event_types:
+        raise InvalidRequestError("choose at least one kind of event, or leave event_types out to get all of them")
+    chosen = set(event_types)
+    return [status for status in ALL_EVENT_TYPES if status in chosen]
+
+
+class Contact(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    channel: Channel
+    ciphertext: str
+    masked: str
+    blind_index: str
+    verified: bool = False
+    active: bool = True
+    disabled_reason: DisabledReason | None = None
+
+    def state(self) -> ContactPointState:
+        return ContactPointState(
+            channel=self.channel,
+            ciphertext=self.ciphertext,
+            masked=self.masked,
+            verified=self.verified,
+            active=self.active,
+        )
+
+
+class Subscription(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    subscription_id: str
+    agency_id: str
+    identifier: SubjectIdentifier
+    status: SubscriptionStatus
+    contacts: tuple[Contact, ...]
+    language: Language
+    timezone: str
+    event_types: tuple[CustodyStatus, ...]
+    quiet_hours_start: time
+    quiet_hours_end: time
+    manage_nonce: str
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    def contact(self, channel: Channel) -> Contact:
+        for contact in self.contacts:
+            if contact.channel is channel:
+                return contact
+        raise NotFoundError(f"this subscription has no {channel.value} contact")
+
+    def has(self, channel: Channel) -> bool:
+        return any(contact.channel is channel for contact in self.contacts)
+
+    def state_event_id(self) -> str:
+        """Deterministic per version: a retried transaction cannot publish one version twice."""
+        return str(uuid.uuid5(STATE_EVENT_NAMESPACE, f"{self.subscription_id}:{self.version}"))
+
+    def to_state(
+        self, *, manage_url_ciphertext: str | None, unsubscribe_url_ciphertext: str | None
+    ) -> SubscriptionState:
+        return SubscriptionState(
+            subscription_id=self.subscription_id,
+            agency_id=self.agency_id,
+            identifier=self.identifier,
+            status=self.status,
+            contacts=[contact.state() for contact in self.contacts],
+            language=self.language,
+            timezone=self.timezone,
+            event_types=list(self.event_types),
+            quiet_hours_start=self.quiet_hours_start,
+            quiet_hours_end=self.quiet_hours_end,
+            manage_url_ciphertext=manage_url_ciphertext,
+            unsubscribe_url_ciphertext=unsubscribe_url_ciphertext if self.has(Channel.EMAIL) else None,
+            version=self.version,
+            updated_at=self.updated_at,
+        )
+
+
+def _changed(subscription: Subscription, now: datetime, **update: object) -> Subscription:
+    return subscription.model_copy(update={**update, "version": subscription.version + 1, "updated_at": now})
+
+
+def _with_contact(subscription: Subscription, replacement: Contact) -> tuple[Contact, ...]:
+    return tuple(replacement if c.channel is replacement.channel else c for c in subscription.contacts)
+
+
+def require_open(subscription: Subscription) -> None:
+    if subscription.status == "cancelled":
+        raise ConflictError("this subscription was cancelled; subscribe again to receive notices")
+
+
+def mark_verified(subscription: Subscription, channel: Channel, now: datetime) -> Subscription:
+    require_open(subscription)
+    contact = subscription.contact(channel)
+    if contact.verified:
+        raise ConflictError(f"the {channel.value} contact is already verified")
+    contacts = _with_contact(subscription, contact.model_copy(update={"verified": True}))
+    return _changed(subscription, now, contacts=contacts, status="active")
+
+
+def disable_contact(
+    subscription: Subscription, channel: Channel, reason: DisabledReason, now: datetime
+) -> Subscription | None:
+    """Stop using one contact point; None when nothing changes (already off for this reason)."""
+    if not subscription.has(channel):
+        return None
+    contact = subscription.contact(channel)
+    if not contact.active and contact.disabled_reason == reason:
+        return None
+    replacement = contact.model_copy(update={"active": False, "disabled_reason": reason})
+    return _changed(subscription, now, contacts=_with_contact(subscription, replacement))
+
+
+def resume_sms(subscription: Subscription, now: datetime) -> Subscription | None:
+    """START undoes STOP, and only STOP: a bounced or unsubscribed contact stays off."""
+    if subscription.status == "cancelled" or not subscription.has(Channel.SMS):
+        return None
+    contact = subscription.contact(Channel.SMS)
+    if contact.active or contact.disabled_reason != "opted_out":
+        return None
+    replacement = contact.model_copy(update={"active": True, "disabled_reason": None})
+    return _changed(subscription, now, contacts=_with_contact(subscription, replacement))
+
+
+def unsubscribe_email(subscription: Subscription, now: datetime) -> Subscription | None:
+    """One-click unsubscribe ends email; with no other working contact left, the subscription ends."""
+    if subscription.status == "cancelled":
+        return None
+    changed = disable_contact(subscription, Channel.EMAIL, "unsubscribed", now)
+    if changed is None:
+        return None
+    if not any(contact.active for contact in changed.contacts):
+        return changed.model_copy(update={"status": "cancelled"})
+    return changed
+
+
+def cancel(subscription: Subscription, now: datetime) -> Subscription | None:
+    if subscription.status == "cancelled":
+        return None
+    return _changed(subscription, now, status="cancelled")
+
+
+def change_preferences(
+    subscription: Subscription,
+    now: datetime,
+    *,
+    language: Language | None = None,
+    timezone: str | None = None,
+    event_types: list[CustodyStatus] | None = None,
+    quiet_hours: tuple[time, time] | None = None,
+) -> Subscription | None:
+    require_open(subscription)
+    update: dict[str, object] = {}
+    if language is not None and language is not subscription.language:
+        update["language"] = language
+    if timezone is not None and validate_timezone(timezone) != subscription.timezone:
+        update["timezone"] = timezone
+    if event_types is not None:
+        chosen = tuple(normalise_event_types(event_types))
+        if chosen != subscription.event_types:
+            update["event_types"] = chosen
+    if quiet_hours is not None and quiet_hours != (subscription.quiet_hours_start, subscription.quiet_hours_end):
+        update["quiet_hours_start"], update["quiet_hours_end"] = quiet_hours
+    if not update:
+        return None
+    return _changed(subscription, now, **update)
+
+
+def reencrypted(subscription: Subscription, rotate: Callable[[str], str], now: datetime) -> Subscription:
+    """The same subscription with its contact ciphertext re-encrypted under the newest key (a new version, so the
+    compacted topic soon holds only ciphertext the newest key made)."""
+    contacts = tuple(c.model_copy(update={"ciphertext": rotate(c.ciphertext)}) for c in subscription.contacts)
+    return _changed(subscription, now, contacts=contacts)

@@ -1,0 +1,202 @@
+"""A local SMTP server (aiosmtpd) that keeps every message, and a small HTTP app to see them.
+
+- SMTP on ``smtp_port``: every accepted message is parsed and stored (envelope, From, To, Subject, Message-ID, the
+  text and HTML parts, all headers, including ``List-Unsubscribe``).
+- Recipients in ``bounce_addresses`` are refused at RCPT with ``550 5.1.1`` (a hard bounce); recipients in
+  ``tempfail_addresses`` with ``451 4.3.0`` (try again later).
+- HTTP on ``http_port``: ``GET /sink/emails`` (optional ``?to=``) lists, ``DELETE /sink/emails`` clears,
+  ``GET``/``POST /sink/config`` read and change the addresses above (``EMAIL_SINK_BOUNCE_ADDRESSES`` and
+  ``EMAIL_SINK_TEMPFAIL_ADDRESSES``, comma-separated, set the initial values).
+
+In-process use::
+
+    async with EmailSink(config=EmailSinkConfig(bounce_addresses=["gone@example.org"])) as sink:
+        provider = SmtpEmailProvider(..., host=sink.host, port=sink.smtp_port)
+        sink.emails()  # what arrived
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from types import TracebackType
+from typing import Any, cast
+
+from aiosmtpd.controller import Controller
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.devservers.ports import free_port
+from shared.devservers.sinks.http_server import EmbeddedHttpServer, apply_config_changes
+
+
+class EmailSinkConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bounce_addresses: list[str] = Field(default_factory=list, description="Refused with 550 (hard bounce).")
+    tempfail_addresses: list[str] = Field(default_factory=list, description="Refused with 451 (temporary).")
+
+
+def config_from_environment(environ: Mapping[str, str] | None = None) -> EmailSinkConfig:
+    environ = os.environ if environ is None else environ
+    values = {
+        name: [item.strip() for item in environ[f"EMAIL_SINK_{name.upper()}"].split(",") if item.strip()]
+        for name in EmailSinkConfig.model_fields
+        if f"EMAIL_SINK_{name.upper()}" in environ
+    }
+    return EmailSinkConfig.model_validate(values)
+
+
+def _part(message: EmailMessage, subtype: str) -> str | None:
+    body = message.get_body(preferencelist=(subtype,))
+    if body is None:
+        return None
+    content: str = cast(EmailMessage, body).get_content()
+    return content.replace("\r\n", "\n")  # SMTP's line endings, shown as the sender wrote them
+
+
+def parse_email(raw: bytes, *, mail_from: str, rcpt_tos: list[str]) -> dict[str, Any]:
+    """The stored form of one received message."""
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    return {
+        "id": uuid.uuid4().hex,
+        "received_at": datetime.now(UTC).isoformat(),
+        "mail_from": mail_from,
+        "rcpt_tos": rcpt_tos,
+        "from": str(message["From"] or ""),
+        "to": str(message["To"] or ""),
+        "subject": str(message["Subject"] or ""),
+        "message_id": str(message["Message-ID"] or ""),
+        "content_type": message.get_content_type(),
+        "text": _part(message, "plain"),
+        "html": _part(message, "html"),
+        "headers": {name: str(value).strip() for name, value in message.items()},
+    }
+
+
+class EmailStore:
+    """Shared between the SMTP thread and the HTTP app, hence the lock."""
+
+    def __init__(self, config: EmailSinkConfig) -> None:
+        self._lock = threading.Lock()
+        self._emails: list[dict[str, Any]] = []
+        self.config = config
+
+    def add(self, email: dict[str, Any]) -> None:
+        with self._lock:
+            self._emails.append(email)
+
+    def list(self, to: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [email for email in self._emails if to is None or to in email["rcpt_tos"]]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._emails.clear()
+
+    def configure(self, changes: Mapping[str, Any]) -> EmailSinkConfig:
+        self.config = EmailSinkConfig.model_validate(self.config.model_dump() | dict(changes))
+        return self.config
+
+
+class SinkSmtpHandler:
+    """aiosmtpd handler: refuses configured recipients, stores everything else."""
+
+    def __init__(self, store: EmailStore) -> None:
+        self.store = store
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        config = self.store.config
+        if address.lower() in {bounce.lower() for bounce in config.bounce_addresses}:
+            return "550 5.1.1 Requested action not taken: mailbox unavailable"
+        if address.lower() in {tempfail.lower() for tempfail in config.tempfail_addresses}:
+            return "451 4.3.0 Requested action aborted: try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
+        raw = envelope.original_content or envelope.content
+        self.store.add(parse_email(bytes(raw), mail_from=str(envelope.mail_from), rcpt_tos=list(envelope.rcpt_tos)))
+        return "250 Message accepted for delivery"
+
+
+def create_email_sink_app(store: EmailStore) -> FastAPI:
+    app = FastAPI(title="Local email sink")
+    app.state.store = store
+
+    @app.get("/sink/emails")
+    async def list_emails(to: str | None = None) -> list[dict[str, Any]]:
+        return store.list(to)
+
+    @app.delete("/sink/emails", status_code=204)
+    async def clear_emails() -> None:
+        store.clear()
+
+    @app.get("/sink/config")
+    async def read_config() -> EmailSinkConfig:
+        return store.config
+
+    @app.post("/sink/config", response_model=None)
+    async def change_config(request: Request) -> JSONResponse:
+        return await apply_config_changes(request, store.configure)
+
+    return app
+
+
+class EmailSink:
+    """SMTP server (its own thread, as aiosmtpd's Controller runs it) plus the HTTP listing in the caller's loop."""
+
+    def __init__(
+        self,
+        *,
+        config: EmailSinkConfig | None = None,
+        host: str = "127.0.0.1",
+        smtp_port: int | None = None,
+        http_port: int | None = None,
+    ) -> None:
+        self.host = host
+        self.smtp_port = smtp_port or free_port()
+        self.http_port = http_port or free_port()
+        self.store = EmailStore(config or EmailSinkConfig())
+        self.app = create_email_sink_app(self.store)
+        self._controller = Controller(SinkSmtpHandler(self.store), hostname=host, port=self.smtp_port)
+        self._http = EmbeddedHttpServer(self.app, host=host, port=self.http_port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    def emails(self, to: str | None = None) -> list[dict[str, Any]]:
+        return self.store.list(to)
+
+    def configure(self, **changes: Any) -> EmailSinkConfig:
+        return self.store.configure(changes)
+
+    def clear(self) -> None:
+        self.store.clear()
+
+    async def start(self) -> None:
+        self._controller.start()
+        await self._http.start()
+
+    async def stop(self) -> None:
+        await self._http.stop()
+        self._controller.stop()
+
+    async def __aenter__(self) -> EmailSink:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.stop()

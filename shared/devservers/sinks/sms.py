@@ -1,0 +1,397 @@
+"""A local SMS provider with the Twilio Messages API shape, for ``make run`` and tests.
+
+- ``POST /2010-04-01/Accounts/{sid}/Messages.json`` (form: To, From, Body, StatusCallback; HTTP basic auth with the
+  configured account SID and auth token, 401 otherwise) answers 201 with Twilio-shaped JSON (a new ``SM…`` sid,
+  status ``queued``). The ``I-Twilio-Idempotency-Token`` header deduplicates: the same token returns the same
+  message and stores nothing new.
+- Then, like Twilio, it POSTs signed status callbacks (``X-Twilio-Signature`` over the callback URL and the form) to
+  ``StatusCallback``: ``sent`` and then ``delivered``, or ``undelivered``/``failed`` with an ``ErrorCode``.
+- ``GET /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json``: a message's current status (reconciliation).
+- ``GET /sink/messages`` (optional ``?to=``) lists what was received, ``DELETE /sink/messages`` clears.
+- ``GET /sink/config`` / ``POST /sink/config`` (JSON, partial) read and change the fault injection, see
+  :class:`SmsSinkConfig`; ``SMS_SINK_<FIELD>`` environment variables set the initial values (lists comma-separated).
+
+In-process use::
+
+    async with SmsSink(account_sid="ACtest", auth_token="secret", config=SmsSinkConfig(failure_rate=0.5)) as sink:
+        provider = TwilioSmsProvider(..., base_url=sink.url)
+        sink.messages()  # what arrived
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+import os
+import random
+import re
+import secrets
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Annotated, Any
+
+import httpx
+from fastapi import FastAPI, Form, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.devservers.ports import free_port
+from shared.devservers.sinks.http_server import EmbeddedHttpServer, apply_config_changes
+from shared.twilio import twilio_signature
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/2010-04-01/Accounts/{account_sid}"
+IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
+E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+# Twilio's codes for the outcomes the sink can simulate.
+ERROR_MESSAGES: dict[int, str] = {
+    20003: "Authenticate",
+    20404: "The requested resource was not found",
+    20429: "Too Many Requests",
+    20500: "Internal Server Error",
+    20503: "Service Unavailable",
+    21211: "The 'To' number is not a valid phone number.",
+    21602: "Message body is required.",
+    21603: "The 'From' phone number is required.",
+    21610: "Attempt to send to unsubscribed recipient",
+    21617: "The concatenated message body exceeds the 1600 character limit.",
+    30003: "Unreachable destination handset",
+    30006: "Landline or unreachable carrier",
+}
+TEMPORARY_FAILURES: tuple[tuple[int, int], ...] = ((500, 20500), (503, 20503), (429, 20429))
+
+
+class SmsSinkConfig(BaseModel):
+    """What the sink simulates. Rates are shares of sends (0..1), drawn from a seeded random source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    failure_rate: float = Field(default=0.0, ge=0, le=1, description="Sends answered 500/503/429 (temporary).")
+    response_delay_seconds: float = Field(default=0.0, ge=0, le=60, description="Delay before answering a send.")
+    callback_delay_seconds: float = Field(default=0.1, ge=0, le=600, description="Between status callbacks.")
+    callback_loss_rate: float = Field(default=0.0, ge=0, le=1, description="Callbacks never sent (missed receipts).")
+    undelivered_rate: float = Field(default=0.0, ge=0, le=1, description="Accepted, then 'undelivered' 30003.")
+    opted_out_numbers: list[str] = Field(default_factory=list, description="Answered 400 with error 21610.")
+    unreachable_numbers: list[str] = Field(default_factory=list, description="Accepted, then 'failed' 30006.")
+    seed: int | None = None
+
+
+def config_from_environment(environ: Mapping[str, str] | None = None) -> SmsSinkConfig:
+    """``SMS_SINK_FAILURE_RATE=0.5``, ``SMS_SINK_OPTED_OUT_NUMBERS=+15005550009,+1...`` and so on."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, spec in SmsSinkConfig.model_fields.items():
+        raw = environ.get(f"SMS_SINK_{name.upper()}")
+        if raw is None:
+            continue
+        is_list = spec.annotation is not None and "list" in str(spec.annotation)
+        values[name] = [item.strip() for item in raw.split(",") if item.strip()] if is_list else raw
+    return SmsSinkConfig.model_validate(values)
+
+
+@dataclass
+class StoredSms:
+    sid: str
+    account_sid: str
+    to: str
+    from_: str
+    body: str
+    status: str
+    idempotency_token: str | None
+    status_callback: str | None
+    received_at: datetime
+    error_code: int | None = None
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+
+    def twilio_json(self) -> dict[str, Any]:
+        """The fields of Twilio's Message resource that clients read."""
+        now = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+        return {
+            "sid": self.sid,
+            "account_sid": self.account_sid,
+            "to": self.to,
+            "from": self.from_,
+            "body": self.body,
+            "status": self.status,
+            "num_segments": "1",
+            "direction": "outbound-api",
+            "api_version": "2010-04-01",
+            "error_code": self.error_code,
+            "error_message": ERROR_MESSAGES.get(self.error_code) if self.error_code else None,
+            "date_created": self.received_at.strftime("%a, %d %b %Y %H:%M:%S +0000"),
+            "date_updated": now,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{self.sid}.json",
+        }
+
+    def listing(self) -> dict[str, Any]:
+        return {
+            "sid": self.sid,
+            "to": self.to,
+            "from": self.from_,
+            "body": self.body,
+            "status": self.status,
+            "error_code": self.error_code,
+            "idempotency_token": self.idempotency_token,
+            "status_callback": self.status_callback,
+            "received_at": self.received_at.isoformat(),
+            "callbacks": list(self.callbacks),
+        }
+
+
+class SmsSinkState:
+    """Everything the sink received, plus its fault-injection settings."""
+
+    def __init__(self, *, account_sid: str, auth_token: str, config: SmsSinkConfig) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.messages: dict[str, StoredSms] = {}
+        self.by_token: dict[str, str] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.http: httpx.AsyncClient | None = None
+        self.config = config
+        self.random = random.Random(config.seed)
+
+    def configure(self, changes: Mapping[str, Any]) -> SmsSinkConfig:
+        """Merge ``changes`` into the configuration (validated); a new seed restarts the random sequence."""
+        self.config = SmsSinkConfig.model_validate(self.config.model_dump() | dict(changes))
+        if "seed" in changes:
+            self.random = random.Random(self.config.seed)
+        return self.config
+
+    def clear(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.messages.clear()
+        self.by_token.clear()
+
+    def authorised(self, authorization: str | None) -> bool:
+        if not authorization or not authorization.lower().startswith("basic "):
+            return False
+        try:
+            decoded = base64.b64decode(authorization[6:], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        username, _, password = decoded.partition(":")
+        return hmac.compare_digest(username, self.account_sid) & hmac.compare_digest(password, self.auth_token)
+
+
+def twilio_error(http_status: int, code: int, message: str | None = None) -> JSONResponse:
+    """Twilio's JSON error shape."""
+    return JSONResponse(
+        {
+            "code": code,
+            "message": message or ERROR_MESSAGES.get(code, "Error"),
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": http_status,
+        },
+        status_code=http_status,
+        headers={"WWW-Authenticate": 'Basic realm="Twilio API"'} if http_status == 401 else None,
+    )
+
+
+async def _post_callback(state: SmsSinkState, message: StoredSms) -> None:
+    """One status callback, signed like Twilio signs them; the outcome is kept on the message for inspection."""
+    if not message.status_callback or state.http is None:
+        return
+    params = {
+        "MessageSid": message.sid,
+        "SmsSid": message.sid,
+        "AccountSid": message.account_sid,
+        "MessageStatus": message.status,
+        "SmsStatus": message.status,
+        "To": message.to,
+        "From": message.from_,
+        "ApiVersion": "2010-04-01",
+    }
+    if message.error_code is not None:
+        params["ErrorCode"] = str(message.error_code)
+    if state.random.random() < state.config.callback_loss_rate:
+        message.callbacks.append({"status": message.status, "result": "dropped"})
+        return
+    signature = twilio_signature(state.auth_token, message.status_callback, params)
+    try:
+        response = await state.http.post(
+            message.status_callback, data=params, headers={"X-Twilio-Signature": signature}
+        )
+    except httpx.HTTPError as error:
+        message.callbacks.append({"status": message.status, "result": f"error: {type(error).__name__}"})
+        return
+    message.callbacks.append({"status": message.status, "result": response.status_code})
+
+
+async def _progress(state: SmsSinkState, message: StoredSms) -> None:
+    """queued → sent → delivered (or undelivered/failed), a callback at each step after queued."""
+    delay = state.config.callback_delay_seconds
+    await asyncio.sleep(delay)
+    message.status = "sent"
+    await _post_callback(state, message)
+    await asyncio.sleep(delay)
+    if message.to in state.config.unreachable_numbers:
+        message.status, message.error_code = "failed", 30006
+    elif state.random.random() < state.config.undelivered_rate:
+        message.status, message.error_code = "undelivered", 30003
+    else:
+        message.status = "delivered"
+    await _post_callback(state, message)
+
+
+def _refusal(state: SmsSinkState, to: str | None, from_: str | None, body: str | None) -> JSONResponse | None:
+    """Twilio's 400 answer for a message it would not take, or None."""
+    if not to or not E164.match(to):
+        return twilio_error(400, 21211, f"The 'To' number {'is missing' if not to else 'is not valid'}.")
+    if not from_:
+        return twilio_error(400, 21603)
+    if not body:
+        return twilio_error(400, 21602)
+    if len(body) > 1600:
+        return twilio_error(400, 21617)
+    if to in state.config.opted_out_numbers:
+        return twilio_error(400, 21610)
+    return None
+
+
+def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkConfig | None = None) -> FastAPI:
+    """The sink as an ASGI app; its state is ``app.state.sink`` (:class:`SmsSinkState`)."""
+    state = SmsSinkState(account_sid=account_sid, auth_token=auth_token, config=config or SmsSinkConfig())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            state.http = client
+            yield
+            for task in list(state.tasks):
+                task.cancel()
+            await asyncio.gather(*state.tasks, return_exceptions=True)
+            state.http = None
+
+    app = FastAPI(title="Local SMS sink (Twilio Messages API shape)", lifespan=lifespan)
+    app.state.sink = state
+
+    @app.post(API_PREFIX + "/Messages.json", response_model=None)
+    async def create_message(
+        *,
+        account_sid: str,
+        to: Annotated[str | None, Form(alias="To")] = None,
+        from_: Annotated[str | None, Form(alias="From")] = None,
+        body: Annotated[str | None, Form(alias="Body")] = None,
+        status_callback: Annotated[str | None, Form(alias="StatusCallback")] = None,
+        authorization: Annotated[str | None, Header()] = None,
+        idempotency_token: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
+    ) -> JSONResponse:
+        if not state.authorised(authorization):
+            return twilio_error(401, 20003)
+        if account_sid != state.account_sid:
+            return twilio_error(404, 20404)
+        if idempotency_token and idempotency_token in state.by_token:
+            return JSONResponse(state.messages[state.by_token[idempotency_token]].twilio_json(), status_code=201)
+        if state.config.response_delay_seconds:
+            await asyncio.sleep(state.config.response_delay_seconds)
+        if state.random.random() < state.config.failure_rate:
+            http_status, code = state.random.choice(TEMPORARY_FAILURES)
+            return twilio_error(http_status, code)
+        refusal = _refusal(state, to, from_, body)
+        if refusal is not None or to is None or from_ is None or body is None:
+            return refusal or twilio_error(400, 21211)
+        message = StoredSms(
+            sid="SM" + secrets.token_hex(16),
+            account_sid=account_sid,
+            to=to,
+            from_=from_,
+            body=body,
+            status="queued",
+            idempotency_token=idempotency_token,
+            status_callback=status_callback,
+            received_at=datetime.now(UTC),
+        )
+        state.messages[message.sid] = message
+        if idempotency_token:
+            state.by_token[idempotency_token] = message.sid
+        task = asyncio.create_task(_progress(state, message))
+        state.tasks.add(task)
+        task.add_done_callback(state.tasks.discard)
+        return JSONResponse(message.twilio_json(), status_code=201)
+
+    @app.get(API_PREFIX + "/Messages/{message_sid}.json", response_model=None)
+    async def fetch_message(
+        account_sid: str, message_sid: str, authorization: Annotated[str | None, Header()] = None
+    ) -> JSONResponse:
+        if not state.authorised(authorization):
+            return twilio_error(401, 20003)
+        message = state.messages.get(message_sid)
+        if account_sid != state.account_sid or message is None:
+            return twilio_error(404, 20404)
+        return JSONResponse(message.twilio_json())
+
+    @app.get("/sink/messages")
+    async def list_messages(to: str | None = None) -> list[dict[str, Any]]:
+        return [message.listing() for message in state.messages.values() if to is None or message.to == to]
+
+    @app.delete("/sink/messages", status_code=204)
+    async def clear_messages() -> None:
+        state.clear()
+
+    @app.get("/sink/config")
+    async def read_config() -> SmsSinkConfig:
+        return state.config
+
+    @app.post("/sink/config", response_model=None)
+    async def change_config(request: Request) -> JSONResponse:
+        return await apply_config_changes(request, state.configure)
+
+    return app
+
+
+class SmsSink:
+    """The SMS sink on a local port, started and stopped from the caller's event loop."""
+
+    def __init__(
+        self,
+        *,
+        account_sid: str = "ACsink00000000000000000000000000",
+        auth_token: str | None = None,
+        config: SmsSinkConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token or secrets.token_hex(16)
+        self.host = host
+        self.port = port or free_port()
+        self.app = create_sms_sink_app(account_sid=account_sid, auth_token=self.auth_token, config=config)
+        self.state: SmsSinkState = self.app.state.sink
+        self._server = EmbeddedHttpServer(self.app, host=host, port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def messages(self) -> list[dict[str, Any]]:
+        return [message.listing() for message in self.state.messages.values()]
+
+    def configure(self, **changes: Any) -> SmsSinkConfig:
+        return self.state.configure(changes)
+
+    def clear(self) -> None:
+        self.state.clear()
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self) -> None:
+        await self._server.stop()
+
+    async def __aenter__(self) -> SmsSink:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.stop()

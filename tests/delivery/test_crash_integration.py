@@ -1,0 +1,162 @@
+"""The delivery process killed between the provider call and its bookkeeping does not send twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from shared.devservers.sinks.email import EmailSink
+from shared.devservers.sinks.sms import SmsSink, SmsSinkConfig
+from shared.settings import KafkaSettings
+from tests.apps import ServiceProcess
+from tests.delivery.harness import (
+    FAST,
+    TEST_ACCOUNT_SID,
+    TEST_AUTH_TOKEN,
+    Delivery,
+    delivery_settings,
+    eventually,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def process_environment(
+    *, database_url: str, kafka: KafkaSettings, sms_sink: SmsSink, email_sink: EmailSink, marker: Path | None
+) -> dict[str, str]:
+    env = {
+        "DELIVERY_ENVIRONMENT": "test",
+        "DELIVERY_DATABASE_URL": database_url,
+        "DELIVERY_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "DELIVERY_KAFKA__TOPIC_PREFIX": kafka.topic_prefix,
+        # Nobody listens there: receipts after the crash come from reconciliation with the provider.
+        "DELIVERY_PUBLIC_BASE_URL": "http://127.0.0.1:9",
+        "DELIVERY_SMS_PROVIDERS": json.dumps(
+            [
+                {
+                    "name": "local",
+                    "account_sid": sms_sink.account_sid,
+                    "auth_token": sms_sink.auth_token,
+                    "from_number": "+15005550006",
+                    "base_url": sms_sink.url,
+                    "rate_per_second": 200,
+                }
+            ]
+        ),
+        "DELIVERY_SMTP__HOST": email_sink.host,
+        "DELIVERY_SMTP__PORT": str(email_sink.smtp_port),
+        "DELIVERY_RECONCILE_AFTER_SECONDS": "1",
+    }
+    if marker is not None:
+        env["DELIVERY_CRASH_AFTER_HANDOFF_MARKER"] = str(marker)
+    env |= {f"DELIVERY_{name.upper()}": str(value) for name, value in FAST.items()}
+    env["DELIVERY_SENDING_LEASE_SECONDS"] = "2"
+    return env
+
+
+async def test_killed_between_provider_call_and_bookkeeping_does_not_send_twice(
+    database_url: str, kafka_settings: KafkaSettings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    marker = tmp_path / "crashed-after"
+    async with SmsSink(account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN) as sms_sink, EmailSink() as email:
+        env = process_environment(
+            database_url=database_url, kafka=kafka_settings, sms_sink=sms_sink, email_sink=email, marker=marker
+        )
+        process = ServiceProcess("services.delivery", env, port_variable="DELIVERY_HTTP_PORT", log_dir=tmp_path)
+        settings = delivery_settings(
+            database_url=database_url, kafka=kafka_settings, sms_sink=sms_sink, email_sink=email, port=process.port
+        )
+        process.start()
+        try:
+            async with httpx.AsyncClient(base_url=process.url) as http:
+                ids = await crash_and_recover(
+                    Delivery(settings, kafka_settings, pool, sms_sink, email, http), process, marker
+                )
+        finally:
+            process.stop()
+        per_notification = Counter(m["idempotency_token"].rsplit(".a", 1)[0] for m in sms_sink.messages())
+        assert per_notification == dict.fromkeys(ids, 1), process.log_tail()
+        crashed_attempt = await asyncio.to_thread(marker.read_text)
+        recorded = await pool.fetchrow(
+            "SELECT status, provider_message_id FROM attempts WHERE attempt_id = $1", crashed_attempt
+        )
+        assert recorded is not None
+        assert recorded["status"] == "delivered"
+        [message] = [m for m in sms_sink.messages() if m["idempotency_token"] == crashed_attempt]
+        assert recorded["provider_message_id"] == message["sid"]
+        assert await pool.fetchval("SELECT count(*) FROM attempts") == 10
+
+
+async def crash_and_recover(delivery: Delivery, process: ServiceProcess, marker: Path) -> list[str]:
+    await process.wait_ready()
+    requests = [delivery.request() for _ in range(10)]
+    await delivery.publish(*requests)
+
+    await eventually(lambda: asyncio.sleep(0, marker.exists()), check=bool, what="the crash")
+    crashed_attempt = await asyncio.to_thread(marker.read_text)
+    await asyncio.sleep(0.5)
+    process.kill()  # already gone (os._exit); this just reaps it
+    stranded = await delivery.pool.fetchval("SELECT status FROM attempts WHERE attempt_id = $1", crashed_attempt)
+    assert stranded == "sending"  # handed off, but never recorded: the crash window
+    assert len([m for m in delivery.sms_sink.messages() if m["idempotency_token"] == crashed_attempt]) == 1
+
+    process.start()
+    await process.wait_ready()
+    ids = [r.notification_id for r in requests]
+    await eventually(
+        lambda: delivery.pool.fetch("SELECT outcome FROM notifications WHERE notification_id = ANY($1::text[])", ids),
+        check=lambda rows: len(rows) == 10 and all(row["outcome"] == "delivered" for row in rows),
+        timeout=60,
+        what="every notice delivered after the restart",
+    )
+    return ids
+
+
+@pytest.mark.slow
+async def test_killed_at_random_moments_while_100_notices_flow_each_is_delivered_exactly_once(
+    database_url: str, kafka_settings: KafkaSettings, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    chaos = random.Random(11)
+    config = SmsSinkConfig(failure_rate=0.2, seed=5)
+    sinks = (SmsSink(account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN, config=config), EmailSink())
+    async with sinks[0] as sms_sink, sinks[1] as email:
+        env = process_environment(
+            database_url=database_url, kafka=kafka_settings, sms_sink=sms_sink, email_sink=email, marker=None
+        )
+        process = ServiceProcess("services.delivery", env, port_variable="DELIVERY_HTTP_PORT", log_dir=tmp_path)
+        settings = delivery_settings(
+            database_url=database_url, kafka=kafka_settings, sms_sink=sms_sink, email_sink=email, port=process.port
+        )
+        process.start()
+        try:
+            async with httpx.AsyncClient(base_url=process.url) as http:
+                delivery = Delivery(settings, kafka_settings, pool, sms_sink, email, http)
+                await process.wait_ready()
+                requests = [delivery.request() for _ in range(100)]
+                await delivery.publish(*requests)
+                for _ in range(3):
+                    await asyncio.sleep(chaos.uniform(0.2, 1.5))
+                    process.kill()
+                    process.start()
+                    await process.wait_ready()
+                ids = [r.notification_id for r in requests]
+                await eventually(
+                    lambda: pool.fetch(
+                        "SELECT outcome FROM notifications WHERE notification_id = ANY($1::text[])", ids
+                    ),
+                    check=lambda rows: len(rows) == 100 and all(row["outcome"] == "delivered" for row in rows),
+                    timeout=120,
+                    what="all 100 delivered",
+                )
+        finally:
+            process.stop()
+    per_notification = Counter(m["idempotency_token"].rsplit(".a", 1)[0] for m in sms_sink.messages())
+    assert per_notification == dict.fromkeys(ids, 1), process.log_tail()
+    assert all(m["status"] == "delivered" for m in sms_sink.messages())

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shared.devservers.stack import Stack
+from tests.e2e.system import SystemDriver
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def stack(kafka_bootstrap: str, postgres_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The whole system (sinks + every service as real processes) on the test session's Kafka and PostgreSQL."""
+    token = uuid.uuid4().hex[:8]
+    stack = Stack(ROOT, tmp_path_factory.mktemp("stack"), topic_prefix=f"e2e{token}.", prefer_default_ports=False)
+    try:
+        stack.start(kafka_bootstrap, postgres_admin_dsn, database_prefix=f"e2e_{token}")
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+async def system(stack: Stack) -> AsyncIterator[SystemDriver]:
+    async with httpx.AsyncClient(timeout=30) as client:
+        yield SystemDriver(stack, client)

@@ -1,0 +1,85 @@
+"""What the matching integration tests share: settings for a test's own topics and database, readers, waits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+from aiokafka import ConsumerRecord
+
+from services.matching.settings import MatchingSettings
+from shared.events import NotificationRequested, decode
+from shared.settings import KafkaSettings
+from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_REQUESTED, SUBJECT_SEALED, SUBSCRIPTION_STATE
+from tests.kafkautil import produce_raw, read_exactly, read_topic
+
+
+def matching_settings(database_url: str, kafka: KafkaSettings, unique: str, instance: str = "0") -> MatchingSettings:
+    return MatchingSettings(
+        environment="test",
+        database_url=database_url,
+        database_pool_max=4,
+        kafka=kafka,
+        instance_id=f"{unique}-{instance}",
+        consumer_group=f"matching-{unique}",
+    )
+
+
+def process_env(settings: MatchingSettings) -> dict[str, str]:
+    """The same settings as environment variables, for ``python -m services.matching``."""
+    return {
+        "MATCHING_ENVIRONMENT": settings.environment,
+        "MATCHING_DATABASE_URL": settings.database_url,
+        "MATCHING_DATABASE_POOL_MAX": str(settings.database_pool_max),
+        "MATCHING_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+        "MATCHING_KAFKA__TOPIC_PREFIX": settings.kafka.topic_prefix,
+        "MATCHING_KAFKA__CLIENT_ID": settings.kafka.client_id,
+        "MATCHING_INSTANCE_ID": settings.instance_id,
+        "MATCHING_CONSUMER_GROUP": settings.consumer_group,
+    }
+
+
+async def publish_subscriptions(kafka: KafkaSettings, messages: list[tuple[bytes, bytes]]) -> None:
+    await produce_raw(kafka, kafka.topic(SUBSCRIPTION_STATE.name), list(messages))
+
+
+async def publish_custody(kafka: KafkaSettings, messages: list[tuple[bytes, bytes]]) -> None:
+    await produce_raw(kafka, kafka.topic(CUSTODY_STATUS_CHANGED.name), list(messages))
+
+
+async def publish_sealed(kafka: KafkaSettings, messages: list[tuple[bytes, bytes]]) -> None:
+    await produce_raw(kafka, kafka.topic(SUBJECT_SEALED.name), list(messages))
+
+
+def notices_of(records: list[ConsumerRecord[bytes, bytes]]) -> list[NotificationRequested]:
+    notices = []
+    for record in records:
+        event = decode(record.value)
+        assert isinstance(event.data, NotificationRequested)
+        assert event.id == event.data.notification_id
+        assert record.key == event.data.notification_id.encode()
+        notices.append(event.data)
+    return notices
+
+
+async def read_notices(kafka: KafkaSettings, count: int, *, settle: float = 1.5) -> list[NotificationRequested]:
+    """Exactly ``count`` committed notification requests (fails if fewer arrive or more follow)."""
+    records = await read_exactly(kafka, kafka.topic(NOTIFICATION_REQUESTED.name), count, settle=settle, timeout=90)
+    assert len(records) == count, f"expected {count} notification requests, got {len(records)}"
+    return notices_of(records)
+
+
+async def read_notices_until(kafka: KafkaSettings, count: int, timeout: float = 120) -> list[NotificationRequested]:
+    records = await read_topic(
+        kafka, kafka.topic(NOTIFICATION_REQUESTED.name), until=lambda r: len(r) >= count, timeout=timeout
+    )
+    return notices_of(records)
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,67 @@
+"""The fenced consumer loop against real Kafka: a batch overtaken by a rebalance is read again, never skipped."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from services.matching.runner import Batch, FencedConsumerRunner
+from shared.events import CloudEvent, Payload, encode, new_event
+from shared.kafka import create_producer
+from shared.settings import KafkaSettings
+from shared.topics import CUSTODY_STATUS_CHANGED, consumer_group_topics, ensure_topics
+from tests.kafkautil import produce_raw
+from tests.matching.factories import change
+from tests.matching.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class RevokedOnceRunner(FencedConsumerRunner):
+    """Behaves as if a rebalance (keeping every partition) happened between the first fetch and its processing."""
+
+    overtaken = False
+
+    async def _process_fenced_batch(self, consumer: AIOKafkaConsumer, batch: Batch, generation: int) -> None:
+        if not self.overtaken:
+            self.overtaken = True
+            await self.end_of_assignment(set())
+        await super()._process_fenced_batch(consumer, batch, generation)
+
+
+async def test_a_batch_overtaken_by_a_rebalance_is_read_again(kafka_settings: KafkaSettings, unique: str) -> None:
+    group = f"runner-{unique}"
+    await ensure_topics(kafka_settings, [CUSTODY_STATUS_CHANGED, *consumer_group_topics(group)])
+    events = [new_event(change(f"s-{n}", sequence=n), source="/tests") for n in range(10)]
+    await produce_raw(
+        kafka_settings,
+        kafka_settings.topic(CUSTODY_STATUS_CHANGED.name),
+        [(b"one-partition", encode(event)) for event in events],
+    )
+    seen: list[str] = []
+
+    async def handle(event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
+        seen.append(event.id)
+
+    producer = await create_producer(kafka_settings, transactional_id=f"runner-{unique}")
+    runner = RevokedOnceRunner(
+        kafka_settings, group_id=group, topics=[CUSTODY_STATUS_CHANGED.name], handler=handle, producer=producer
+    )
+    task = asyncio.create_task(runner.run())
+    try:
+
+        async def all_seen() -> bool:
+            return len(seen) >= len(events)
+
+        await wait_until(all_seen, what="every event handled after the dropped batch")
+        await asyncio.sleep(1)
+        assert runner.overtaken
+        assert seen == [event.id for event in events]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await producer.stop()

@@ -1,0 +1,74 @@
+"""Matching's SQL against a real PostgreSQL: claims, version checks, identifiers, sealing, pruning."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from services.matching import domain, store
+from services.matching.store import SourcePosition
+from shared.db import apply_migrations
+from shared.events import SubjectIdentifier
+from shared.vocabulary import CustodyStatus, IdentifierKind
+from tests.matching.factories import BASE_TIME, change, subscription
+
+pytestmark = pytest.mark.integration
+
+BOOKING = SubjectIdentifier(kind=IdentifierKind.BOOKING_NUMBER, value="B-1")
+PERSON = SubjectIdentifier(kind=IdentifierKind.PERSON_NUMBER, value="P-1")
+
+
+@pytest.fixture
+async def migrated(pool: asyncpg.Pool) -> asyncpg.Pool:
+    await apply_migrations(pool, ["shared", "services.matching"])
+    return pool
+
+
+async def test_claim_tells_a_replay_from_a_duplicate(migrated: asyncpg.Pool) -> None:
+    first = SourcePosition("custody", 2, 40)
+    async with migrated.acquire() as connection:
+        assert await store.claim_event(connection, "event-1", first) is None
+        assert await store.claim_event(connection, "event-1", first) == first
+        assert await store.claim_event(connection, "event-1", SourcePosition("custody", 2, 41)) == first
+
+
+async def test_only_a_newer_subscription_version_is_stored(migrated: asyncpg.Pool) -> None:
+    async with migrated.acquire() as connection:
+        await store.save_subscription(connection, subscription("sub-1", version=2))
+        await store.save_subscription(connection, subscription("sub-1", status="cancelled", version=1))
+        stored = await store.load_subscription(connection, "sub-1")
+        assert stored is not None
+        assert (stored.version, stored.status) == (2, "active")
+        key = domain.case_key("agency-a", SubjectIdentifier(kind=IdentifierKind.BOOKING_NUMBER, value="b-1"))
+        assert [s.subscription_id for s in await store.active_subscriptions_for(connection, [key])] == ["sub-1"]
+
+
+async def test_latest_state_and_identifiers_accumulate_until_sealed(migrated: asyncpg.Pool) -> None:
+    async with migrated.acquire() as connection:
+        await store.record_custody_change(connection, "e-2", change("s-1", identifiers=[PERSON, BOOKING], sequence=2))
+        # An older change arriving late adds nothing to the state, but its identifiers are still learnt.
+        late = SubjectIdentifier(kind=IdentifierKind.CASE_NUMBER, value="CR-9")
+        keys = await store.record_custody_change(
+            connection, "e-1", change("s-1", status=CustodyStatus.IN_CUSTODY, identifiers=[late], sequence=1)
+        )
+        assert {key[1] for key in keys} == set(IdentifierKind)
+        [state] = await store.known_states_for(connection, domain.case_key("agency-a", late))
+        assert state.custody_event_id == "e-2"
+
+        await store.seal_subject(connection, "agency-a", "s-1", BASE_TIME + timedelta(hours=1))
+        assert await store.known_states_for(connection, domain.case_key("agency-a", BOOKING)) == []
+        assert await store.sealed_at(connection, "agency-a", "s-1") == BASE_TIME + timedelta(hours=1)
+
+
+async def test_prune_forgets_only_old_rows(migrated: asyncpg.Pool) -> None:
+    notices = domain.status_change_notices("e-1", change(), [subscription("sub-1")], BASE_TIME)
+    async with migrated.acquire() as connection:
+        await store.claim_event(connection, "e-1", SourcePosition("custody", 0, 0))
+        recorded = await store.record_notifications(connection, "e-1", [(n, b"{}") for n in notices])
+        assert len(recorded) == 2
+        assert await store.record_notifications(connection, "e-1", [(n, b"{}") for n in notices]) == []
+        assert await store.prune(connection, datetime.now(UTC) - timedelta(days=1)) == 0
+        assert await store.prune(connection, datetime.now(UTC) + timedelta(seconds=1)) == 3
+        assert await store.notifications_caused_by(connection, "e-1") == []

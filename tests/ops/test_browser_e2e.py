@@ -1,0 +1,214 @@
+"""The dashboard in a real headless Chromium against the running system: the ops service and the real ingest
+service (both over HTTP on free ports), real Kafka and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright, expect
+
+from services.ingest.app import create_app as create_ingest_app
+from services.ingest.settings import IngestSettings
+from services.ops.app import create_app
+from services.ops.auth import hash_password
+from services.ops.domain import Role
+from services.ops.settings import OpsSettings
+from services.ops.store import create_operator
+from shared.events import DeliveryStatus, NotificationStatusChanged, SubjectIdentifier, decode, encode, new_event
+from shared.settings import KafkaSettings
+from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_STATUS_CHANGED, consumer_group_topics, ensure_topics
+from shared.vocabulary import Channel, IdentifierKind
+from tests.kafkautil import produce_raw, read_topic
+from tests.ops.conftest import ADMIN, serving
+from tests.ops.test_ops_integration import dead_letter
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOT = ROOT / "test-artifacts" / "dashboard.png"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+INGEST_TOKEN = "browser-test-ingest-admin-token"
+VIEWER = ("victor", "viewer-password-for-tests")
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()
+
+
+@pytest.fixture
+async def ingest_url(postgres_admin_dsn: str, kafka_settings: KafkaSettings, unique: str) -> AsyncIterator[str]:
+    """The real ingest service with one agency whose feed has been quiet for longer than its interval."""
+    from tests import servers
+
+    database_url = await servers.create_database(postgres_admin_dsn, f"test_{unique}_ingest")
+    settings = IngestSettings(
+        environment="test", database_url=database_url, kafka=kafka_settings, admin_token=INGEST_TOKEN
+    )
+    async with serving(create_ingest_app(settings)) as url:
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {INGEST_TOKEN}"}) as client:
+            created = await client.post(
+                "/v1/admin/agencies",
+                json={
+                    "agency_id": f"quiet-{unique}",
+                    "name": "Quiet County Jail",
+                    "timezone": "America/Chicago",
+                    "expected_feed_interval_minutes": 15,
+                },
+            )
+            assert created.status_code == 201, created.text
+        connection = await asyncpg.connect(database_url)
+        try:  # the feed arrived two hours ago and nothing since
+            await connection.execute(
+                "UPDATE agencies SET created_at = now() - interval '3 hours', last_feed_at = now() - interval '2 hours'"
+            )
+        finally:
+            await connection.close()
+        yield url
+
+
+async def log_in(page: Page, base_url: str, username: str, password: str) -> None:
+    await page.goto(base_url + "/")
+    await expect(page).to_have_url(re.compile(r"/login\?next="))
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
+    await expect(page.locator("#live")).to_be_visible()
+
+
+@pytest.fixture
+def browser_ops_settings(
+    ingest_url: str, database_url: str, kafka_settings: KafkaSettings, watched_group: str
+) -> OpsSettings:
+    return OpsSettings(
+        environment="test",
+        database_url=database_url,
+        kafka=kafka_settings,
+        ingest_url=ingest_url,
+        ingest_admin_token=INGEST_TOKEN,
+        feed_poll_interval_seconds=0.5,
+        pipeline_poll_interval_seconds=0.5,
+        refresh_seconds=1.0,
+        consumer_groups=["ops", watched_group],
+        bootstrap_admin_username=ADMIN[0],
+        bootstrap_admin_password=ADMIN[1],
+    )
+
+
+async def test_operator_watches_and_acts_in_a_real_browser(
+    browser: Browser, browser_ops_settings: OpsSettings, kafka_settings: KafkaSettings, watched_group: str, unique: str
+) -> None:
+    settings = browser_ops_settings
+    database_url = settings.database_url
+    await ensure_topics(kafka_settings, [CUSTODY_STATUS_CHANGED, *consumer_group_topics(watched_group)])
+    source = kafka_settings.topic(CUSTODY_STATUS_CHANGED.name)
+    dead_event_id = await dead_letter(kafka_settings, watched_group, original=source, error="RuntimeError: db down")
+
+    async with serving(create_app(settings)) as ops_url:
+        # Unauthenticated: nothing but the login page.
+        page = await browser.new_page()
+        await log_in(page, ops_url, *ADMIN)
+
+        # A notice just delivered appears without a reload.
+        await page.evaluate("window.__stillTheSamePage = true")
+        notification_id = f"n-{unique}"
+        now = datetime.now(UTC)
+        change = NotificationStatusChanged(
+            notification_id=notification_id,
+            subscription_id=f"sub-{unique}",
+            agency_id=f"quiet-{unique}",
+            channel=Channel.SMS,
+            provider="local",
+            status=DeliveryStatus.DELIVERED,
+            at=now,
+            contact_masked="+1•••••••67",
+            case=SubjectIdentifier(kind=IdentifierKind.CASE_NUMBER, value="CR-2026-0042"),
+            feed_received_at=now - timedelta(seconds=12),
+        )
+        event = new_event(change, source="custodywatch/delivery")
+        await produce_raw(
+            kafka_settings, kafka_settings.topic(NOTIFICATION_STATUS_CHANGED.name), [(None, encode(event))]
+        )
+        row = page.locator(f'tr[data-notification-id="{notification_id}"]')
+        await expect(row.locator("td.status")).to_have_text("delivered", timeout=20_000)
+        await expect(row).to_contain_text("+1•••••••67")
+        assert await page.evaluate("window.__stillTheSamePage") is True
+
+        # The quiet feed is flagged stale (red).
+        stale = page.locator(f'tr.feed.stale[data-agency-id="quiet-{unique}"]')
+        await expect(stale.locator(".feed-state")).to_have_text("STALE", timeout=20_000)
+        assert await stale.evaluate("row => getComputedStyle(row).backgroundColor") == "rgb(255, 235, 238)"
+        await expect(page.locator("#alerts")).to_contain_text("feed_stale", timeout=20_000)
+
+        # The dead letter is listed; the whole page is saved as the test artefact.
+        letter = page.locator(f'tr[data-event-id="{dead_event_id}"]')
+        await expect(letter).to_contain_text("db down", timeout=20_000)
+        await expect(page.locator("#lag")).to_contain_text(NOTIFICATION_STATUS_CHANGED.name, timeout=20_000)
+        assert re.search(r"\+1\d{9}|@[a-z]+\.[a-z]+", await page.content()) is None
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+        # Replay it as admin: it reaches its original topic and the audit log says who.
+        page.on("dialog", lambda dialog: dialog.accept())
+        await letter.locator("button.replay").click()
+        await expect(page.locator("#result")).to_contain_text("Replayed", timeout=20_000)
+        records = await read_topic(
+            kafka_settings, source, until=lambda rs: any(r.value and decode(r.value).id == dead_event_id for r in rs)
+        )
+        assert records
+        await page.goto(ops_url + "/audit")
+        await expect(page.locator("#audit tbody tr").first).to_contain_text("replay_dead_letter")
+        await expect(page.locator("#audit tbody tr").first).to_contain_text(ADMIN[0])
+
+        # Pause the quiet agency's notices: the real ingest service records it; the audit log says who.
+        await page.goto(ops_url + "/")
+        await stale.locator("button", has_text="Pause").click()
+        await expect(page.locator("#result")).to_contain_text(f"Notices of quiet-{unique} paused", timeout=20_000)
+        async with httpx.AsyncClient(
+            base_url=settings.ingest_url, headers={"Authorization": f"Bearer {INGEST_TOKEN}"}
+        ) as c:
+            assert (await c.get(f"/v1/admin/agencies/quiet-{unique}")).json()["notices_paused"] is True
+        await page.goto(ops_url + "/audit")
+        await expect(page.locator("#audit tbody tr").first).to_contain_text("pause_notices")
+
+        # A viewer sees the dashboard, no replay button, and is refused when trying anyway.
+        pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+        assert pool is not None
+        async with pool.acquire() as connection:
+            await create_operator(connection, VIEWER[0], hash_password(VIEWER[1]), Role.VIEWER)
+        await pool.close()
+        viewer_context = await browser.new_context()
+        viewer = await viewer_context.new_page()
+        await log_in(viewer, ops_url, *VIEWER)
+        await expect(viewer.locator(f'tr[data-event-id="{dead_event_id}"]')).to_contain_text("replayed by admin")
+        assert await viewer.locator("button.replay").count() == 0
+        csrf = await viewer.locator("input[name=csrf_token]").first.get_attribute("value")
+        refused = await viewer.request.post(
+            ops_url + "/actions/replay",
+            form={"csrf_token": csrf or "", "topic": f"dlq.{watched_group}", "partition": "0", "offset": "0"},
+            headers={"accept": "text/html"},
+        )
+        assert refused.status == 403
+        assert "only admins" in await refused.text()
+        await viewer_context.close()

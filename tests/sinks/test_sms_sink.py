@@ -1,0 +1,141 @@
+"""The local SMS sink's own behaviour over real HTTP: Twilio's auth, errors, dedup, listing and configuration."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from shared.devservers.sinks import SmsSink, SmsSinkConfig
+from shared.devservers.sinks.sms import config_from_environment
+
+pytestmark = pytest.mark.integration
+
+SID = "ACsinktest"
+TOKEN = "sink-test-token"
+FORM = {"To": "+15005550100", "From": "+15005550006", "Body": "hello"}
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[SmsSink]:
+    async with SmsSink(account_sid=SID, auth_token=TOKEN, config=SmsSinkConfig(seed=7)) as running:
+        yield running
+
+
+@pytest.fixture
+async def client(sink: SmsSink) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=sink.url, auth=(SID, TOKEN)) as http:
+        yield http
+
+
+MESSAGES = f"/2010-04-01/Accounts/{SID}/Messages.json"
+
+
+async def test_wrong_or_missing_credentials_get_twilios_401(sink: SmsSink) -> None:
+    async with httpx.AsyncClient(base_url=sink.url) as anonymous:
+        missing = await anonymous.post(MESSAGES, data=FORM)
+        wrong = await anonymous.post(MESSAGES, data=FORM, auth=(SID, "not-the-token"))
+        garbage = await anonymous.post(MESSAGES, data=FORM, headers={"Authorization": "Basic !!!"})
+    for response in (missing, wrong, garbage):
+        assert response.status_code == 401
+        assert response.json()["code"] == 20003
+        assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert sink.messages() == []
+
+
+async def test_another_account_in_the_path_is_not_found(client: httpx.AsyncClient) -> None:
+    response = await client.post("/2010-04-01/Accounts/ACother/Messages.json", data=FORM)
+    assert response.status_code == 404
+    assert response.json()["code"] == 20404
+
+
+async def test_a_message_is_accepted_listed_fetched_and_cleared(sink: SmsSink, client: httpx.AsyncClient) -> None:
+    created = await client.post(MESSAGES, data=FORM, headers={"I-Twilio-Idempotency-Token": "tok-1"})
+    assert created.status_code == 201
+    message = created.json()
+    assert message["sid"].startswith("SM")
+    assert len(message["sid"]) == 34
+    assert (message["status"], message["to"], message["body"]) == ("queued", "+15005550100", "hello")
+
+    again = await client.post(MESSAGES, data=FORM, headers={"I-Twilio-Idempotency-Token": "tok-1"})
+    assert again.status_code == 201
+    assert again.json()["sid"] == message["sid"]
+
+    listed = (await client.get("/sink/messages")).json()
+    assert [(m["sid"], m["idempotency_token"], m["body"]) for m in listed] == [(message["sid"], "tok-1", "hello")]
+    assert (await client.get("/sink/messages", params={"to": "+15005550199"})).json() == []
+
+    await asyncio.sleep(0.4)  # no callback URL: the status still moves on
+    fetched = await client.get(f"/2010-04-01/Accounts/{SID}/Messages/{message['sid']}.json")
+    assert fetched.status_code == 200
+    assert fetched.json()["status"] == "delivered"
+    unknown = await client.get(f"/2010-04-01/Accounts/{SID}/Messages/SMnope.json")
+    assert unknown.status_code == 404
+
+    assert (await client.delete("/sink/messages")).status_code == 204
+    assert (await client.get("/sink/messages")).json() == []
+    fresh = await client.post(MESSAGES, data=FORM, headers={"I-Twilio-Idempotency-Token": "tok-1"})
+    assert fresh.json()["sid"] != message["sid"]  # cleared means forgotten, tokens included
+
+
+@pytest.mark.parametrize(
+    ("form", "code"),
+    [
+        ({"From": "+15005550006", "Body": "x"}, 21211),
+        ({"To": "5550100", "From": "+15005550006", "Body": "x"}, 21211),
+        ({"To": "+15005550100", "Body": "x"}, 21603),
+        ({"To": "+15005550100", "From": "+15005550006"}, 21602),
+        ({"To": "+15005550100", "From": "+15005550006", "Body": "x" * 1601}, 21617),
+    ],
+)
+async def test_bad_messages_get_twilios_400(client: httpx.AsyncClient, form: dict[str, str], code: int) -> None:
+    response = await client.post(MESSAGES, data=form)
+    assert response.status_code == 400
+    assert response.json()["code"] == code
+    assert response.json()["status"] == 400
+
+
+async def test_configuration_over_http(sink: SmsSink, client: httpx.AsyncClient) -> None:
+    changed = await client.post("/sink/config", json={"opted_out_numbers": ["+15005550100"], "failure_rate": 0})
+    assert changed.status_code == 200
+    assert changed.json()["opted_out_numbers"] == ["+15005550100"]
+    assert (await client.get("/sink/config")).json()["opted_out_numbers"] == ["+15005550100"]
+    opted_out = await client.post(MESSAGES, data=FORM)
+    assert opted_out.status_code == 400
+    assert opted_out.json()["code"] == 21610
+
+    for bad in ({"failure_rate": 2}, {"no_such_setting": 1}, [1, 2]):
+        rejected = await client.post("/sink/config", json=bad)
+        assert rejected.status_code == 422, bad
+    not_json = await client.post("/sink/config", content=b"{", headers={"Content-Type": "application/json"})
+    assert not_json.status_code == 422
+    assert sink.state.config.failure_rate == 0
+
+
+async def test_a_seeded_failure_rate_is_reproducible(sink: SmsSink, client: httpx.AsyncClient) -> None:
+    async def outcomes() -> list[int]:
+        await client.post("/sink/config", json={"failure_rate": 0.5, "seed": 42})
+        return [(await client.post(MESSAGES, data=FORM)).status_code for _ in range(20)]
+
+    first, second = await outcomes(), await outcomes()
+    assert first == second
+    assert set(first) <= {201, 429, 500, 503}
+    assert 3 < first.count(201) < 17
+    assert len(sink.messages()) == 2 * first.count(201)
+
+
+def test_configuration_from_the_environment() -> None:
+    config = config_from_environment(
+        {
+            "SMS_SINK_FAILURE_RATE": "0.25",
+            "SMS_SINK_OPTED_OUT_NUMBERS": "+15005550100, +15005550101",
+            "SMS_SINK_SEED": "3",
+            "UNRELATED": "x",
+        }
+    )
+    assert config.failure_rate == 0.25
+    assert config.opted_out_numbers == ["+15005550100", "+15005550101"]
+    assert config.seed == 3
+    assert config_from_environment({}) == SmsSinkConfig()
