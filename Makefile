@@ -19,6 +19,10 @@ install: $(STAMP)
 run: install
 	@$(BIN)/python -m shared.devservers.stack run
 
+## The whole system plus a short scripted story: subscribe, verify, a booking, a release, the notices arriving.
+demo: install
+	@$(BIN)/python -m shared.devservers.stack run --demo
+
 ## The whole test suite against real Kafka and PostgreSQL (started and stopped by the tests themselves).
 test: install
 	@$(BIN)/python -m pytest -q
@@ -45,6 +49,10 @@ infra-up: install
 
 infra-down: install
 	@$(BIN)/python -m shared.devservers down
+
+## Latency, throughput, burst and memory of the real system on this machine (`make bench ARGS=--quick`).
+bench: install
+	@$(BIN)/python -m tests.bench $(ARGS)
 
 clean:
 	@$(BIN)/python -m shared.devservers down 2>/dev/null || true

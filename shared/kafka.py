@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from shared import metrics
@@ -74,13 +74,31 @@ class RetryPolicy:
 
 
 Handler = Callable[[CloudEvent[Payload], ConsumerRecord[bytes, bytes]], Awaitable[None]]
+Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+
+
+class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    def __init__(self, runner: ConsumerRunner) -> None:
+        self._runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._runner.end_of_assignment(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("%s: assigned %d partitions", self._runner.group_id, len(assigned))
 
 
 class ConsumerRunner:
     """Consume ``topics`` (base names) for ``group_id`` and hand each decoded event to ``handler``.
 
     With ``transactional=True`` the producer must be transactional: every batch's retries, dead letters, whatever
-    the handler sends through :attr:`producer`, and the consumed offsets commit atomically (exactly once).
+    the handler sends through :attr:`producer`, and the consumed offsets commit atomically (exactly once);
+    ``before_commit`` runs just before, so a handler's pending sends can be awaited (raising aborts the batch).
+
+    Batches never straddle a rebalance: revocation waits until the batch in hand has committed, and a batch
+    fetched before a revocation is left unprocessed, to be read again by whoever owns its partitions now. (aiokafka
+    commits transactional offsets without the group generation, so without this two processes could both publish
+    one batch's results while the group rebalances.)
     """
 
     def __init__(
@@ -94,6 +112,7 @@ class ConsumerRunner:
         retry: RetryPolicy | None = None,
         transactional: bool = False,
         batch_size: int = 500,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.group_id = group_id
@@ -102,18 +121,25 @@ class ConsumerRunner:
         self._retry = retry or RetryPolicy()
         self._transactional = transactional
         self._batch_size = batch_size
+        self._before_commit = before_commit
         self._retry_topic = settings.topic(retry_topic(group_id))
         self._dead_letter_topic = settings.topic(dead_letter_topic(group_id))
         self._topics = [settings.topic(name) for name in topics] + [self._retry_topic]
         self._paused_until: dict[TopicPartition, float] = {}
+        self._batch_lock = asyncio.Lock()
+        self._assignment_generation = 0
         self.consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
 
+    async def end_of_assignment(self, revoked: set[TopicPartition]) -> None:
+        """On revocation: wait for the batch in hand to commit or abort, then invalidate batches already fetched."""
+        async with self._batch_lock:
+            self._assignment_generation += 1
+        log.info("%s: %d partitions revoked after the current batch ended", self.group_id, len(revoked))
+
     async def run(self) -> None:
-        consumer = AIOKafkaConsumer(
-            *self._topics,
-            **self.settings.consumer_kwargs(self.group_id, read_committed=True),
-        )
+        consumer = AIOKafkaConsumer(**self.settings.consumer_kwargs(self.group_id, read_committed=True))
+        consumer.subscribe(self._topics, listener=_WaitForBatchOnRevoke(self))
         await start_with_retry(consumer)
         self.consumer = consumer
         self.ready.set()
@@ -121,27 +147,46 @@ class ConsumerRunner:
             while True:
                 self._resume_due(consumer)
                 batch = await consumer.getmany(timeout_ms=200, max_records=self._batch_size)
+                # Read right after the fetch returns: a rebalance that completed while we waited is no reason to
+                # drop the batch (its records belong to the new assignment).
+                generation = self._assignment_generation
                 if batch:
-                    await self._process_batch(consumer, batch)
+                    await self._process_batch(consumer, batch, generation)
         finally:
             self.ready.clear()
             await consumer.stop()
 
-    async def _process_batch(
-        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
-    ) -> None:
-        if self._transactional:
-            async with self.producer.transaction():
+    async def _process_batch(self, consumer: AIOKafkaConsumer, batch: Batch, generation: int) -> None:
+        async with self._batch_lock:
+            if generation != self._assignment_generation:
+                self._rewind(consumer, batch)
+                return
+            if self._transactional:
+                async with self.producer.transaction():
+                    offsets = await self._process_records(consumer, batch)
+                    if self._before_commit is not None:
+                        await self._before_commit()
+                    if offsets:
+                        await self.producer.send_offsets_to_transaction(offsets, self.group_id)
+            else:
                 offsets = await self._process_records(consumer, batch)
+                if self._before_commit is not None:
+                    await self._before_commit()
                 if offsets:
-                    await self.producer.send_offsets_to_transaction(offsets, self.group_id)
-        else:
-            offsets = await self._process_records(consumer, batch)
-            if offsets:
-                await consumer.commit(offsets)
+                    await consumer.commit(offsets)
+
+    @staticmethod
+    def _rewind(consumer: AIOKafkaConsumer, batch: Batch) -> None:
+        """Leave a batch fetched before a rebalance unprocessed. Partitions we kept are rewound to its first
+        record (the consumer's position had moved past it); the others resume from their committed offsets."""
+        assigned = consumer.assignment()
+        for partition, records in batch.items():
+            if partition in assigned and records:
+                consumer.seek(partition, records[0].offset)
+        log.info("left a batch fetched before a rebalance to be read again")
 
     async def _process_records(
-        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+        self, consumer: AIOKafkaConsumer, batch: Batch
     ) -> dict[TopicPartition, OffsetAndMetadata]:
         offsets: dict[TopicPartition, OffsetAndMetadata] = {}
         pending: list[asyncio.Future[Any]] = []

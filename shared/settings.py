@@ -6,10 +6,12 @@ Each service subclasses :class:`ServiceSettings` with its own environment prefix
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.crypto import ContactCipher
 
 Environment = Literal["development", "test", "production"]
 
@@ -86,8 +88,47 @@ class ServiceSettings(BaseSettings):
             raise ValueError("database_url must be a postgresql:// URL")
         return value
 
+    development_secrets: ClassVar[tuple[str, ...]] = ()
+    """Fields whose defaults exist only so development and tests work out of the box: production refuses them."""
+
     @model_validator(mode="after")
-    def _pool_bounds(self) -> ServiceSettings:
+    def _pool_bounds(self) -> Self:
         if self.database_pool_min > self.database_pool_max:
             raise ValueError("database_pool_min must not exceed database_pool_max")
         return self
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> Self:
+        if self.environment != "production":
+            return self
+        fields = type(self).model_fields
+        unsafe = [name for name in self.development_secrets if getattr(self, name) == fields[name].default]
+        if unsafe:
+            prefix = str(self.model_config.get("env_prefix", ""))
+            names = ", ".join(prefix + name.upper() for name in unsafe)
+            raise ValueError(f"refusing to start in production with development defaults for: {names}")
+        return self
+
+
+# Development-only contact keys, shared by the services that encrypt (subscription) and decrypt (delivery).
+DEV_CONTACT_ENCRYPTION_KEY = "c3Vic2NyaXB0aW9uLWRldi1rZXktMDAwMDAwMDAwMDA="
+DEV_BLIND_INDEX_KEY = "subscription-dev-blind-index-key-not-for-production"
+
+
+class ContactCryptoSettings(ServiceSettings):
+    """Settings of a service that encrypts or decrypts contact points; both sides must hold the same keys."""
+
+    development_secrets: ClassVar[tuple[str, ...]] = ("contact_encryption_keys", "blind_index_key")
+
+    contact_encryption_keys: str = Field(
+        default=DEV_CONTACT_ENCRYPTION_KEY, description="Comma-separated Fernet keys, newest first."
+    )
+    blind_index_key: str = Field(default=DEV_BLIND_INDEX_KEY, description="HMAC key of the contact blind index.")
+
+    @model_validator(mode="after")
+    def _usable_keys(self) -> Self:
+        self.contact_cipher()  # a bad key stops the service at start-up, not on its first notice
+        return self
+
+    def contact_cipher(self) -> ContactCipher:
+        return ContactCipher(self.contact_encryption_keys, self.blind_index_key)

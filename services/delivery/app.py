@@ -18,7 +18,6 @@ from services.delivery.providers.smtp import SmtpEmailProvider
 from services.delivery.providers.twilio import TwilioSmsProvider
 from services.delivery.rendering import NoticeRenderer
 from services.delivery.settings import FAILOVER_ROUTE, DeliverySettings
-from shared.crypto import ContactCipher
 from shared.http import create_service_app
 from shared.kafka import ConsumerRunner
 from shared.kafka import RetryPolicy as ConsumerRetryPolicy
@@ -80,7 +79,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
         ],
         consumer_groups=[CONSUMER_GROUP],
     )
-    cipher = ContactCipher(settings.contact_encryption_keys, settings.blind_index_key)
+    cipher = settings.contact_cipher()
     tokens = AcknowledgementTokens(settings.token_secret)
     bookkeeper = Bookkeeper(
         settings.kafka,

@@ -2,28 +2,20 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.crypto import ContactCipher
-from shared.settings import ServiceSettings
+from shared.settings import ContactCryptoSettings
 
-# Usable only in development and test (the same contact keys as the subscription service's dev defaults, so a
-# local stack works out of the box); the service refuses to start in production with any of them.
-DEV_CONTACT_ENCRYPTION_KEY = "c3Vic2NyaXB0aW9uLWRldi1rZXktMDAwMDAwMDAwMDA="
-DEV_BLIND_INDEX_KEY = "subscription-dev-blind-index-key-not-for-production"
+# Usable only in development and test (the contact keys are shared with the subscription service's, so a local
+# stack works out of the box); the service refuses to start in production with any of them.
 DEV_TOKEN_SECRET = "delivery-dev-acknowledgement-secret-not-for-production"  # noqa: S105 - refused in production
 DEV_OPERATOR_TOKEN = "delivery-dev-operator-token"  # noqa: S105 - refused in production
 DEV_TWILIO_AUTH_TOKEN = "dev-twilio-auth-token"  # noqa: S105 - refused in production
 FAILOVER_ROUTE = "failover"
 """The name status-callback URLs carry when several SMS providers share the traffic."""
-
-SECRET_DEFAULTS: dict[str, str] = {
-    "contact_encryption_keys": DEV_CONTACT_ENCRYPTION_KEY,
-    "blind_index_key": DEV_BLIND_INDEX_KEY,
-    "token_secret": DEV_TOKEN_SECRET,
-    "operator_token": DEV_OPERATOR_TOKEN,
-}
 
 
 class SmsProviderSettings(BaseModel):
@@ -63,17 +55,19 @@ def _dev_sms_providers() -> list[SmsProviderSettings]:
     ]
 
 
-class DeliverySettings(ServiceSettings):
+class DeliverySettings(ContactCryptoSettings):
     model_config = SettingsConfigDict(env_prefix="DELIVERY_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     service_name: str = "delivery"
     http_port: int = Field(default=8004, ge=0, le=65535)
     public_base_url: str = "http://127.0.0.1:8004"
 
-    contact_encryption_keys: str = Field(
-        default=DEV_CONTACT_ENCRYPTION_KEY, description="Comma-separated Fernet keys, as the subscription service's."
+    development_secrets: ClassVar[tuple[str, ...]] = (
+        *ContactCryptoSettings.development_secrets,
+        "token_secret",
+        "operator_token",
     )
-    blind_index_key: str = Field(default=DEV_BLIND_INDEX_KEY, description="As the subscription service's.")
+
     token_secret: str = Field(default=DEV_TOKEN_SECRET, min_length=32, description="Signs acknowledgement links.")
     operator_token: str = Field(default=DEV_OPERATOR_TOKEN, min_length=16, description="Bearer token of the ops API.")
 
@@ -122,8 +116,7 @@ class DeliverySettings(ServiceSettings):
         if FAILOVER_ROUTE in names:
             raise ValueError(f"{FAILOVER_ROUTE!r} is reserved for the failover group; name the provider otherwise")
         if self.environment == "production":
-            unsafe = [name for name, default in SECRET_DEFAULTS.items() if getattr(self, name) == default]
-            unsafe += [
+            unsafe = [
                 f"sms_providers[{p.name}].auth_token"
                 for p in self.sms_providers
                 if p.auth_token == DEV_TWILIO_AUTH_TOKEN
@@ -136,7 +129,6 @@ class DeliverySettings(ServiceSettings):
                 raise ValueError("crash_after_handoff_marker is a test hook and is refused in production")
         if not self.sms_providers:
             raise ValueError("at least one SMS provider is required")
-        ContactCipher(self.contact_encryption_keys, self.blind_index_key)
         return self
 
     def sms_provider(self, name: str) -> SmsProviderSettings | None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from typing import ClassVar
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -13,6 +15,8 @@ DEV_ADMIN_TOKEN = "ingest-dev-admin-token"  # noqa: S105 - refused in production
 
 class IngestSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INGEST_", env_nested_delimiter="__", extra="ignore", frozen=True)
+
+    development_secrets: ClassVar[tuple[str, ...]] = ("admin_token",)
 
     service_name: str = "ingest"
     http_port: int = Field(default=8001, ge=0, le=65535)
@@ -30,9 +34,3 @@ class IngestSettings(ServiceSettings):
         default=30.0, ge=0, description="A stored JSON batch unprocessed this long is processed by the recovery loop."
     )
     feed_health_interval_seconds: float = Field(default=30.0, gt=0, description="How often feed silence is checked.")
-
-    @model_validator(mode="after")
-    def _safe_secrets(self) -> IngestSettings:
-        if self.environment == "production" and self.admin_token == DEV_ADMIN_TOKEN:
-            raise ValueError("refusing to start in production with the development default INGEST_ADMIN_TOKEN")
-        return self

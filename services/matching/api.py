@@ -13,8 +13,8 @@ def stats_router(runtime: ServiceRuntime) -> APIRouter:
     router = APIRouter(prefix="/v1/matching", tags=["matching"])
 
     @router.get("/stats", summary="How many subscriptions, known subjects and notification requests matching holds")
-    async def stats() -> MatchingStats:
+    async def stats(agency_id: str | None = None) -> MatchingStats:
         async with runtime.pool.acquire() as connection:
-            return MatchingStats.model_validate(await store.counts(connection))
+            return MatchingStats.model_validate(await store.counts(connection, agency_id))
 
     return router

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 from services.matching import store
 from services.matching.api import stats_router
 from services.matching.consumers import Matcher
-from services.matching.runner import FencedConsumerRunner
 from services.matching.settings import MatchingSettings
 from shared.http import create_service_app
 from shared.kafka import ConsumerRunner, create_producer
@@ -49,13 +48,14 @@ class MatchingWorker:
             producer = await create_producer(settings.kafka, transactional_id=settings.transactional_id)
         try:
             matcher = Matcher(self._runtime.pool, settings.kafka, producer)
-            runner = FencedConsumerRunner(
+            runner = ConsumerRunner(
                 settings.kafka,
                 group_id=settings.consumer_group,
                 topics=[spec.name for spec in CONSUMED_TOPICS],
                 handler=matcher.handle,
                 producer=producer,
                 batch_size=settings.batch_size,
+                transactional=True,
                 before_commit=matcher.wait_for_sends,
             )
             self._show_in_readiness(runner)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -12,17 +14,17 @@ DEV_SESSION_SECRET = "ops-dev-session-secret-not-for-production-use"  # noqa: S1
 DEV_INGEST_ADMIN_TOKEN = "ingest-dev-admin-token"  # noqa: S105 - refused in production
 DEV_BOOTSTRAP_ADMIN_PASSWORD = "ops-dev-admin-password"  # noqa: S105 - refused in production
 
-SECRET_DEFAULTS: dict[str, str] = {
-    "session_secret": DEV_SESSION_SECRET,
-    "ingest_admin_token": DEV_INGEST_ADMIN_TOKEN,
-    "bootstrap_admin_password": DEV_BOOTSTRAP_ADMIN_PASSWORD,
-}
-
 DEFAULT_CONSUMER_GROUPS = ["subscription", "matching", "delivery", "ops"]  # ingest only produces
 
 
 class OpsSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="OPS_", env_nested_delimiter="__", extra="ignore", frozen=True)
+
+    development_secrets: ClassVar[tuple[str, ...]] = (
+        "session_secret",
+        "ingest_admin_token",
+        "bootstrap_admin_password",
+    )
 
     service_name: str = "ops"
     http_port: int = Field(default=8005, ge=0, le=65535)
@@ -64,12 +66,8 @@ class OpsSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _safe_settings(self) -> OpsSettings:
-        if self.environment == "production":
-            unsafe = [name for name, default in SECRET_DEFAULTS.items() if getattr(self, name) == default]
-            if unsafe:
-                raise ValueError("refusing to start in production with development defaults for: " + ", ".join(unsafe))
-            if self.secure_cookies is False:
-                raise ValueError("secure_cookies must not be false in production (the session cookie needs HTTPS)")
+        if self.environment == "production" and self.secure_cookies is False:
+            raise ValueError("secure_cookies must not be false in production (the session cookie needs HTTPS)")
         if (self.bootstrap_admin_username is None) != (self.bootstrap_admin_password is None):
             raise ValueError("set both bootstrap_admin_username and bootstrap_admin_password, or neither")
         if self.bootstrap_admin_password is not None and len(self.bootstrap_admin_password) < 12:

@@ -54,7 +54,7 @@ from services.subscription.domain.verification import (
 )
 from services.subscription.metrics import CODES_ISSUED, SMS_KEYWORDS, SUBSCRIPTIONS_CHANGED, VERIFY_ATTEMPTS
 from services.subscription.settings import SubscriptionSettings
-from shared.crypto import ContactCipher, mask_email, mask_phone
+from shared.crypto import mask_email, mask_phone
 from shared.db import Connection
 from shared.events import (
     NoticeAcknowledged,
@@ -111,7 +111,7 @@ class SubscriptionService:
     ) -> None:
         self.settings = settings
         self._pool = pool
-        self.cipher = ContactCipher(settings.contact_encryption_keys, settings.blind_index_key)
+        self.cipher = settings.contact_cipher()
         self.tokens = Tokens(settings.token_secret)
         self._now = clock or (lambda: datetime.now(UTC))
         self._base_url = settings.public_base_url.rstrip("/")

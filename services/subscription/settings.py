@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.crypto import ContactCipher
-from shared.settings import ServiceSettings
+from shared.settings import ContactCryptoSettings
 
 # Usable only in development and test: the service refuses to start in production with any of them.
-DEV_CONTACT_ENCRYPTION_KEY = "c3Vic2NyaXB0aW9uLWRldi1rZXktMDAwMDAwMDAwMDA="
-DEV_BLIND_INDEX_KEY = "subscription-dev-blind-index-key-not-for-production"
 DEV_TOKEN_SECRET = "subscription-dev-token-secret-not-for-production"  # noqa: S105 - refused in production
 DEV_TWILIO_AUTH_TOKEN = "subscription-dev-twilio-auth-token"  # noqa: S105 - refused in production
 DEV_SMS_FROM_NUMBER = "+15005550006"
 
-SECRET_DEFAULTS: dict[str, str] = {
-    "contact_encryption_keys": DEV_CONTACT_ENCRYPTION_KEY,
-    "blind_index_key": DEV_BLIND_INDEX_KEY,
-    "token_secret": DEV_TOKEN_SECRET,
-    "twilio_auth_token": DEV_TWILIO_AUTH_TOKEN,
-    "sms_from_number": DEV_SMS_FROM_NUMBER,
-}
 
-
-class SubscriptionSettings(ServiceSettings):
+class SubscriptionSettings(ContactCryptoSettings):
     model_config = SettingsConfigDict(
         env_prefix="SUBSCRIPTION_", env_nested_delimiter="__", extra="ignore", frozen=True
     )
@@ -33,10 +24,13 @@ class SubscriptionSettings(ServiceSettings):
     http_port: int = Field(default=8002, ge=0, le=65535)
     public_base_url: str = "http://127.0.0.1:8002"
 
-    contact_encryption_keys: str = Field(
-        default=DEV_CONTACT_ENCRYPTION_KEY, description="Comma-separated Fernet keys, newest first."
+    development_secrets: ClassVar[tuple[str, ...]] = (
+        *ContactCryptoSettings.development_secrets,
+        "token_secret",
+        "twilio_auth_token",
+        "sms_from_number",
     )
-    blind_index_key: str = Field(default=DEV_BLIND_INDEX_KEY, description="HMAC key of the contact blind index.")
+
     token_secret: str = Field(
         default=DEV_TOKEN_SECRET, min_length=32, description="Signs manage, verify and unsubscribe tokens."
     )
@@ -63,12 +57,6 @@ class SubscriptionSettings(ServiceSettings):
 
     @model_validator(mode="after")
     def _safe_secrets(self) -> SubscriptionSettings:
-        if self.environment == "production":
-            unsafe = [name for name, default in SECRET_DEFAULTS.items() if getattr(self, name) == default]
-            if unsafe:
-                raise ValueError("refusing to start in production with development defaults for: " + ", ".join(unsafe))
-            if not self.public_base_url.startswith("https://"):
-                raise ValueError("public_base_url must be https:// in production")
-        # Fails here, at start-up, rather than on the first subscription.
-        ContactCipher(self.contact_encryption_keys, self.blind_index_key)
+        if self.environment == "production" and not self.public_base_url.startswith("https://"):
+            raise ValueError("public_base_url must be https:// in production")
         return self

@@ -1,5 +1,6 @@
 """Drives the running system through its public APIs only: the agency feed, the victim's subscription API,
-the SMS webhook, and what the local SMS/email sinks received. Used by end-to-end tests and the benchmark."""
+the SMS webhook, and what the local SMS/email sinks received. Used by the end-to-end tests, ``make demo`` and
+the benchmark."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from shared.devservers.stack import Stack
 from shared.twilio import twilio_signature
 
 CODE = re.compile(r"\b(\d{6})\b")
+
+
+class DriverError(RuntimeError):
+    """The system did not answer as a user would expect."""
 
 
 @dataclass
@@ -37,11 +42,13 @@ class SystemDriver:
         admin = {"Authorization": f"Bearer {self.stack.secrets['ADMIN_TOKEN']}"}
         body = {"agency_id": agency_id, "name": f"{agency_id} jail", "timezone": "America/Chicago", **fields}
         answer = await self.http.post(f"{self.stack.url('ingest')}/v1/admin/agencies", json=body, headers=admin)
-        assert answer.status_code in (201, 409), answer.text
+        if answer.status_code not in (201, 409):
+            raise DriverError(f"creating agency {agency_id}: {answer.status_code} {answer.text}")
         key = await self.http.post(
             f"{self.stack.url('ingest')}/v1/admin/agencies/{agency_id}/keys", json={"label": "e2e"}, headers=admin
         )
-        assert key.status_code == 201, key.text
+        if key.status_code != 201:
+            raise DriverError(f"creating a key for {agency_id}: {key.status_code} {key.text}")
         return str(key.json()["api_key"])
 
     async def push(self, agency_id: str, api_key: str, records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -51,7 +58,8 @@ class SystemDriver:
             headers={"Authorization": f"Bearer {api_key}"},
             timeout=120,
         )
-        assert answer.status_code == 200, answer.text
+        if answer.status_code != 200:
+            raise DriverError(f"pushing a feed: {answer.status_code} {answer.text}")
         result: dict[str, Any] = answer.json()
         return result
 
@@ -82,14 +90,16 @@ class SystemDriver:
             if answer.status_code != 404 or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.2)
-        assert answer.status_code == 201, answer.text
+        if answer.status_code != 201:
+            raise DriverError(f"subscribing: {answer.status_code} {answer.text}")
         created = answer.json()
         return Victim(created["subscription_id"], created["manage_url"].rstrip("/").rsplit("/", 1)[-1], sms, email)
 
     async def verify(self, victim: Victim, channel: str) -> None:
         """Read the code from what the sink received, as the victim would, and enter it."""
         address = victim.sms if channel == "sms" else victim.email
-        assert address is not None
+        if address is None:
+            raise DriverError(f"this victim has no {channel} contact")
 
         def code_in(messages: list[dict[str, Any]]) -> str | None:
             for message in messages:
@@ -106,7 +116,23 @@ class SystemDriver:
             json={"channel": channel, "code": code},
             headers={"Authorization": f"Bearer {victim.manage_token}"},
         )
-        assert answer.status_code == 200, answer.text
+        if answer.status_code != 200:
+            raise DriverError(f"verifying: {answer.status_code} {answer.text}")
+
+    async def wait_for_matching(self, agency_id: str, *, reachable_contacts: int, within: float = 30.0) -> None:
+        """Wait until matching's view of the agency's subscriptions (built from Kafka) has caught up: it holds
+        exactly ``reachable_contacts`` verified, not-stopped contact points."""
+        deadline = time.monotonic() + within
+        while True:
+            answer = await self.http.get(
+                f"{self.stack.url('matching')}/v1/matching/stats", params={"agency_id": agency_id}
+            )
+            answer.raise_for_status()
+            if answer.json()["reachable_contacts"] == reachable_contacts:
+                return
+            if time.monotonic() > deadline:
+                raise DriverError(f"matching holds {answer.json()['reachable_contacts']} reachable contacts")
+            await asyncio.sleep(0.2)
 
     async def reply_sms(self, sender: str, text: str) -> httpx.Response:
         """An inbound SMS as Twilio would post it, signed with the account's auth token."""
@@ -131,15 +157,15 @@ class SystemDriver:
         channel: str,
         address: str,
         condition: Callable[[list[dict[str, Any]]], bool],
-        timeout: float = 60.0,
+        within: float = 60.0,
     ) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         while True:
             messages = await self.received(channel, address)
             if condition(messages):
                 return messages
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {channel} messages; have {len(messages)}")
+                raise DriverError(f"timed out waiting for {channel} messages; have {len(messages)}")
             await asyncio.sleep(0.25)
 
 

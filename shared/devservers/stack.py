@@ -80,6 +80,8 @@ class Stack:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     ports: dict[str, int] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    """Overrides for the services' settings (for example higher rate limits for a benchmark)."""
 
     def __post_init__(self) -> None:
         self.log_dir = self.run_dir / "logs"
@@ -157,7 +159,7 @@ class Stack:
             ],
             {},
         )
-        self.env = self.service_environment(bootstrap, databases)
+        self.env = self.service_environment(bootstrap, databases) | self.extra_env
         for service in SERVICES:
             self.start_service(service)
         for service in SERVICES:

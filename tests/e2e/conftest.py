@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.devservers.driver import SystemDriver
 from shared.devservers.stack import Stack
-from tests.e2e.system import SystemDriver
 
 ROOT = Path(__file__).resolve().parents[2]
 

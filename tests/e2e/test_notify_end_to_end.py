@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from tests.e2e.system import SystemDriver, custody_record
+from shared.devservers.driver import SystemDriver, custody_record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -33,6 +33,8 @@ async def test_feed_to_victims_in_their_language(system: SystemDriver) -> None:
     await system.verify(spanish, "sms")
     await system.verify(stopped, "sms")
     assert (await system.reply_sms(phone(base + 3), "STOP")).status_code == 200
+    # English SMS + email and Spanish SMS; the never-verified and the stopped numbers are not reachable.
+    await system.wait_for_matching(agency, reachable_contacts=3)
 
     await system.push(agency, key, [custody_record(f"r1-{token}", case, "BOOKED")])
     await asyncio.sleep(0.5)

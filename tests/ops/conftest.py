@@ -77,7 +77,7 @@ class FeedHealthServer:
         @app.get("/v1/admin/feed-health")
         async def feed_health(authorization: str | None = Header(default=None)) -> list[dict[str, Any]]:
             check(authorization)
-            return [{k: v for k, v in agency.items() if k != "notices_paused"} for agency in self.agencies.values()]
+            return list(self.agencies.values())
 
         @app.get("/v1/admin/agencies")
         async def agencies(authorization: str | None = Header(default=None)) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""The fenced consumer loop against real Kafka: a batch overtaken by a rebalance is read again, never skipped."""
+"""The consumer loop against real Kafka: a batch overtaken by a rebalance is read again, never skipped."""
 
 from __future__ import annotations
 
@@ -8,34 +8,33 @@ import contextlib
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from services.matching.runner import Batch, FencedConsumerRunner
-from shared.events import CloudEvent, Payload, encode, new_event
-from shared.kafka import create_producer
+from shared.events import CloudEvent, Payload, encode
+from shared.kafka import Batch, ConsumerRunner, create_producer
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED, consumer_group_topics, ensure_topics
 from tests.kafkautil import produce_raw
-from tests.matching.factories import change
 from tests.matching.helpers import wait_until
+from tests.shared.test_plumbing_integration import custody_event
 
 pytestmark = pytest.mark.integration
 
 
-class RevokedOnceRunner(FencedConsumerRunner):
+class RevokedOnceRunner(ConsumerRunner):
     """Behaves as if a rebalance (keeping every partition) happened between the first fetch and its processing."""
 
     overtaken = False
 
-    async def _process_fenced_batch(self, consumer: AIOKafkaConsumer, batch: Batch, generation: int) -> None:
+    async def _process_batch(self, consumer: AIOKafkaConsumer, batch: Batch, generation: int) -> None:
         if not self.overtaken:
             self.overtaken = True
             await self.end_of_assignment(set())
-        await super()._process_fenced_batch(consumer, batch, generation)
+        await super()._process_batch(consumer, batch, generation)
 
 
 async def test_a_batch_overtaken_by_a_rebalance_is_read_again(kafka_settings: KafkaSettings, unique: str) -> None:
     group = f"runner-{unique}"
     await ensure_topics(kafka_settings, [CUSTODY_STATUS_CHANGED, *consumer_group_topics(group)])
-    events = [new_event(change(f"s-{n}", sequence=n), source="/tests") for n in range(10)]
+    events = [custody_event(n, subject=f"s-{n}") for n in range(10)]
     await produce_raw(
         kafka_settings,
         kafka_settings.topic(CUSTODY_STATUS_CHANGED.name),
@@ -48,7 +47,12 @@ async def test_a_batch_overtaken_by_a_rebalance_is_read_again(kafka_settings: Ka
 
     producer = await create_producer(kafka_settings, transactional_id=f"runner-{unique}")
     runner = RevokedOnceRunner(
-        kafka_settings, group_id=group, topics=[CUSTODY_STATUS_CHANGED.name], handler=handle, producer=producer
+        kafka_settings,
+        group_id=group,
+        topics=[CUSTODY_STATUS_CHANGED.name],
+        handler=handle,
+        producer=producer,
+        transactional=True,
     )
     task = asyncio.create_task(runner.run())
     try:

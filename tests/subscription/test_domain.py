@@ -395,7 +395,7 @@ def test_twiml_escapes_and_replies_in_the_subscribers_language() -> None:
 
 
 def test_production_refuses_development_secrets() -> None:
-    with pytest.raises(ValidationError, match="development defaults for: contact_encryption_keys"):
+    with pytest.raises(ValidationError, match="development defaults for: SUBSCRIPTION_CONTACT_ENCRYPTION_KEYS"):
         SubscriptionSettings(environment="production", public_base_url="https://x.example")
     good = SubscriptionSettings(
         environment="production",
