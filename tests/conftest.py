@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.db import create_pool
 from shared.settings import KafkaSettings
@@ -53,6 +54,16 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 @pytest.fixture
-def kafka_settings(kafka_bootstrap: str, unique: str) -> KafkaSettings:
-    """Kafka settings whose topics are this test's alone (a unique topic prefix)."""
-    return KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{unique}.", client_id=f"test-{unique}")
+async def kafka_settings(kafka_bootstrap: str, unique: str) -> AsyncIterator[KafkaSettings]:
+    """Kafka settings whose topics are this test's alone (a unique topic prefix); they are deleted afterwards, so
+    one broker can serve a whole session of tests without filling its memory with partitions."""
+    settings = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=f"t{unique}.", client_id=f"test-{unique}")
+    yield settings
+    admin = AIOKafkaAdminClient(**settings.common_kwargs())
+    await admin.start()
+    try:
+        mine = [topic for topic in await admin.list_topics() if topic.startswith(settings.topic_prefix)]
+        if mine:
+            await admin.delete_topics(mine)
+    finally:
+        await admin.close()

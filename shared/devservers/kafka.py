@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
-JVM_HEAP = ("-Xmx512m", "-Xms256m")
+JVM_HEAP = ("-Xmx1g", "-Xms256m")  # tests create many topics; each partition costs heap
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
