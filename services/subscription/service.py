@@ -269,6 +269,7 @@ class SubscriptionService:
             quiet_hours_end=subscription.quiet_hours_end,
             secret_ciphertext=self.cipher.encrypt(code),
             manage_url_ciphertext=self.cipher.encrypt(self.manage_url(subscription)),
+            unsubscribe_url_ciphertext=self.cipher.encrypt(self.unsubscribe_url(subscription)),
             verify_url_ciphertext=self.cipher.encrypt(verify_url) if verify_url else None,
             requested_at=now,
         )

@@ -14,6 +14,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -274,6 +275,10 @@ Subscribe to a case (the code arrives in the SMS sink):
     -d '{{"agency_id": "demo-county-jail", "identifier": {{"kind": "case_number", "value": "CR-2026-0001"}},
          "sms": "+15125550123", "language": "en", "timezone": "America/Chicago"}}'
 
+Verify it with the 6-digit code from the SMS sink (the token is the last part of the answer's manage_url):
+  curl -s -X POST {subscription}/v1/subscriptions/SUBSCRIPTION_ID/verify -H 'Authorization: Bearer MANAGE_TOKEN' \\
+    -H 'Content-Type: application/json' -d '{{"channel": "sms", "code": "123456"}}'
+
 Push a custody change:
   curl -s -X POST {ingest}/v1/agencies/demo-county-jail/custody-events \\
     -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\
@@ -283,21 +288,33 @@ Ctrl-C stops everything.
 """
 
     def stop(self) -> None:
-        for name in (*reversed(SERVICES), "sinks"):
-            process = self.processes.get(name)
-            if process is not None and process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        """Stop the services, then the sinks; a second Ctrl-C meanwhile must not leave processes behind."""
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+        try:
+            for name in (*reversed(SERVICES), "sinks"):
+                process = self.processes.get(name)
+                if process is not None and process.poll() is None:
+                    process.terminate()
+            for process in self.processes.values():
+                try:
+                    process.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGINT, previous)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("command", choices=["run"])
-    parser.parse_args()
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="once the system is up, play a short scripted story (subscribe, verify, a booking, a release)",
+    )
+    arguments = parser.parse_args()
     root = repo_root()
     kafka, postgres = LocalKafka(root, INSTANCE), LocalPostgres(root, INSTANCE, fast=False)
     stack = Stack(root, root / ".local" / INSTANCE)
@@ -316,7 +333,31 @@ def main() -> None:
         admin_dsn = postgres.start()
         print("starting the sinks and the services...", file=sys.stderr)
         stack.start(bootstrap, admin_dsn)
-        print(stack.banner(stack.create_demo_agency()), flush=True)
+        api_key = stack.create_demo_agency()
+        if arguments.demo:
+            import asyncio  # noqa: PLC0415 - only the demo needs these
+
+            import httpx  # noqa: PLC0415
+
+            from shared.devservers.demo import play_story  # noqa: PLC0415 - demo imports this module
+            from shared.devservers.driver import DriverError  # noqa: PLC0415 - so does the driver
+
+            print("\nThe demo story:\n", flush=True)
+            try:
+                asyncio.run(play_story(stack, api_key=api_key))
+            except (DriverError, httpx.HTTPError) as error:
+                print(f"the demo story stopped: {error}; see {stack.log_dir}", file=sys.stderr)
+        print(stack.banner(api_key), flush=True)
+        cli = {
+            "CUSTODY_WATCH_INGEST_URL": stack.url("ingest"),
+            "CUSTODY_WATCH_DELIVERY_URL": stack.url("delivery"),
+            "CUSTODY_WATCH_API_KEY": api_key,
+            "CUSTODY_WATCH_ADMIN_TOKEN": stack.secrets["ADMIN_TOKEN"],
+            "CUSTODY_WATCH_OPERATOR_TOKEN": stack.secrets["OPERATOR_TOKEN"],
+        }
+        print("The command line, in another terminal (see .venv/bin/custody-watch --help):", flush=True)
+        print("  export " + " ".join(f"{name}={value}" for name, value in cli.items()), flush=True)
+        print("  .venv/bin/custody-watch delivery tail\n", flush=True)
         while all(process.poll() is None for process in stack.processes.values()):
             time.sleep(1)
         failed = [name for name, process in stack.processes.items() if process.poll() is not None]
