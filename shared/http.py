@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
+from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableCharacterError
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -35,6 +36,11 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
     return router
 
 
+async def text_postgres_cannot_hold(_: Request, __: Exception) -> JSONResponse:
+    """PostgreSQL text cannot hold a NUL (U+0000): a request that carries one is the client's error, not a 500."""
+    return JSONResponse({"detail": "text must not contain NUL (\\u0000) characters"}, status_code=400)
+
+
 def create_service_app(
     runtime: ServiceRuntime,
     *,
@@ -62,6 +68,8 @@ def create_service_app(
     app.include_router(health_router(runtime))
     for router in routers:
         app.include_router(router)
+    app.add_exception_handler(CharacterNotInRepertoireError, text_postgres_cannot_hold)
+    app.add_exception_handler(UntranslatableCharacterError, text_postgres_cannot_hold)
 
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

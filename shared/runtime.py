@@ -76,7 +76,14 @@ class ServiceRuntime:
                 await loop()
                 return
             except asyncio.CancelledError:
-                raise
+                # Only a cancellation of this task means "stop". A library can leak one nobody asked for (aiokafka's
+                # consumer.stop() does while a fetch sleeps in its retry back-off): that is a crash like any other.
+                current = asyncio.current_task()
+                if current is None or current.cancelling():
+                    raise
+                log.error("%s ended with a stray CancelledError; restarting in %.1f s", name, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
             except Exception:
                 log.exception("%s crashed; restarting in %.1f s", name, delay)
                 await asyncio.sleep(delay)

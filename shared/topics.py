@@ -71,7 +71,7 @@ SUBSCRIPTION_STATE = TopicSpec(
     payload=SubscriptionState,
     key="subscription_id",
     producers=("subscription",),
-    consumers=("matching",),
+    consumers=("matching", "delivery"),
     description="The full current state of each subscription (compacted); contact points only encrypted.",
     config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
 )

@@ -28,6 +28,7 @@ from shared.topics import (
     NOTIFICATION_ACKNOWLEDGED,
     NOTIFICATION_REQUESTED,
     NOTIFICATION_STATUS_CHANGED,
+    SUBSCRIPTION_STATE,
 )
 
 
@@ -76,6 +77,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
             NOTIFICATION_ACKNOWLEDGED,
             NOTIFICATION_STATUS_CHANGED,
             CONTACT_POINT_DISABLED,
+            SUBSCRIPTION_STATE,
         ],
         consumer_groups=[CONSUMER_GROUP],
     )
@@ -110,7 +112,12 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
             ConsumerRunner(
                 settings.kafka,
                 group_id=CONSUMER_GROUP,
-                topics=[NOTIFICATION_REQUESTED.name, AGENCY_PROFILE.name, NOTIFICATION_ACKNOWLEDGED.name],
+                topics=[
+                    NOTIFICATION_REQUESTED.name,
+                    AGENCY_PROFILE.name,
+                    NOTIFICATION_ACKNOWLEDGED.name,
+                    SUBSCRIPTION_STATE.name,
+                ],
                 handler=handlers.handle,
                 producer=runtime.producer,
                 retry=ConsumerRetryPolicy(

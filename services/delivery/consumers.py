@@ -13,7 +13,14 @@ from services.delivery import store
 from services.delivery.domain import due_at
 from services.delivery.flows import Bookkeeper
 from shared.crypto import ContactCipher, ContactDecryptError
-from shared.events import AgencyProfile, CloudEvent, NoticeAcknowledged, NotificationRequested, Payload
+from shared.events import (
+    AgencyProfile,
+    CloudEvent,
+    NoticeAcknowledged,
+    NotificationRequested,
+    Payload,
+    SubscriptionState,
+)
 from shared.idempotency import claim_event
 from shared.vocabulary import Channel, Urgency, normalise_identifier
 
@@ -61,6 +68,8 @@ class DeliveryHandlers:
                 await store.upsert_agency(connection, data)
         elif isinstance(data, NoticeAcknowledged):
             await self.acknowledged(event.id, data)
+        elif isinstance(data, SubscriptionState):
+            await self.subscription_state(data)
         else:
             raise UnexpectedEventError(f"delivery does not handle {event.type} (on {record.topic})")
 
@@ -101,3 +110,12 @@ class DeliveryHandlers:
                 log.warning("acknowledgement %s names no notification of its subscription; ignored", event_id)
                 return
             await self._book.acknowledge(connection, data.notification_id, now=data.at, publish=False)
+
+    async def subscription_state(self, state: SubscriptionState) -> None:
+        """Remember the subscription's newest status and contacts; notices it no longer wants end unsent."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            closed = await self._book.apply_subscription_state(connection, state, now=self._clock())
+        if closed:
+            log.info(
+                "%d waiting notices of subscription %s not sent (its state changed)", closed, state.subscription_id
+            )

@@ -167,3 +167,57 @@ def failure_receipt(channel: Channel, code: str | None, *, permanent: bool) -> R
 def attempt_reference(notification_id: str, number: int) -> str:
     """The attempt id: our idempotency key at the provider and the tag of its status callbacks."""
     return f"{notification_id}.a{number}"
+
+
+# Why a waiting notice is not sent after all (the ``error_code`` of its final permanent-failure status).
+STOPPED_BY_SUBSCRIBER = "stopped-by-subscriber"
+SUBSCRIPTION_CANCELLED = "subscription-cancelled"
+SUBSCRIPTION_NOT_ACTIVE = "subscription-not-active"
+CONTACT_REMOVED = "contact-removed"
+CONTACT_UNVERIFIED = "contact-unverified"
+# Notices that exist to make a pending subscription's contact usable: sent before it is verified or active.
+PRE_ACTIVATION_KINDS: frozenset[NotificationKind] = frozenset(
+    {NotificationKind.VERIFICATION, NotificationKind.SMS_HELP}
+)
+
+
+@dataclass(frozen=True)
+class ContactGate:
+    """What delivery knows of one channel's contact from the subscription's latest state."""
+
+    active: bool
+    verified: bool
+    masked: str
+
+
+@dataclass(frozen=True)
+class SubscriptionGate:
+    """The latest ``subscription.state.v1`` of a subscription, reduced to what decides whether a notice may go."""
+
+    status: str
+    version: int
+    contacts: dict[Channel, ContactGate]
+
+
+def send_blocked_reason(
+    gate: SubscriptionGate | None, *, kind: NotificationKind, channel: Channel, contact_masked: str
+) -> str | None:
+    """Why a notice must not be sent (checked before every attempt), or None: send it.
+
+    Without any state for the subscription (the topic was compacted before delivery started, or the state is still
+    in flight) the notice goes out: matching only asks for notices to active, verified contacts. A contact that
+    STOPped (or unsubscribed, or bounced) never gets anything, not even a verification code; a cancelled
+    subscription gets nothing. Verification codes and HELP replies are exempt from "active and verified" only.
+    """
+    if gate is None:
+        return None
+    contact = gate.contacts.get(channel)
+    pre_activation = kind in PRE_ACTIVATION_KINDS
+    rules = (
+        (contact is not None and not contact.active, STOPPED_BY_SUBSCRIBER),
+        (gate.status == "cancelled", SUBSCRIPTION_CANCELLED),
+        (contact is None or contact.masked != contact_masked, CONTACT_REMOVED),
+        (not pre_activation and gate.status != "active", SUBSCRIPTION_NOT_ACTIVE),
+        (not pre_activation and contact is not None and not contact.verified, CONTACT_UNVERIFIED),
+    )
+    return next((reason for broken, reason in rules if broken), None)

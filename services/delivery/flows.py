@@ -17,6 +17,7 @@ from services.delivery.domain import (
     attempt_reference,
     is_progress,
     next_repeat_at,
+    send_blocked_reason,
 )
 from services.delivery.store import AttemptRow, NotificationRow
 from shared.db import Connection
@@ -25,6 +26,7 @@ from shared.events import (
     DeliveryStatus,
     NoticeAcknowledged,
     NotificationStatusChanged,
+    SubscriptionState,
 )
 from shared.events import new_event as make_event
 from shared.outbox import enqueue
@@ -112,6 +114,11 @@ class Bookkeeper:
         claims: list[Claim] = []
         lease_until = now + timedelta(seconds=self.scheduling.lease_seconds)
         for row in await store.lock_due(connection, now, limit):
+            would_send = row.in_flight_attempt_id is not None or row.outcome is None
+            reason = await self._unwanted_reason(connection, row) if would_send else None
+            if reason is not None:
+                await self.close_unwanted(connection, row, reason, now=now)
+                continue
             if row.in_flight_attempt_id is not None:
                 # The dispatcher that recorded this attempt died (or hung) before its bookkeeping: send again with
                 # the SAME reference, which the provider recognises as the message it may already have.
@@ -131,7 +138,11 @@ class Bookkeeper:
                 contact_index=row.contact_index,
             ):
                 await store.update_notification(
-                    connection, row.notification_id, next_attempt_at=None, outcome="stopped"
+                    connection,
+                    row.notification_id,
+                    next_attempt_at=None,
+                    outcome="stopped",
+                    stop_reason="contact-disabled",
                 )
                 continue
             number = row.attempt_count + 1
@@ -169,6 +180,77 @@ class Bookkeeper:
             )
             claims.append(Claim(row, attempt_id, number, resumed=False))
         return claims
+
+    # --- the subscriber's wishes ------------------------------------------------------------------------------
+
+    async def _unwanted_reason(self, connection: Connection, row: NotificationRow) -> str | None:
+        """Why the subscription's latest state forbids sending this notice now, or None."""
+        request = row.request
+        gate = await store.get_subscription_gate(connection, request.subscription_id)
+        return send_blocked_reason(
+            gate, kind=request.kind, channel=request.channel, contact_masked=request.contact_masked
+        )
+
+    async def apply_subscription_state(self, connection: Connection, state: SubscriptionState, *, now: datetime) -> int:
+        """Record a subscription's newer state and end at once the waiting notices it forbids; returns how many.
+
+        An older or repeated version changes nothing. A notice with an attempt in flight is left to the dispatcher,
+        which checks again before it would send anything more.
+        """
+        if not await store.upsert_subscription_state(connection, state):
+            return 0
+        closed = 0
+        for notification_id in await store.open_notifications_of(connection, state.subscription_id):
+            row = await store.get_notification(connection, notification_id)
+            if row is None or row.in_flight_attempt_id is not None:
+                continue
+            reason = await self._unwanted_reason(connection, row)
+            if reason is not None:
+                await self.close_unwanted(connection, row, reason, now=now)
+                closed += 1
+        return closed
+
+    async def close_unwanted(
+        self, connection: Connection, notification: NotificationRow, reason: str, *, now: datetime
+    ) -> None:
+        """End a notice unsent because the subscriber stopped it (or cancelled): final status, reason, event.
+
+        An attempt left in flight by a crashed dispatcher is not sent again either; it is closed with the reason.
+        """
+        in_flight = notification.in_flight_attempt_id
+        if in_flight is not None:
+            attempt = await store.get_attempt(connection, in_flight, for_update=True)
+            if attempt is not None and is_progress(attempt.status, DeliveryStatus.PERMANENT_FAILURE):
+                await store.update_attempt(
+                    connection,
+                    in_flight,
+                    now,
+                    status=DeliveryStatus.PERMANENT_FAILURE.value,
+                    error_code=reason,
+                    detail=f"not sent again after a takeover: {reason}",
+                    completed_at=now,
+                )
+        await store.update_notification(
+            connection,
+            notification.notification_id,
+            outcome=notification.outcome or "stopped",
+            status=DeliveryStatus.PERMANENT_FAILURE.value,
+            stop_reason=reason,
+            next_attempt_at=None,
+            in_flight_attempt_id=None,
+            lease_until=None,
+        )
+        await self._status_event(
+            connection,
+            notification,
+            number=notification.attempt_count,
+            status=DeliveryStatus.PERMANENT_FAILURE,
+            provider=None,
+            error_code=reason,
+            now=now,
+            event_key="unwanted",
+        )
+        log.info("notice %s not sent: %s", notification.notification_id, reason)
 
     # --- outcomes ---------------------------------------------------------------------------------------------
 
@@ -304,8 +386,10 @@ class Bookkeeper:
         )
         if receipt.disable is not None:
             await self._disable_contact(connection, notification, receipt, now)
-        if attempt.number != notification.attempt_count:
-            return True  # a late receipt of an older attempt (an earlier repeat): history only
+        if attempt.number != notification.attempt_count or notification.stop_reason is not None:
+            # A late receipt of an older attempt (an earlier repeat), or of the last attempt of a notice already
+            # ended at the subscriber's wish (whose verdict stays): history only.
+            return True
         if receipt.status is DeliveryStatus.DELIVERED:
             await self._delivered(connection, notification, now)
         elif receipt.status is DeliveryStatus.TEMPORARY_FAILURE:

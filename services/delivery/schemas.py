@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.delivery.store import AttemptRow, NotificationRow
 from shared.events import DeliveryStatus, NotificationKind, SubjectIdentifier
@@ -68,6 +68,9 @@ class NotificationView(BaseModel):
     attempt_count: int
     acknowledged_at: datetime | None
     parked_reason: str | None
+    stop_reason: str | None = Field(
+        default=None, description="Why the notice ended unsent: stopped-by-subscriber, subscription-cancelled, ..."
+    )
     created_at: datetime
     updated_at: datetime
     attempts: list[AttemptView]
@@ -92,6 +95,7 @@ class NotificationView(BaseModel):
             attempt_count=row.attempt_count,
             acknowledged_at=row.acknowledged_at,
             parked_reason=row.parked_reason,
+            stop_reason=row.stop_reason,
             created_at=row.created_at,
             updated_at=row.updated_at,
             attempts=[AttemptView.of(attempt) for attempt in attempts],

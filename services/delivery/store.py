@@ -8,10 +8,10 @@ from typing import Any
 
 import asyncpg
 
-from services.delivery.domain import PAUSABLE_KINDS
+from services.delivery.domain import PAUSABLE_KINDS, ContactGate, SubscriptionGate
 from shared.db import Connection
-from shared.events import AgencyProfile, DeliveryStatus, NotificationRequested
-from shared.vocabulary import normalise_identifier
+from shared.events import AgencyProfile, DeliveryStatus, NotificationRequested, SubscriptionState
+from shared.vocabulary import Channel, normalise_identifier
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class NotificationRow:
     repeat_until: datetime | None
     acknowledged_at: datetime | None
     parked_reason: str | None
+    stop_reason: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -58,7 +59,7 @@ class AttemptRow:
 _NOTIFICATION_COLUMNS = (
     "notification_id, event_id, trace_id, request, contact_index, status, outcome, next_attempt_at,"
     " in_flight_attempt_id, lease_until, attempt_count, failure_count, first_attempt_at, repeat_until,"
-    " acknowledged_at, parked_reason, created_at, updated_at"
+    " acknowledged_at, parked_reason, stop_reason, created_at, updated_at"
 )
 _ATTEMPT_COLUMNS = (
     "attempt_id, notification_id, number, purpose, channel, contact_masked, provider, provider_message_id, status,"
@@ -100,6 +101,49 @@ async def upsert_agency(connection: Connection, profile: AgencyProfile) -> bool:
 async def get_agency(connection: Connection, agency_id: str) -> AgencyProfile | None:
     document: Any = await connection.fetchval("SELECT profile FROM agencies WHERE agency_id = $1", agency_id)
     return None if document is None else AgencyProfile.model_validate(document)
+
+
+# --- subscription states --------------------------------------------------------------------------------------
+
+
+async def upsert_subscription_state(connection: Connection, state: SubscriptionState) -> bool:
+    """Keep the newest version of each subscription's state; False for an older or repeated version."""
+    contacts = {
+        contact.channel.value: {"active": contact.active, "verified": contact.verified, "masked": contact.masked}
+        for contact in state.contacts
+    }
+    updated = await connection.fetchval(
+        "INSERT INTO subscription_states (subscription_id, status, version, contacts, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5)"
+        " ON CONFLICT (subscription_id) DO UPDATE SET status = EXCLUDED.status, version = EXCLUDED.version,"
+        " contacts = EXCLUDED.contacts, updated_at = EXCLUDED.updated_at"
+        " WHERE subscription_states.version < EXCLUDED.version RETURNING true",
+        state.subscription_id,
+        state.status,
+        state.version,
+        contacts,
+        state.updated_at,
+    )
+    return bool(updated)
+
+
+async def get_subscription_gate(connection: Connection, subscription_id: str) -> SubscriptionGate | None:
+    row = await connection.fetchrow(
+        "SELECT status, version, contacts FROM subscription_states WHERE subscription_id = $1", subscription_id
+    )
+    if row is None:
+        return None
+    contacts: dict[str, dict[str, Any]] = row["contacts"]
+    return SubscriptionGate(
+        status=row["status"],
+        version=row["version"],
+        contacts={
+            Channel(channel): ContactGate(
+                active=bool(contact["active"]), verified=bool(contact["verified"]), masked=str(contact["masked"])
+            )
+            for channel, contact in contacts.items()
+        },
+    )
 
 
 # --- notifications --------------------------------------------------------------------------------------------

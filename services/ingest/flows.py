@@ -106,6 +106,8 @@ def read_json_batch(body: bytes, max_records: int) -> list[Any]:
         raise BatchInvalidError(
             400, f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
+    if _holds_nul(document):  # PostgreSQL text cannot store it: the batch must fail here, not keep failing later
+        raise BatchInvalidError(422, "body holds a NUL (\\u0000) character, which no field may contain")
     if isinstance(document, list):
         records = document
     elif isinstance(document, dict) and isinstance(document.get("records"), list):
@@ -117,6 +119,16 @@ def read_json_batch(body: bytes, max_records: int) -> list[Any]:
     if len(records) > max_records:
         raise BatchInvalidError(413, f"batch has {len(records)} records; the limit is {max_records} per batch")
     return records
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 def normalise_all(

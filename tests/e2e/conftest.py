@@ -17,7 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 def stack(kafka_bootstrap: str, postgres_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole system (sinks + every service as real processes) on the test session's Kafka and PostgreSQL."""
     token = uuid.uuid4().hex[:8]
-    stack = Stack(ROOT, tmp_path_factory.mktemp("stack"), topic_prefix=f"e2e{token}.", prefer_default_ports=False)
+    stack = Stack(
+        ROOT,
+        tmp_path_factory.mktemp("stack"),
+        topic_prefix=f"e2e{token}.",
+        prefer_default_ports=False,
+        # Every test subscribes from 127.0.0.1; the per-client abuse limit would otherwise throttle the suite.
+        extra_env={"SUBSCRIPTION_SUBSCRIBE_LIMIT_PER_CLIENT_PER_HOUR": "10000"},
+    )
     try:
         stack.start(kafka_bootstrap, postgres_admin_dsn, database_prefix=f"e2e_{token}")
         yield stack
