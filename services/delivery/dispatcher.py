@@ -173,7 +173,7 @@ class Dispatcher:
         contact = self._cipher.decrypt(request.contact_ciphertext)
         secret = self._cipher.decrypt(request.secret_ciphertext) if request.secret_ciphertext else None
         manage_url = self._decrypt(request.manage_url_ciphertext)
-        unsubscribe_url = self._decrypt(request.unsubscribe_url_ciphertext) or manage_url
+        unsubscribe_url = self._decrypt(request.unsubscribe_url_ciphertext)  # one-click needs a POST-able link
         acknowledge_url = (
             self._tokens.url(self._settings.public_base_url, request.notification_id)
             if request.urgency is Urgency.URGENT
