@@ -113,6 +113,7 @@ class NotificationKind(StrEnum):
     CURRENT_STATUS = "current_status"
     VERIFICATION = "verification"
     FEED_SILENCE = "feed_silence"
+    FEED_RESTORED = "feed_restored"
     SMS_HELP = "sms_help"
 
 
@@ -201,8 +202,18 @@ class NoticeAcknowledged(Payload):
     at: datetime
 
 
+class FeedSilence(Payload):
+    """An agency's feed has been silent for so long that its subscribers are told (``silent``), or it is back."""
+
+    agency_id: str
+    silence_id: str = Field(description="One per outage: the notices it causes are de-duplicated on it.")
+    state: Literal["silent", "restored"]
+    silent_since: datetime = Field(description="The last feed before the silence (or the agency's creation).")
+    at: datetime
+
+
 class OpsAlert(Payload):
-    kind: Literal["feed_stale", "feed_recovered", "storm_held"]
+    kind: Literal["feed_stale", "feed_recovered", "storm_held", "storm_released", "storm_discarded"]
     agency_id: str
     message: str
     at: datetime
@@ -218,6 +229,7 @@ EVENT_TYPES: dict[str, type[Payload]] = {
     f"{EVENT_TYPE_PREFIX}contact-point.disabled.v1": ContactPointDisabled,
     f"{EVENT_TYPE_PREFIX}notification.acknowledged.v1": NoticeAcknowledged,
     f"{EVENT_TYPE_PREFIX}ops.alert.v1": OpsAlert,
+    f"{EVENT_TYPE_PREFIX}agency.feed-silence.v1": FeedSilence,
 }
 TYPE_OF: dict[type[Payload], str] = {model: name for name, model in EVENT_TYPES.items()}
 

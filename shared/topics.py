@@ -14,6 +14,7 @@ from shared.events import (
     AgencyProfile,
     ContactPointDisabled,
     CustodyStatusChanged,
+    FeedSilence,
     NoticeAcknowledged,
     NotificationRequested,
     NotificationStatusChanged,
@@ -116,6 +117,14 @@ OPS_ALERT = TopicSpec(
     description="Something an operator must look at: a feed gone quiet, a held storm of releases.",
     partitions=1,
 )
+FEED_SILENCE = TopicSpec(
+    name="agency.feed-silence.v1",
+    payload=FeedSilence,
+    key="agency_id",
+    producers=("ingest",),
+    consumers=("matching",),
+    description="An agency's feed is silent beyond its silence-notice time (subscribers are told), or back again.",
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CUSTODY_STATUS_CHANGED,
@@ -127,6 +136,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CONTACT_POINT_DISABLED,
     NOTIFICATION_ACKNOWLEDGED,
     OPS_ALERT,
+    FEED_SILENCE,
 )
 
 

@@ -7,13 +7,13 @@ import hmac
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from services.ingest import apikeys, files, flows, store
+from services.ingest import apikeys, files, flows, guards, store
 from services.ingest.domain import DEFAULT_CSV_COLUMNS, DEFAULT_STATUS_MAP, Identifier, RecordIn, feed_is_stale
 from services.ingest.schemas import (
     AgencyCreate,
@@ -22,13 +22,18 @@ from services.ingest.schemas import (
     BatchResult,
     FeedHealth,
     FileJob,
+    HoldDiscard,
+    HoldRelease,
     KeyCreate,
     KeyCreated,
     KeyInfo,
     KeyRevoked,
+    OverrideCreate,
+    OverrideOut,
     RowError,
     SealRequest,
     SealResult,
+    StormHoldOut,
 )
 from services.ingest.settings import IngestSettings
 from shared.events import SubjectIdentifier
@@ -76,6 +81,11 @@ def agency_out(agency: store.Agency) -> AgencyOut:
         active=agency.active,
         status_map=agency.status_map,
         csv_columns=agency.csv_columns,
+        storm_window_minutes=agency.storm_window_minutes,
+        storm_population_share=agency.storm_population_share,
+        storm_min_changes=agency.storm_min_changes,
+        storm_rate_multiple=agency.storm_rate_multiple,
+        silence_notice_after_minutes=agency.silence_notice_after_minutes,
         created_at=agency.created_at,
         updated_at=agency.updated_at,
     )
@@ -301,6 +311,10 @@ def admin_router(runtime: ServiceRuntime, settings: IngestSettings) -> APIRouter
                 "active",
                 "status_map",
                 "csv_columns",
+                "storm_window_minutes",
+                "storm_population_share",
+                "storm_min_changes",
+                "storm_rate_multiple",
             )
             if name in changes and changes[name] is None
         ]
@@ -346,6 +360,87 @@ def admin_router(runtime: ServiceRuntime, settings: IngestSettings) -> APIRouter
             raise HTTPException(404, f"agency {agency_id!r} has no key {key_id!r}")
         log.info("API key revoked", extra={"agency_id": agency_id, "key_id": key_id})
         return KeyRevoked(key_id=key_id, agency_id=agency_id, revoked=True)
+
+    @router.get("/storm-holds", summary="Storm holds, newest first", response_model=list[StormHoldOut])
+    async def list_storm_holds(
+        state: Annotated[Literal["holding", "released", "discarded"] | None, Query()] = None,
+    ) -> list[StormHoldOut]:
+        async with runtime.pool.acquire() as connection:
+            holds = await store.list_holds(connection, state)
+        return [StormHoldOut.model_validate(hold, from_attributes=True) for hold in holds]
+
+    @router.get("/storm-holds/{hold_id}", summary="One storm hold", response_model=StormHoldOut)
+    async def get_storm_hold(hold_id: uuid.UUID) -> StormHoldOut:
+        async with runtime.pool.acquire() as connection:
+            hold = await store.get_hold(connection, str(hold_id))
+        if hold is None:
+            raise HTTPException(404, f"no storm hold {hold_id}")
+        return StormHoldOut.model_validate(hold, from_attributes=True)
+
+    async def decide(hold_id: uuid.UUID, *, release: bool, operator: str, reason: str | None) -> StormHoldOut:
+        try:
+            hold = await guards.decide(
+                runtime.pool, settings, str(hold_id), release=release, operator=operator, reason=reason
+            )
+        except guards.HoldNotFoundError:
+            raise HTTPException(404, f"no storm hold {hold_id}") from None
+        except guards.HoldDecidedError as decided:
+            raise HTTPException(409, str(decided)) from None
+        return StormHoldOut.model_validate(hold, from_attributes=True)
+
+    @router.post(
+        "/storm-holds/{hold_id}/release",
+        summary="Release a storm hold: every held change is published, in feed order, and notifies",
+        response_model=StormHoldOut,
+    )
+    async def release_storm_hold(hold_id: uuid.UUID, body: HoldRelease) -> StormHoldOut:
+        return await decide(hold_id, release=True, operator=body.operator, reason=None)
+
+    @router.post(
+        "/storm-holds/{hold_id}/discard",
+        summary="Discard a storm hold: no held change is published; the subjects go back to their state before it",
+        response_model=StormHoldOut,
+    )
+    async def discard_storm_hold(hold_id: uuid.UUID, body: HoldDiscard) -> StormHoldOut:
+        return await decide(hold_id, release=False, operator=body.operator, reason=body.reason)
+
+    @router.post(
+        "/agencies/{agency_id}/overrides",
+        summary="Set a subject's custody status by hand (notifies like a feed record; never held)",
+        status_code=201,
+        response_model=OverrideOut,
+    )
+    async def create_override(agency_id: AgencyId, body: OverrideCreate) -> OverrideOut:
+        request = guards.OverrideRequest(
+            identifiers=guards.identifiers_of(body.person_number, body.booking_number, body.case_numbers),
+            status=body.status,
+            effective_at=body.effective_at,
+            operator=body.operator,
+            reason=body.reason,
+            release_reason=body.release_reason,
+            transfer_destination=body.transfer_destination,
+            court_date=body.court_date,
+            facility=body.facility,
+            display_name=body.name,
+        )
+        try:
+            override = await flows.apply_override(runtime.pool, settings, agency_id, request)
+        except flows.OverrideRejectedError as rejected:
+            raise HTTPException(422, str(rejected)) from None
+        if override is None:
+            raise HTTPException(404, f"unknown agency {agency_id!r}")
+        return OverrideOut.model_validate(override, from_attributes=True)
+
+    @router.get(
+        "/agencies/{agency_id}/overrides",
+        summary="An agency's operator overrides, newest first",
+        response_model=list[OverrideOut],
+    )
+    async def list_agency_overrides(agency_id: AgencyId) -> list[OverrideOut]:
+        await existing_agency(agency_id)
+        async with runtime.pool.acquire() as connection:
+            overrides = await store.list_overrides(connection, agency_id)
+        return [OverrideOut.model_validate(override, from_attributes=True) for override in overrides]
 
     @router.get("/feed-health", summary="Feed health of every agency", response_model=list[FeedHealth])
     async def all_feed_health() -> list[FeedHealth]:

@@ -9,10 +9,11 @@ from fastapi import FastAPI
 
 from services.ingest import files, flows
 from services.ingest.api import admin_router, feed_router
+from services.ingest.niem_api import niem_router
 from services.ingest.settings import IngestSettings
 from shared.http import create_service_app
 from shared.runtime import ServiceRuntime
-from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, OPS_ALERT, SUBJECT_SEALED
+from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, FEED_SILENCE, OPS_ALERT, SUBJECT_SEALED
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
         settings,
         name="ingest",
         migrations=["services.ingest"],
-        topics=[CUSTODY_STATUS_CHANGED, SUBJECT_SEALED, AGENCY_PROFILE, OPS_ALERT],
+        topics=[CUSTODY_STATUS_CHANGED, SUBJECT_SEALED, AGENCY_PROFILE, OPS_ALERT, FEED_SILENCE],
     )
 
     async def recover_batches() -> None:
@@ -47,5 +48,5 @@ def create_app(settings: IngestSettings) -> FastAPI:
         runtime,
         title="Custody Watch ingest",
         description=DESCRIPTION,
-        routers=[feed_router(runtime, settings), admin_router(runtime, settings)],
+        routers=[feed_router(runtime, settings), niem_router(runtime, settings), admin_router(runtime, settings)],
     )

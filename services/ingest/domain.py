@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -351,6 +351,7 @@ class SubjectState:
     in_custody: bool = False
     last_record_id: str | None = None
     sealed: bool = False
+    overridden: bool = False
 
     def current(self) -> tuple[Position, StatusSignature] | None:
         if self.status is None or self.effective_at is None:
@@ -420,6 +421,7 @@ class Snapshot:
 
 
 Parsed = CustodyRecord | RecordRejectedError
+Origin = Literal["feed", "operator_override"]
 
 
 def plan_batch(
@@ -429,6 +431,7 @@ def plan_batch(
     *,
     batch_id: str,
     received_at: datetime,
+    origin: Origin = "feed",
 ) -> BatchPlan:
     """Decide each record's fate in order and the events to emit; the snapshot is updated as records apply."""
     plan = BatchPlan(subjects=snapshot.subjects)
@@ -458,7 +461,9 @@ def plan_batch(
                 )
             )
             continue
-        outcome = _apply(agency_id, record, owners, snapshot, plan, batch_id=batch_id, received_at=received_at)
+        outcome = _apply(
+            agency_id, record, owners, snapshot, plan, batch_id=batch_id, received_at=received_at, origin=origin
+        )
         snapshot.known_record_ids.add(record.record_id)
         plan.outcomes.append(replace(outcome, index=index))
     return plan
@@ -473,6 +478,7 @@ def _apply(
     *,
     batch_id: str,
     received_at: datetime,
+    origin: Origin,
 ) -> Outcome:
     if owners:
         subject = snapshot.subjects[next(iter(owners))]
@@ -490,6 +496,9 @@ def _apply(
     signature = StatusSignature.of(record)
     position = position_of(record.effective_at, record.sequence)
     change = detect_change(subject.current(), position, signature)
+    agrees_with_override = subject.overridden and origin == "feed" and record.status is subject.status
+    if change is Change.NEW_STATUS and agrees_with_override:
+        change = Change.SAME_STATUS
     if change is Change.OLDER:
         plan.applied.append(AppliedRecord(record, subject.subject_id, RecordResult.STALE, None))
         return Outcome(0, record.record_id, RecordResult.STALE, "older than the subject's newest record", None)
@@ -505,10 +514,16 @@ def _apply(
     subject.sequence = record.sequence
     subject.in_custody = in_custody_after(record.status, subject.in_custody)
     subject.last_record_id = record.record_id
+    subject.overridden = origin == "operator_override"
 
     if change is Change.SAME_STATUS:
         plan.applied.append(AppliedRecord(record, subject.subject_id, RecordResult.DUPLICATE, None))
-        return Outcome(0, record.record_id, RecordResult.DUPLICATE, "same status as the subject's current one")
+        reason = (
+            "agrees with an operator's override: no second notice"
+            if agrees_with_override
+            else "same status as the subject's current one"
+        )
+        return Outcome(0, record.record_id, RecordResult.DUPLICATE, reason)
     if subject.sealed:
         plan.applied.append(AppliedRecord(record, subject.subject_id, RecordResult.SEALED, None))
         return Outcome(0, record.record_id, RecordResult.SEALED, "subject is sealed: stored, nothing disclosed")
@@ -528,6 +543,7 @@ def _apply(
         effective_at=record.effective_at,
         agency_record_id=record.record_id,
         feed_batch_id=batch_id,
+        origin=origin,
         received_at=received_at,
     )
     plan.events.append(PlannedEvent(event_id, event_key(agency_id, subject.subject_id), payload))

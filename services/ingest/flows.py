@@ -14,15 +14,16 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from services.ingest import metrics, store
+from services.ingest import guards, metrics, niem, store
 from services.ingest.domain import (
     EVENT_NAMESPACE,
     Identifier,
+    Origin,
     Parsed,
     RecordRejectedError,
     RecordResult,
@@ -35,8 +36,8 @@ from services.ingest.domain import (
 from services.ingest.settings import IngestSettings
 from services.ingest.store import Agency
 from shared.db import Connection
-from shared.events import AgencyProfile, CloudEvent, OpsAlert, SubjectSealed, new_event
-from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, OPS_ALERT, SUBJECT_SEALED
+from shared.events import AgencyProfile, CloudEvent, FeedSilence, OpsAlert, SubjectSealed, new_event
+from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, FEED_SILENCE, OPS_ALERT, SUBJECT_SEALED
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +164,17 @@ async def apply_records(
     *,
     batch_id: str,
     received_at: datetime,
+    origin: Origin = "feed",
 ) -> AppliedBatch:
-    """Change detection and writes for records of one batch, in the caller's transaction (agency row locked)."""
+    """Change detection and writes for records of one batch, in the caller's transaction (agency row locked).
+
+    A feed's events are held instead of published while the agency is in a storm hold (or this batch starts one);
+    an operator's override is never held: a person already decided.
+    """
     records = [entry for _, entry in entries if not isinstance(entry, RecordRejectedError)]
     keys = {identifier.key for record in records for identifier in record.identifiers}
     snapshot = await store.load_snapshot(connection, agency.agency_id, keys, [r.record_id for r in records])
-    plan = plan_batch(agency.agency_id, entries, snapshot, batch_id=batch_id, received_at=received_at)
+    plan = plan_batch(agency.agency_id, entries, snapshot, batch_id=batch_id, received_at=received_at, origin=origin)
     topic = settings.kafka.topic(CUSTODY_STATUS_CHANGED.name)
     events: list[tuple[str, str, CloudEvent[Any]]] = [
         (
@@ -178,20 +184,90 @@ async def apply_records(
         )
         for planned in plan.events
     ]
-    await store.save_plan(connection, agency.agency_id, plan, batch_id=batch_id, received_at=received_at, events=events)
+    hold_id = None
+    if origin == "feed":
+        hold_id = await guards.hold_if_storm(
+            connection, settings, agency, planned=plan.events, events=events, received_at=received_at
+        )
+    await store.save_plan(
+        connection,
+        agency.agency_id,
+        plan,
+        batch_id=batch_id,
+        received_at=received_at,
+        events=[] if hold_id else events,
+    )
     counts = Counter(outcome.result for outcome in plan.outcomes)
     await store.add_feed_counts(connection, agency.agency_id, received_at, counts)
+    held_reason = f"notices held for review (storm hold {hold_id})" if hold_id else None
     outcomes = [
         {
             "index": o.index,
             "record_id": o.record_id,
             "result": o.result.value,
-            "reason": o.reason,
+            "reason": held_reason if o.event_id and held_reason else o.reason,
             "event_id": o.event_id,
         }
         for o in plan.outcomes
     ]
     return AppliedBatch(outcomes, counts)
+
+
+class OverrideRejectedError(ValueError):
+    """The override cannot be applied (its identifiers name two subjects); the message says why."""
+
+
+async def apply_override(
+    pool: asyncpg.Pool, settings: IngestSettings, agency_id: str, request: guards.OverrideRequest
+) -> store.StoredOverride | None:
+    """Apply an operator's status like a feed record (never held); None when the agency is unknown."""
+    override_id = str(uuid.uuid4())
+    record = guards.override_record(override_id, request)
+    now = datetime.now(UTC)
+    async with pool.acquire() as connection, connection.transaction():
+        agency = await store.get_agency(connection, agency_id, for_update=True)
+        if agency is None:
+            return None
+        applied = await apply_records(
+            connection,
+            settings,
+            agency,
+            [(0, record)],
+            batch_id=override_id,
+            received_at=now,
+            origin="operator_override",
+        )
+        outcome = applied.outcomes[0]
+        subject_id = await connection.fetchval(
+            "SELECT subject_id::text FROM custody_records WHERE agency_id = $1 AND record_id = $2",
+            agency_id,
+            record.record_id,
+        )
+        if subject_id is None:
+            raise OverrideRejectedError(str(outcome["reason"]))
+        override = store.StoredOverride(
+            override_id=override_id,
+            agency_id=agency_id,
+            subject_id=str(subject_id),
+            result=guards.RESULT_OF_OVERRIDE[RecordResult(outcome["result"])],
+            event_id=outcome["event_id"],
+            status=record.status.value,
+            effective_at=record.effective_at,
+            operator=request.operator,
+            reason=request.reason,
+            created_at=now,
+        )
+        await store.insert_override(connection, override)
+    metrics.OVERRIDES.labels(agency_id, override.result).inc()
+    log.warning(
+        "operator override %s of agency %s: %s (%s) by %s",
+        override_id,
+        agency_id,
+        override.status,
+        override.result,
+        request.operator,
+    )
+    return override
 
 
 def summary_of(counts: Counter[RecordResult]) -> dict[str, int]:
@@ -215,6 +291,7 @@ async def receive_json_batch(
     body: bytes,
     body_sha256: str,
     idempotency_key: str | None,
+    kind: Literal["json", "niem"] = "json",
 ) -> tuple[str, bool]:
     """Store the raw batch (committed before any processing); returns (batch id, whether it was already stored).
 
@@ -230,7 +307,7 @@ async def receive_json_batch(
             connection,
             batch_id=batch_id,
             agency_id=agency.agency_id,
-            kind="json",
+            kind=kind,
             status="received",
             idempotency_key=idempotency_key,
             body_sha256=body_sha256,
@@ -267,7 +344,7 @@ async def process_json_batch(pool: asyncpg.Pool, settings: IngestSettings, batch
         if agency is None:
             raise LookupError(f"batch {batch_id} names unknown agency {batch.agency_id}")
         try:
-            raw_records = read_json_batch(body or b"", settings.max_records_per_batch)
+            parsed = parse_stored_batch(batch.kind, body or b"", agency, settings, batch.received_at)
         except BatchInvalidError as invalid:
             await store.finish_batch(
                 connection,
@@ -280,7 +357,6 @@ async def process_json_batch(pool: asyncpg.Pool, settings: IngestSettings, batch
                 error=str(invalid),
             )
             return StoredAnswer(invalid.status_code, {"detail": str(invalid)}, fresh=True)
-        parsed = normalise_all(raw_records, agency, settings, batch.received_at)
         applied = await apply_records(
             connection, settings, agency, list(enumerate(parsed)), batch_id=batch_id, received_at=batch.received_at
         )
@@ -304,6 +380,20 @@ async def process_json_batch(pool: asyncpg.Pool, settings: IngestSettings, batch
     return StoredAnswer(200, answer, fresh=True)
 
 
+def parse_stored_batch(
+    kind: str, body: bytes, agency: Agency, settings: IngestSettings, received_at: datetime
+) -> list[Parsed]:
+    """The records of a stored batch, read by the format it arrived in: JSON records or a NIEM XML exchange."""
+    if kind != "niem":
+        return normalise_all(read_json_batch(body, settings.max_records_per_batch), agency, settings, received_at)
+    try:
+        document = niem.read_niem_document(body, status_map=agency.status_map, max_parts=settings.max_records_per_batch)
+    except niem.NiemDocumentError as refused:
+        raise BatchInvalidError(refused.status_code, str(refused)) from None
+    mapped = iter(normalise_all([p for p in document.parts if isinstance(p, dict)], agency, settings, received_at))
+    return [part if isinstance(part, RecordRejectedError) else next(mapped) for part in document.parts]
+
+
 def _answer_of(batch: store.StoredBatch, *, fresh: bool) -> StoredAnswer:
     result = batch.result or {}
     if batch.status == "failed":
@@ -322,7 +412,11 @@ async def recover_json_batches(pool: asyncpg.Pool, settings: IngestSettings) -> 
     """Apply JSON batches stored but never processed (the service died mid-batch); returns how many."""
     older_than = datetime.now(UTC) - timedelta(seconds=settings.recovery_grace_seconds)
     async with pool.acquire() as connection:
-        batch_ids = await store.batches_to_recover(connection, "json", older_than)
+        batch_ids = [
+            batch_id
+            for kind in ("json", "niem")
+            for batch_id in await store.batches_to_recover(connection, kind, older_than)
+        ]
     for batch_id in batch_ids:
         try:
             answer = await process_json_batch(pool, settings, batch_id)
@@ -346,25 +440,84 @@ def _alert(kind: str, agency_id: str, message: str, at: datetime) -> CloudEvent[
 async def note_feed_received(connection: Connection, settings: IngestSettings, agency_id: str, at: datetime) -> None:
     """Record that a feed arrived; if the feed had been flagged quiet, say it recovered (once)."""
     metrics.LAST_FEED.labels(agency_id).set(at.timestamp())
-    was_stale = await connection.fetchval(
-        "UPDATE agencies a SET last_feed_at = greatest(a.last_feed_at, $2), feed_stale = false"
-        " FROM (SELECT feed_stale FROM agencies WHERE agency_id = $1 FOR NO KEY UPDATE) AS before"
-        " WHERE a.agency_id = $1 RETURNING before.feed_stale",
+    before = await connection.fetchrow(
+        "UPDATE agencies a SET last_feed_at = greatest(a.last_feed_at, $2), feed_stale = false,"
+        " silence_notified_for = NULL"
+        " FROM (SELECT feed_stale, silence_notified_for FROM agencies WHERE agency_id = $1 FOR NO KEY UPDATE) AS before"
+        " WHERE a.agency_id = $1 RETURNING before.feed_stale, before.silence_notified_for",
         agency_id,
         at,
     )
+    was_stale = before is not None and before["feed_stale"]
+    if before is not None and before["silence_notified_for"] is not None:
+        await _enqueue_feed_silence(
+            connection, settings, agency_id, state="restored", silent_since=before["silence_notified_for"], at=at
+        )
     if was_stale:
         event = _alert("feed_recovered", agency_id, f"feed of {agency_id} is arriving again", at)
         await store.enqueue_many(connection, [(settings.kafka.topic(OPS_ALERT.name), agency_id, event)])
         metrics.FEED_STALE.labels(agency_id).set(0)
 
 
+async def _enqueue_feed_silence(
+    connection: Connection,
+    settings: IngestSettings,
+    agency_id: str,
+    *,
+    state: Literal["silent", "restored"],
+    silent_since: datetime,
+    at: datetime,
+) -> None:
+    silence_id = str(uuid.uuid5(EVENT_NAMESPACE, f"silence:{agency_id}/{silent_since.isoformat()}"))
+    silence = FeedSilence(agency_id=agency_id, silence_id=silence_id, state=state, silent_since=silent_since, at=at)
+    event = new_event(
+        silence,
+        source=SOURCE,
+        subject=agency_id,
+        event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{silence_id}/{state}")),
+        at=at,
+    )
+    await store.enqueue_many(connection, [(settings.kafka.topic(FEED_SILENCE.name), agency_id, event)])
+    if state == "silent":
+        metrics.SILENCE_NOTICES.labels(agency_id).inc()
+        log.warning("feed of %s silent since %s: its subscribers are told", agency_id, silent_since.isoformat())
+    else:
+        log.info("feed of %s is back: subscribers told of the silence are told too", agency_id)
+
+
+async def tell_subscribers_of_silence(
+    connection: Connection, settings: IngestSettings, agency: Agency, now: datetime
+) -> bool:
+    """Once per outage, when the agency opted in and its feed is silent beyond the notice time; True if told now."""
+    after = agency.silence_notice_after_minutes
+    silent_since = agency.last_feed_at or agency.created_at
+    if not agency.active or after is None or agency.silence_notified_for == silent_since:
+        return False
+    if not feed_is_stale(agency.last_feed_at, agency.created_at, after, now):
+        return False
+    async with connection.transaction():
+        locked = await store.get_agency(connection, agency.agency_id, for_update=True)
+        if locked is None or locked.last_feed_at != agency.last_feed_at or locked.silence_notified_for == silent_since:
+            return False
+        await connection.execute(
+            "UPDATE agencies SET silence_notified_for = $2 WHERE agency_id = $1", agency.agency_id, silent_since
+        )
+        await _enqueue_feed_silence(
+            connection, settings, agency.agency_id, state="silent", silent_since=silent_since, at=now
+        )
+    return True
+
+
 async def check_feed_health(pool: asyncpg.Pool, settings: IngestSettings, now: datetime | None = None) -> list[str]:
-    """Flag agencies whose feed went quiet (one ``feed_stale`` alert each); returns the ids flagged now."""
+    """Flag agencies whose feed went quiet (one ``feed_stale`` alert each); returns the ids flagged now.
+
+    Agencies that opted in also get their subscribers told once the silence outlasts their notice time.
+    """
     now = now or datetime.now(UTC)
     flagged: list[str] = []
     async with pool.acquire() as connection:
         for agency in await store.list_agencies(connection):
+            await tell_subscribers_of_silence(connection, settings, agency, now)
             stale = agency.active and feed_is_stale(
                 agency.last_feed_at, agency.created_at, agency.expected_feed_interval_minutes, now
             )

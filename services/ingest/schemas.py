@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from services.ingest.domain import RecordResult, StatusMapping, parse_csv_columns
 from shared.events import SubjectIdentifier
+from shared.vocabulary import CustodyStatus, ReleaseReason
 
 
 def _known_zone(name: str) -> str:
@@ -46,6 +47,33 @@ class AgencyFields(BaseModel):
         default=None, description="Agency status code -> canonical status (and release reason)."
     )
     csv_columns: CsvColumns | None = Field(default=None, description="Canonical CSV field -> the agency's header.")
+    storm_window_minutes: int | None = Field(
+        default=None, ge=1, le=1440, description="Storm guard: the window urgent changes are counted in (default 10)."
+    )
+    storm_population_share: float | None = Field(
+        default=None,
+        gt=0,
+        le=1,
+        description="Storm guard: more urgent changes in the window than this share of the people in custody is a "
+        "storm (default 0.1).",
+    )
+    storm_min_changes: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Storm guard: never a storm at or below this many (default 50)."
+    )
+    storm_rate_multiple: float | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Storm guard: a storm is also more than this multiple of the usual count per window, over the "
+        "last 7 days (default 10).",
+    )
+    silence_notice_after_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        le=43_200,
+        description="After this many minutes without a feed, subscribers of people in custody are told their "
+        "status cannot be confirmed right now; null (the default) never tells them.",
+    )
 
 
 class AgencyCreate(AgencyFields):
@@ -75,6 +103,11 @@ class AgencyOut(BaseModel):
     active: bool
     status_map: dict[str, StatusMapping]
     csv_columns: dict[str, str]
+    storm_window_minutes: int
+    storm_population_share: float
+    storm_min_changes: int
+    storm_rate_multiple: float
+    silence_notice_after_minutes: int | None
     created_at: datetime
     updated_at: datetime
 
@@ -165,3 +198,94 @@ class FeedHealth(BaseModel):
     in_custody: int
     records_last_24h: dict[str, int]
     records_total: dict[str, int]
+
+
+class HeldSample(BaseModel):
+    agency_record_id: str
+    status: CustodyStatus
+    previous_status: CustodyStatus | None
+    effective_at: datetime
+    facility: str | None
+    display_name: str | None
+
+
+class StormHoldOut(BaseModel):
+    hold_id: str
+    agency_id: str
+    state: Literal["holding", "released", "discarded"]
+    opened_at: datetime
+    trigger: str = Field(description="Why the feed was held, in plain words.")
+    held_changes: int
+    urgent_changes: int
+    by_status: dict[str, int]
+    samples: list[HeldSample] = Field(description="The first held records, in feed order.")
+    decided_at: datetime | None
+    decided_by: str | None
+    decision_reason: str | None
+
+
+Operator = Annotated[str, Field(min_length=1, max_length=100, description="Who decides (the operator's login).")]
+Reason = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class HoldRelease(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    operator: Operator
+
+
+class HoldDiscard(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    operator: Operator
+    reason: Reason = Field(description="Why the held changes are false (kept with the hold).")
+
+
+class OverrideCreate(BaseModel):
+    """A custody status set by hand while the feed is down; it notifies subscribers like a feed record."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    person_number: str | None = Field(default=None, max_length=64)
+    booking_number: str | None = Field(default=None, max_length=64)
+    case_numbers: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=50)
+    status: CustodyStatus
+    effective_at: datetime = Field(description="When the status took effect; with a time zone offset.")
+    release_reason: ReleaseReason | None = None
+    transfer_destination: str | None = Field(default=None, max_length=200)
+    court_date: datetime | None = None
+    facility: str | None = Field(default=None, max_length=200)
+    name: str | None = Field(default=None, max_length=200)
+    operator: Operator
+    reason: Reason
+
+    @model_validator(mode="after")
+    def _complete(self) -> OverrideCreate:
+        if not (self.person_number or self.booking_number or any(case.strip() for case in self.case_numbers)):
+            raise ValueError("give a person_number, booking_number or case_numbers")
+        for name, moment in (("effective_at", self.effective_at), ("court_date", self.court_date)):
+            if moment is not None and moment.utcoffset() is None:
+                raise ValueError(f"{name} needs a time zone offset")
+        if self.effective_at > datetime.now(UTC) + timedelta(minutes=5):
+            raise ValueError("effective_at is in the future")
+        if self.status is CustodyStatus.COURT_DATE_SET and self.court_date is None:
+            raise ValueError("court_date_set needs a court_date")
+        if self.release_reason is not None and self.status is not CustodyStatus.RELEASED:
+            raise ValueError("release_reason only goes with status released")
+        return self
+
+
+class OverrideOut(BaseModel):
+    override_id: str
+    agency_id: str
+    subject_id: str
+    result: Literal["accepted", "duplicate", "stale", "sealed"] = Field(
+        description="accepted: a change, notices go out; duplicate: already that status; stale: older than the "
+        "subject's newest record; sealed: the subject is sealed, nothing disclosed."
+    )
+    event_id: str | None
+    status: CustodyStatus
+    effective_at: datetime
+    operator: str
+    reason: str
+    created_at: datetime

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,17 +18,19 @@ from services.ingest.domain import (
     SubjectState,
     parse_status_map,
 )
+from services.ingest.storm import StormPolicy
 from shared.db import Connection
 from shared.events import CloudEvent, encode
 from shared.outbox import NOTIFY_CHANNEL
-from shared.vocabulary import CustodyStatus, IdentifierKind, ReleaseReason
+from shared.vocabulary import URGENT_STATUSES, CustodyStatus, IdentifierKind, ReleaseReason
 
 # --- agencies ---------------------------------------------------------------------------------------------------
 
 AGENCY_COLUMNS = (
     "agency_id, name, timezone, contact_phone, victim_services_phone, victim_services_url,"
     " expected_feed_interval_minutes, notices_paused, active, status_map, csv_columns, created_at, updated_at,"
-    " last_feed_at, feed_stale"
+    " last_feed_at, feed_stale, storm_window_minutes, storm_population_share, storm_min_changes, storm_rate_multiple,"
+    " silence_notice_after_minutes, silence_notified_for"
 )
 EDITABLE_AGENCY_FIELDS = frozenset(
     {
@@ -42,6 +44,11 @@ EDITABLE_AGENCY_FIELDS = frozenset(
         "active",
         "status_map",
         "csv_columns",
+        "storm_window_minutes",
+        "storm_population_share",
+        "storm_min_changes",
+        "storm_rate_multiple",
+        "silence_notice_after_minutes",
     }
 )
 
@@ -63,6 +70,21 @@ class Agency:
     updated_at: datetime
     last_feed_at: datetime | None
     feed_stale: bool
+    storm_window_minutes: int
+    storm_population_share: float
+    storm_min_changes: int
+    storm_rate_multiple: float
+    silence_notice_after_minutes: int | None
+    silence_notified_for: datetime | None
+
+    @property
+    def storm_policy(self) -> StormPolicy:
+        return StormPolicy(
+            window_minutes=self.storm_window_minutes,
+            population_share=self.storm_population_share,
+            min_changes=self.storm_min_changes,
+            rate_multiple=self.storm_rate_multiple,
+        )
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any] | asyncpg.Record) -> Agency:
@@ -386,7 +408,7 @@ async def load_snapshot(
     if subject_ids:
         for row in await connection.fetch(
             "SELECT subject_id, display_name, facility, status, release_reason, transfer_destination, court_date,"
-            " effective_at, sequence, in_custody, last_record_id, sealed_at IS NOT NULL AS sealed"
+            " effective_at, sequence, in_custody, last_record_id, sealed_at IS NOT NULL AS sealed, overridden"
             " FROM subjects WHERE subject_id = ANY($1::uuid[])",
             subject_ids,
         ):
@@ -404,6 +426,7 @@ async def load_snapshot(
                 in_custody=row["in_custody"],
                 last_record_id=row["last_record_id"],
                 sealed=row["sealed"],
+                overridden=row["overridden"],
             )
         for row in await connection.fetch(
             "SELECT subject_id, kind, normalised, value FROM subject_identifiers WHERE subject_id = ANY($1::uuid[])",
@@ -435,16 +458,17 @@ async def save_plan(
     if touched:
         await connection.execute(
             "INSERT INTO subjects (subject_id, display_name, facility, status, release_reason,"
-            " transfer_destination, court_date, effective_at, sequence, in_custody, last_record_id, agency_id)"
+            " transfer_destination, court_date, effective_at, sequence, in_custody, last_record_id, overridden,"
+            " agency_id)"
             " SELECT s.*, $1 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-            " $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::boolean[], $12::text[])"
+            " $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::boolean[], $12::text[], $13::boolean[])"
             " AS s(subject_id, display_name, facility, status, release_reason, transfer_destination, court_date,"
-            " effective_at, sequence, in_custody, last_record_id)"
+            " effective_at, sequence, in_custody, last_record_id, overridden)"
             " ON CONFLICT (subject_id) DO UPDATE SET display_name = excluded.display_name,"
             " facility = excluded.facility, status = excluded.status, release_reason = excluded.release_reason,"
             " transfer_destination = excluded.transfer_destination, court_date = excluded.court_date,"
             " effective_at = excluded.effective_at, sequence = excluded.sequence, in_custody = excluded.in_custody,"
-            " last_record_id = excluded.last_record_id, updated_at = now()",
+            " last_record_id = excluded.last_record_id, overridden = excluded.overridden, updated_at = now()",
             agency_id,
             [s.subject_id for s in touched],
             [s.display_name for s in touched],
@@ -457,6 +481,7 @@ async def save_plan(
             [s.sequence for s in touched],
             [s.in_custody for s in touched],
             [s.last_record_id for s in touched],
+            [s.overridden for s in touched],
         )
     if plan.new_identifiers:
         entries = list(plan.new_identifiers.items())
@@ -601,3 +626,247 @@ async def subject_identifiers(connection: Connection, subject_id: str) -> list[I
         "SELECT kind, value FROM subject_identifiers WHERE subject_id = $1 ORDER BY kind, normalised", subject_id
     )
     return [Identifier(IdentifierKind(row["kind"]), row["value"]) for row in rows]
+
+
+# --- storm holds ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HeldEvent:
+    """One custody event kept back by a storm hold, encoded exactly as it will be published."""
+
+    event_id: str
+    subject_id: str
+    topic: str
+    key: str
+    value: bytes
+    status: str
+    urgent: bool
+    sample: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StormHold:
+    hold_id: str
+    agency_id: str
+    state: str
+    opened_at: datetime
+    trigger: str
+    decided_at: datetime | None
+    decided_by: str | None
+    decision_reason: str | None
+    held_changes: int
+    urgent_changes: int
+    by_status: dict[str, int]
+    samples: list[dict[str, Any]]
+
+
+HOLD_QUERY = (
+    "SELECT h.hold_id::text, h.agency_id, h.state, h.opened_at, h.trigger, h.decided_at, h.decided_by,"
+    " h.decision_reason, c.held, c.urgent, coalesce(c.by_status, '{}'::jsonb) AS by_status,"
+    " coalesce(s.samples, '[]'::jsonb) AS samples FROM storm_holds h"
+    " CROSS JOIN LATERAL (SELECT count(*) AS held, count(*) FILTER (WHERE urgent) AS urgent,"
+    "   (SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*) AS n FROM held_events"
+    "     WHERE hold_id = h.hold_id GROUP BY status) AS g) AS by_status"
+    "   FROM held_events e WHERE e.hold_id = h.hold_id) AS c"
+    " CROSS JOIN LATERAL (SELECT jsonb_agg(sample ORDER BY seq) AS samples FROM (SELECT sample, seq FROM held_events"
+    "   WHERE hold_id = h.hold_id ORDER BY seq LIMIT $1) AS t) AS s"
+)
+SAMPLES_PER_HOLD = 10
+
+
+def _hold_of(row: asyncpg.Record) -> StormHold:
+    values = dict(row)
+    return StormHold(
+        hold_id=values["hold_id"],
+        agency_id=values["agency_id"],
+        state=values["state"],
+        opened_at=values["opened_at"],
+        trigger=values["trigger"],
+        decided_at=values["decided_at"],
+        decided_by=values["decided_by"],
+        decision_reason=values["decision_reason"],
+        held_changes=int(values["held"]),
+        urgent_changes=int(values["urgent"]),
+        by_status={str(key): int(value) for key, value in values["by_status"].items()},
+        samples=list(values["samples"]),
+    )
+
+
+async def open_hold_of(connection: Connection, agency_id: str) -> str | None:
+    hold_id: Any = await connection.fetchval(
+        "SELECT hold_id::text FROM storm_holds WHERE agency_id = $1 AND state = 'holding'", agency_id
+    )
+    return None if hold_id is None else str(hold_id)
+
+
+async def urgent_change_counts(
+    connection: Connection, agency_id: str, window_start: datetime, baseline_start: datetime
+) -> tuple[int, int]:
+    """Urgent changes the agency's feed made since ``window_start``, and between ``baseline_start`` and then."""
+    row = await connection.fetchrow(
+        "SELECT count(*) FILTER (WHERE received_at > $2) AS recent, count(*) FILTER (WHERE received_at <= $2) AS before"
+        " FROM custody_records WHERE agency_id = $1 AND event_id IS NOT NULL AND status = ANY($4::text[])"
+        " AND received_at > $3 AND record_id NOT LIKE 'override:%'",
+        agency_id,
+        window_start,
+        baseline_start,
+        sorted(status.value for status in URGENT_STATUSES),
+    )
+    return (0, 0) if row is None else (int(row["recent"]), int(row["before"]))
+
+
+async def last_hold_decision(connection: Connection, agency_id: str) -> datetime | None:
+    """When an admin last released or discarded a hold of the agency: what came before is judged already."""
+    decided: Any = await connection.fetchval("SELECT max(decided_at) FROM storm_holds WHERE agency_id = $1", agency_id)
+    return decided if isinstance(decided, datetime) else None
+
+
+async def open_hold(connection: Connection, hold_id: str, agency_id: str, opened_at: datetime, trigger: str) -> None:
+    await connection.execute(
+        "INSERT INTO storm_holds (hold_id, agency_id, state, opened_at, trigger) VALUES ($1, $2, 'holding', $3, $4)",
+        hold_id,
+        agency_id,
+        opened_at,
+        trigger,
+    )
+
+
+async def hold_events(connection: Connection, hold_id: str, events: Sequence[HeldEvent]) -> None:
+    """Keep ``events`` back (in their order) and remember each subject's state before the hold first touched it."""
+    if not events:
+        return
+    await connection.execute(
+        "INSERT INTO held_subjects (hold_id, subject_id, before)"
+        " SELECT $1, ids.id, CASE WHEN s.subject_id IS NULL THEN NULL ELSE to_jsonb(s) END"
+        " FROM unnest($2::uuid[]) AS ids(id) LEFT JOIN subjects s ON s.subject_id = ids.id"
+        " ON CONFLICT (hold_id, subject_id) DO NOTHING",
+        hold_id,
+        sorted({event.subject_id for event in events}),
+    )
+    await connection.execute(
+        "INSERT INTO held_events (hold_id, event_id, subject_id, topic, key, value, status, urgent, sample)"
+        " SELECT $1, i, s, t, k, v, st, u, sa FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[],"
+        " $6::bytea[], $7::text[], $8::boolean[], $9::jsonb[]) WITH ORDINALITY AS e(i, s, t, k, v, st, u, sa, n)"
+        " ORDER BY n",
+        hold_id,
+        [event.event_id for event in events],
+        [event.subject_id for event in events],
+        [event.topic for event in events],
+        [event.key for event in events],
+        [event.value for event in events],
+        [event.status for event in events],
+        [event.urgent for event in events],
+        [event.sample for event in events],
+    )
+
+
+async def get_hold(connection: Connection, hold_id: str, *, for_update: bool = False) -> StormHold | None:
+    if for_update:
+        locked = await connection.fetchval("SELECT true FROM storm_holds WHERE hold_id = $1 FOR UPDATE", hold_id)
+        if not locked:
+            return None
+    row = await connection.fetchrow(f"{HOLD_QUERY} WHERE h.hold_id = $2", SAMPLES_PER_HOLD, hold_id)
+    return _hold_of(row) if row else None
+
+
+async def list_holds(connection: Connection, state: str | None, limit: int = 100) -> list[StormHold]:
+    rows = await connection.fetch(
+        f"{HOLD_QUERY} WHERE ($2::text IS NULL OR h.state = $2) ORDER BY h.opened_at DESC LIMIT $3",
+        SAMPLES_PER_HOLD,
+        state,
+        limit,
+    )
+    return [_hold_of(row) for row in rows]
+
+
+async def decide_hold(connection: Connection, hold_id: str, state: str, operator: str, reason: str | None) -> None:
+    await connection.execute(
+        "UPDATE storm_holds SET state = $2, decided_at = now(), decided_by = $3, decision_reason = $4"
+        " WHERE hold_id = $1 AND state = 'holding'",
+        hold_id,
+        state,
+        operator,
+        reason,
+    )
+
+
+async def publish_held_events(connection: Connection, hold_id: str) -> int:
+    """Move the hold's events to the outbox in feed order (once: the outbox ignores an event id it has)."""
+    status = await connection.execute(
+        "INSERT INTO outbox (topic, key, event_id, value) SELECT topic, key, event_id, value FROM held_events"
+        " WHERE hold_id = $1 ORDER BY seq ON CONFLICT (event_id) DO NOTHING",
+        hold_id,
+    )
+    await connection.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def restore_held_subjects(connection: Connection, hold_id: str) -> int:
+    """Put every subject the hold touched back as it was before, unless an operator has overridden it since."""
+    restored = await connection.execute(
+        "UPDATE subjects s SET display_name = b.display_name, facility = b.facility, status = b.status,"
+        " release_reason = b.release_reason, transfer_destination = b.transfer_destination,"
+        " court_date = b.court_date, effective_at = b.effective_at, sequence = b.sequence,"
+        " in_custody = b.in_custody, last_record_id = b.last_record_id, overridden = b.overridden, updated_at = now()"
+        " FROM held_subjects h CROSS JOIN LATERAL jsonb_populate_record(NULL::subjects, h.before) AS b"
+        " WHERE h.hold_id = $1 AND h.before IS NOT NULL AND s.subject_id = h.subject_id AND NOT s.overridden",
+        hold_id,
+    )
+    created = await connection.execute(
+        "UPDATE subjects s SET status = NULL, release_reason = NULL, transfer_destination = NULL, court_date = NULL,"
+        " effective_at = NULL, sequence = NULL, in_custody = false, updated_at = now() FROM held_subjects h"
+        " WHERE h.hold_id = $1 AND h.before IS NULL AND s.subject_id = h.subject_id AND NOT s.overridden",
+        hold_id,
+    )
+    return sum(int(status.rsplit(" ", 1)[-1]) for status in (restored, created))
+
+
+# --- operator overrides -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredOverride:
+    override_id: str
+    agency_id: str
+    subject_id: str
+    result: str
+    event_id: str | None
+    status: str
+    effective_at: datetime
+    operator: str
+    reason: str
+    created_at: datetime
+
+
+OVERRIDE_COLUMNS = (
+    "override_id::text, agency_id, subject_id::text, result, event_id, status, effective_at, operator, reason,"
+    " created_at"
+)
+
+
+async def insert_override(connection: Connection, override: StoredOverride) -> None:
+    await connection.execute(
+        "INSERT INTO overrides (override_id, agency_id, subject_id, result, event_id, status, effective_at,"
+        " operator, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        override.override_id,
+        override.agency_id,
+        override.subject_id,
+        override.result,
+        override.event_id,
+        override.status,
+        override.effective_at,
+        override.operator,
+        override.reason,
+        override.created_at,
+    )
+
+
+async def list_overrides(connection: Connection, agency_id: str, limit: int = 100) -> list[StoredOverride]:
+    rows = await connection.fetch(
+        f"SELECT {OVERRIDE_COLUMNS} FROM overrides WHERE agency_id = $1"  # noqa: S608 - fixed column names
+        " ORDER BY created_at DESC LIMIT $2",
+        agency_id,
+        limit,
+    )
+    return [StoredOverride(**dict(row)) for row in rows]

@@ -17,11 +17,17 @@ from services.matching.settings import MatchingSettings
 from shared.http import create_service_app
 from shared.kafka import ConsumerRunner, create_producer
 from shared.runtime import ServiceRuntime
-from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_REQUESTED, SUBJECT_SEALED, SUBSCRIPTION_STATE
+from shared.topics import (
+    CUSTODY_STATUS_CHANGED,
+    FEED_SILENCE,
+    NOTIFICATION_REQUESTED,
+    SUBJECT_SEALED,
+    SUBSCRIPTION_STATE,
+)
 
 log = logging.getLogger(__name__)
 
-CONSUMED_TOPICS = [SUBSCRIPTION_STATE, CUSTODY_STATUS_CHANGED, SUBJECT_SEALED]
+CONSUMED_TOPICS = [SUBSCRIPTION_STATE, CUSTODY_STATUS_CHANGED, SUBJECT_SEALED, FEED_SILENCE]
 
 
 class MatchingWorker:

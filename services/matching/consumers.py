@@ -24,6 +24,8 @@ from shared.db import Connection
 from shared.events import (
     CloudEvent,
     CustodyStatusChanged,
+    FeedSilence,
+    NotificationKind,
     NotificationRequested,
     Payload,
     SubjectSealed,
@@ -74,7 +76,7 @@ def encode_notice(notice: NotificationRequested, *, trace_id: str, at: datetime)
 
 
 class Matcher:
-    """Handles ``subscription.state``, ``custody.status-changed`` and ``custody.subject-sealed`` events."""
+    """Handles ``subscription.state``, ``custody.status-changed``, ``custody.subject-sealed`` and feed silences."""
 
     def __init__(self, pool: asyncpg.Pool, kafka: KafkaSettings, producer: AIOKafkaProducer) -> None:
         self._pool = pool
@@ -118,6 +120,8 @@ class Matcher:
             return await self._apply_custody_change(connection, event, data, now)
         if isinstance(data, SubscriptionState):
             return await self._apply_subscription_state(connection, event, data, now)
+        if isinstance(data, FeedSilence):
+            return await self._apply_feed_silence(connection, event, data, now)
         if isinstance(data, SubjectSealed):
             await store.seal_subject(connection, data.agency_id, data.subject_id, data.sealed_at)
             return Outcome()
@@ -150,15 +154,33 @@ class Matcher:
         notices = domain.current_status_notices(before, state, known, now)
         return Outcome(notices=await self._record(connection, event, notices, now))
 
+    async def _apply_feed_silence(
+        self, connection: Connection, event: CloudEvent[Payload], silence: FeedSilence, now: datetime
+    ) -> Outcome:
+        """Silent: tell the urgent cases' subscribers; restored: tell those who were told of this silence."""
+        told_about = domain.feed_notice_key(NotificationKind.FEED_SILENCE, silence.silence_id)
+        if silence.state == "silent":
+            held = sorted(status.value for status in domain.HELD_STATUSES)
+            cases = await store.urgent_cases_of_agency(connection, silence.agency_id, held)
+            notices = domain.feed_silence_notices(silence.silence_id, cases, now)
+            about = told_about
+        else:
+            told = await store.subscriptions_told(connection, told_about)
+            notices = domain.feed_restored_notices(silence.silence_id, told, now)
+            about = domain.feed_notice_key(NotificationKind.FEED_RESTORED, silence.silence_id)
+        log.info("feed of %s %s: %d notices", silence.agency_id, silence.state, len(notices))
+        return Outcome(notices=await self._record(connection, event, notices, now, about=about))
+
     async def _record(
         self,
         connection: Connection,
         event: CloudEvent[Payload],
         notices: list[NotificationRequested],
         now: datetime,
+        about: str | None = None,
     ) -> list[NotificationRequested]:
         encoded = [(notice, encode_notice(notice, trace_id=event.traceid, at=now)) for notice in notices]
-        return await store.record_notifications(connection, event.id, encoded)
+        return await store.record_notifications(connection, event.id, encoded, about)
 
     @staticmethod
     def _count(outcome: Outcome) -> None:

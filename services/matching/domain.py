@@ -18,7 +18,15 @@ from shared.events import (
     SubjectIdentifier,
     SubscriptionState,
 )
-from shared.vocabulary import Channel, IdentifierKind, normalise_identifier, urgency_of
+from shared.vocabulary import (
+    URGENT_STATUSES,
+    Channel,
+    CustodyStatus,
+    IdentifierKind,
+    Urgency,
+    normalise_identifier,
+    urgency_of,
+)
 
 NOTIFICATION_NAMESPACE = uuid.UUID("5d0f7c52-8a1e-4c5e-9b61-3f0f3c1c6e2a")
 """Fixed forever: changing it would change every notification id and break de-duplication downstream."""
@@ -44,6 +52,15 @@ def status_change_notification_id(custody_event_id: str, subscription_id: str, c
 
 def current_status_notification_id(subscription_id: str, channel: Channel, custody_event_id: str) -> str:
     return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"current|{subscription_id}|{channel}|{custody_event_id}"))
+
+
+def feed_notice_id(kind: NotificationKind, silence_id: str, subscription_id: str, channel: Channel) -> str:
+    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{kind}|{silence_id}|{subscription_id}|{channel}"))
+
+
+def feed_notice_key(kind: NotificationKind, silence_id: str) -> str:
+    """What a feed-silence notice is about, in place of a custody event: one per contact point and outage."""
+    return f"{kind}:{silence_id}"
 
 
 def reachable_contacts(subscription: SubscriptionState) -> list[ContactPointState]:
@@ -181,3 +198,70 @@ def current_status_notices(
             for contact in contacts
         )
     return notices
+
+
+HELD_STATUSES = frozenset({CustodyStatus.IN_CUSTODY, CustodyStatus.RETURNED_TO_CUSTODY, CustodyStatus.COURT_DATE_SET})
+"""Last known statuses that mean "held": a release nobody hears of would be the danger."""
+
+
+def is_urgent_case(subscription: SubscriptionState, state: KnownCustodyState) -> bool:
+    """A case whose release (or escape...) the subscriber wants to hear of, and whose subject was last known held."""
+    return state.change.status in HELD_STATUSES and any(kind in URGENT_STATUSES for kind in subscription.event_types)
+
+
+def feed_silence_notices(
+    silence_id: str,
+    cases: list[tuple[SubscriptionState, KnownCustodyState]],
+    requested_at: datetime,
+) -> list[NotificationRequested]:
+    """Tell the subscribers of urgent cases that the status cannot be confirmed now (with the last one known)."""
+    notices: list[NotificationRequested] = []
+    for subscription, state in sorted(cases, key=lambda case: case[0].subscription_id):
+        if not is_urgent_case(subscription, state):
+            continue
+        facts = custody_facts(state.custody_event_id, state.change, subscription.identifier)
+        notices.extend(
+            _notice(
+                notification_id=feed_notice_id(
+                    NotificationKind.FEED_SILENCE, silence_id, subscription.subscription_id, contact.channel
+                ),
+                kind=NotificationKind.FEED_SILENCE,
+                subscription=subscription,
+                contact=contact,
+                facts=facts,
+                requested_at=requested_at,
+            )
+            for contact in reachable_contacts(subscription)
+        )
+    return notices
+
+
+def feed_restored_notices(
+    silence_id: str, told: list[SubscriptionState], requested_at: datetime
+) -> list[NotificationRequested]:
+    """Tell those who heard of the silence that updates arrive again (the changes themselves follow as usual)."""
+    return [
+        NotificationRequested(
+            notification_id=feed_notice_id(
+                NotificationKind.FEED_RESTORED, silence_id, subscription.subscription_id, contact.channel
+            ),
+            kind=NotificationKind.FEED_RESTORED,
+            subscription_id=subscription.subscription_id,
+            agency_id=subscription.agency_id,
+            channel=contact.channel,
+            contact_ciphertext=contact.ciphertext,
+            contact_masked=contact.masked,
+            language=subscription.language,
+            timezone=subscription.timezone,
+            urgency=Urgency.INFORMATIONAL,
+            quiet_hours_start=subscription.quiet_hours_start,
+            quiet_hours_end=subscription.quiet_hours_end,
+            manage_url_ciphertext=subscription.manage_url_ciphertext,
+            unsubscribe_url_ciphertext=subscription.unsubscribe_url_ciphertext
+            if contact.channel == Channel.EMAIL
+            else None,
+            requested_at=requested_at,
+        )
+        for subscription in sorted(told, key=lambda s: s.subscription_id)
+        for contact in reachable_contacts(subscription)
+    ]

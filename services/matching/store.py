@@ -159,6 +159,42 @@ async def known_states_for(connection: Connection, key: CaseKey) -> list[KnownCu
     ]
 
 
+async def urgent_cases_of_agency(
+    connection: Connection, agency_id: str, statuses: Sequence[str]
+) -> list[tuple[SubscriptionState, KnownCustodyState]]:
+    """Each active subscription of the agency with its case's latest known state, when that is one of ``statuses``."""
+    rows = await connection.fetch(
+        "SELECT DISTINCT ON (s.subscription_id) s.state, c.custody_event_id, c.change FROM subscriptions s"
+        " JOIN subject_identifiers i ON i.agency_id = s.agency_id AND i.identifier_kind = s.identifier_kind"
+        "   AND i.identifier_value = s.identifier_value"
+        " JOIN custody_subjects c ON c.agency_id = i.agency_id AND c.subject_id = i.subject_id"
+        " WHERE s.agency_id = $1 AND s.status = 'active' AND c.change IS NOT NULL AND c.change ->> 'status' = ANY($2)"
+        " ORDER BY s.subscription_id, c.effective_at DESC",
+        agency_id,
+        list(statuses),
+    )
+    return [
+        (
+            SubscriptionState.model_validate(row["state"]),
+            KnownCustodyState(
+                custody_event_id=row["custody_event_id"], change=CustodyStatusChanged.model_validate(row["change"])
+            ),
+        )
+        for row in rows
+    ]
+
+
+async def subscriptions_told(connection: Connection, about: str) -> list[SubscriptionState]:
+    """The active subscriptions that were sent a notice about ``about`` (see :func:`record_notifications`)."""
+    rows = await connection.fetch(
+        "SELECT s.state FROM subscriptions s WHERE s.status = 'active' AND s.subscription_id IN"
+        " (SELECT subscription_id FROM notification_requests WHERE custody_event_id = $1)"
+        " ORDER BY s.subscription_id",
+        about,
+    )
+    return [SubscriptionState.model_validate(row["state"]) for row in rows]
+
+
 async def seal_subject(connection: Connection, agency_id: str, subject_id: str, at: datetime) -> None:
     """Forget the subject's state and identifiers; remember when it was sealed, to drop older changes arriving late."""
     await connection.execute(
@@ -179,12 +215,18 @@ async def seal_subject(connection: Connection, agency_id: str, subject_id: str, 
 
 
 async def record_notifications(
-    connection: Connection, cause_event_id: str, notices: Sequence[tuple[NotificationRequested, bytes]]
+    connection: Connection,
+    cause_event_id: str,
+    notices: Sequence[tuple[NotificationRequested, bytes]],
+    about: str | None = None,
 ) -> list[NotificationRequested]:
-    """Store each decided notice with its encoded event; returns those new (one per contact and custody change)."""
+    """Store each decided notice with its encoded event; returns those new (one per contact and custody change).
+
+    ``about`` replaces the custody event as what the notices are about (a feed silence), for de-duplication.
+    """
     recorded: list[NotificationRequested] = []
     for notice, value in notices:
-        custody_event_id = notice.custody.custody_event_id if notice.custody else ""
+        custody_event_id = about or (notice.custody.custody_event_id if notice.custody else "")
         inserted = await connection.fetchval(
             "INSERT INTO notification_requests (notification_id, cause_event_id, subscription_id, channel,"
             " custody_event_id, kind, urgency, value) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -218,7 +260,9 @@ async def prune(connection: Connection, older_than: datetime) -> int:
     duplicates, whose notification ids are deterministic anyway.
     """
     handled = await connection.execute("DELETE FROM handled_events WHERE handled_at < $1", older_than)
-    requests = await connection.execute("DELETE FROM notification_requests WHERE created_at < $1", older_than)
+    requests = await connection.execute(
+        "DELETE FROM notification_requests WHERE created_at < $1 AND kind <> 'feed_silence'", older_than
+    )
     return sum(int(status.rsplit(" ", 1)[-1]) for status in (handled, requests))
 
 

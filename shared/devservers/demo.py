@@ -29,6 +29,9 @@ DEMO_AGENCY_FIELDS: dict[str, Any] = {
     "contact_phone": "+15125550100",
     "victim_services_phone": "+15125550199",
     "victim_services_url": "https://victims.example.org",
+    "expected_feed_interval_minutes": 60,
+    # Victims are told when the feed has been silent this long (off by default for real agencies).
+    "silence_notice_after_minutes": 180,
 }
 
 Say = Callable[[str], None]

@@ -64,7 +64,8 @@ async def test_a_crash_mid_batch_then_a_retry_yields_exactly_the_events_of_a_cle
     try:
         await service.wait_ready()
         async with httpx.AsyncClient(base_url=service.url, timeout=60) as client:
-            agency = {"agency_id": "crashy", "name": "Crashy Jail", "timezone": "UTC"}
+            # A mass batch by design: the storm guard (tested on its own) would rightly hold it.
+            agency = {"agency_id": "crashy", "name": "Crashy Jail", "timezone": "UTC", "storm_min_changes": 1_000_000}
             assert (await client.post("/v1/admin/agencies", json=agency, headers=ADMIN)).status_code == 201
             key = await client.post("/v1/admin/agencies/crashy/keys", json={}, headers=ADMIN)
             auth = {"Authorization": f"Bearer {key.json()['api_key']}", "Idempotency-Key": "nightly-0042"}

@@ -1,0 +1,230 @@
+"""Safety guards around the feed: storm holds and operator overrides, each in the right transaction.
+
+A storm hold keeps an agency's custody events out of the outbox, so no notice can go out, until an admin decides:
+release moves them to the outbox in feed order (same event ids, so nothing doubles); discard drops them and puts
+every subject they touched back as it was, so the agency's corrected feed then compares with the truth again.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from services.ingest import metrics, store
+from services.ingest.domain import (
+    EVENT_NAMESPACE,
+    CustodyRecord,
+    Identifier,
+    PlannedEvent,
+    RecordResult,
+)
+from services.ingest.settings import IngestSettings
+from services.ingest.store import Agency, HeldEvent, StormHold
+from services.ingest.storm import BASELINE_PERIOD, check_storm, is_urgent
+from shared.db import Connection
+from shared.events import CloudEvent, OpsAlert, encode, new_event
+from shared.topics import OPS_ALERT
+from shared.vocabulary import CustodyStatus, IdentifierKind, ReleaseReason
+
+log = logging.getLogger(__name__)
+
+SOURCE = "/custody-watch/ingest"
+
+
+class HoldNotFoundError(LookupError):
+    pass
+
+
+class HoldDecidedError(ValueError):
+    """The hold was already released or discarded."""
+
+
+def _alert(kind: str, agency_id: str, message: str, at: datetime, cause: str) -> tuple[str, CloudEvent[OpsAlert]]:
+    alert = OpsAlert(kind=kind, agency_id=agency_id, message=message, at=at)
+    event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"ops:{agency_id}/{kind}/{cause}"))
+    return agency_id, new_event(alert, source=SOURCE, subject=agency_id, event_id=event_id, at=at)
+
+
+def _sample(planned: PlannedEvent) -> dict[str, Any]:
+    change = planned.payload
+    return {
+        "agency_record_id": change.agency_record_id,
+        "status": change.status.value,
+        "previous_status": change.previous_status.value if change.previous_status else None,
+        "effective_at": change.effective_at.isoformat(),
+        "facility": change.facility,
+        "display_name": change.display_name,
+    }
+
+
+async def hold_if_storm(
+    connection: Connection,
+    settings: IngestSettings,
+    agency: Agency,
+    *,
+    planned: list[PlannedEvent],
+    events: list[tuple[str, str, CloudEvent[Any]]],
+    received_at: datetime,
+) -> str | None:
+    """Hold the batch's events if the agency is held or this batch makes a storm; the hold id, else None.
+
+    Runs in the batch's transaction with the agency row locked, before the batch's subjects are written.
+    """
+    if not planned:
+        return None
+    hold_id = await store.open_hold_of(connection, agency.agency_id)
+    if hold_id is None:
+        urgent_in_batch = sum(1 for event in planned if is_urgent(event.payload.status))
+        if urgent_in_batch == 0:
+            return None
+        policy = agency.storm_policy
+        window_start = received_at - policy.window
+        decided_at = await store.last_hold_decision(connection, agency.agency_id)
+        if decided_at is not None and decided_at > window_start:
+            window_start = decided_at  # a decision settles what came before it
+        recent, before = await store.urgent_change_counts(
+            connection, agency.agency_id, window_start, received_at - policy.window - BASELINE_PERIOD
+        )
+        check = check_storm(
+            policy,
+            urgent_in_window=recent + urgent_in_batch,
+            in_custody=await store.in_custody_count(connection, agency.agency_id),
+            urgent_in_baseline=before,
+        )
+        if not check.is_storm:
+            return None
+        hold_id = str(uuid.uuid4())
+        await store.open_hold(connection, hold_id, agency.agency_id, received_at, check.trigger())
+        key, alert = _alert(
+            "storm_held",
+            agency.agency_id,
+            f"notices of {agency.name} ({agency.agency_id}) held for review: {check.trigger()}",
+            received_at,
+            hold_id,
+        )
+        await store.enqueue_many(connection, [(settings.kafka.topic(OPS_ALERT.name), key, alert)])
+        metrics.STORM_HOLDS.labels(agency.agency_id).set(1)
+        log.warning("storm hold %s opened for agency %s: %s", hold_id, agency.agency_id, check.trigger())
+    held = [
+        HeldEvent(
+            event_id=plan.event_id,
+            subject_id=plan.payload.subject_id,
+            topic=topic,
+            key=key,
+            value=encode(event),
+            status=plan.payload.status.value,
+            urgent=is_urgent(plan.payload.status),
+            sample=_sample(plan),
+        )
+        for plan, (topic, key, event) in zip(planned, events, strict=True)
+    ]
+    await store.hold_events(connection, hold_id, held)
+    metrics.HELD_EVENTS.labels(agency.agency_id).inc(len(held))
+    return hold_id
+
+
+async def decide(
+    pool: asyncpg.Pool,
+    settings: IngestSettings,
+    hold_id: str,
+    *,
+    release: bool,
+    operator: str,
+    reason: str | None,
+) -> StormHold:
+    """Release (publish every held event, in order) or discard (publish none, restore the subjects) a hold."""
+    async with pool.acquire() as connection, connection.transaction():
+        hold = await store.get_hold(connection, hold_id)
+        if hold is None:
+            raise HoldNotFoundError(hold_id)
+        await store.get_agency(connection, hold.agency_id, for_update=True)  # no batch of the agency meanwhile
+        hold = await store.get_hold(connection, hold_id, for_update=True)
+        if hold is None:
+            raise HoldNotFoundError(hold_id)
+        if hold.state != "holding":
+            raise HoldDecidedError(f"hold {hold_id} was already {hold.state} by {hold.decided_by}")
+        now = datetime.now(UTC)
+        if release:
+            moved = await store.publish_held_events(connection, hold_id)
+            message = f"{moved} held custody changes of {hold.agency_id} released by {operator}"
+        else:
+            restored = await store.restore_held_subjects(connection, hold_id)
+            message = (
+                f"{hold.held_changes} held custody changes of {hold.agency_id} discarded by {operator}"
+                f" ({restored} subjects restored): {reason}"
+            )
+        state = "released" if release else "discarded"
+        await store.decide_hold(connection, hold_id, state, operator, reason)
+        key, alert = _alert(f"storm_{state}", hold.agency_id, message, now, hold_id)
+        await store.enqueue_many(connection, [(settings.kafka.topic(OPS_ALERT.name), key, alert)])
+        decided = await store.get_hold(connection, hold_id)
+    metrics.STORM_HOLDS.labels(hold.agency_id).set(0)
+    log.warning("storm hold %s %s: %s", hold_id, state, message)
+    if decided is None:
+        raise HoldNotFoundError(hold_id)
+    return decided
+
+
+# --- operator overrides -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OverrideRequest:
+    identifiers: tuple[Identifier, ...]
+    status: CustodyStatus
+    effective_at: datetime
+    operator: str
+    reason: str
+    release_reason: ReleaseReason | None = None
+    transfer_destination: str | None = None
+    court_date: datetime | None = None
+    facility: str | None = None
+    display_name: str | None = None
+
+
+def override_record(override_id: str, request: OverrideRequest) -> CustodyRecord:
+    """The override as a custody record: it goes through the same change detection as a feed record."""
+    release_reason = request.release_reason
+    if request.status is CustodyStatus.RELEASED and release_reason is None:
+        release_reason = ReleaseReason.OTHER
+    return CustodyRecord(
+        record_id=f"override:{override_id}",
+        identifiers=request.identifiers,
+        status_code="OPERATOR_OVERRIDE",
+        status=request.status,
+        release_reason=release_reason if request.status is CustodyStatus.RELEASED else None,
+        effective_at=request.effective_at.astimezone(UTC),
+        sequence=None,
+        display_name=request.display_name,
+        facility=request.facility,
+        transfer_destination=request.transfer_destination if request.status is CustodyStatus.TRANSFERRED else None,
+        court_date=request.court_date if request.status is CustodyStatus.COURT_DATE_SET else None,
+    )
+
+
+def identifiers_of(
+    person_number: str | None, booking_number: str | None, case_numbers: list[str]
+) -> tuple[Identifier, ...]:
+    given = [
+        Identifier(kind, value.strip())
+        for kind, value in (
+            (IdentifierKind.PERSON_NUMBER, person_number),
+            (IdentifierKind.BOOKING_NUMBER, booking_number),
+            *((IdentifierKind.CASE_NUMBER, case) for case in case_numbers),
+        )
+        if value and value.strip()
+    ]
+    return tuple({identifier.key: identifier for identifier in given}.values())
+
+
+RESULT_OF_OVERRIDE = {
+    RecordResult.ACCEPTED: "accepted",
+    RecordResult.DUPLICATE: "duplicate",
+    RecordResult.STALE: "stale",
+    RecordResult.SEALED: "sealed",
+}
