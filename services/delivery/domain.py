@@ -19,7 +19,12 @@ from shared.vocabulary import Channel, Urgency
 IMMEDIATE_KINDS: frozenset[NotificationKind] = frozenset({NotificationKind.VERIFICATION, NotificationKind.SMS_HELP})
 # An agency's pause holds custody notices only: a victim still gets the code they asked for.
 PAUSABLE_KINDS: frozenset[NotificationKind] = frozenset(
-    {NotificationKind.STATUS_CHANGE, NotificationKind.CURRENT_STATUS, NotificationKind.FEED_SILENCE}
+    {
+        NotificationKind.STATUS_CHANGE,
+        NotificationKind.CURRENT_STATUS,
+        NotificationKind.FEED_SILENCE,
+        NotificationKind.FEED_RESTORED,
+    }
 )
 
 FINAL_STATUSES: frozenset[DeliveryStatus] = frozenset(

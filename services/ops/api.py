@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -9,19 +10,50 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
 
 from services.ops import auth, metrics, store
 from services.ops.auth import CSRF_FIELD, SESSION_COOKIE, NotAuthenticatedError, Operator
+from services.ops.clients import IngestError, UpstreamError
 from services.ops.context import OpsContext, ops_context
-from services.ops.dashboard import FAILED, build_dashboard, notification_detail, notification_summary
-from services.ops.domain import ReplayRefusedError
-from services.ops.feeds import IngestError
+from services.ops.dashboard import BLOCK_ACTION, FAILED, build_dashboard, notification_detail, notification_summary
+from services.ops.domain import (
+    OVERRIDE_OUTCOMES,
+    AgencyChoice,
+    DecisionRefusedError,
+    HoldState,
+    Override,
+    OverrideInput,
+    OverrideRefusedError,
+    ReplayRefusedError,
+    StormHold,
+    block_outcome,
+    decision_reason,
+    explain_refusal,
+    hold_discarded_message,
+    hold_released_message,
+    override_message,
+    override_request,
+)
 from services.ops.pipeline import AlreadyReplayedError, ReplayNotFoundError
-from services.ops.schemas import ActionResult, AuditEntry, Dashboard, NotificationDetail, NotificationSummary
+from services.ops.schemas import (
+    ActionResult,
+    AuditEntry,
+    Dashboard,
+    NotificationDetail,
+    NotificationSummary,
+    OverrideResult,
+)
+from shared.vocabulary import CustodyStatus, IdentifierKind, ReleaseReason
 
 templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
 templates.env.globals["failed_statuses"] = FAILED
 templates.env.globals["csrf_field"] = CSRF_FIELD
+templates.env.globals["custody_statuses"] = [status.value for status in CustodyStatus]
+templates.env.globals["release_reasons"] = [reason.value for reason in ReleaseReason]
+templates.env.globals["identifier_kinds"] = [kind.value for kind in IdentifierKind]
+# A notice in one of these states has ended: nothing left to block.
+templates.env.globals["ended_statuses"] = {"delivered", "permanent-failure"}
 
 Context = Annotated[OpsContext, Depends(ops_context)]
 MAX_QUERY = 200
@@ -126,7 +158,7 @@ pages_router = APIRouter(tags=["pages"])
 
 @pages_router.get("/", response_class=HTMLResponse, summary="The dashboard")
 async def dashboard_page(request: Request, context: Context, operator: CurrentOperator) -> HTMLResponse:
-    dashboard = await build_dashboard(context.runtime.pool, context.feed_monitor, context.pipeline)
+    dashboard = await build_dashboard(context.runtime.pool, context.feed_monitor, context.pipeline, context.storms)
     return render(
         request,
         "dashboard.html",
@@ -138,7 +170,7 @@ async def dashboard_page(request: Request, context: Context, operator: CurrentOp
 
 @pages_router.get("/partials/live", response_class=HTMLResponse, summary="The dashboard's live sections")
 async def live_partial(request: Request, context: Context, operator: CurrentOperator) -> HTMLResponse:
-    dashboard = await build_dashboard(context.runtime.pool, context.feed_monitor, context.pipeline)
+    dashboard = await build_dashboard(context.runtime.pool, context.feed_monitor, context.pipeline, context.storms)
     return render(request, "live.html", operator=operator, d=dashboard)
 
 
@@ -177,6 +209,56 @@ async def audit_page(request: Request, context: Context, operator: CurrentOperat
     return render(request, "audit.html", operator=operator, entries=await audit_entries(context))
 
 
+@pages_router.get("/overrides", response_class=HTMLResponse, summary="Operator overrides of custody status")
+async def overrides_page(
+    request: Request,
+    context: Context,
+    operator: CurrentOperator,
+    agency_id: Annotated[str, Query(max_length=100)] = "",
+) -> HTMLResponse:
+    return await render_overrides(request, context, operator, agency_id.strip())
+
+
+async def render_overrides(
+    request: Request,
+    context: OpsContext,
+    operator: Operator,
+    agency_id: str,
+    status_code: int = 200,
+    *,
+    message: str | None = None,
+    tone: str = "ok",
+    entered: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """The override form (admins), the agency's recent overrides and, after a POST, its outcome."""
+    agencies: list[AgencyChoice] = []
+    overrides: list[Override] = []
+    problems = []
+    try:
+        agencies = await context.ingest.agencies()
+    except IngestError as error:
+        problems.append(f"Agencies unavailable: {error}")
+    if agency_id:
+        try:
+            overrides = await context.ingest.overrides(agency_id)
+        except IngestError as error:
+            problems.append(f"Overrides of {agency_id} unavailable: {error}")
+    return render(
+        request,
+        "overrides.html",
+        status_code,
+        operator=operator,
+        agencies=agencies,
+        agency_id=agency_id,
+        overrides=overrides,
+        outcomes=OVERRIDE_OUTCOMES,
+        problems=problems,
+        message=message,
+        tone=tone,
+        entered=entered or {},
+    )
+
+
 async def audit_entries(context: OpsContext) -> list[AuditEntry]:
     async with context.runtime.pool.acquire() as connection:
         rows = await store.recent_audit(connection)
@@ -190,7 +272,7 @@ json_router = APIRouter(prefix="/api", tags=["api"])
 
 @json_router.get("/dashboard", summary="Everything the dashboard shows")
 async def dashboard_json(context: Context, _: CurrentOperator) -> Dashboard:
-    return await build_dashboard(context.runtime.pool, context.feed_monitor, context.pipeline)
+    return await build_dashboard(context.runtime.pool, context.feed_monitor, context.pipeline, context.storms)
 
 
 @json_router.get("/notifications", summary="Find notices by case, subscription or notice id")
@@ -211,6 +293,43 @@ async def notification_json(context: Context, _: CurrentOperator, notification_i
     return detail
 
 
+def upstream_status(error: UpstreamError) -> int:
+    """The other service's refusal passed on (400/404/409/422); anything else is a bad gateway."""
+    return error.status if error.status in {400, 404, 409, 422} else 502
+
+
+@json_router.get("/storm-holds", summary="Storm holds from ingest, newest first (at most 100)")
+async def storm_holds_json(context: Context, _: CurrentOperator, state: HoldState | None = None) -> list[StormHold]:
+    try:
+        return await context.ingest.storm_holds(state)
+    except IngestError as error:
+        raise HTTPException(status_code=upstream_status(error), detail=f"ingest: {error}") from None
+
+
+@json_router.get("/storm-holds/{hold_id}", summary="One storm hold")
+async def storm_hold_json(context: Context, _: CurrentOperator, hold_id: str) -> StormHold:
+    try:
+        return await context.ingest.storm_hold(hold_id)
+    except IngestError as error:
+        raise HTTPException(status_code=upstream_status(error), detail=f"ingest: {error}") from None
+
+
+@json_router.get("/agencies", summary="The agencies ingest knows (to pick one for an override)")
+async def agencies_json(context: Context, _: CurrentOperator) -> list[AgencyChoice]:
+    try:
+        return await context.ingest.agencies()
+    except IngestError as error:
+        raise HTTPException(status_code=upstream_status(error), detail=f"ingest: {error}") from None
+
+
+@json_router.get("/agencies/{agency_id}/overrides", summary="An agency's operator overrides, newest first")
+async def overrides_json(context: Context, _: CurrentOperator, agency_id: str) -> list[Override]:
+    try:
+        return await context.ingest.overrides(agency_id)
+    except IngestError as error:
+        raise HTTPException(status_code=upstream_status(error), detail=f"ingest: {error}") from None
+
+
 @json_router.get("/audit", summary="Who did what and when (newest first)")
 async def audit_json(context: Context, _: CurrentOperator) -> list[AuditEntry]:
     return await audit_entries(context)
@@ -222,17 +341,56 @@ actions_router = APIRouter(prefix="/actions", tags=["actions"])
 
 
 async def admin_only(context: OpsContext, operator: Operator, action: str, target: str) -> None:
-    """Viewers are refused (and the attempt recorded); admins must carry the CSRF token."""
+    """Viewers are refused and admins rate-limited (each refusal recorded); the CSRF token is checked before."""
+    settings = context.settings
     if not operator.is_admin:
         async with context.runtime.pool.acquire() as connection:
             await store.audit(connection, operator.username, action, target, outcome="forbidden")
         metrics.ADMIN_ACTIONS.labels(action, "forbidden").inc()
     auth.require_admin(operator)
+    async with context.runtime.pool.acquire() as connection:
+        recent = await store.recent_admin_actions(connection, operator.username, settings.admin_action_window_seconds)
+        if recent < settings.admin_action_limit:
+            return
+        await store.audit(connection, operator.username, action, target, outcome="rate_limited")
+    metrics.ADMIN_ACTIONS.labels(action, "rate_limited").inc()
+    raise HTTPException(
+        status_code=429,
+        detail=f"too many admin actions: at most {settings.admin_action_limit} in"
+        f" {settings.admin_action_window_seconds:g} s; wait a moment and try again",
+    )
 
 
-def result(request: Request, status_code: int, message: str) -> Response:
-    if "text/html" in request.headers.get("accept", ""):
-        return render(request, "result.html", status_code, ok=status_code < 300, message=message)
+async def audited_refusal(
+    request: Request,
+    context: OpsContext,
+    operator: Operator,
+    *,
+    action: str,
+    target: str,
+    error: UpstreamError,
+    verb: str,
+    detail: dict[str, Any] | None = None,
+    back: str = "/",
+) -> Response:
+    """Another service refused or could not be reached: record it and tell the operator in its words."""
+    status_code = upstream_status(error)
+    outcome = "refused" if status_code < 500 else "failed"
+    async with context.runtime.pool.acquire() as connection:
+        await store.audit(
+            connection, operator.username, action, target, outcome=outcome, detail=(detail or {}) | {"why": str(error)}
+        )
+    metrics.ADMIN_ACTIONS.labels(action, outcome).inc()
+    return result(request, status_code, f"{verb}: {error}", back=back)
+
+
+def wants_page(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def result(request: Request, status_code: int, message: str, *, back: str = "/") -> Response:
+    if wants_page(request):
+        return render(request, "result.html", status_code, ok=status_code < 300, message=message, back=back)
     return Response(
         ActionResult(ok=status_code < 300, message=message).model_dump_json(),
         status_code=status_code,
@@ -307,6 +465,212 @@ async def pause_notices(
     metrics.ADMIN_ACTIONS.labels(action, "ok").inc()
     verb = "paused" if paused else "resumed"
     return result(request, 200, f"Notices of {agency_id} {verb}.")
+
+
+@actions_router.post(
+    "/storm-holds/{hold_id}/release", summary="Release a held storm: every change is published (admin)"
+)
+async def release_storm_hold(request: Request, context: Context, operator: CurrentOperator, hold_id: str) -> Response:
+    action = "release_storm_hold"
+    await auth.require_csrf(request, operator)
+    await admin_only(context, operator, action, hold_id)
+    try:
+        hold = await context.ingest.release_storm_hold(hold_id, operator=operator.username)
+    except IngestError as error:
+        return await audited_refusal(
+            request, context, operator, action=action, target=hold_id, error=error, verb="Not released"
+        )
+    await record_decision(context, operator, action, hold)
+    return result(request, 200, hold_released_message(hold))
+
+
+@actions_router.post(
+    "/storm-holds/{hold_id}/discard", summary="Discard a held storm: nothing is published, with a reason (admin)"
+)
+async def discard_storm_hold(
+    request: Request,
+    context: Context,
+    operator: CurrentOperator,
+    hold_id: str,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    action = "discard_storm_hold"
+    await auth.require_csrf(request, operator)
+    await admin_only(context, operator, action, hold_id)
+    try:
+        why = decision_reason(reason, what="discarding the held changes")
+    except DecisionRefusedError as error:
+        return result(request, 422, f"Not discarded: {error}.")
+    try:
+        hold = await context.ingest.discard_storm_hold(hold_id, operator=operator.username, reason=why)
+    except IngestError as error:
+        return await audited_refusal(
+            request,
+            context,
+            operator,
+            action=action,
+            target=hold_id,
+            error=error,
+            verb="Not discarded",
+            detail={"reason": why},
+        )
+    await record_decision(context, operator, action, hold, reason=why)
+    return result(request, 200, hold_discarded_message(hold))
+
+
+async def record_decision(
+    context: OpsContext, operator: Operator, action: str, hold: StormHold, *, reason: str | None = None
+) -> None:
+    """Audit a storm decision and refresh the held storms at once, so the page shows it decided."""
+    detail: dict[str, Any] = {
+        "agency_id": hold.agency_id,
+        "held_changes": hold.held_changes,
+        "urgent_changes": hold.urgent_changes,
+        "state": hold.state.value,
+    }
+    if reason is not None:
+        detail["reason"] = reason
+    async with context.runtime.pool.acquire() as connection:
+        await store.audit(connection, operator.username, action, hold.hold_id, outcome="ok", detail=detail)
+    metrics.ADMIN_ACTIONS.labels(action, "ok").inc()
+    await context.storms.check_once()
+
+
+@actions_router.post("/overrides", summary="Set a subject's custody status by hand; notifies like a feed (admin)")
+async def override_status(  # noqa: PLR0917 - one parameter per form field
+    request: Request,
+    context: Context,
+    operator: CurrentOperator,
+    agency_id: Annotated[str, Form(max_length=100)],
+    identifier_kind: Annotated[str, Form(max_length=40)] = "",
+    identifier: Annotated[str, Form(max_length=200)] = "",
+    status: Annotated[str, Form(max_length=40)] = "",
+    effective_local: Annotated[str, Form(max_length=100)] = "",
+    utc_offset: Annotated[str, Form(max_length=20)] = "",
+    court_date_local: Annotated[str, Form(max_length=100)] = "",
+    release_reason: Annotated[str, Form(max_length=40)] = "",
+    transfer_destination: Annotated[str, Form(max_length=1000)] = "",
+    facility: Annotated[str, Form(max_length=1000)] = "",
+    name: Annotated[str, Form(max_length=1000)] = "",
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    action = "override_status"
+    agency_id = agency_id.strip()
+    await auth.require_csrf(request, operator)
+    await admin_only(context, operator, action, agency_id)
+    typed = {
+        "agency_id": agency_id,
+        "identifier_kind": identifier_kind,
+        "identifier": identifier,
+        "status": status,
+        "effective_local": effective_local,
+        "utc_offset": utc_offset,
+        "court_date_local": court_date_local,
+        "release_reason": release_reason,
+        "transfer_destination": transfer_destination,
+        "facility": facility,
+        "name": name,
+        "reason": reason,
+    }
+
+    async def refuse(status_code: int, message: str) -> Response:
+        if wants_page(request):
+            return await render_overrides(
+                request, context, operator, agency_id, status_code, message=message, tone="error", entered=typed
+            )
+        return result(request, status_code, message)
+
+    try:
+        entered = OverrideInput.model_validate(typed | {"release_reason": release_reason.strip() or None})
+    except ValidationError as error:
+        return await refuse(422, f"Not sent: {explain_refusal(422, {'detail': error.errors()})}.")
+    try:
+        agency = await context.ingest.agency(agency_id)
+        body = override_request(entered, operator=operator.username, zone_name=agency.timezone, now=datetime.now(UTC))
+    except OverrideRefusedError as error:
+        return await refuse(422, f"Not sent: {error}.")
+    except IngestError as error:
+        return await refuse(upstream_status(error), f"Not sent: {error}")
+    try:
+        override = await context.ingest.create_override(agency_id, body)
+    except IngestError as error:
+        detail = {"status": body["status"], "effective_at": body["effective_at"], "reason": body["reason"]}
+        await audited_refusal(
+            request, context, operator, action=action, target=agency_id, error=error, verb="Not recorded", detail=detail
+        )
+        return await refuse(upstream_status(error), f"Not recorded by ingest: {error}")
+    async with context.runtime.pool.acquire() as connection:
+        await store.audit(
+            connection,
+            operator.username,
+            action,
+            agency_id,
+            outcome="ok",
+            detail={
+                "override_id": override.override_id,
+                "subject_id": override.subject_id,
+                "result": override.result,
+                "event_id": override.event_id,
+                "status": override.status,
+                "effective_at": override.effective_at.isoformat(),
+                entered.identifier_kind.value: entered.identifier,
+                "reason": override.reason,
+            },
+        )
+    metrics.ADMIN_ACTIONS.labels(action, "ok").inc()
+    metrics.OVERRIDES.labels(override.result).inc()
+    message = override_message(override)
+    if wants_page(request):
+        tone = "ok" if override.result == "accepted" else "warn"
+        return await render_overrides(request, context, operator, agency_id, 201, message=message, tone=tone)
+    answer = OverrideResult(ok=override.result == "accepted", message=message, override=override)
+    return Response(answer.model_dump_json(), status_code=201, media_type="application/json")
+
+
+@actions_router.post(
+    "/notifications/{notification_id}/block", summary="Block a pending notice: no further attempts (admin)"
+)
+async def block_notice(
+    request: Request,
+    context: Context,
+    operator: CurrentOperator,
+    notification_id: str,
+    reason: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    back = f"/notifications/{quote(notification_id, safe='')}"
+    await auth.require_csrf(request, operator)
+    await admin_only(context, operator, BLOCK_ACTION, notification_id)
+    try:
+        why = decision_reason(reason, what="blocking the notice")
+    except DecisionRefusedError as error:
+        return result(request, 422, f"Not blocked: {error}.", back=back)
+    try:
+        notice = await context.delivery.stop_notification(notification_id)
+    except UpstreamError as error:
+        return await audited_refusal(
+            request,
+            context,
+            operator,
+            action=BLOCK_ACTION,
+            target=notification_id,
+            error=error,
+            verb="Not blocked",
+            detail={"reason": why},
+            back=back,
+        )
+    blocked, message = block_outcome(notice)
+    outcome = "ok" if blocked else "refused"
+    async with context.runtime.pool.acquire() as connection:
+        await store.audit(
+            connection,
+            operator.username,
+            BLOCK_ACTION,
+            notification_id,
+            outcome=outcome,
+            detail={"reason": why, "message": message, "delivery_outcome": notice.outcome},
+        )
+    metrics.ADMIN_ACTIONS.labels(BLOCK_ACTION, outcome).inc()
+    return result(request, 200 if blocked else 409, message, back=back)
 
 
 def login_redirect(request: Request) -> Response:

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -23,12 +24,14 @@ from services.ops.api import (
     render,
 )
 from services.ops.auth import NotAuthenticatedError, SessionSigner, hash_password
+from services.ops.clients import DeliveryClient, IngestClient
 from services.ops.consumers import OpsHandler
 from services.ops.context import OpsContext
 from services.ops.domain import Role
-from services.ops.feeds import FeedMonitor, IngestClient
+from services.ops.feeds import FeedMonitor
 from services.ops.pipeline import PipelineMonitor
 from services.ops.settings import OpsSettings
+from services.ops.storms import StormMonitor
 from shared.http import create_service_app
 from shared.kafka import ConsumerRunner
 from shared.runtime import ServiceRuntime
@@ -65,7 +68,14 @@ def wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api/") and "text/html" in request.headers.get("accept", "")
 
 
-def create_app(settings: OpsSettings) -> FastAPI:
+def create_app(
+    settings: OpsSettings,
+    *,
+    ingest_transport: httpx.AsyncBaseTransport | None = None,
+    delivery_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The ops app; tests may route its calls to ingest and delivery through their own transports."""
+    ingest = IngestClient(settings, transport=ingest_transport)
     runtime = ServiceRuntime(
         settings,
         name="ops",
@@ -77,8 +87,10 @@ def create_app(settings: OpsSettings) -> FastAPI:
         settings=settings,
         runtime=runtime,
         signer=SessionSigner(settings),
-        ingest=IngestClient(settings),
+        ingest=ingest,
+        delivery=DeliveryClient(settings, transport=delivery_transport),
         pipeline=PipelineMonitor(settings),
+        storms=StormMonitor(settings, ingest),
     )
 
     async def refresh_gauges() -> None:
@@ -106,16 +118,21 @@ def create_app(settings: OpsSettings) -> FastAPI:
             )
         )
         started.spawn("feed-monitor", context.feeds.run)
+        started.spawn("storm-monitor", context.storms.run)
         started.spawn("delivery-gauges", refresh_gauges)
         started.spawn("pipeline-monitor", context.pipeline.run)
 
     async def on_stop(_: ServiceRuntime) -> None:
         await context.ingest.close()
+        await context.delivery.close()
 
     app = create_service_app(
         runtime,
         title="Custody Watch ops dashboard",
-        description="Deliveries, failures, feed health and pipeline lag for operators; replays and pauses for admins.",
+        description=(
+            "Deliveries, failures, feed health, pipeline lag and held storms for operators; replays, pauses,"
+            " storm decisions, status overrides and notice blocks for admins."
+        ),
         routers=[login_router, pages_router, json_router, actions_router],
         on_start=on_start,
         on_stop=on_stop,

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from services.ops.auth import SessionSigner
-from services.ops.feeds import FeedMonitor, IngestClient
+from services.ops.clients import DeliveryClient, IngestClient
+from services.ops.feeds import FeedMonitor
 from services.ops.pipeline import PipelineMonitor
 from services.ops.settings import OpsSettings
+from services.ops.storms import StormMonitor
 from shared.runtime import ServiceRuntime
 
 
@@ -19,7 +21,9 @@ class OpsContext:
     runtime: ServiceRuntime
     signer: SessionSigner
     ingest: IngestClient
+    delivery: DeliveryClient
     pipeline: PipelineMonitor
+    storms: StormMonitor
     feeds: FeedMonitor | None = None
 
     @property

@@ -12,6 +12,7 @@ from services.ops.feeds import FeedMonitor
 from services.ops.pipeline import PipelineMonitor
 from services.ops.schemas import (
     Alert,
+    Block,
     ChartColumn,
     CountsRow,
     Dashboard,
@@ -27,7 +28,9 @@ from services.ops.schemas import (
     NotificationDetail,
     NotificationSummary,
     PipelineSection,
+    StormsSection,
 )
+from services.ops.storms import StormMonitor
 from shared.db import Connection
 from shared.events import DeliveryStatus
 from shared.topics import dead_letter_topic
@@ -170,7 +173,16 @@ async def pipeline_section(connection: Connection, monitor: PipelineMonitor) -> 
     )
 
 
-async def build_dashboard(pool: asyncpg.Pool, feeds: FeedMonitor, pipeline: PipelineMonitor) -> Dashboard:
+def storms_section(monitor: StormMonitor) -> StormsSection:
+    snapshot = monitor.snapshot
+    return StormsSection(
+        holding=snapshot.holding, decided=snapshot.decided, error=snapshot.error, checked_at=snapshot.checked_at
+    )
+
+
+async def build_dashboard(
+    pool: asyncpg.Pool, feeds: FeedMonitor, pipeline: PipelineMonitor, storms: StormMonitor
+) -> Dashboard:
     now = datetime.now(UTC)
     async with pool.acquire() as connection:
         return Dashboard(
@@ -188,6 +200,7 @@ async def build_dashboard(pool: asyncpg.Pool, feeds: FeedMonitor, pipeline: Pipe
                 )
                 for row in await store.recent_alerts(connection)
             ],
+            storms=storms_section(storms),
         )
 
 
@@ -207,7 +220,20 @@ async def notification_detail(connection: Connection, notification_id: str) -> N
         )
         for entry in await store.notification_history(connection, notification_id)
     ]
-    return NotificationDetail(notification=notification_summary(row), history=history)
+    blocks = [
+        Block(
+            at=entry["at"],
+            username=entry["username"],
+            outcome=entry["outcome"],
+            reason=entry["detail"].get("reason"),
+            message=entry["detail"].get("message"),
+        )
+        for entry in await store.audit_of(connection, BLOCK_ACTION, notification_id)
+    ]
+    return NotificationDetail(notification=notification_summary(row), history=history, blocks=blocks)
+
+
+BLOCK_ACTION = "block_notice"
 
 
 FAILED = {

@@ -1,25 +1,21 @@
-"""Feed health: fetch it from the ingest service, judge staleness, raise one alert per outage, answer pause calls."""
+"""Feed health: fetch it from the ingest service, judge staleness, raise one alert per outage."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote
 
 import asyncpg
-import httpx
 
 from services.ops import metrics, store
+from services.ops.clients import IngestClient, IngestError
 from services.ops.domain import (
     FeedHealth,
-    FeedHealthFormatError,
     feed_alert_event_id,
     feed_alert_message,
     feed_transition,
     is_stale,
-    parse_feed_health,
-    with_paused,
 )
 from services.ops.settings import OpsSettings
 from shared.events import OpsAlert, new_event
@@ -27,61 +23,6 @@ from shared.outbox import enqueue
 from shared.topics import OPS_ALERT
 
 log = logging.getLogger(__name__)
-
-
-class IngestError(RuntimeError):
-    """The ingest service could not be reached or refused the request; the message says which."""
-
-
-class IngestClient:
-    def __init__(self, settings: OpsSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
-        self._client = httpx.AsyncClient(
-            base_url=settings.ingest_url.rstrip("/"),
-            headers={"Authorization": f"Bearer {settings.ingest_admin_token}"},
-            timeout=settings.ingest_timeout_seconds,
-            transport=transport,
-        )
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
-    async def feed_health(self) -> list[FeedHealth]:
-        try:
-            response = await self._client.get("/v1/admin/feed-health")
-        except httpx.HTTPError as error:
-            raise IngestError(f"ingest unreachable: {type(error).__name__}") from None
-        if response.status_code != 200:
-            raise IngestError(f"ingest feed-health answered {response.status_code}")
-        try:
-            feeds = parse_feed_health(response.json())
-        except (ValueError, FeedHealthFormatError) as error:
-            raise IngestError(f"ingest feed-health answer not understood: {error}") from None
-        return with_paused(feeds, await self._paused_flags())
-
-    async def _paused_flags(self) -> dict[str, bool]:
-        """Each agency's notices_paused from the agency list; empty (flags unknown) if that list is unavailable."""
-        try:
-            response = await self._client.get("/v1/admin/agencies")
-            agencies = response.json() if response.status_code == 200 else []
-        except (httpx.HTTPError, ValueError):
-            return {}
-        if not isinstance(agencies, list):
-            return {}
-        return {
-            str(agency["agency_id"]): bool(agency["notices_paused"])
-            for agency in agencies
-            if isinstance(agency, dict) and "agency_id" in agency and isinstance(agency.get("notices_paused"), bool)
-        }
-
-    async def set_notices_paused(self, agency_id: str, *, paused: bool) -> None:
-        try:
-            response = await self._client.patch(
-                f"/v1/admin/agencies/{quote(agency_id, safe='')}", json={"notices_paused": paused}
-            )
-        except httpx.HTTPError as error:
-            raise IngestError(f"ingest unreachable: {type(error).__name__}") from None
-        if response.status_code >= 300:
-            raise IngestError(f"ingest refused the change ({response.status_code}): {response.text[:200]}")
 
 
 class FeedMonitor:

@@ -30,3 +30,9 @@ ADMIN_ACTIONS = Counter(
     "cw_ops_admin_actions_total", "Audited admin actions, by action and outcome", ["action", "outcome"]
 )
 LOGINS = Counter("cw_ops_logins_total", "Login attempts, by outcome", ["outcome"])
+STORM_HOLDS_OPEN = Gauge("cw_ops_storm_holds_open", "Storm holds waiting for an admin to release or discard them")
+STORM_HELD_CHANGES = Gauge(
+    "cw_ops_storm_held_changes", "Custody changes held (not published) in open storm holds, per agency", ["agency"]
+)
+STORM_HOLD_ERRORS = Counter("cw_ops_storm_hold_errors_total", "Failed fetches of the ingest storm-holds API")
+OVERRIDES = Counter("cw_ops_overrides_total", "Operator overrides sent to ingest, by ingest's result", ["result"])

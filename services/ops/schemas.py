@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
+from services.ops.domain import Override, StormHold
+
 
 class CountsRow(BaseModel):
     channel: str
@@ -139,12 +141,22 @@ class Alert(BaseModel):
     at: datetime
 
 
+class StormsSection(BaseModel):
+    """Held storms waiting for a decision (oldest first) and the newest decided ones."""
+
+    holding: list[StormHold]
+    decided: list[StormHold]
+    error: str | None
+    checked_at: datetime | None
+
+
 class Dashboard(BaseModel):
     generated_at: datetime
     delivery: DeliverySection
     feeds: FeedsSection
     pipeline: PipelineSection
     alerts: list[Alert]
+    storms: StormsSection
 
 
 class HistoryEntry(BaseModel):
@@ -157,9 +169,20 @@ class HistoryEntry(BaseModel):
     latency_seconds: float | None
 
 
+class Block(BaseModel):
+    """An admin's attempt to block a notice, from the audit log (delivery keeps no reason)."""
+
+    at: datetime
+    username: str
+    outcome: str
+    reason: str | None
+    message: str | None
+
+
 class NotificationDetail(BaseModel):
     notification: NotificationSummary
     history: list[HistoryEntry]
+    blocks: list[Block]
 
 
 class AuditEntry(BaseModel):
@@ -174,3 +197,9 @@ class AuditEntry(BaseModel):
 class ActionResult(BaseModel):
     ok: bool
     message: str
+
+
+class OverrideResult(ActionResult):
+    """The answer to an override: ``ok`` only when it changed the status (notices go out)."""
+
+    override: Override | None

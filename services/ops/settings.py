@@ -13,6 +13,7 @@ from shared.settings import ServiceSettings
 DEV_SESSION_SECRET = "ops-dev-session-secret-not-for-production-use"  # noqa: S105 - refused in production
 DEV_INGEST_ADMIN_TOKEN = "ingest-dev-admin-token"  # noqa: S105 - refused in production
 DEV_BOOTSTRAP_ADMIN_PASSWORD = "ops-dev-admin-password"  # noqa: S105 - refused in production
+DEV_DELIVERY_OPERATOR_TOKEN = "delivery-dev-operator-token"  # noqa: S105 - delivery's own dev default; refused too
 
 DEFAULT_CONSUMER_GROUPS = ["subscription", "matching", "delivery", "ops"]  # ingest only produces
 
@@ -24,6 +25,7 @@ class OpsSettings(ServiceSettings):
         "session_secret",
         "ingest_admin_token",
         "bootstrap_admin_password",
+        "delivery_operator_token",
     )
 
     service_name: str = "ops"
@@ -44,7 +46,25 @@ class OpsSettings(ServiceSettings):
     ingest_url: str = Field(default="http://127.0.0.1:8001", description="The ingest service (feed health, pause).")
     ingest_admin_token: str = Field(default=DEV_INGEST_ADMIN_TOKEN, min_length=8)
     ingest_timeout_seconds: float = Field(default=5.0, gt=0)
+    ingest_decision_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Releasing a large storm hold publishes thousands of changes: allow for it."
+    )
     feed_poll_interval_seconds: float = Field(default=30.0, gt=0, description="How often feed health is fetched.")
+    storm_poll_interval_seconds: float = Field(
+        default=5.0, gt=0, description="How often held storms are fetched from ingest (a new hold shows this fast)."
+    )
+    decided_storms_shown: int = Field(default=10, ge=0, le=100, description="Recently decided storm holds listed.")
+
+    delivery_url: str = Field(default="http://127.0.0.1:8004", description="The delivery service (blocking notices).")
+    delivery_operator_token: str = Field(
+        default=DEV_DELIVERY_OPERATOR_TOKEN, min_length=16, description="Delivery's DELIVERY_OPERATOR_TOKEN."
+    )
+    delivery_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    admin_action_limit: int = Field(
+        default=30, ge=1, description="Admin actions (replays, pauses, storm decisions, overrides, blocks) per window."
+    )
+    admin_action_window_seconds: float = Field(default=60.0, gt=0)
 
     consumer_groups: list[str] = Field(
         default_factory=lambda: list(DEFAULT_CONSUMER_GROUPS),

@@ -111,6 +111,29 @@ async def recent_audit(connection: Connection, limit: int = 100) -> list[asyncpg
     return rows
 
 
+async def recent_admin_actions(connection: Connection, username: str, window_seconds: float) -> int:
+    """Admin actions this operator attempted within the window (logins and refusals for the limit itself aside)."""
+    value = await connection.fetchval(
+        "SELECT count(*) FROM audit_log WHERE username = $1 AND action <> 'login' AND outcome <> 'rate_limited'"
+        " AND at > now() - make_interval(secs => $2)",
+        username,
+        window_seconds,
+    )
+    return int(value or 0)
+
+
+async def audit_of(connection: Connection, action: str, target: str, limit: int = 20) -> list[asyncpg.Record]:
+    """One kind of action on one target, newest first (e.g. every block of one notice)."""
+    rows: list[asyncpg.Record] = await connection.fetch(
+        "SELECT at, username, outcome, detail FROM audit_log WHERE action = $1 AND target = $2"
+        " ORDER BY at DESC, id DESC LIMIT $3",
+        action,
+        target,
+        limit,
+    )
+    return rows
+
+
 # --- Notifications -------------------------------------------------------------------------------------------------
 
 

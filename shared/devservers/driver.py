@@ -18,6 +18,8 @@ from shared.devservers.stack import Stack
 from shared.twilio import twilio_signature
 
 CODE = re.compile(r"\b(\d{6})\b")
+NO_STORM_HOLD: dict[str, Any] = {"storm_min_changes": 1_000_000}
+"""Agency settings for load and fault runs, which push thousands of releases in minutes on purpose."""
 
 
 class DriverError(RuntimeError):

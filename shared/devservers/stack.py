@@ -116,6 +116,7 @@ class Stack:
             }
         env |= {
             "INGEST_ADMIN_TOKEN": s["ADMIN_TOKEN"],
+            "INGEST_FEED_HEALTH_INTERVAL_SECONDS": "5",
             "SUBSCRIPTION_CONTACT_ENCRYPTION_KEYS": s["CONTACT_ENCRYPTION_KEYS"],
             "SUBSCRIPTION_BLIND_INDEX_KEY": s["BLIND_INDEX_KEY"],
             "SUBSCRIPTION_TOKEN_SECRET": s["TOKEN_SECRET"],
@@ -132,6 +133,8 @@ class Stack:
             "DELIVERY_MANAGE_BASE_URL": self.url("subscription"),
             "OPS_INGEST_URL": self.url("ingest"),
             "OPS_INGEST_ADMIN_TOKEN": s["ADMIN_TOKEN"],
+            "OPS_DELIVERY_URL": self.url("delivery"),
+            "OPS_DELIVERY_OPERATOR_TOKEN": s["OPERATOR_TOKEN"],
             "OPS_SESSION_SECRET": s["SESSION_SECRET"],
             "OPS_BOOTSTRAP_ADMIN_USERNAME": "admin",
             "OPS_BOOTSTRAP_ADMIN_PASSWORD": s["OPS_ADMIN_PASSWORD"],

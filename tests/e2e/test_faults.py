@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.devservers.driver import DriverError, SystemDriver, Victim
+from shared.devservers.driver import NO_STORM_HOLD, DriverError, SystemDriver, Victim
 from shared.devservers.kafka import LocalKafka
 from shared.devservers.postgres import LocalPostgres
 from shared.devservers.stack import Stack
@@ -123,7 +123,8 @@ async def test_every_notice_exactly_once_through_crashes_and_restarts(fault_syst
     async with httpx.AsyncClient(timeout=30) as http:
         driver = SystemDriver(stack, http)
         agency = f"faults-{seed}"
-        feed = Feed(http, stack.url("ingest"), agency, await driver.create_agency(agency), cases=CASES + 1)
+        api_key = await driver.create_agency(agency, **NO_STORM_HOLD)  # thousands of releases on purpose
+        feed = Feed(http, stack.url("ingest"), agency, api_key, cases=CASES + 1)
         late_case = CASES  # subscribed only after the faults: proves the subscription path came back too
 
         # --- setup: verified subscribers, and matching knows them all ------------------------------------------

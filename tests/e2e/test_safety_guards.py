@@ -96,9 +96,7 @@ async def test_a_storm_is_held_while_another_agency_flows_and_its_release_notifi
     assert again.status_code == 409
 
     for victim in victims:
-        await system.wait_for(
-            "sms", victim.sms or "", lambda m: any("RELEASED" in b for b in bodies(m)), within=120
-        )
+        await system.wait_for("sms", victim.sms or "", lambda m: any("RELEASED" in b for b in bodies(m)), within=120)
     await asyncio.sleep(QUIET_PERIOD)
     tokens: Counter[str] = Counter()
     for victim in victims:

@@ -27,12 +27,15 @@ from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_STATUS_CHANGED, c
 from shared.vocabulary import Channel, IdentifierKind
 from tests.kafkautil import produce_raw, read_topic
 from tests.ops.conftest import ADMIN, serving
+from tests.ops.standins import INGEST_TOKEN as STANDIN_INGEST_TOKEN
+from tests.ops.standins import IngestStandIn, storm_hold
 from tests.ops.test_ops_integration import dead_letter
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "test-artifacts" / "dashboard.png"
+STORM_SCREENSHOT = ROOT / "test-artifacts" / "storm-hold.png"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -212,3 +215,47 @@ async def test_operator_watches_and_acts_in_a_real_browser(
         assert refused.status == 403
         assert "only admins" in await refused.text()
         await viewer_context.close()
+
+
+async def test_admin_sees_a_held_storm_appear_and_releases_it_in_a_real_browser(
+    browser: Browser, database_url: str, kafka_settings: KafkaSettings, unique: str
+) -> None:
+    """Ingest answers through its contract stand-in here; the lead's end-to-end tests hold a storm in the real one."""
+    ingest = IngestStandIn()
+    settings = OpsSettings(
+        environment="test",
+        database_url=database_url,
+        kafka=kafka_settings,
+        ingest_url="http://ingest.test",
+        ingest_admin_token=STANDIN_INGEST_TOKEN,
+        storm_poll_interval_seconds=0.3,
+        refresh_seconds=0.5,
+        consumer_groups=["ops"],
+        bootstrap_admin_username=ADMIN[0],
+        bootstrap_admin_password=ADMIN[1],
+    )
+    agency = f"jail-{unique}"
+    async with serving(create_app(settings, ingest_transport=ingest.transport())) as ops_url:
+        page = await browser.new_page()
+        await log_in(page, ops_url, *ADMIN)
+        await expect(page.locator("#storm-holds")).to_contain_text("No storm held.")
+
+        ingest.add_hold(storm_hold("h-browser", agency, held=412))  # appears without a reload
+        hold = page.locator('article.storm-hold[data-hold-id="h-browser"]')
+        await expect(hold).to_contain_text("412 releases in 10 minutes", timeout=20_000)
+        await expect(hold.locator(".held-changes")).to_have_text("412")
+        await expect(hold.locator("table.samples tbody tr")).to_have_count(3)
+        await expect(hold).to_contain_text("SAMPLE, PERSON 0")
+        await hold.screenshot(path=str(STORM_SCREENSHOT))
+
+        page.on("dialog", lambda dialog: dialog.accept())
+        await hold.locator("button.release").click()
+        await expect(page.locator("#result")).to_contain_text("Released storm hold h-browser", timeout=20_000)
+        assert [sent.body for sent in ingest.sent("POST", "/v1/admin/storm-holds/h-browser/release")] == [
+            {"operator": ADMIN[0]}
+        ]
+        await page.locator("#back").click()
+        decided = page.locator('#decided-storms tr[data-hold-id="h-browser"]')
+        await expect(decided.locator(".state")).to_have_text("released")
+        await expect(decided).to_contain_text(ADMIN[0])
+        assert await page.locator("article.storm-hold").count() == 0

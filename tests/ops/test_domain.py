@@ -216,13 +216,15 @@ def test_session_cookie_is_signed() -> None:
 
 def test_production_refuses_development_secrets() -> None:
     with pytest.raises(
-        ValidationError, match="OPS_SESSION_SECRET, OPS_INGEST_ADMIN_TOKEN, OPS_BOOTSTRAP_ADMIN_PASSWORD"
+        ValidationError,
+        match="OPS_SESSION_SECRET, OPS_INGEST_ADMIN_TOKEN, OPS_BOOTSTRAP_ADMIN_PASSWORD, OPS_DELIVERY_OPERATOR_TOKEN",
     ):
         OpsSettings(environment="production")
     settings = OpsSettings(
         environment="production",
         session_secret="s" * 40,
         ingest_admin_token="t" * 20,
+        delivery_operator_token="d" * 20,
         bootstrap_admin_username="",
         bootstrap_admin_password="",
     )
@@ -241,6 +243,7 @@ def test_settings_reject_bad_values() -> None:
             environment="production",
             session_secret="s" * 40,
             ingest_admin_token="t" * 20,
+            delivery_operator_token="d" * 20,
             bootstrap_admin_password="a-long-enough-password",
             secure_cookies=False,
         )

@@ -7,8 +7,15 @@
     return active && active !== document.body && element.contains(active) && active.tagName !== "A";
   }
 
+  // A reason typed into a form (e.g. to discard a held storm) must survive a refresh, even once the field lost focus.
+  function typedInside(element) {
+    return Array.prototype.some.call(element.querySelectorAll("input:not([type=hidden]), textarea"), function (field) {
+      return field.value !== field.defaultValue;
+    });
+  }
+
   function refresh(live) {
-    if (focusedInside(live)) {
+    if (focusedInside(live) || typedInside(live)) {
       return Promise.resolve();
     }
     return fetch(live.dataset.src, { credentials: "same-origin", headers: { Accept: "text/html" } })

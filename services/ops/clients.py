@@ -1,0 +1,218 @@
+"""The other services' admin APIs as ops calls them: ingest (feeds, storm holds, overrides) and delivery (blocks).
+
+Each failure becomes an :class:`UpstreamError` whose message an operator can read and whose ``status`` is the other
+service's HTTP status (None when it could not be reached or its answer was not understood).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from services.ops.domain import (
+    AgencyChoice,
+    AnswerFormatError,
+    FeedHealth,
+    FeedHealthFormatError,
+    HoldState,
+    Override,
+    StoppedNotice,
+    StormHold,
+    explain_refusal,
+    parse_feed_health,
+    parse_items,
+    parse_one,
+    with_paused,
+)
+from services.ops.settings import OpsSettings
+
+
+class UpstreamError(RuntimeError):
+    """Another service could not be reached or refused the request; the message says which, in plain words."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class IngestError(UpstreamError):
+    pass
+
+
+class DeliveryError(UpstreamError):
+    pass
+
+
+ResultT = TypeVar("ResultT")
+
+
+def _path(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _parsed(parse: Callable[[], ResultT], what: str) -> ResultT:
+    """Ingest's answer as ops' model, or an IngestError naming what was not understood."""
+    try:
+        return parse()
+    except AnswerFormatError as error:
+        raise IngestError(f"ingest {what} answer not understood: {error}") from None
+
+
+class _AdminClient:
+    """One bearer-authenticated HTTP client; ``_call`` turns every failure into the service's error type."""
+
+    service = "upstream"
+    error: type[UpstreamError] = UpstreamError
+
+    def __init__(self, base_url: str, token: str, timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=timeout,
+            transport=transport,
+        )
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The answer's JSON on a 2xx; otherwise raise with the service's own explanation."""
+        try:
+            response = await self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException as error:
+            raise self.error(
+                f"{self.service} did not answer in time ({type(error).__name__}); the request may still take effect:"
+                " check its state before trying again"
+            ) from None
+        except httpx.HTTPError as error:
+            raise self.error(f"{self.service} unreachable: {type(error).__name__}") from None
+        try:
+            document = response.json() if response.content else None
+        except ValueError:
+            document = None
+        if response.status_code in {401, 403}:
+            raise self.error(
+                f"{self.service} refused ops' admin token (HTTP {response.status_code}): check the ops settings",
+                status=response.status_code,
+            )
+        if not response.is_success:
+            raise self.error(explain_refusal(response.status_code, document), status=response.status_code)
+        if document is None:
+            raise self.error(f"{self.service} answered HTTP {response.status_code} without a JSON body")
+        return document
+
+
+class IngestClient(_AdminClient):
+    service = "ingest"
+    error = IngestError
+
+    def __init__(self, settings: OpsSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(settings.ingest_url, settings.ingest_admin_token, settings.ingest_timeout_seconds, transport)
+        self._decision_timeout = settings.ingest_decision_timeout_seconds
+
+    async def feed_health(self) -> list[FeedHealth]:
+        try:
+            response = await self._client.get("/v1/admin/feed-health")
+        except httpx.HTTPError as error:
+            raise IngestError(f"ingest unreachable: {type(error).__name__}") from None
+        if response.status_code != 200:
+            raise IngestError(f"ingest feed-health answered {response.status_code}", status=response.status_code)
+        try:
+            feeds = parse_feed_health(response.json())
+        except (ValueError, FeedHealthFormatError) as error:
+            raise IngestError(f"ingest feed-health answer not understood: {error}") from None
+        return with_paused(feeds, await self._paused_flags())
+
+    async def _paused_flags(self) -> dict[str, bool]:
+        """Each agency's notices_paused from the agency list; empty (flags unknown) if that list is unavailable."""
+        try:
+            response = await self._client.get("/v1/admin/agencies")
+            agencies = response.json() if response.status_code == 200 else []
+        except (httpx.HTTPError, ValueError):
+            return {}
+        if not isinstance(agencies, list):
+            return {}
+        return {
+            str(agency["agency_id"]): bool(agency["notices_paused"])
+            for agency in agencies
+            if isinstance(agency, dict) and "agency_id" in agency and isinstance(agency.get("notices_paused"), bool)
+        }
+
+    async def set_notices_paused(self, agency_id: str, *, paused: bool) -> None:
+        try:
+            response = await self._client.patch(
+                f"/v1/admin/agencies/{_path(agency_id)}", json={"notices_paused": paused}
+            )
+        except httpx.HTTPError as error:
+            raise IngestError(f"ingest unreachable: {type(error).__name__}") from None
+        if response.status_code >= 300:
+            raise IngestError(
+                f"ingest refused the change ({response.status_code}): {response.text[:200]}",
+                status=response.status_code,
+            )
+
+    async def agencies(self) -> list[AgencyChoice]:
+        document = await self._call("GET", "/v1/admin/agencies")
+        return _parsed(lambda: parse_items(AgencyChoice, document, "agency"), "agency list")
+
+    async def agency(self, agency_id: str) -> AgencyChoice:
+        document = await self._call("GET", f"/v1/admin/agencies/{_path(agency_id)}")
+        return _parsed(lambda: parse_one(AgencyChoice, document, "agency"), "agency")
+
+    async def storm_holds(self, state: HoldState | None = None) -> list[StormHold]:
+        params = {"state": state.value} if state is not None else None
+        document = await self._call("GET", "/v1/admin/storm-holds", params=params)
+        return _parsed(lambda: parse_items(StormHold, document, "storm hold"), "storm-holds")
+
+    async def storm_hold(self, hold_id: str) -> StormHold:
+        document = await self._call("GET", f"/v1/admin/storm-holds/{_path(hold_id)}")
+        return _parsed(lambda: parse_one(StormHold, document, "storm hold"), "storm-hold")
+
+    async def release_storm_hold(self, hold_id: str, *, operator: str) -> StormHold:
+        document = await self._call(
+            "POST",
+            f"/v1/admin/storm-holds/{_path(hold_id)}/release",
+            json={"operator": operator},
+            timeout=self._decision_timeout,
+        )
+        return _parsed(lambda: parse_one(StormHold, document, "storm hold"), "release")
+
+    async def discard_storm_hold(self, hold_id: str, *, operator: str, reason: str) -> StormHold:
+        document = await self._call(
+            "POST",
+            f"/v1/admin/storm-holds/{_path(hold_id)}/discard",
+            json={"operator": operator, "reason": reason},
+            timeout=self._decision_timeout,
+        )
+        return _parsed(lambda: parse_one(StormHold, document, "storm hold"), "discard")
+
+    async def create_override(self, agency_id: str, body: dict[str, Any]) -> Override:
+        document = await self._call(
+            "POST", f"/v1/admin/agencies/{_path(agency_id)}/overrides", json=body, timeout=self._decision_timeout
+        )
+        return _parsed(lambda: parse_one(Override, document, "override"), "override")
+
+    async def overrides(self, agency_id: str) -> list[Override]:
+        document = await self._call("GET", f"/v1/admin/agencies/{_path(agency_id)}/overrides")
+        return _parsed(lambda: parse_items(Override, document, "override"), "overrides")
+
+
+class DeliveryClient(_AdminClient):
+    service = "delivery"
+    error = DeliveryError
+
+    def __init__(self, settings: OpsSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(
+            settings.delivery_url, settings.delivery_operator_token, settings.delivery_timeout_seconds, transport
+        )
+
+    async def stop_notification(self, notification_id: str) -> StoppedNotice:
+        """Block a notice: delivery makes no further attempt (it answers 200 also for one that had ended)."""
+        document = await self._call("POST", f"/v1/notifications/{_path(notification_id)}/stop")
+        try:
+            return parse_one(StoppedNotice, document, "notification")
+        except AnswerFormatError as error:
+            raise DeliveryError(f"delivery stop answer not understood: {error}") from None
