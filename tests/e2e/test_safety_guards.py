@@ -5,12 +5,16 @@ configured time and its subscribers are told the status cannot be confirmed."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from shared.devservers.driver import SystemDriver, Victim, custody_record
@@ -41,6 +45,30 @@ def bodies(messages: list[dict[str, Any]]) -> list[str]:
 
 async def released_count(system: SystemDriver, number: str) -> int:
     return sum("RELEASED" in body for body in bodies(await system.received("sms", number)))
+
+
+@asynccontextmanager
+async def ops_admin(system: SystemDriver) -> AsyncIterator[tuple[httpx.AsyncClient, str]]:
+    """The ops dashboard, logged in as the admin: its client and CSRF token."""
+    async with httpx.AsyncClient(base_url=system.stack.url("ops"), timeout=90, follow_redirects=True) as ops:
+        page = await ops.post(
+            "/login", data={"username": "admin", "password": system.stack.secrets["OPS_ADMIN_PASSWORD"], "next": "/"}
+        )
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert csrf is not None, page.status_code
+        yield ops, csrf.group(1)
+
+
+async def shown_on_dashboard(ops: httpx.AsyncClient, agency: str) -> dict[str, Any]:
+    """The agency's held storm, as the ops dashboard shows it (it polls ingest)."""
+    deadline = time.monotonic() + 30
+    while True:
+        holding = (await ops.get("/api/storm-holds", params={"state": "holding"})).json()
+        shown = [hold for hold in holding if hold["agency_id"] == agency]
+        if shown:
+            return dict(shown[0])
+        assert time.monotonic() < deadline, "the held storm never reached the dashboard"
+        await asyncio.sleep(0.5)
 
 
 async def holds_of(system: SystemDriver, agency: str, state: str = "holding") -> list[dict[str, Any]]:
@@ -89,11 +117,14 @@ async def test_a_storm_is_held_while_another_agency_flows_and_its_release_notifi
     assert [sample["agency_record_id"] for sample in hold["samples"]] == [r["record_id"] for r in storm[:10]]
     assert "1,000 urgent changes" in hold["trigger"]
 
-    released = await system.admin("POST", f"/storm-holds/{hold['hold_id']}/release", json={"operator": "e2e-admin"})
-    assert released.status_code == 200, released.text
-    assert (released.json()["state"], released.json()["decided_by"]) == ("released", "e2e-admin")
-    again = await system.admin("POST", f"/storm-holds/{hold['hold_id']}/release", json={"operator": "e2e-admin"})
-    assert again.status_code == 409
+    async with ops_admin(system) as (ops, csrf):  # an admin releases it on the dashboard
+        assert (await shown_on_dashboard(ops, stormy))["held_changes"] == 1_000
+        released = await ops.post(f"/actions/storm-holds/{hold['hold_id']}/release", data={"csrf_token": csrf})
+        assert released.status_code == 200, released.text
+        again = await ops.post(f"/actions/storm-holds/{hold['hold_id']}/release", data={"csrf_token": csrf})
+        assert again.status_code == 409
+    [decided] = await holds_of(system, stormy, "released")
+    assert decided["decided_by"] == "admin"
 
     for victim in victims:
         await system.wait_for("sms", victim.sms or "", lambda m: any("RELEASED" in b for b in bodies(m)), within=120)
@@ -123,11 +154,13 @@ async def test_a_discarded_storm_notifies_nobody_and_the_corrected_feed_flows_as
     refused = await system.admin("POST", f"/storm-holds/{hold['hold_id']}/discard", json={"operator": "e2e-admin"})
     assert refused.status_code == 422  # a discard needs a reason
     reason = "maintenance update mis-coded every booking as a release"
-    discarded = await system.admin(
-        "POST", f"/storm-holds/{hold['hold_id']}/discard", json={"operator": "e2e-admin", "reason": reason}
-    )
-    assert discarded.status_code == 200, discarded.text
-    assert (discarded.json()["state"], discarded.json()["decision_reason"]) == ("discarded", reason)
+    async with ops_admin(system) as (ops, csrf):
+        await shown_on_dashboard(ops, agency)
+        discard = f"/actions/storm-holds/{hold['hold_id']}/discard"
+        discarded = await ops.post(discard, data={"csrf_token": csrf, "reason": reason})
+        assert discarded.status_code == 200, discarded.text
+    [decided] = await holds_of(system, agency, "discarded")
+    assert (decided["decided_by"], decided["decision_reason"]) == ("admin", reason)
 
     # The agency's corrected feed agrees with the restored state: nothing to say.
     corrected = await system.push(agency, key, [custody_record(f"fix-{case}", case, "BOOKED") for case in cases])
