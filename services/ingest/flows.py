@@ -22,6 +22,7 @@ import asyncpg
 from services.ingest import guards, metrics, niem, store
 from services.ingest.domain import (
     EVENT_NAMESPACE,
+    EVENT_SOURCE,
     Identifier,
     Origin,
     Parsed,
@@ -41,7 +42,7 @@ from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, FEED_SILENCE, 
 
 log = logging.getLogger(__name__)
 
-SOURCE = "/custody-watch/ingest"
+SOURCE = EVENT_SOURCE
 
 
 class BatchInvalidError(ValueError):
@@ -176,18 +177,11 @@ async def apply_records(
     snapshot = await store.load_snapshot(connection, agency.agency_id, keys, [r.record_id for r in records])
     plan = plan_batch(agency.agency_id, entries, snapshot, batch_id=batch_id, received_at=received_at, origin=origin)
     topic = settings.kafka.topic(CUSTODY_STATUS_CHANGED.name)
-    events: list[tuple[str, str, CloudEvent[Any]]] = [
-        (
-            topic,
-            planned.key,
-            new_event(planned.payload, source=SOURCE, subject=planned.key, event_id=planned.event_id, at=received_at),
-        )
-        for planned in plan.events
-    ]
+    events = [store.OutboxRow(topic, planned.key, planned.event_id, planned.value) for planned in plan.events]
     hold_id = None
     if origin == "feed":
         hold_id = await guards.hold_if_storm(
-            connection, settings, agency, planned=plan.events, events=events, received_at=received_at
+            connection, settings, agency, planned=plan.events, topic=topic, received_at=received_at
         )
     await store.save_plan(
         connection,

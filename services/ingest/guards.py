@@ -11,13 +11,13 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import asyncpg
 
 from services.ingest import metrics, store
 from services.ingest.domain import (
     EVENT_NAMESPACE,
+    EVENT_SOURCE,
     CustodyRecord,
     Identifier,
     PlannedEvent,
@@ -27,13 +27,11 @@ from services.ingest.settings import IngestSettings
 from services.ingest.store import Agency, HeldEvent, StormHold
 from services.ingest.storm import BASELINE_PERIOD, check_storm, is_urgent
 from shared.db import Connection
-from shared.events import CloudEvent, OpsAlert, encode, new_event
+from shared.events import CloudEvent, OpsAlert, new_event
 from shared.topics import OPS_ALERT
 from shared.vocabulary import CustodyStatus, IdentifierKind, ReleaseReason
 
 log = logging.getLogger(__name__)
-
-SOURCE = "/custody-watch/ingest"
 
 
 class HoldNotFoundError(LookupError):
@@ -47,19 +45,7 @@ class HoldDecidedError(ValueError):
 def _alert(kind: str, agency_id: str, message: str, at: datetime, cause: str) -> tuple[str, CloudEvent[OpsAlert]]:
     alert = OpsAlert(kind=kind, agency_id=agency_id, message=message, at=at)
     event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"ops:{agency_id}/{kind}/{cause}"))
-    return agency_id, new_event(alert, source=SOURCE, subject=agency_id, event_id=event_id, at=at)
-
-
-def _sample(planned: PlannedEvent) -> dict[str, Any]:
-    change = planned.payload
-    return {
-        "agency_record_id": change.agency_record_id,
-        "status": change.status.value,
-        "previous_status": change.previous_status.value if change.previous_status else None,
-        "effective_at": change.effective_at.isoformat(),
-        "facility": change.facility,
-        "display_name": change.display_name,
-    }
+    return agency_id, new_event(alert, source=EVENT_SOURCE, subject=agency_id, event_id=event_id, at=at)
 
 
 async def hold_if_storm(
@@ -68,7 +54,7 @@ async def hold_if_storm(
     agency: Agency,
     *,
     planned: list[PlannedEvent],
-    events: list[tuple[str, str, CloudEvent[Any]]],
+    topic: str,
     received_at: datetime,
 ) -> str | None:
     """Hold the batch's events if the agency is held or this batch makes a storm; the hold id, else None.
@@ -79,7 +65,7 @@ async def hold_if_storm(
         return None
     hold_id = await store.open_hold_of(connection, agency.agency_id)
     if hold_id is None:
-        urgent_in_batch = sum(1 for event in planned if is_urgent(event.payload.status))
+        urgent_in_batch = sum(1 for event in planned if is_urgent(event.status))
         if urgent_in_batch == 0:
             return None
         policy = agency.storm_policy
@@ -112,16 +98,15 @@ async def hold_if_storm(
         log.warning("storm hold %s opened for agency %s: %s", hold_id, agency.agency_id, check.trigger())
     held = [
         HeldEvent(
-            event_id=plan.event_id,
-            subject_id=plan.payload.subject_id,
+            event_id=event.event_id,
+            subject_id=event.subject_id,
             topic=topic,
-            key=key,
-            value=encode(event),
-            status=plan.payload.status.value,
-            urgent=is_urgent(plan.payload.status),
-            sample=_sample(plan),
+            key=event.key,
+            value=event.value,
+            status=event.status.value,
+            urgent=is_urgent(event.status),
         )
-        for plan, (topic, key, event) in zip(planned, events, strict=True)
+        for event in planned
     ]
     await store.hold_events(connection, hold_id, held)
     metrics.HELD_EVENTS.labels(agency.agency_id).inc(len(held))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -444,6 +444,17 @@ async def load_snapshot(
     return Snapshot(subjects, identifier_owner, {row["record_id"] for row in known})
 
 
+WRITE_SLICE = 2_000
+"""Rows per statement when a batch is written: large feeds in bounded memory (asyncpg encodes each whole)."""
+
+T = TypeVar("T")
+
+
+def slices(items: Sequence[T], size: int = WRITE_SLICE) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
 async def save_plan(
     connection: Connection,
     agency_id: str,
@@ -451,11 +462,11 @@ async def save_plan(
     *,
     batch_id: str,
     received_at: datetime,
-    events: list[tuple[str, str, CloudEvent[Any]]],
+    events: Sequence[OutboxRow],
 ) -> None:
     """Write a planned batch (subjects, identifiers, records, outbox events) in the caller's transaction."""
-    touched = [plan.subjects[subject_id] for subject_id in sorted({a.subject_id for a in plan.applied})]
-    if touched:
+    all_touched = [plan.subjects[subject_id] for subject_id in sorted({a.subject_id for a in plan.applied})]
+    for touched in slices(all_touched):
         await connection.execute(
             "INSERT INTO subjects (subject_id, display_name, facility, status, release_reason,"
             " transfer_destination, court_date, effective_at, sequence, in_custody, last_record_id, overridden,"
@@ -483,8 +494,7 @@ async def save_plan(
             [s.last_record_id for s in touched],
             [s.overridden for s in touched],
         )
-    if plan.new_identifiers:
-        entries = list(plan.new_identifiers.items())
+    for entries in slices(list(plan.new_identifiers.items())):
         await connection.execute(
             "INSERT INTO subject_identifiers (agency_id, kind, normalised, value, subject_id)"
             " SELECT $1, k, n, v, s FROM unnest($2::text[], $3::text[], $4::text[], $5::uuid[]) AS t(k, n, v, s)",
@@ -494,8 +504,7 @@ async def save_plan(
             [identifier.value for _, (identifier, _) in entries],
             [subject_id for _, (_, subject_id) in entries],
         )
-    if plan.applied:
-        applied = plan.applied
+    for applied in slices(plan.applied):
         await connection.execute(
             "INSERT INTO custody_records (agency_id, record_id, batch_id, subject_id, status_code, status,"
             " effective_at, sequence, result, event_id, received_at)"
@@ -513,21 +522,34 @@ async def save_plan(
             [a.result.value for a in applied],
             [a.event_id for a in applied],
         )
-    await enqueue_many(connection, events)
+    for rows in slices(events):
+        await enqueue_encoded(connection, rows)
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    topic: str
+    key: str
+    event_id: str
+    value: bytes
 
 
 async def enqueue_many(connection: Connection, events: list[tuple[str, str, CloudEvent[Any]]]) -> None:
     """Set-based :func:`shared.outbox.enqueue` for large batches: one statement, one NOTIFY, same table and rules."""
-    if not events:
+    await enqueue_encoded(connection, [OutboxRow(topic, key, event.id, encode(event)) for topic, key, event in events])
+
+
+async def enqueue_encoded(connection: Connection, rows: Sequence[OutboxRow]) -> None:
+    if not rows:
         return
     await connection.execute(
         "INSERT INTO outbox (topic, key, event_id, value)"
         " SELECT t, k, i, v FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY"
         " AS e(t, k, i, v, n) ORDER BY n ON CONFLICT (event_id) DO NOTHING",
-        [topic for topic, _, _ in events],
-        [key for _, key, _ in events],
-        [event.id for _, _, event in events],
-        [encode(event) for _, _, event in events],
+        [row.topic for row in rows],
+        [row.key for row in rows],
+        [row.event_id for row in rows],
+        [row.value for row in rows],
     )
     await connection.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
@@ -642,7 +664,6 @@ class HeldEvent:
     value: bytes
     status: str
     urgent: bool
-    sample: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -746,9 +767,12 @@ async def hold_events(connection: Connection, hold_id: str, events: Sequence[Hel
     )
     await connection.execute(
         "INSERT INTO held_events (hold_id, event_id, subject_id, topic, key, value, status, urgent, sample)"
-        " SELECT $1, i, s, t, k, v, st, u, sa FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[],"
-        " $6::bytea[], $7::text[], $8::boolean[], $9::jsonb[]) WITH ORDINALITY AS e(i, s, t, k, v, st, u, sa, n)"
-        " ORDER BY n",
+        " SELECT $1, i, s, t, k, v, st, u, jsonb_build_object('agency_record_id', d ->> 'agency_record_id',"
+        "  'status', d ->> 'status', 'previous_status', d ->> 'previous_status', 'effective_at', d ->> 'effective_at',"
+        "  'facility', d ->> 'facility', 'display_name', d ->> 'display_name')"
+        " FROM unnest($2::text[], $3::uuid[], $4::text[], $5::text[], $6::bytea[], $7::text[], $8::boolean[])"
+        " WITH ORDINALITY AS e(i, s, t, k, v, st, u, n)"
+        " CROSS JOIN LATERAL (SELECT convert_from(v, 'UTF8')::jsonb -> 'data' AS d) AS event ORDER BY n",
         hold_id,
         [event.event_id for event in events],
         [event.subject_id for event in events],
@@ -757,7 +781,6 @@ async def hold_events(connection: Connection, hold_id: str, events: Sequence[Hel
         [event.value for event in events],
         [event.status for event in events],
         [event.urgent for event in events],
-        [event.sample for event in events],
     )
 
 
