@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
@@ -298,36 +299,35 @@ def upstream_status(error: UpstreamError) -> int:
     return error.status if error.status in {400, 404, 409, 422} else 502
 
 
-@json_router.get("/storm-holds", summary="Storm holds from ingest, newest first (at most 100)")
-async def storm_holds_json(context: Context, _: CurrentOperator, state: HoldState | None = None) -> list[StormHold]:
+T = TypeVar("T")
+
+
+async def from_ingest(answer: Awaitable[T]) -> T:
+    """Ingest's answer, or its refusal as the HTTP status it maps to."""
     try:
-        return await context.ingest.storm_holds(state)
+        return await answer
     except IngestError as error:
         raise HTTPException(status_code=upstream_status(error), detail=f"ingest: {error}") from None
+
+
+@json_router.get("/storm-holds", summary="Storm holds from ingest, newest first (at most 100)")
+async def storm_holds_json(context: Context, _: CurrentOperator, state: HoldState | None = None) -> list[StormHold]:
+    return await from_ingest(context.ingest.storm_holds(state))
 
 
 @json_router.get("/storm-holds/{hold_id}", summary="One storm hold")
 async def storm_hold_json(context: Context, _: CurrentOperator, hold_id: str) -> StormHold:
-    try:
-        return await context.ingest.storm_hold(hold_id)
-    except IngestError as error:
-        raise HTTPException(status_code=upstream_status(error), detail=f"ingest: {error}") from None
+    return await from_ingest(context.ingest.storm_hold(hold_id))
 
 
 @json_router.get("/agencies", summary="The agencies ingest knows (to pick one for an override)")
 async def agencies_json(context: Context, _: CurrentOperator) -> list[AgencyChoice]:
-    try:
-        return await context.ingest.agencies()
-    except IngestError as error:
-        raise HTTPException(status_code=upstream_status(error), detail=f"ingest: {error}") from None
+    return await from_ingest(context.ingest.agencies())
 
 
 @json_router.get("/agencies/{agency_id}/overrides", summary="An agency's operator overrides, newest first")
 async def overrides_json(context: Context, _: CurrentOperator, agency_id: str) -> list[Override]:
-    try:
-        return await context.ingest.overrides(agency_id)
-    except IngestError as error:
-        raise HTTPException(status_code=upstream_status(error), detail=f"ingest: {error}") from None
+    return await from_ingest(context.ingest.overrides(agency_id))
 
 
 @json_router.get("/audit", summary="Who did what and when (newest first)")

@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -246,3 +247,33 @@ async def test_a_silent_feed_is_flagged_in_its_configured_time_and_its_subscribe
     messages = bodies(await system.received("sms", victim.sms or ""))
     assert sum("CANNOT CONFIRM" in b for b in messages) == 1
     assert sum("arriving again" in b for b in messages) == 1
+
+
+NIEM_SAMPLES = Path(__file__).resolve().parents[1] / "ingest" / "niem"
+
+
+async def test_niem_exchanges_notify_like_any_feed_and_hostile_xml_is_refused(system: SystemDriver) -> None:
+    token = uuid.uuid4().hex[:6]
+    agency = f"niem-{token}"
+    key = await system.create_agency(agency)
+    [victim] = await subscribed(system, agency, ["CR-2026-004512"], [phone(432, int(token, 16))])
+    url = f"{system.stack.url('ingest')}/v1/agencies/{agency}/custody-events/niem"
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/xml"}
+
+    async def push(name: str) -> httpx.Response:
+        return await system.http.post(url, content=(NIEM_SAMPLES / name).read_bytes(), headers=headers)
+
+    booked = await push("booking_report.xml")
+    assert booked.status_code == 200, booked.text
+    assert booked.json()["summary"]["accepted"] >= 1
+    await system.wait_for("sms", victim.sms or "", lambda m: any("BOOKED" in b for b in bodies(m)))
+    released = await push("custody_release_report.xml")
+    assert released.status_code == 200, released.text
+    await system.wait_for("sms", victim.sms or "", lambda m: any("RELEASED" in b for b in bodies(m)))
+
+    for hostile in ("hostile_billion_laughs.xml", "hostile_external_entity.xml", "unknown_namespace.xml"):
+        refused = await push(hostile)
+        assert refused.status_code in (400, 422), (hostile, refused.status_code)
+        assert refused.json()["detail"]
+    await asyncio.sleep(QUIET_PERIOD)
+    assert await released_count(system, victim.sms or "") == 1
