@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -25,14 +27,33 @@ NOTIFY_CHANNEL = "outbox"
 RELAY_LOCK_ID = 7_312_002
 
 
+@dataclass(frozen=True)
+class OutboxRow:
+    """An event ready for the outbox, already encoded."""
+
+    topic: str
+    key: str
+    event_id: str
+    value: bytes
+
+
 async def enqueue(connection: Connection, topic: str, key: str, event: CloudEvent[Any]) -> None:
     """Add an event to the outbox; call inside the transaction that changes the state it describes."""
+    await enqueue_rows(connection, [OutboxRow(topic, key, event.id, encode(event))])
+
+
+async def enqueue_rows(connection: Connection, rows: Sequence[OutboxRow]) -> None:
+    """Add encoded events in their order with one statement and one NOTIFY (an event id already there is skipped)."""
+    if not rows:
+        return
     await connection.execute(
-        "INSERT INTO outbox (topic, key, event_id, value) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
-        topic,
-        key,
-        event.id,
-        encode(event),
+        "INSERT INTO outbox (topic, key, event_id, value)"
+        " SELECT t, k, i, v FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY"
+        " AS e(t, k, i, v, n) ORDER BY n ON CONFLICT (event_id) DO NOTHING",
+        [row.topic for row in rows],
+        [row.key for row in rows],
+        [row.event_id for row in rows],
+        [row.value for row in rows],
     )
     await connection.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
@@ -121,5 +142,7 @@ class OutboxRelay:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=self._poll_interval)
         finally:
-            await connection.remove_listener(NOTIFY_CHANNEL, on_notify)
-            await connection.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_ID)
+            # After a lost connection there is nothing to undo (the server dropped the lock and the listener).
+            with contextlib.suppress(asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+                await connection.remove_listener(NOTIFY_CHANNEL, on_notify)
+                await connection.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK_ID)

@@ -38,6 +38,7 @@ from services.ingest.settings import IngestSettings
 from services.ingest.store import Agency
 from shared.db import Connection
 from shared.events import AgencyProfile, CloudEvent, FeedSilence, OpsAlert, SubjectSealed, new_event
+from shared.outbox import OutboxRow, enqueue
 from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, FEED_SILENCE, OPS_ALERT, SUBJECT_SEALED
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def profile_of(agency: Agency) -> AgencyProfile:
 
 async def publish_profile(connection: Connection, settings: IngestSettings, agency: Agency) -> None:
     event = new_event(profile_of(agency), source=SOURCE, subject=agency.agency_id)
-    await store.enqueue_many(connection, [(settings.kafka.topic(AGENCY_PROFILE.name), agency.agency_id, event)])
+    await enqueue(connection, settings.kafka.topic(AGENCY_PROFILE.name), agency.agency_id, event)
 
 
 async def create_agency(connection: Connection, settings: IngestSettings, values: dict[str, Any]) -> Agency | None:
@@ -177,7 +178,7 @@ async def apply_records(
     snapshot = await store.load_snapshot(connection, agency.agency_id, keys, [r.record_id for r in records])
     plan = plan_batch(agency.agency_id, entries, snapshot, batch_id=batch_id, received_at=received_at, origin=origin)
     topic = settings.kafka.topic(CUSTODY_STATUS_CHANGED.name)
-    events = [store.OutboxRow(topic, planned.key, planned.event_id, planned.value) for planned in plan.events]
+    events = [OutboxRow(topic, planned.key, planned.event_id, planned.value) for planned in plan.events]
     hold_id = None
     if origin == "feed":
         hold_id = await guards.hold_if_storm(
@@ -449,7 +450,7 @@ async def note_feed_received(connection: Connection, settings: IngestSettings, a
         )
     if was_stale:
         event = _alert("feed_recovered", agency_id, f"feed of {agency_id} is arriving again", at)
-        await store.enqueue_many(connection, [(settings.kafka.topic(OPS_ALERT.name), agency_id, event)])
+        await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), agency_id, event)
         metrics.FEED_STALE.labels(agency_id).set(0)
 
 
@@ -471,7 +472,7 @@ async def _enqueue_feed_silence(
         event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{silence_id}/{state}")),
         at=at,
     )
-    await store.enqueue_many(connection, [(settings.kafka.topic(FEED_SILENCE.name), agency_id, event)])
+    await enqueue(connection, settings.kafka.topic(FEED_SILENCE.name), agency_id, event)
     if state == "silent":
         metrics.SILENCE_NOTICES.labels(agency_id).inc()
         log.warning("feed of %s silent since %s: its subscribers are told", agency_id, silent_since.isoformat())
@@ -532,7 +533,7 @@ async def check_feed_health(pool: asyncpg.Pool, settings: IngestSettings, now: d
                     f"{agency.expected_feed_interval_minutes} min (last: {since})"
                 )
                 event = _alert("feed_stale", agency.agency_id, message, now)
-                await store.enqueue_many(connection, [(settings.kafka.topic(OPS_ALERT.name), agency.agency_id, event)])
+                await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), agency.agency_id, event)
                 flagged.append(agency.agency_id)
                 log.warning("feed stale: %s", message)
     return flagged
@@ -586,7 +587,7 @@ async def seal_subject(
                 event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"sealed:{key}")),
                 at=now,
             )
-            await store.enqueue_many(connection, [(settings.kafka.topic(SUBJECT_SEALED.name), key, event)])
+            await enqueue(connection, settings.kafka.topic(SUBJECT_SEALED.name), key, event)
     async with pool.acquire() as connection:
         metrics.IN_CUSTODY.labels(agency_id).set(await store.in_custody_count(connection, agency_id))
     return Sealed(subject_id, sealed_at, all_identifiers)

@@ -28,6 +28,7 @@ from services.ingest.store import Agency, HeldEvent, StormHold
 from services.ingest.storm import BASELINE_PERIOD, check_storm, is_urgent
 from shared.db import Connection
 from shared.events import CloudEvent, OpsAlert, new_event
+from shared.outbox import enqueue
 from shared.topics import OPS_ALERT
 from shared.vocabulary import CustodyStatus, IdentifierKind, ReleaseReason
 
@@ -93,7 +94,7 @@ async def hold_if_storm(
             received_at,
             hold_id,
         )
-        await store.enqueue_many(connection, [(settings.kafka.topic(OPS_ALERT.name), key, alert)])
+        await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), key, alert)
         metrics.STORM_HOLDS.labels(agency.agency_id).set(1)
         log.warning("storm hold %s opened for agency %s: %s", hold_id, agency.agency_id, check.trigger())
     held = [
@@ -146,7 +147,7 @@ async def decide(
         state = "released" if release else "discarded"
         await store.decide_hold(connection, hold_id, state, operator, reason)
         key, alert = _alert(f"storm_{state}", hold.agency_id, message, now, hold_id)
-        await store.enqueue_many(connection, [(settings.kafka.topic(OPS_ALERT.name), key, alert)])
+        await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), key, alert)
         decided = await store.get_hold(connection, hold_id)
     metrics.STORM_HOLDS.labels(hold.agency_id).set(0)
     log.warning("storm hold %s %s: %s", hold_id, state, message)

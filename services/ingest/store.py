@@ -20,8 +20,7 @@ from services.ingest.domain import (
 )
 from services.ingest.storm import StormPolicy
 from shared.db import Connection
-from shared.events import CloudEvent, encode
-from shared.outbox import NOTIFY_CHANNEL
+from shared.outbox import NOTIFY_CHANNEL, OutboxRow, enqueue_rows
 from shared.vocabulary import URGENT_STATUSES, CustodyStatus, IdentifierKind, ReleaseReason
 
 # --- agencies ---------------------------------------------------------------------------------------------------
@@ -523,35 +522,7 @@ async def save_plan(
             [a.event_id for a in applied],
         )
     for rows in slices(events):
-        await enqueue_encoded(connection, rows)
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    topic: str
-    key: str
-    event_id: str
-    value: bytes
-
-
-async def enqueue_many(connection: Connection, events: list[tuple[str, str, CloudEvent[Any]]]) -> None:
-    """Set-based :func:`shared.outbox.enqueue` for large batches: one statement, one NOTIFY, same table and rules."""
-    await enqueue_encoded(connection, [OutboxRow(topic, key, event.id, encode(event)) for topic, key, event in events])
-
-
-async def enqueue_encoded(connection: Connection, rows: Sequence[OutboxRow]) -> None:
-    if not rows:
-        return
-    await connection.execute(
-        "INSERT INTO outbox (topic, key, event_id, value)"
-        " SELECT t, k, i, v FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY"
-        " AS e(t, k, i, v, n) ORDER BY n ON CONFLICT (event_id) DO NOTHING",
-        [row.topic for row in rows],
-        [row.key for row in rows],
-        [row.event_id for row in rows],
-        [row.value for row in rows],
-    )
-    await connection.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
+        await enqueue_rows(connection, rows)
 
 
 async def add_feed_counts(
