@@ -429,44 +429,53 @@ class SubscriptionService:
 
     async def manage_update(self, token: str, preferences: Preferences, client: str) -> Subscription:
         await self.limit(self.client_limits()["manage"], client)
-        claim = self._read_manage(token)
         now = self._now()
-        async with self.pool.acquire() as connection, connection.transaction():
-            subscription = await self._claimed(
-                connection, claim, for_update=True, problem=NotFoundError("this manage link is not valid")
-            )
-            changed = change_preferences(
+        return await self._change_claimed(
+            self._read_manage(token),
+            "this manage link is not valid",
+            lambda subscription: change_preferences(
                 subscription,
                 now,
                 language=preferences.language,
                 timezone=preferences.timezone,
                 event_types=preferences.event_types,
                 quiet_hours=preferences.quiet_hours,
-            )
+            ),
+            outcome="changed",
+            message="subscription changed",
+        )
+
+    async def manage_cancel(self, token: str, client: str) -> Subscription:
+        await self.limit(self.client_limits()["manage"], client)
+        now = self._now()
+        return await self._change_claimed(
+            self._read_manage(token),
+            "this manage link is not valid",
+            lambda subscription: cancel(subscription, now),
+            outcome="cancelled",
+            message="subscription cancelled",
+        )
+
+    async def _change_claimed(
+        self,
+        claim: SubscriptionClaim,
+        invalid_link: str,
+        change: Callable[[Subscription], Subscription | None],
+        *,
+        outcome: str,
+        message: str,
+    ) -> Subscription:
+        """Apply a link holder's change to their subscription and publish it; unchanged, it is returned as it was."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            subscription = await self._claimed(connection, claim, for_update=True, problem=NotFoundError(invalid_link))
+            changed = change(subscription)
             if changed is None:
                 return subscription
             await store.update_subscription(connection, changed)
             await self._publish_state(connection, changed)
-        SUBSCRIPTIONS_CHANGED.labels("changed").inc()
-        log.info("subscription changed", extra={"subscription_id": changed.subscription_id})
+        SUBSCRIPTIONS_CHANGED.labels(outcome).inc()
+        log.info(message, extra={"subscription_id": changed.subscription_id})
         return changed
-
-    async def manage_cancel(self, token: str, client: str) -> Subscription:
-        await self.limit(self.client_limits()["manage"], client)
-        claim = self._read_manage(token)
-        now = self._now()
-        async with self.pool.acquire() as connection, connection.transaction():
-            subscription = await self._claimed(
-                connection, claim, for_update=True, problem=NotFoundError("this manage link is not valid")
-            )
-            cancelled = cancel(subscription, now)
-            if cancelled is None:
-                return subscription
-            await store.update_subscription(connection, cancelled)
-            await self._publish_state(connection, cancelled)
-        SUBSCRIPTIONS_CHANGED.labels("cancelled").inc()
-        log.info("subscription cancelled", extra={"subscription_id": cancelled.subscription_id})
-        return cancelled
 
     # --- one-click unsubscribe (RFC 8058) ----------------------------------------------------------------------
 
@@ -484,20 +493,14 @@ class SubscriptionService:
             raise NotFoundError("this unsubscribe link is not valid") from None
 
     async def unsubscribe_email(self, token: str) -> Subscription:
-        claim = self._read_unsubscribe(token)
         now = self._now()
-        async with self.pool.acquire() as connection, connection.transaction():
-            subscription = await self._claimed(
-                connection, claim, for_update=True, problem=NotFoundError("this unsubscribe link is not valid")
-            )
-            changed = unsubscribe_email(subscription, now)
-            if changed is None:
-                return subscription
-            await store.update_subscription(connection, changed)
-            await self._publish_state(connection, changed)
-        SUBSCRIPTIONS_CHANGED.labels("email_unsubscribed").inc()
-        log.info("email unsubscribed (one-click)", extra={"subscription_id": changed.subscription_id})
-        return changed
+        return await self._change_claimed(
+            self._read_unsubscribe(token),
+            "this unsubscribe link is not valid",
+            lambda subscription: unsubscribe_email(subscription, now),
+            outcome="email_unsubscribed",
+            message="email unsubscribed (one-click)",
+        )
 
     # --- inbound SMS -------------------------------------------------------------------------------------------
 
