@@ -29,12 +29,11 @@ from types import TracebackType
 from typing import Any, cast
 
 from aiosmtpd.controller import Controller
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.devservers.ports import free_port
-from shared.devservers.sinks.http_server import EmbeddedHttpServer, apply_config_changes
+from shared.devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
 
 
 class EmailSinkConfig(BaseModel):
@@ -141,14 +140,7 @@ def create_email_sink_app(store: EmailStore) -> FastAPI:
     async def clear_emails() -> None:
         store.clear()
 
-    @app.get("/sink/config")
-    async def read_config() -> EmailSinkConfig:
-        return store.config
-
-    @app.post("/sink/config", response_model=None)
-    async def change_config(request: Request) -> JSONResponse:
-        return await apply_config_changes(request, store.configure)
-
+    add_config_routes(app, lambda: store.config, store.configure)
     return app
 
 

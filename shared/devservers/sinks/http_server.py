@@ -49,6 +49,20 @@ class EmbeddedHttpServer:
         self._task = None
 
 
+def add_config_routes(
+    app: FastAPI, current: Callable[[], BaseModel], configure: Callable[[Mapping[str, Any]], BaseModel]
+) -> None:
+    """``GET /sink/config`` and ``POST /sink/config`` (a partial change): how tests make a sink misbehave."""
+
+    @app.get("/sink/config")
+    async def read_config() -> dict[str, Any]:
+        return current().model_dump(mode="json")
+
+    @app.post("/sink/config", response_model=None)
+    async def change_config(request: Request) -> JSONResponse:
+        return await apply_config_changes(request, configure)
+
+
 async def apply_config_changes(request: Request, configure: Callable[[Mapping[str, Any]], BaseModel]) -> JSONResponse:
     """``POST /sink/config``: a partial JSON object, validated; 422 naming the problem otherwise."""
     try:

@@ -37,12 +37,12 @@ from types import TracebackType
 from typing import Annotated, Any
 
 import httpx
-from fastapi import FastAPI, Form, Header, Request
+from fastapi import FastAPI, Form, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.devservers.ports import free_port
-from shared.devservers.sinks.http_server import EmbeddedHttpServer, apply_config_changes
+from shared.devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
 from shared.twilio import twilio_signature
 
 logger = logging.getLogger(__name__)
@@ -337,14 +337,7 @@ def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkCon
     async def clear_messages() -> None:
         state.clear()
 
-    @app.get("/sink/config")
-    async def read_config() -> SmsSinkConfig:
-        return state.config
-
-    @app.post("/sink/config", response_model=None)
-    async def change_config(request: Request) -> JSONResponse:
-        return await apply_config_changes(request, state.configure)
-
+    add_config_routes(app, lambda: state.config, state.configure)
     return app
 
 
