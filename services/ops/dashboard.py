@@ -101,17 +101,7 @@ async def delivery_section(connection: Connection, now: datetime) -> DeliverySec
         retries_in_flight=retries,
         hourly=[ChartColumn.model_validate(column.model_dump()) for column in chart_columns(hourly)],
         newest_failures=[
-            Failure(
-                notification_id=row["notification_id"],
-                agency_id=row["agency_id"],
-                channel=row["channel"],
-                provider=row["provider"],
-                status=row["status"],
-                error_code=row["error_code"],
-                attempt=row["attempt"],
-                at=row["at"],
-                case=row["case_value"],
-            )
+            Failure.model_validate({**row, "case": row["case_value"]})
             for row in await store.newest_failures(connection)
         ],
         newest_notifications=[notification_summary(row) for row in await store.newest_notifications(connection)],
@@ -190,16 +180,7 @@ async def build_dashboard(
             delivery=await delivery_section(connection, now),
             feeds=await feeds_section(connection, feeds, now),
             pipeline=await pipeline_section(connection, pipeline),
-            alerts=[
-                Alert(
-                    source=row["source"],
-                    kind=row["kind"],
-                    agency_id=row["agency_id"],
-                    message=row["message"],
-                    at=row["at"],
-                )
-                for row in await store.recent_alerts(connection)
-            ],
+            alerts=[Alert.model_validate(dict(row)) for row in await store.recent_alerts(connection)],
             storms=storms_section(storms),
         )
 
