@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,14 @@ from services.ops import auth, metrics, store
 from services.ops.auth import CSRF_FIELD, SESSION_COOKIE, NotAuthenticatedError, Operator
 from services.ops.clients import IngestError, UpstreamError
 from services.ops.context import OpsContext, ops_context
-from services.ops.dashboard import BLOCK_ACTION, FAILED, build_dashboard, notification_detail, notification_summary
+from services.ops.dashboard import (
+    BLOCK_ACTION,
+    FAILED,
+    build_dashboard,
+    notification_detail,
+    notification_summary,
+    pending_summary,
+)
 from services.ops.domain import (
     OVERRIDE_OUTCOMES,
     AgencyChoice,
@@ -83,6 +91,8 @@ def render(request: Request, template: str, status_code: int = 200, **values: An
 
 
 # --- Login ---------------------------------------------------------------------------------------------------------
+
+log = logging.getLogger(__name__)
 
 login_router = APIRouter(tags=["login"])
 
@@ -187,21 +197,43 @@ async def search_page(
     request: Request, context: Context, operator: CurrentOperator, q: Annotated[str, Query(max_length=1000)] = ""
 ) -> HTMLResponse:
     query = checked_query(q)
-    results = []
-    if query:
-        async with context.runtime.pool.acquire() as connection:
-            results = [notification_summary(row) for row in await store.search_notifications(connection, query)]
+    results = await search_notices(context, query) if query else []
     return render(request, "search.html", operator=operator, q=query, results=results)
+
+
+async def search_notices(context: OpsContext, query: str) -> list[NotificationSummary]:
+    """Notices ops saw handed off, then those of the case delivery still holds (so they can be blocked)."""
+    async with context.runtime.pool.acquire() as connection:
+        seen = [notification_summary(row) for row in await store.search_notifications(connection, query)]
+    try:
+        pending = await context.delivery.pending_notices(query)
+    except UpstreamError as error:
+        log.warning("pending notices unavailable: %s", error)
+        pending = []
+    known = {summary.notification_id for summary in seen}
+    return seen + [pending_summary(notice) for notice in pending if notice.notification_id not in known]
+
+
+async def find_notification(context: OpsContext, notification_id: str) -> NotificationDetail:
+    async with context.runtime.pool.acquire() as connection:
+        detail = await notification_detail(connection, notification_id)
+    if detail is None:
+        try:
+            pending = await context.delivery.notice(notification_id)
+        except UpstreamError:
+            pending = None
+        async with context.runtime.pool.acquire() as connection:
+            detail = await notification_detail(connection, notification_id, pending)
+    if detail is None:
+        raise HTTPException(status_code=404, detail=f"no notification {notification_id!r} has been seen")
+    return detail
 
 
 @pages_router.get("/notifications/{notification_id}", response_class=HTMLResponse, summary="One notice's history")
 async def notification_page(
     request: Request, context: Context, operator: CurrentOperator, notification_id: str
 ) -> HTMLResponse:
-    async with context.runtime.pool.acquire() as connection:
-        detail = await notification_detail(connection, notification_id)
-    if detail is None:
-        raise HTTPException(status_code=404, detail=f"no notification {notification_id!r} has been seen")
+    detail = await find_notification(context, notification_id)
     return render(request, "notification.html", operator=operator, detail=detail)
 
 
@@ -280,18 +312,12 @@ async def dashboard_json(context: Context, _: CurrentOperator) -> Dashboard:
 async def search_json(
     context: Context, _: CurrentOperator, q: Annotated[str, Query(min_length=1, max_length=1000)]
 ) -> list[NotificationSummary]:
-    query = checked_query(q)
-    async with context.runtime.pool.acquire() as connection:
-        return [notification_summary(row) for row in await store.search_notifications(connection, query)]
+    return await search_notices(context, checked_query(q))
 
 
 @json_router.get("/notifications/{notification_id}", summary="One notice's history")
 async def notification_json(context: Context, _: CurrentOperator, notification_id: str) -> NotificationDetail:
-    async with context.runtime.pool.acquire() as connection:
-        detail = await notification_detail(connection, notification_id)
-    if detail is None:
-        raise HTTPException(status_code=404, detail=f"no notification {notification_id!r} has been seen")
-    return detail
+    return await find_notification(context, notification_id)
 
 
 def upstream_status(error: UpstreamError) -> int:

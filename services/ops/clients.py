@@ -19,6 +19,7 @@ from services.ops.domain import (
     FeedHealthFormatError,
     HoldState,
     Override,
+    PendingNotice,
     StoppedNotice,
     StormHold,
     explain_refusal,
@@ -28,6 +29,7 @@ from services.ops.domain import (
     with_paused,
 )
 from services.ops.settings import OpsSettings
+from shared.events import DeliveryStatus
 
 
 class UpstreamError(RuntimeError):
@@ -53,14 +55,6 @@ def _path(value: str) -> str:
     return quote(value, safe="")
 
 
-def _parsed(parse: Callable[[], ResultT], what: str) -> ResultT:
-    """Ingest's answer as ops' model, or an IngestError naming what was not understood."""
-    try:
-        return parse()
-    except AnswerFormatError as error:
-        raise IngestError(f"ingest {what} answer not understood: {error}") from None
-
-
 class _AdminClient:
     """One bearer-authenticated HTTP client; ``_call`` turns every failure into the service's error type."""
 
@@ -77,6 +71,13 @@ class _AdminClient:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    def _parsed(self, parse: Callable[[], ResultT], what: str) -> ResultT:
+        """The answer as ops' model, or the service's error naming what was not understood."""
+        try:
+            return parse()
+        except AnswerFormatError as error:
+            raise self.error(f"{self.service} {what} answer not understood: {error}") from None
 
     async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         """The answer's JSON on a 2xx; otherwise raise with the service's own explanation."""
@@ -156,20 +157,20 @@ class IngestClient(_AdminClient):
 
     async def agencies(self) -> list[AgencyChoice]:
         document = await self._call("GET", "/v1/admin/agencies")
-        return _parsed(lambda: parse_items(AgencyChoice, document, "agency"), "agency list")
+        return self._parsed(lambda: parse_items(AgencyChoice, document, "agency"), "agency list")
 
     async def agency(self, agency_id: str) -> AgencyChoice:
         document = await self._call("GET", f"/v1/admin/agencies/{_path(agency_id)}")
-        return _parsed(lambda: parse_one(AgencyChoice, document, "agency"), "agency")
+        return self._parsed(lambda: parse_one(AgencyChoice, document, "agency"), "agency")
 
     async def storm_holds(self, state: HoldState | None = None) -> list[StormHold]:
         params = {"state": state.value} if state is not None else None
         document = await self._call("GET", "/v1/admin/storm-holds", params=params)
-        return _parsed(lambda: parse_items(StormHold, document, "storm hold"), "storm-holds")
+        return self._parsed(lambda: parse_items(StormHold, document, "storm hold"), "storm-holds")
 
     async def storm_hold(self, hold_id: str) -> StormHold:
         document = await self._call("GET", f"/v1/admin/storm-holds/{_path(hold_id)}")
-        return _parsed(lambda: parse_one(StormHold, document, "storm hold"), "storm-hold")
+        return self._parsed(lambda: parse_one(StormHold, document, "storm hold"), "storm-hold")
 
     async def release_storm_hold(self, hold_id: str, *, operator: str) -> StormHold:
         document = await self._call(
@@ -178,7 +179,7 @@ class IngestClient(_AdminClient):
             json={"operator": operator},
             timeout=self._decision_timeout,
         )
-        return _parsed(lambda: parse_one(StormHold, document, "storm hold"), "release")
+        return self._parsed(lambda: parse_one(StormHold, document, "storm hold"), "release")
 
     async def discard_storm_hold(self, hold_id: str, *, operator: str, reason: str) -> StormHold:
         document = await self._call(
@@ -187,17 +188,17 @@ class IngestClient(_AdminClient):
             json={"operator": operator, "reason": reason},
             timeout=self._decision_timeout,
         )
-        return _parsed(lambda: parse_one(StormHold, document, "storm hold"), "discard")
+        return self._parsed(lambda: parse_one(StormHold, document, "storm hold"), "discard")
 
     async def create_override(self, agency_id: str, body: dict[str, Any]) -> Override:
         document = await self._call(
             "POST", f"/v1/admin/agencies/{_path(agency_id)}/overrides", json=body, timeout=self._decision_timeout
         )
-        return _parsed(lambda: parse_one(Override, document, "override"), "override")
+        return self._parsed(lambda: parse_one(Override, document, "override"), "override")
 
     async def overrides(self, agency_id: str) -> list[Override]:
         document = await self._call("GET", f"/v1/admin/agencies/{_path(agency_id)}/overrides")
-        return _parsed(lambda: parse_items(Override, document, "override"), "overrides")
+        return self._parsed(lambda: parse_items(Override, document, "override"), "overrides")
 
 
 class DeliveryClient(_AdminClient):
@@ -209,10 +210,19 @@ class DeliveryClient(_AdminClient):
             settings.delivery_url, settings.delivery_operator_token, settings.delivery_timeout_seconds, transport
         )
 
+    async def pending_notices(self, case: str) -> list[PendingNotice]:
+        """Notices of a case that delivery holds and has not handed off yet (ops learns of a notice at hand-off)."""
+        document = await self._call(
+            "GET", "/v1/notifications", params={"case": case, "status": DeliveryStatus.CREATED.value, "limit": 100}
+        )
+        items = document.get("notifications") if isinstance(document, dict) else None
+        return self._parsed(lambda: parse_items(PendingNotice, items, "notification"), "notification list")
+
+    async def notice(self, notification_id: str) -> PendingNotice:
+        document = await self._call("GET", f"/v1/notifications/{_path(notification_id)}")
+        return self._parsed(lambda: parse_one(PendingNotice, document, "notification"), "notification")
+
     async def stop_notification(self, notification_id: str) -> StoppedNotice:
         """Block a notice: delivery makes no further attempt (it answers 200 also for one that had ended)."""
         document = await self._call("POST", f"/v1/notifications/{_path(notification_id)}/stop")
-        try:
-            return parse_one(StoppedNotice, document, "notification")
-        except AnswerFormatError as error:
-            raise DeliveryError(f"delivery stop answer not understood: {error}") from None
+        return self._parsed(lambda: parse_one(StoppedNotice, document, "notification"), "stop")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 
 from services.ops import metrics, store
-from services.ops.domain import LATENCY_STAGES, Bar, chart_columns, display_safe, group_counts
+from services.ops.domain import LATENCY_STAGES, Bar, PendingNotice, chart_columns, display_safe, group_counts
 from services.ops.feeds import FeedMonitor
 from services.ops.pipeline import PipelineMonitor
 from services.ops.schemas import (
@@ -185,9 +185,38 @@ async def build_dashboard(
         )
 
 
-async def notification_detail(connection: Connection, notification_id: str) -> NotificationDetail | None:
+def pending_summary(notice: PendingNotice) -> NotificationSummary:
+    """A notice delivery holds unsent, summarised like those ops has seen handed off."""
+    return NotificationSummary(
+        notification_id=notice.notification_id,
+        subscription_id=notice.subscription_id,
+        agency_id=notice.agency_id,
+        channel=notice.channel,
+        provider=None,
+        status="pending",
+        error_code=None,
+        attempt=notice.attempt_count,
+        kind=notice.kind,
+        urgency=notice.urgency,
+        contact_masked=None,
+        case=notice.case_label,
+        custody_event_id=notice.custody_event_id,
+        feed_received_at=None,
+        first_at=notice.created_at,
+        last_at=notice.updated_at,
+    )
+
+
+async def notification_detail(
+    connection: Connection, notification_id: str, pending: PendingNotice | None = None
+) -> NotificationDetail | None:
+    """What ops saw of the notice; or, for one delivery still holds (``pending``), that and the blocks of it."""
     row = await store.get_notification(connection, notification_id)
-    if row is None:
+    if row is not None:
+        summary = notification_summary(row)
+    elif pending is not None:
+        summary = pending_summary(pending)
+    else:
         return None
     history = [
         HistoryEntry(
@@ -211,7 +240,7 @@ async def notification_detail(connection: Connection, notification_id: str) -> N
         )
         for entry in await store.audit_of(connection, BLOCK_ACTION, notification_id)
     ]
-    return NotificationDetail(notification=notification_summary(row), history=history, blocks=blocks)
+    return NotificationDetail(notification=summary, history=history, blocks=blocks)
 
 
 BLOCK_ACTION = "block_notice"

@@ -580,6 +580,29 @@ def override_message(override: Override) -> str:
 # --- Blocking a notice ---------------------------------------------------------------------------------------------
 
 
+class PendingNotice(BaseModel):
+    """A notice delivery holds unsent (quiet hours, a paused agency, a retry), as ops shows it: never its contact."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    notification_id: str
+    subscription_id: str
+    agency_id: str
+    channel: str
+    kind: str | None = None
+    urgency: str | None = None
+    status: str
+    attempt_count: int = 0
+    case: dict[str, str] | None = None
+    custody_event_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def case_label(self) -> str | None:
+        return f"{self.case['kind']} {self.case['value']}" if self.case else None
+
+
 class StoppedNotice(BaseModel):
     """The part of delivery's answer to a stop that ops shows; never its contact field."""
 

@@ -277,3 +277,45 @@ async def test_niem_exchanges_notify_like_any_feed_and_hostile_xml_is_refused(sy
         assert refused.json()["detail"]
     await asyncio.sleep(QUIET_PERIOD)
     assert await released_count(system, victim.sms or "") == 1
+
+
+def night_zone() -> str:
+    """A fixed-offset time zone where it is about 1 a.m. now: an informational notice waits there for the morning."""
+    offset = (1 - datetime.now(UTC).hour) % 24
+    offset = offset - 24 if offset > 14 else offset
+    return "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"  # POSIX signs
+
+
+async def test_an_admin_blocks_a_pending_notice_on_the_dashboard(system: SystemDriver) -> None:
+    token = uuid.uuid4().hex[:6]
+    agency = f"block-{token}"
+    key = await system.create_agency(agency)
+    case = f"BL-{token}"
+    number = phone(915, int(token, 16))
+    victim = await system.subscribe(agency, case, sms=number, timezone=night_zone(), quiet_hours=True)
+    await system.verify(victim, "sms")  # a code never waits for the morning
+    await system.wait_for_matching(agency, reachable_contacts=1)
+    await system.push(agency, key, [custody_record(f"book-{case}", case, "BOOKED")])  # informational: waits
+
+    async with ops_admin(system) as (ops, csrf):
+        deadline = time.monotonic() + 30
+        while not (found := (await ops.get("/api/notifications", params={"q": case})).json()):
+            assert time.monotonic() < deadline, "the pending notice never reached the dashboard"
+            await asyncio.sleep(0.5)
+        notification_id = found[0]["notification_id"]
+        blocked = await ops.post(
+            f"/actions/notifications/{notification_id}/block",
+            data={"csrf_token": csrf, "reason": "feed record under investigation"},
+        )
+        assert blocked.status_code == 200, blocked.text
+        detail = (await ops.get(f"/api/notifications/{notification_id}")).json()
+        assert [block["reason"] for block in detail["blocks"]] == ["feed record under investigation"]
+
+    view = await system.http.get(
+        f"{system.stack.url('delivery')}/v1/notifications/{notification_id}",
+        headers={"Authorization": f"Bearer {system.stack.secrets['OPERATOR_TOKEN']}"},
+    )
+    assert view.json()["next_attempt_at"] is None
+    assert view.json()["outcome"] == "stopped"
+    await asyncio.sleep(QUIET_PERIOD)
+    assert len(await system.received("sms", number)) == 1  # the code only
