@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from services.delivery.rendering import render_email, render_sms
 from shared.events import NotificationKind
 from shared.vocabulary import Channel, CustodyStatus, Language
-from tests.delivery.test_rendering import AGENCY, LINKS, facts, notice, render_email, render_sms
+from tests.delivery.test_rendering import AGENCY, LINKS, facts, notice
 
 
 def test_silence_says_the_status_cannot_be_confirmed_and_not_to_assume_custody() -> None:
