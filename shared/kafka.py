@@ -12,12 +12,13 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
+from prometheus_client import Counter
 
 from shared import metrics
 from shared.events import CloudEvent, EventDecodeError, Payload, decode
@@ -26,6 +27,12 @@ from shared.settings import KafkaSettings
 from shared.topics import dead_letter_topic, retry_topic
 
 log = logging.getLogger(__name__)
+
+BATCH_FALLBACKS = Counter(
+    "cw_consumer_batch_fallbacks_total",
+    "Batches whose batch handler failed, so their events were handled one by one",
+    ["group"],
+)
 
 H_ATTEMPT = "cw-attempt"
 H_NOT_BEFORE = "cw-not-before"
@@ -75,6 +82,12 @@ class RetryPolicy:
 
 Handler = Callable[[CloudEvent[Payload], ConsumerRecord[bytes, bytes]], Awaitable[None]]
 Batch = dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+DecodedRecord = tuple[CloudEvent[Payload], ConsumerRecord[bytes, bytes]]
+BatchHandler = Callable[[Sequence[DecodedRecord]], Awaitable[None]]
+
+
+class _BatchFailedError(Exception):
+    """The batch handler failed inside a Kafka transaction, which must be aborted before trying record by record."""
 
 
 class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -95,6 +108,13 @@ class ConsumerRunner:
     the handler sends through :attr:`producer`, and the consumed offsets commit atomically (exactly once);
     ``before_commit`` runs just before, so a handler's pending sends can be awaited (raising aborts the batch).
 
+    With ``batch_handler`` every decodable, due record of a fetched batch goes to it at once, in fetch order (one
+    database transaction for hundreds of events instead of one each). If it raises, the batch falls back to
+    ``handler`` record by record, so a record that fails goes to the retry topic alone and the rest are applied:
+    both handlers must therefore be idempotent for the same event. Offsets are committed only after either path.
+    In a transactional runner the failed attempt's transaction is aborted first (discarding what it sent), and the
+    batch is redone record by record in a new one.
+
     Batches never straddle a rebalance: revocation waits until the batch in hand has committed, and a batch
     fetched before a revocation is left unprocessed, to be read again by whoever owns its partitions now. (aiokafka
     commits transactional offsets without the group generation, so without this two processes could both publish
@@ -113,6 +133,7 @@ class ConsumerRunner:
         transactional: bool = False,
         batch_size: int = 500,
         before_commit: Callable[[], Awaitable[None]] | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self.settings = settings
         self.group_id = group_id
@@ -122,6 +143,7 @@ class ConsumerRunner:
         self._transactional = transactional
         self._batch_size = batch_size
         self._before_commit = before_commit
+        self._batch_handler = batch_handler
         self._retry_topic = settings.topic(retry_topic(group_id))
         self._dead_letter_topic = settings.topic(dead_letter_topic(group_id))
         self._topics = [settings.topic(name) for name in topics] + [self._retry_topic]
@@ -162,18 +184,26 @@ class ConsumerRunner:
                 self._rewind(consumer, batch)
                 return
             if self._transactional:
-                async with self.producer.transaction():
-                    offsets = await self._process_records(consumer, batch)
-                    if self._before_commit is not None:
-                        await self._before_commit()
-                    if offsets:
-                        await self.producer.send_offsets_to_transaction(offsets, self.group_id)
+                try:
+                    await self._process_in_transaction(consumer, batch, as_batch=True)
+                except _BatchFailedError:
+                    # The failed attempt's transaction was aborted with whatever it had sent: redo the batch
+                    # record by record in a fresh one, so nothing is published twice.
+                    await self._process_in_transaction(consumer, batch, as_batch=False)
             else:
                 offsets = await self._process_records(consumer, batch)
                 if self._before_commit is not None:
                     await self._before_commit()
                 if offsets:
                     await consumer.commit(offsets)
+
+    async def _process_in_transaction(self, consumer: AIOKafkaConsumer, batch: Batch, *, as_batch: bool) -> None:
+        async with self.producer.transaction():
+            offsets = await self._process_records(consumer, batch, as_batch=as_batch)
+            if self._before_commit is not None:
+                await self._before_commit()
+            if offsets:
+                await self.producer.send_offsets_to_transaction(offsets, self.group_id)
 
     @staticmethod
     def _rewind(consumer: AIOKafkaConsumer, batch: Batch) -> None:
@@ -186,10 +216,28 @@ class ConsumerRunner:
         log.info("left a batch fetched before a rebalance to be read again")
 
     async def _process_records(
-        self, consumer: AIOKafkaConsumer, batch: Batch
+        self, consumer: AIOKafkaConsumer, batch: Batch, *, as_batch: bool = True
     ) -> dict[TopicPartition, OffsetAndMetadata]:
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        """Process a fetched batch; the offsets to commit. When the batch handler fails: in a transaction, raise
+        :class:`_BatchFailedError` (the caller aborts and redoes it with ``as_batch=False``); else go on record
+        by record at once."""
+        due, offsets = self._due_records(consumer, batch)
         pending: list[asyncio.Future[Any]] = []
+        if self._batch_handler is not None and as_batch:
+            pending = await self._process_as_batch(self._batch_handler, due)
+        else:
+            for record in due:
+                pending.extend(await self._process_one(record))
+        if pending:
+            await asyncio.gather(*pending)
+        return offsets
+
+    def _due_records(
+        self, consumer: AIOKafkaConsumer, batch: Batch
+    ) -> tuple[list[ConsumerRecord[bytes, bytes]], dict[TopicPartition, OffsetAndMetadata]]:
+        """The batch's records to process now, and the offsets that processing them reaches."""
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        due: list[ConsumerRecord[bytes, bytes]] = []
         for partition, records in batch.items():
             for record in records:
                 not_before = header(record, H_NOT_BEFORE)
@@ -199,21 +247,76 @@ class ConsumerRunner:
                     consumer.pause(partition)
                     self._paused_until[partition] = float(not_before)
                     break
-                pending.extend(await self._process_one(record))
+                due.append(record)
                 offsets[partition] = OffsetAndMetadata(record.offset + 1, "")
-        if pending:
-            await asyncio.gather(*pending)
-        return offsets
+        return due, offsets
+
+    async def _process_as_batch(
+        self, batch_handler: BatchHandler, due: list[ConsumerRecord[bytes, bytes]]
+    ) -> list[asyncio.Future[Any]]:
+        pending: list[asyncio.Future[Any]] = []
+        decoded: list[DecodedRecord] = []
+        for record in due:
+            event, dead_letter = await self._decode(record)
+            if dead_letter is not None:
+                pending.append(dead_letter)
+            elif event is not None:
+                decoded.append((event, record))
+        if not await self._handle_as_batch(batch_handler, decoded):
+            if self._transactional:
+                raise _BatchFailedError
+            for event, record in decoded:
+                pending.extend(await self._handle_one(event, record))
+        return pending
+
+    async def _handle_as_batch(self, batch_handler: BatchHandler, decoded: list[DecodedRecord]) -> bool:
+        """Apply the whole batch at once; False (after logging why) when it must be retried record by record."""
+        if not decoded:
+            return True
+        started = time.perf_counter()
+        try:
+            await batch_handler(decoded)
+        except Exception as error:  # noqa: BLE001 - the per-record path finds the culprit and retries it alone
+            log.warning(
+                "%s: batch of %d events failed (%s); handling them one by one",
+                self.group_id,
+                len(decoded),
+                type(error).__name__,
+            )
+            BATCH_FALLBACKS.labels(self.group_id).inc()
+            return False
+        share = (time.perf_counter() - started) / len(decoded)
+        for _, record in decoded:
+            labels = (self.group_id, header(record, H_ORIGINAL_TOPIC) or record.topic)
+            metrics.CONSUMER_PROCESSED.labels(*labels).inc()
+            metrics.CONSUMER_SECONDS.labels(*labels).observe(share)
+        return True
+
+    async def _decode(
+        self, record: ConsumerRecord[bytes, bytes]
+    ) -> tuple[CloudEvent[Payload] | None, asyncio.Future[Any] | None]:
+        """The record's event, or (for a poison message) the pending send of its dead letter."""
+        try:
+            return decode(record.value), None
+        except EventDecodeError as error:
+            source_topic = header(record, H_ORIGINAL_TOPIC) or record.topic
+            log.warning("poison message on %s: %s", source_topic, error)
+            metrics.CONSUMER_DEAD_LETTERED.labels(self.group_id, source_topic).inc()
+            return None, await self._forward(record, self._dead_letter_topic, error=str(error))
 
     async def _process_one(self, record: ConsumerRecord[bytes, bytes]) -> list[asyncio.Future[Any]]:
+        event, dead_letter = await self._decode(record)
+        if dead_letter is not None:
+            return [dead_letter]
+        if event is None:
+            return []
+        return await self._handle_one(event, record)
+
+    async def _handle_one(
+        self, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]
+    ) -> list[asyncio.Future[Any]]:
         source_topic = header(record, H_ORIGINAL_TOPIC) or record.topic
         labels = (self.group_id, source_topic)
-        try:
-            event = decode(record.value)
-        except EventDecodeError as error:
-            log.warning("poison message on %s: %s", source_topic, error)
-            metrics.CONSUMER_DEAD_LETTERED.labels(*labels).inc()
-            return [await self._forward(record, self._dead_letter_topic, error=str(error))]
         attempt = int(header(record, H_ATTEMPT) or 1)
         with trace_context(event.traceid):
             started = time.perf_counter()

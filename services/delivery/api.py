@@ -15,11 +15,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.delivery import metrics, store
 from services.delivery.dispatcher import Clock
-from services.delivery.domain import twilio_receipt
+from services.delivery.domain import is_progress, twilio_receipt
 from services.delivery.flows import Bookkeeper
 from services.delivery.links import AcknowledgementTokens
 from services.delivery.schemas import CallbackResult, NotificationList, NotificationView
 from services.delivery.settings import DeliverySettings
+from shared.db import Connection
 from shared.events import DeliveryStatus
 from shared.runtime import ServiceRuntime
 from shared.twilio import signature_is_valid
@@ -40,6 +41,36 @@ class ApiContext:
     clock: Clock
     sms_route: str
     """The name in the callback URLs we hand out: one provider's, or the failover group's."""
+
+
+async def receipt_attempt(
+    connection: Connection, *, reference: str | None, message_sid: str, provider: str, signer: str
+) -> store.AttemptRow:
+    """The attempt a signed receipt is about, or the HTTP error that refuses it."""
+    attempt_id = reference or await store.find_attempt_by_provider_message(connection, message_sid)
+    attempt = await store.get_attempt(connection, attempt_id) if attempt_id else None
+    if attempt is None:
+        metrics.CALLBACKS.labels(provider, "unknown").inc()
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no attempt with this reference or MessageSid")
+    if attempt.provider is not None and attempt.provider != signer:
+        metrics.CALLBACKS.labels(provider, "forged").inc()
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "signed by another provider than the sender")
+    if attempt.provider_message_id not in (None, message_sid):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "MessageSid does not match the attempt")
+    return attempt
+
+
+def already_known(attempt: store.AttemptRow, reported: DeliveryStatus) -> bool:
+    """A receipt that changes nothing: the hand-off is recorded and the attempt is already at (or past) the status.
+
+    Attempt statuses only move forward, so this unlocked read settles it without a write transaction (most "sent"
+    callbacks arrive after the dispatcher's own bookkeeping).
+    """
+    return (
+        attempt.handed_off_at is not None
+        and attempt.provider_message_id is not None
+        and not is_progress(attempt.status, reported)
+    )
 
 
 def callbacks_router(context: ApiContext) -> APIRouter:
@@ -92,26 +123,24 @@ def callbacks_router(context: ApiContext) -> APIRouter:
             raise HTTPException(status.HTTP_400_BAD_REQUEST, f"unknown MessageStatus {message_status[:40]!r}")
         reference = request.query_params.get("ref")
         now = context.clock()
-        async with context.runtime.pool.acquire() as connection, connection.transaction():
-            attempt_id = reference or await store.find_attempt_by_provider_message(connection, message_sid)
-            attempt = await store.get_attempt(connection, attempt_id) if attempt_id else None
-            if attempt is None or attempt_id is None:
-                metrics.CALLBACKS.labels(provider, "unknown").inc()
-                raise HTTPException(status.HTTP_404_NOT_FOUND, "no attempt with this reference or MessageSid")
-            if attempt.provider is not None and attempt.provider != signer:
-                metrics.CALLBACKS.labels(provider, "forged").inc()
-                raise HTTPException(status.HTTP_403_FORBIDDEN, "signed by another provider than the sender")
-            if attempt.provider_message_id not in (None, message_sid):
-                raise HTTPException(status.HTTP_400_BAD_REQUEST, "MessageSid does not match the attempt")
-            await context.bookkeeper.apply_receipt(
-                connection,
-                attempt_id,
-                receipt,
-                now=now,
-                provider=signer,
-                provider_message_id=message_sid,
+        async with context.runtime.pool.acquire() as connection:
+            attempt = await receipt_attempt(
+                connection, reference=reference, message_sid=message_sid, provider=provider, signer=signer
             )
-            current = await store.get_attempt(connection, attempt_id)
+            attempt_id = attempt.attempt_id
+            if already_known(attempt, receipt.status):
+                metrics.CALLBACKS.labels(provider, "repeated").inc()
+                return CallbackResult(attempt_id=attempt_id, status=attempt.status)
+            async with connection.transaction():
+                await context.bookkeeper.apply_receipt(
+                    connection,
+                    attempt_id,
+                    receipt,
+                    now=now,
+                    provider=signer,
+                    provider_message_id=message_sid,
+                )
+                current = await store.get_attempt(connection, attempt_id)
         metrics.CALLBACKS.labels(provider, "applied").inc()
         return CallbackResult(attempt_id=attempt_id, status=current.status if current else receipt.status)
 

@@ -42,6 +42,7 @@ def build_sms(settings: DeliverySettings) -> tuple[FailoverSmsProvider, dict[str
             from_number=p.from_number,
             base_url=p.base_url,
             timeout=p.timeout,
+            max_connections=settings.dispatch_concurrency + 10,
         )
         for p in settings.sms_providers
     ]
@@ -101,32 +102,6 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
     renderer = NoticeRenderer(Path(settings.templates_directory)) if settings.templates_directory else NoticeRenderer()
 
     async def start(runtime: ServiceRuntime) -> None:
-        handlers = DeliveryHandlers(
-            pool=runtime.pool,
-            cipher=cipher,
-            bookkeeper=bookkeeper,
-            repeat_window_seconds=settings.repeat_window_seconds,
-            clock=clock,
-        )
-        runtime.add_consumer(
-            ConsumerRunner(
-                settings.kafka,
-                group_id=CONSUMER_GROUP,
-                topics=[
-                    NOTIFICATION_REQUESTED.name,
-                    AGENCY_PROFILE.name,
-                    NOTIFICATION_ACKNOWLEDGED.name,
-                    SUBSCRIPTION_STATE.name,
-                ],
-                handler=handlers.handle,
-                producer=runtime.producer,
-                retry=ConsumerRetryPolicy(
-                    max_attempts=settings.consumer_retry_attempts,
-                    base_delay=1.0,
-                    max_delay=settings.consumer_retry_max_delay_seconds,
-                ),
-            )
-        )
         dispatcher = Dispatcher(
             pool=runtime.pool,
             settings=settings,
@@ -139,6 +114,34 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
             producer=runtime.producer,
             renderer=renderer,
             clock=clock,
+        )
+        handlers = DeliveryHandlers(
+            pool=runtime.pool,
+            cipher=cipher,
+            bookkeeper=bookkeeper,
+            repeat_window_seconds=settings.repeat_window_seconds,
+            clock=clock,
+            on_due=dispatcher.wake,
+        )
+        runtime.add_consumer(
+            ConsumerRunner(
+                settings.kafka,
+                group_id=CONSUMER_GROUP,
+                topics=[
+                    NOTIFICATION_REQUESTED.name,
+                    AGENCY_PROFILE.name,
+                    NOTIFICATION_ACKNOWLEDGED.name,
+                    SUBSCRIPTION_STATE.name,
+                ],
+                handler=handlers.handle,
+                batch_handler=handlers.handle_batch,
+                producer=runtime.producer,
+                retry=ConsumerRetryPolicy(
+                    max_attempts=settings.consumer_retry_attempts,
+                    base_delay=1.0,
+                    max_delay=settings.consumer_retry_max_delay_seconds,
+                ),
+            )
         )
         runtime.spawn("dispatcher", dispatcher.run)
         runtime.spawn("reconciler", dispatcher.run_reconciler)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -22,6 +22,8 @@ from shared.events import (
     SubscriptionState,
 )
 from shared.idempotency import claim_event
+from shared.kafka import DecodedRecord
+from shared.logging import trace_context
 from shared.vocabulary import Channel, Urgency, normalise_identifier
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,11 @@ class DeliveryHandlers:
         bookkeeper: Bookkeeper,
         repeat_window_seconds: float,
         clock: Callable[[], datetime],
+        on_due: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_due`` is called when stored notices are due at once (it wakes the dispatcher)."""
         self._pool = pool
+        self._on_due = on_due
         self._cipher = cipher
         self._book = bookkeeper
         self._repeat_window = timedelta(seconds=repeat_window_seconds)
@@ -73,9 +78,37 @@ class DeliveryHandlers:
         else:
             raise UnexpectedEventError(f"delivery does not handle {event.type} (on {record.topic})")
 
+    async def handle_batch(self, batch: Sequence[DecodedRecord]) -> None:
+        """A fetched batch: its notification requests stored in one statement and one commit, the rest in order.
+
+        Raising makes the runner hand every event of the batch to :meth:`handle` one by one; both are idempotent.
+        """
+        now = self._clock()
+        requested = [
+            self._new_notification(event.id, event.traceid, event.data, now)
+            for event, _ in batch
+            if isinstance(event.data, NotificationRequested)
+        ]
+        if requested:
+            async with self._pool.acquire() as connection, connection.transaction():
+                inserted = await store.insert_notifications(connection, requested)
+            self._stored(requested, inserted, now)
+        for event, record in batch:
+            if not isinstance(event.data, NotificationRequested):
+                with trace_context(event.traceid):
+                    await self.handle(event, record)
+
     async def notification_requested(self, event_id: str, trace_id: str, request: NotificationRequested) -> None:
         """Store the notice with its due time; the notification id makes a redelivery a no-op."""
         now = self._clock()
+        new = self._new_notification(event_id, trace_id, request, now)
+        async with self._pool.acquire() as connection:
+            inserted = await store.insert_notifications(connection, [new])
+        self._stored([new], inserted, now)
+
+    def _new_notification(
+        self, event_id: str, trace_id: str, request: NotificationRequested, now: datetime
+    ) -> store.NewNotification:
         due = due_at(
             now,
             kind=request.kind,
@@ -84,19 +117,31 @@ class DeliveryHandlers:
             quiet_start=request.quiet_hours_start,
             quiet_end=request.quiet_hours_end,
         )
-        index = contact_index(self._cipher, request.channel, request.contact_ciphertext)
-        async with self._pool.acquire() as connection:
-            inserted = await store.insert_notification(
-                connection,
-                request,
-                event_id=event_id,
-                trace_id=trace_id,
-                contact_index=index,
-                next_attempt_at=due,
-                repeat_until=due + self._repeat_window if request.urgency is Urgency.URGENT else None,
-            )
-        if inserted and due > now:
-            log.info("notice %s held until %s (quiet hours)", request.notification_id, due.isoformat())
+        return store.NewNotification(
+            request=request,
+            event_id=event_id,
+            trace_id=trace_id,
+            contact_index=contact_index(self._cipher, request.channel, request.contact_ciphertext),
+            next_attempt_at=due,
+            repeat_until=due + self._repeat_window if request.urgency is Urgency.URGENT else None,
+        )
+
+    def _stored(self, stored: Sequence[store.NewNotification], inserted: set[str], now: datetime) -> None:
+        due_now = False
+        for new in stored:
+            if new.request.notification_id not in inserted:
+                continue
+            if new.next_attempt_at <= now:
+                due_now = True
+                continue
+            with trace_context(new.trace_id):
+                log.info(
+                    "notice %s held until %s (quiet hours)",
+                    new.request.notification_id,
+                    new.next_attempt_at.isoformat(),
+                )
+        if due_now:
+            self._on_due()
 
     async def acknowledged(self, event_id: str, data: NoticeAcknowledged) -> None:
         async with self._pool.acquire() as connection, connection.transaction():

@@ -8,9 +8,11 @@ is sent again with the same reference, which the provider deduplicates: never a 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,7 +44,7 @@ from services.delivery.providers.failover import AMBIGUOUS_ERROR_CODE, RateLimit
 from services.delivery.rendering import NoticeLinks, NoticeRenderer, TemplateError
 from services.delivery.settings import DeliverySettings
 from shared.crypto import ContactCipher, ContactDecryptError
-from shared.events import DeliveryStatus, encode, new_event
+from shared.events import AgencyProfile, DeliveryStatus, encode, new_event
 from shared.kafka import H_ERROR, H_ORIGINAL_TOPIC
 from shared.logging import redact
 from shared.topics import NOTIFICATION_REQUESTED, dead_letter_topic
@@ -52,6 +54,10 @@ log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "delivery"
 H_HISTORY = "cw-history"
+
+HOUSEKEEPING_SECONDS = 1.0
+AGENCY_CACHE_SECONDS = 5.0
+"""How stale an agency's name and phone numbers in a notice may be (pausing is checked at every claim)."""
 
 Clock = Callable[[], datetime]
 
@@ -94,17 +100,71 @@ class Dispatcher:
         self._status_lookups = status_lookups
         self._producer = producer
         self._clock = clock
-        self._slots = asyncio.Semaphore(settings.dispatch_concurrency)
+        self._wake = asyncio.Event()
+        self._housekept_at = -HOUSEKEEPING_SECONDS
+        self._agencies: dict[str, tuple[float, AgencyProfile | None]] = {}
 
     # --- the loops --------------------------------------------------------------------------------------------
 
+    def wake(self) -> None:
+        """Notices due now were stored: claim them at once rather than at the next poll."""
+        self._wake.set()
+
     async def run(self) -> None:
-        """Send due notices until cancelled."""
-        while True:
-            handled = await self.dispatch_once()
+        """Keep up to ``dispatch_concurrency`` sends going until cancelled.
+
+        Slots are refilled as sends finish, in claims of at least a quarter of them while busy (so each claim's
+        transaction carries many notices). When nothing more is due the loop waits for :meth:`wake` or the poll
+        interval (notices due later, leases that ran out, notices stored by another replica).
+        """
+        sending: set[asyncio.Task[None]] = set()
+        concurrency = self._settings.dispatch_concurrency
+        refill_at = max(1, concurrency // 4)
+        try:
+            while True:
+                self._wake.clear()
+                wanted = min(concurrency - len(sending), self._settings.dispatch_batch_size)
+                exhausted = False
+                if wanted >= refill_at:
+                    claims = await self.claim(wanted)
+                    for claim in claims:
+                        task = asyncio.create_task(self._send_logged(claim))
+                        sending.add(task)
+                        task.add_done_callback(sending.discard)
+                    exhausted = len(claims) < wanted
+                await self._housekeeping()
+                if concurrency - len(sending) < refill_at:
+                    await asyncio.wait(set(sending), return_when=asyncio.FIRST_COMPLETED)
+                elif exhausted:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), timeout=self._settings.dispatch_interval_seconds)
+        except asyncio.CancelledError:
+            for task in sending:  # each stays in flight; its lease running out brings it back, same reference
+                task.cancel()
+            await asyncio.gather(*sending, return_exceptions=True)
+            raise
+        except Exception:
+            # Claiming failed (the database?): sends under way finish their bookkeeping before the loop restarts.
+            await asyncio.gather(*sending, return_exceptions=True)
+            raise
+
+    async def claim(self, limit: int) -> list[Claim]:
+        """Record (and commit) an attempt for up to ``limit`` due notices, oldest first."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            return await self._book.claim_due(connection, self._clock(), limit)
+
+    async def _housekeeping(self) -> None:
+        """Park given-up notices and refresh the retry gauge, about once a second however busy the loop is."""
+        now = time.monotonic()
+        if now - self._housekept_at < HOUSEKEEPING_SECONDS:
+            return
+        self._housekept_at = now
+        try:
             await self.dead_letter_once()
-            if handled < self._settings.dispatch_batch_size:
-                await asyncio.sleep(self._settings.dispatch_interval_seconds)
+            async with self._pool.acquire() as connection:
+                metrics.RETRIES_IN_FLIGHT.set(await store.count_retrying(connection))
+        except Exception:
+            log.exception("dead letters or the retry gauge failed; sending goes on, they are tried again shortly")
 
     async def run_reconciler(self) -> None:
         """Ask providers about SMS whose final receipt never came (a lost status callback)."""
@@ -112,22 +172,12 @@ class Dispatcher:
             await self.reconcile_once()
             await asyncio.sleep(self._settings.reconcile_interval_seconds)
 
-    async def dispatch_once(self) -> int:
-        now = self._clock()
-        async with self._pool.acquire() as connection, connection.transaction():
-            claims = await self._book.claim_due(connection, now, self._settings.dispatch_batch_size)
-        if claims:
-            await asyncio.gather(*(self._send_in_slot(claim) for claim in claims))
-            await self._update_retry_gauge()
-        return len(claims)
-
-    async def _send_in_slot(self, claim: Claim) -> None:
-        async with self._slots:
-            try:
-                await self._send(claim)
-            except Exception:
-                # The attempt stays in flight; its lease running out brings it back with the same reference.
-                log.exception("attempt %s failed unexpectedly; it will be taken over", claim.attempt_id)
+    async def _send_logged(self, claim: Claim) -> None:
+        try:
+            await self._send(claim)
+        except Exception:
+            # The attempt stays in flight; its lease running out brings it back with the same reference.
+            log.exception("attempt %s failed unexpectedly; it will be taken over", claim.attempt_id)
 
     # --- one attempt ------------------------------------------------------------------------------------------
 
@@ -168,8 +218,7 @@ class Dispatcher:
     async def _prepare(self, claim: Claim) -> OutboundSms | OutboundEmail:
         """Decrypt the contact (only now, just before the call) and render the notice."""
         request = claim.notification.request
-        async with self._pool.acquire() as connection:
-            agency = await store.get_agency(connection, request.agency_id)
+        agency = await self._agency(request.agency_id)
         contact = self._cipher.decrypt(request.contact_ciphertext)
         secret = self._cipher.decrypt(request.secret_ciphertext) if request.secret_ciphertext else None
         manage_url = self._decrypt(request.manage_url_ciphertext)
@@ -203,6 +252,17 @@ class Dispatcher:
             unsubscribe_url=unsubscribe_url,
             unsubscribe_mailto=self._settings.smtp.unsubscribe_mailto,
         )
+
+    async def _agency(self, agency_id: str) -> AgencyProfile | None:
+        """The agency's profile for the notice text, read at most every few seconds rather than per send."""
+        cached = self._agencies.get(agency_id)
+        now = time.monotonic()
+        if cached is not None and now - cached[0] < AGENCY_CACHE_SECONDS:
+            return cached[1]
+        async with self._pool.acquire() as connection:
+            agency = await store.get_agency(connection, agency_id)
+        self._agencies[agency_id] = (now, agency)
+        return agency
 
     def _decrypt(self, ciphertext: str | None) -> str | None:
         return self._cipher.decrypt(ciphertext) if ciphertext else None
@@ -258,12 +318,6 @@ class Dispatcher:
                 failure_count=number,
             )
             await store.update_attempt(connection, claim.attempt_id, self._clock(), detail=redact(why)[:500])
-
-    async def _update_retry_gauge(self) -> None:
-        waiting = await self._pool.fetchval(
-            "SELECT count(*) FROM notifications WHERE outcome IS NULL AND failure_count > 0"
-        )
-        metrics.RETRIES_IN_FLIGHT.set(waiting or 0)
 
     # --- dead letters -----------------------------------------------------------------------------------------
 

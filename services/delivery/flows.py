@@ -6,7 +6,7 @@ The dispatcher and the HTTP callbacks both end up here, so a receipt means the s
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from services.delivery import metrics, store
@@ -14,6 +14,7 @@ from services.delivery.domain import (
     FINAL_STATUSES,
     Receipt,
     RetryPolicy,
+    SubscriptionGate,
     attempt_reference,
     is_progress,
     next_repeat_at,
@@ -113,9 +114,18 @@ class Bookkeeper:
         """Record an attempt for every due notification and lease it; the caller commits before sending."""
         claims: list[Claim] = []
         lease_until = now + timedelta(seconds=self.scheduling.lease_seconds)
-        for row in await store.lock_due(connection, now, limit):
+        rows = await store.lock_due(connection, now, limit)
+        if not rows:
+            return claims
+        # What decides whether each may go, read for all of them at once (two queries, not two per notice).
+        gates = await store.get_subscription_gates(connection, sorted({row.request.subscription_id for row in rows}))
+        disabled = await store.disabled_among(
+            connection,
+            [(row.request.subscription_id, row.request.channel.value, row.contact_index) for row in rows],
+        )
+        for row in rows:
             would_send = row.in_flight_attempt_id is not None or row.outcome is None
-            reason = await self._unwanted_reason(connection, row) if would_send else None
+            reason = self._blocked_reason(row, gates.get(row.request.subscription_id)) if would_send else None
             if reason is not None:
                 await self.close_unwanted(connection, row, reason, now=now)
                 continue
@@ -131,12 +141,7 @@ class Bookkeeper:
                 await store.update_notification(connection, row.notification_id, next_attempt_at=None)
                 continue
             request = row.request
-            if row.contact_index and await store.contact_is_disabled(
-                connection,
-                subscription_id=request.subscription_id,
-                channel=request.channel.value,
-                contact_index=row.contact_index,
-            ):
+            if row.contact_index and (request.subscription_id, request.channel.value, row.contact_index) in disabled:
                 await store.update_notification(
                     connection,
                     row.notification_id,
@@ -185,8 +190,11 @@ class Bookkeeper:
 
     async def _unwanted_reason(self, connection: Connection, row: NotificationRow) -> str | None:
         """Why the subscription's latest state forbids sending this notice now, or None."""
+        return self._blocked_reason(row, await store.get_subscription_gate(connection, row.request.subscription_id))
+
+    @staticmethod
+    def _blocked_reason(row: NotificationRow, gate: SubscriptionGate | None) -> str | None:
         request = row.request
-        gate = await store.get_subscription_gate(connection, request.subscription_id)
         return send_blocked_reason(
             gate, kind=request.kind, channel=request.channel, contact_masked=request.contact_masked
         )
@@ -279,16 +287,20 @@ class Bookkeeper:
         now: datetime,
     ) -> AttemptRow:
         changes: dict[str, object] = {}
+        written = attempt
         if attempt.provider_message_id is None and provider_message_id is not None:
             changes |= {"provider": provider, "provider_message_id": provider_message_id}
+            written = replace(written, provider=provider, provider_message_id=provider_message_id)
         if attempt.handed_off_at is None:
             changes["handed_off_at"] = now
+            written = replace(written, handed_off_at=now)
         progressed = is_progress(attempt.status, DeliveryStatus.SENT)
         if progressed:
             changes["status"] = DeliveryStatus.SENT.value
+            written = replace(written, status=DeliveryStatus.SENT)
         if changes:
             await store.update_attempt(connection, attempt.attempt_id, now, **changes)
-        attempt = await store.get_attempt(connection, attempt.attempt_id) or attempt
+            attempt = replace(written, updated_at=now)  # the row as just written, without reading it back
         if progressed:
             await self._status_event(
                 connection,
@@ -356,12 +368,14 @@ class Bookkeeper:
         )
         if handed_off or (provider_message_id is not None and receipt.status in FINAL_STATUSES):
             # A receipt can beat the dispatcher's own bookkeeping: the hand-off evidently happened.
+            ends_flight = notification.in_flight_attempt_id == attempt.attempt_id
             attempt = await self._handed_off(
                 connection, notification, attempt, provider=provider, provider_message_id=provider_message_id, now=now
             )
-            notification = await store.get_notification(connection, attempt.notification_id, for_update=True)
-            if notification is None:
-                return False
+            if ends_flight:  # only then did the notification change
+                notification = await store.get_notification(connection, attempt.notification_id, for_update=True)
+                if notification is None:
+                    return False
         if not is_progress(attempt.status, receipt.status):
             return True
         final = receipt.status in FINAL_STATUSES

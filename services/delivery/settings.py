@@ -81,9 +81,12 @@ class DeliverySettings(ContactCryptoSettings):
     )
     consumer_retry_max_delay_seconds: float = Field(default=60.0, gt=0)
 
-    dispatch_interval_seconds: float = Field(default=0.5, gt=0, description="How often due notices are looked for.")
-    dispatch_batch_size: int = Field(default=50, ge=1)
-    dispatch_concurrency: int = Field(default=20, ge=1)
+    database_pool_max: int = Field(default=20, ge=1, description="Sends, receipts and the consumer share it.")
+    dispatch_interval_seconds: float = Field(
+        default=0.5, gt=0, description="How often an idle dispatcher looks for notices due later (new ones wake it)."
+    )
+    dispatch_batch_size: int = Field(default=100, ge=1, description="Most notices claimed in one transaction.")
+    dispatch_concurrency: int = Field(default=64, ge=1, description="Sends in progress at once.")
     sending_lease_seconds: float = Field(
         default=60.0, gt=0, description="An attempt still 'sending' after this is taken over (crash recovery)."
     )

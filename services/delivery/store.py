@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -127,12 +128,7 @@ async def upsert_subscription_state(connection: Connection, state: SubscriptionS
     return bool(updated)
 
 
-async def get_subscription_gate(connection: Connection, subscription_id: str) -> SubscriptionGate | None:
-    row = await connection.fetchrow(
-        "SELECT status, version, contacts FROM subscription_states WHERE subscription_id = $1", subscription_id
-    )
-    if row is None:
-        return None
+def _gate(row: asyncpg.Record) -> SubscriptionGate:
     contacts: dict[str, dict[str, Any]] = row["contacts"]
     return SubscriptionGate(
         status=row["status"],
@@ -146,47 +142,86 @@ async def get_subscription_gate(connection: Connection, subscription_id: str) ->
     )
 
 
+async def get_subscription_gate(connection: Connection, subscription_id: str) -> SubscriptionGate | None:
+    row = await connection.fetchrow(
+        "SELECT status, version, contacts FROM subscription_states WHERE subscription_id = $1", subscription_id
+    )
+    return None if row is None else _gate(row)
+
+
+async def get_subscription_gates(connection: Connection, subscription_ids: list[str]) -> dict[str, SubscriptionGate]:
+    """The known states of several subscriptions in one query (subscriptions with none are absent)."""
+    rows = await connection.fetch(
+        "SELECT subscription_id, status, version, contacts FROM subscription_states"
+        " WHERE subscription_id = ANY($1::text[])",
+        subscription_ids,
+    )
+    return {row["subscription_id"]: _gate(row) for row in rows}
+
+
 # --- notifications --------------------------------------------------------------------------------------------
 
 
-async def insert_notification(
-    connection: Connection,
-    request: NotificationRequested,
-    *,
-    event_id: str,
-    trace_id: str,
-    contact_index: str,
-    next_attempt_at: datetime,
-    repeat_until: datetime | None,
-) -> bool:
-    """Insert a requested notification; False when its id is already known (a redelivery: nothing to do)."""
-    custody = request.custody
-    inserted = await connection.fetchval(
+@dataclass(frozen=True)
+class NewNotification:
+    """A requested notification ready to store, with what the consumer worked out for it."""
+
+    request: NotificationRequested
+    event_id: str
+    trace_id: str
+    contact_index: str
+    next_attempt_at: datetime
+    repeat_until: datetime | None
+
+
+async def insert_notifications(connection: Connection, notifications: Sequence[NewNotification]) -> set[str]:
+    """Insert many requested notifications in one statement; returns the ids that were new.
+
+    Ids already stored (redeliveries) and ids repeated within the batch are skipped, as one by one.
+    """
+    columns: list[list[Any]] = [[] for _ in range(18)]
+    for new in notifications:
+        request, custody = new.request, new.request.custody
+        values = (
+            request.notification_id,
+            new.event_id,
+            new.trace_id,
+            request.kind.value,
+            request.subscription_id,
+            request.agency_id,
+            request.channel.value,
+            request.urgency.value,
+            request.language.value,
+            request.contact_masked,
+            new.contact_index,
+            custody.identifier.kind.value if custody else None,
+            normalise_identifier(custody.identifier.value) if custody else None,
+            custody.custody_event_id if custody else None,
+            custody.feed_received_at if custody else None,
+            request.model_dump_json(),
+            new.next_attempt_at,
+            new.repeat_until,
+        )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    rows = await connection.fetch(
         "INSERT INTO notifications (notification_id, event_id, trace_id, kind, subscription_id, agency_id, channel,"
         " urgency, language, contact_masked, contact_index, case_kind, case_value, custody_event_id,"
         " feed_received_at, request, next_attempt_at, repeat_until)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)"
-        " ON CONFLICT (notification_id) DO NOTHING RETURNING true",
-        request.notification_id,
-        event_id,
-        trace_id,
-        request.kind.value,
-        request.subscription_id,
-        request.agency_id,
-        request.channel.value,
-        request.urgency.value,
-        request.language.value,
-        request.contact_masked,
-        contact_index,
-        custody.identifier.kind.value if custody else None,
-        normalise_identifier(custody.identifier.value) if custody else None,
-        custody.custody_event_id if custody else None,
-        custody.feed_received_at if custody else None,
-        request.model_dump(mode="json"),
-        next_attempt_at,
-        repeat_until,
+        " SELECT n.notification_id, n.event_id, n.trace_id, n.kind, n.subscription_id, n.agency_id, n.channel,"
+        " n.urgency, n.language, n.contact_masked, n.contact_index, n.case_kind, n.case_value, n.custody_event_id,"
+        " n.feed_received_at, n.request::jsonb, n.next_attempt_at, n.repeat_until"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
+        " $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[],"
+        " $15::timestamptz[], $16::text[], $17::timestamptz[], $18::timestamptz[])"
+        " WITH ORDINALITY AS n (notification_id, event_id, trace_id, kind, subscription_id, agency_id, channel,"
+        " urgency, language, contact_masked, contact_index, case_kind, case_value, custody_event_id,"
+        " feed_received_at, request, next_attempt_at, repeat_until, position)"
+        " ORDER BY n.position"
+        " ON CONFLICT (notification_id) DO NOTHING RETURNING notification_id",
+        *columns,
     )
-    return bool(inserted)
+    return {row["notification_id"] for row in rows}
 
 
 async def get_notification(
@@ -200,23 +235,24 @@ async def get_notification(
     return None if row is None else _notification(row)
 
 
+LOCK_DUE_QUERY = (
+    f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications n"  # noqa: S608
+    " WHERE n.due_at <= $1"
+    "   AND (n.kind <> ALL($3::text[]) OR NOT EXISTS ("
+    "        SELECT 1 FROM agencies a WHERE a.agency_id = n.agency_id AND a.notices_paused))"
+    " ORDER BY n.due_at LIMIT $2 FOR UPDATE OF n SKIP LOCKED"
+)
+"""$1 now, $2 how many, $3 the kinds an agency's pause holds back."""
+
+
 async def lock_due(connection: Connection, now: datetime, limit: int) -> list[NotificationRow]:
     """Lock notifications whose next attempt is due, or whose in-flight attempt outlived its lease (a crash).
 
-    ``SKIP LOCKED``: several dispatchers (replicas) share the work without waiting on each other. Custody notices of
-    an agency that paused its notices are held back.
+    Both are ``due_at`` (a generated column), so this is a range scan of its index, oldest first. ``SKIP LOCKED``:
+    several dispatchers (replicas) share the work without waiting on each other. Custody notices of an agency that
+    paused its notices are held back.
     """
-    rows = await connection.fetch(
-        f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications n"  # noqa: S608
-        " WHERE ((n.in_flight_attempt_id IS NULL AND n.next_attempt_at <= $1)"
-        "        OR (n.in_flight_attempt_id IS NOT NULL AND n.lease_until <= $1))"
-        "   AND (n.kind <> ALL($3::text[]) OR NOT EXISTS ("
-        "        SELECT 1 FROM agencies a WHERE a.agency_id = n.agency_id AND a.notices_paused))"
-        " ORDER BY coalesce(n.lease_until, n.next_attempt_at) LIMIT $2 FOR UPDATE OF n SKIP LOCKED",
-        now,
-        limit,
-        sorted(kind.value for kind in PAUSABLE_KINDS),
-    )
+    rows = await connection.fetch(LOCK_DUE_QUERY, now, limit, sorted(kind.value for kind in PAUSABLE_KINDS))
     return [_notification(row) for row in rows]
 
 
@@ -390,13 +426,22 @@ async def disable_contact(
     return bool(inserted)
 
 
-async def contact_is_disabled(
-    connection: Connection, *, subscription_id: str, channel: str, contact_index: str
-) -> bool:
-    found = await connection.fetchval(
-        "SELECT true FROM disabled_contacts WHERE subscription_id = $1 AND channel = $2 AND contact_index = $3",
-        subscription_id,
-        channel,
-        contact_index,
+async def count_retrying(connection: Connection) -> int:
+    """Notices waiting to retry a temporary failure (read from a small partial index)."""
+    count: Any = await connection.fetchval(
+        "SELECT count(*) FROM notifications WHERE outcome IS NULL AND failure_count > 0"
     )
-    return bool(found)
+    return int(count or 0)
+
+
+async def disabled_among(connection: Connection, contacts: list[tuple[str, str, str]]) -> set[tuple[str, str, str]]:
+    """Which of these (subscription id, channel, contact index) a provider told us never to use again."""
+    rows = await connection.fetch(
+        "SELECT d.subscription_id, d.channel, d.contact_index FROM disabled_contacts d"
+        " JOIN unnest($1::text[], $2::text[], $3::text[]) AS c (subscription_id, channel, contact_index)"
+        " USING (subscription_id, channel, contact_index)",
+        [contact[0] for contact in contacts],
+        [contact[1] for contact in contacts],
+        [contact[2] for contact in contacts],
+    )
+    return {(row["subscription_id"], row["channel"], row["contact_index"]) for row in rows}

@@ -60,15 +60,18 @@ class TwilioSmsProvider:
         from_number: str,
         base_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
+        max_connections: int = 100,
         client: httpx.AsyncClient | None = None,
     ) -> None:
+        """``max_connections``: as many as sends run at once, all kept alive (no reconnect per message)."""
         self.name = name
         self.account_sid = account_sid
         self.from_number = from_number
         self._auth = httpx.BasicAuth(account_sid, auth_token)
         self._messages_url = f"{base_url.rstrip('/')}/2010-04-01/Accounts/{account_sid}/Messages"
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
+        limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+        self._client = client or httpx.AsyncClient(timeout=timeout, limits=limits)
         self._timeout = timeout
 
     async def send(self, message: OutboundSms) -> ProviderReceipt:
