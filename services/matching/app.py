@@ -59,6 +59,7 @@ class MatchingWorker:
                 group_id=settings.consumer_group,
                 topics=[spec.name for spec in CONSUMED_TOPICS],
                 handler=matcher.handle,
+                batch_handler=matcher.handle_batch,
                 producer=producer,
                 batch_size=settings.batch_size,
                 transactional=True,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from services.matching import domain, metrics, store
-from services.matching.store import SourcePosition
+from services.matching.store import SourcePosition, StoredNotification
 from shared.db import Connection
 from shared.events import (
     CloudEvent,
@@ -33,7 +34,7 @@ from shared.events import (
     encode,
     new_event,
 )
-from shared.kafka import H_ORIGINAL_OFFSET, H_ORIGINAL_PARTITION, H_ORIGINAL_TOPIC, header
+from shared.kafka import H_ORIGINAL_OFFSET, H_ORIGINAL_PARTITION, H_ORIGINAL_TOPIC, DecodedRecord, header
 from shared.settings import KafkaSettings
 from shared.topics import NOTIFICATION_REQUESTED
 
@@ -46,10 +47,26 @@ EVENT_SOURCE = "/services/matching"
 class Outcome:
     """What applying one event decided, for metrics once its transaction committed."""
 
-    notices: list[NotificationRequested] = field(default_factory=list)
+    encoded: list[tuple[NotificationRequested, bytes]] = field(default_factory=list)
     custody_change: bool = False
     matched: bool = False
     skipped: str | None = None
+
+    @property
+    def notices(self) -> list[NotificationRequested]:
+        return [notice for notice, _ in self.encoded]
+
+
+@dataclass
+class Decision:
+    """An event's outcome and the notification requests to send for it (those it recorded, or, on a replay of
+    the same message, those recorded the first time)."""
+
+    event_id: str
+    outcome: Outcome
+    to_send: list[StoredNotification]
+    replay: bool = False
+    duplicate: bool = False
 
 
 def source_position(record: ConsumerRecord[bytes, bytes]) -> SourcePosition:
@@ -85,29 +102,52 @@ class Matcher:
         self._sends: list[asyncio.Future[Any]] = []
 
     async def handle(self, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
-        position = source_position(record)
+        """One event in its own transaction (the fallback when a batch fails: the culprit is retried alone)."""
         now = datetime.now(UTC)
-        replay = False
         async with self._pool.acquire() as connection, connection.transaction():
-            first_seen_at = await store.claim_event(connection, event.id, position)
-            if first_seen_at is None:
-                outcome = await self._apply(connection, event, now)
-            elif first_seen_at == position:
-                outcome, replay = Outcome(), True
-            else:
-                metrics.SKIPPED.labels("duplicate_event").inc()
-                log.info("event %s already applied from another position; nothing to send", event.id)
-                return
-            to_send = await store.notifications_caused_by(connection, event.id)
-        self._count(outcome)
-        if replay:
-            metrics.REPLAYED.inc(len(to_send))
-            log.info("event %s read again after an aborted transaction: re-sending %d", event.id, len(to_send))
-        for notification in to_send:
-            future: asyncio.Future[Any] = await self._producer.send(
-                self._notification_topic, key=notification.notification_id.encode(), value=notification.value
-            )
-            self._sends.append(future)
+            decision = await self._decide(connection, event, record, now)
+        await self._conclude([decision])
+
+    async def handle_batch(self, records: Sequence[DecodedRecord]) -> None:
+        """A whole fetched batch in one transaction: one commit for hundreds of events instead of one each."""
+        now = datetime.now(UTC)
+        decisions = []
+        async with self._pool.acquire() as connection, connection.transaction():
+            for event, record in records:
+                decisions.append(await self._decide(connection, event, record, now))
+        await self._conclude(decisions)
+
+    async def _decide(
+        self, connection: Connection, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes], now: datetime
+    ) -> Decision:
+        position = source_position(record)
+        first_seen_at = await store.claim_event(connection, event.id, position)
+        if first_seen_at is None:
+            outcome = await self._apply(connection, event, now)
+            encoded = [StoredNotification(n.notification_id, value) for n, value in outcome.encoded]
+            return Decision(event.id, outcome, encoded)
+        if first_seen_at == position:
+            return Decision(event.id, Outcome(), await store.notifications_caused_by(connection, event.id), replay=True)
+        return Decision(event.id, Outcome(skipped="duplicate_event"), [], duplicate=True)
+
+    async def _conclude(self, decisions: list[Decision]) -> None:
+        """After the commit: count, then send each decided notice inside the batch's Kafka transaction."""
+        for decision in decisions:
+            self._count(decision.outcome)
+            if decision.duplicate:
+                log.info("event %s already applied from another position; nothing to send", decision.event_id)
+            if decision.replay:
+                metrics.REPLAYED.inc(len(decision.to_send))
+                log.info(
+                    "event %s read again after an aborted transaction: re-sending %d",
+                    decision.event_id,
+                    len(decision.to_send),
+                )
+            for notification in decision.to_send:
+                future: asyncio.Future[Any] = await self._producer.send(
+                    self._notification_topic, key=notification.notification_id.encode(), value=notification.value
+                )
+                self._sends.append(future)
 
     async def wait_for_sends(self) -> None:
         """Called before the batch's transaction commits; raises if any notification request was not written."""
@@ -139,7 +179,7 @@ class Matcher:
         subscriptions = await store.active_subscriptions_for(connection, keys)
         notices = domain.status_change_notices(event.id, change, subscriptions, now)
         recorded = await self._record(connection, event, notices, now)
-        return Outcome(notices=recorded, custody_change=True, matched=bool(subscriptions))
+        return Outcome(encoded=recorded, custody_change=True, matched=bool(subscriptions))
 
     async def _apply_subscription_state(
         self, connection: Connection, event: CloudEvent[Payload], state: SubscriptionState, now: datetime
@@ -152,7 +192,7 @@ class Matcher:
             return Outcome()
         known = await store.known_states_for(connection, domain.case_key(state.agency_id, state.identifier))
         notices = domain.current_status_notices(before, state, known, now)
-        return Outcome(notices=await self._record(connection, event, notices, now))
+        return Outcome(encoded=await self._record(connection, event, notices, now))
 
     async def _apply_feed_silence(
         self, connection: Connection, event: CloudEvent[Payload], silence: FeedSilence, now: datetime
@@ -169,7 +209,7 @@ class Matcher:
             notices = domain.feed_restored_notices(silence.silence_id, told, now)
             about = domain.feed_notice_key(NotificationKind.FEED_RESTORED, silence.silence_id)
         log.info("feed of %s %s: %d notices", silence.agency_id, silence.state, len(notices))
-        return Outcome(notices=await self._record(connection, event, notices, now, about=about))
+        return Outcome(encoded=await self._record(connection, event, notices, now, about=about))
 
     async def _record(
         self,
@@ -178,7 +218,7 @@ class Matcher:
         notices: list[NotificationRequested],
         now: datetime,
         about: str | None = None,
-    ) -> list[NotificationRequested]:
+    ) -> list[tuple[NotificationRequested, bytes]]:
         encoded = [(notice, encode_notice(notice, trace_id=event.traceid, at=now)) for notice in notices]
         return await store.record_notifications(connection, event.id, encoded, about)
 

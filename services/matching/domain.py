@@ -6,7 +6,9 @@ Notification ids are UUIDv5 over the cause, so the same cause can never yield a 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from shared.events import (
     ContactPointState,
@@ -50,11 +52,12 @@ def status_change_notification_id(custody_event_id: str, subscription_id: str, c
     return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"status_change|{custody_event_id}|{subscription_id}|{channel}"))
 
 
-def current_status_notification_id(subscription_id: str, channel: Channel, custody_event_id: str) -> str:
+def current_status_notification_id(subscription_id: str, custody_event_id: str, channel: Channel) -> str:
     return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"current|{subscription_id}|{channel}|{custody_event_id}"))
 
 
 def feed_notice_id(kind: NotificationKind, silence_id: str, subscription_id: str, channel: Channel) -> str:
+    """One notice per outage, kind and contact point."""
     return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{kind}|{silence_id}|{subscription_id}|{channel}"))
 
 
@@ -114,9 +117,10 @@ def _notice(
     kind: NotificationKind,
     subscription: SubscriptionState,
     contact: ContactPointState,
-    facts: CustodyFacts,
+    facts: CustodyFacts | None,
     requested_at: datetime,
 ) -> NotificationRequested:
+    """Without custody facts (a notice about the feed itself) a notice is informational."""
     return NotificationRequested(
         notification_id=notification_id,
         kind=kind,
@@ -127,7 +131,7 @@ def _notice(
         contact_masked=contact.masked,
         language=subscription.language,
         timezone=subscription.timezone,
-        urgency=urgency_of(facts.status),
+        urgency=urgency_of(facts.status) if facts else Urgency.INFORMATIONAL,
         quiet_hours_start=subscription.quiet_hours_start,
         quiet_hours_end=subscription.quiet_hours_end,
         custody=facts,
@@ -137,6 +141,29 @@ def _notice(
         else None,
         requested_at=requested_at,
     )
+
+
+def _notices_to(
+    subscription: SubscriptionState,
+    contacts: list[ContactPointState],
+    *,
+    kind: NotificationKind,
+    facts: CustodyFacts | None,
+    notification_id: Callable[[Channel], str],
+    requested_at: datetime,
+) -> list[NotificationRequested]:
+    """One notice of ``kind`` to each of ``contacts``, its id made from the channel."""
+    return [
+        _notice(
+            notification_id=notification_id(contact.channel),
+            kind=kind,
+            subscription=subscription,
+            contact=contact,
+            facts=facts,
+            requested_at=requested_at,
+        )
+        for contact in contacts
+    ]
 
 
 def status_change_notices(
@@ -150,19 +177,13 @@ def status_change_notices(
     for subscription in sorted(subscriptions, key=lambda s: s.subscription_id):
         if subscription.agency_id != change.agency_id or change.status not in subscription.event_types:
             continue
-        facts = custody_facts(custody_event_id, change, subscription.identifier)
-        notices.extend(
-            _notice(
-                notification_id=status_change_notification_id(
-                    custody_event_id, subscription.subscription_id, contact.channel
-                ),
-                kind=NotificationKind.STATUS_CHANGE,
-                subscription=subscription,
-                contact=contact,
-                facts=facts,
-                requested_at=requested_at,
-            )
-            for contact in reachable_contacts(subscription)
+        notices += _notices_to(
+            subscription,
+            reachable_contacts(subscription),
+            kind=NotificationKind.STATUS_CHANGE,
+            facts=custody_facts(custody_event_id, change, subscription.identifier),
+            notification_id=partial(status_change_notification_id, custody_event_id, subscription.subscription_id),
+            requested_at=requested_at,
         )
     return notices
 
@@ -183,19 +204,13 @@ def current_status_notices(
     for state in sorted(known_states, key=lambda s: s.custody_event_id):
         if state.change.agency_id != after.agency_id:
             continue
-        facts = custody_facts(state.custody_event_id, state.change, after.identifier)
-        notices.extend(
-            _notice(
-                notification_id=current_status_notification_id(
-                    after.subscription_id, contact.channel, state.custody_event_id
-                ),
-                kind=NotificationKind.CURRENT_STATUS,
-                subscription=after,
-                contact=contact,
-                facts=facts,
-                requested_at=requested_at,
-            )
-            for contact in contacts
+        notices += _notices_to(
+            after,
+            contacts,
+            kind=NotificationKind.CURRENT_STATUS,
+            facts=custody_facts(state.custody_event_id, state.change, after.identifier),
+            notification_id=partial(current_status_notification_id, after.subscription_id, state.custody_event_id),
+            requested_at=requested_at,
         )
     return notices
 
@@ -219,19 +234,15 @@ def feed_silence_notices(
     for subscription, state in sorted(cases, key=lambda case: case[0].subscription_id):
         if not is_urgent_case(subscription, state):
             continue
-        facts = custody_facts(state.custody_event_id, state.change, subscription.identifier)
-        notices.extend(
-            _notice(
-                notification_id=feed_notice_id(
-                    NotificationKind.FEED_SILENCE, silence_id, subscription.subscription_id, contact.channel
-                ),
-                kind=NotificationKind.FEED_SILENCE,
-                subscription=subscription,
-                contact=contact,
-                facts=facts,
-                requested_at=requested_at,
-            )
-            for contact in reachable_contacts(subscription)
+        notices += _notices_to(
+            subscription,
+            reachable_contacts(subscription),
+            kind=NotificationKind.FEED_SILENCE,
+            facts=custody_facts(state.custody_event_id, state.change, subscription.identifier),
+            notification_id=partial(
+                feed_notice_id, NotificationKind.FEED_SILENCE, silence_id, subscription.subscription_id
+            ),
+            requested_at=requested_at,
         )
     return notices
 
@@ -240,28 +251,16 @@ def feed_restored_notices(
     silence_id: str, told: list[SubscriptionState], requested_at: datetime
 ) -> list[NotificationRequested]:
     """Tell those who heard of the silence that updates arrive again (the changes themselves follow as usual)."""
-    return [
-        NotificationRequested(
-            notification_id=feed_notice_id(
-                NotificationKind.FEED_RESTORED, silence_id, subscription.subscription_id, contact.channel
-            ),
+    notices: list[NotificationRequested] = []
+    for subscription in sorted(told, key=lambda s: s.subscription_id):
+        notices += _notices_to(
+            subscription,
+            reachable_contacts(subscription),
             kind=NotificationKind.FEED_RESTORED,
-            subscription_id=subscription.subscription_id,
-            agency_id=subscription.agency_id,
-            channel=contact.channel,
-            contact_ciphertext=contact.ciphertext,
-            contact_masked=contact.masked,
-            language=subscription.language,
-            timezone=subscription.timezone,
-            urgency=Urgency.INFORMATIONAL,
-            quiet_hours_start=subscription.quiet_hours_start,
-            quiet_hours_end=subscription.quiet_hours_end,
-            manage_url_ciphertext=subscription.manage_url_ciphertext,
-            unsubscribe_url_ciphertext=subscription.unsubscribe_url_ciphertext
-            if contact.channel == Channel.EMAIL
-            else None,
+            facts=None,
+            notification_id=partial(
+                feed_notice_id, NotificationKind.FEED_RESTORED, silence_id, subscription.subscription_id
+            ),
             requested_at=requested_at,
         )
-        for subscription in sorted(told, key=lambda s: s.subscription_id)
-        for contact in reachable_contacts(subscription)
-    ]
+    return notices

@@ -219,30 +219,30 @@ async def record_notifications(
     cause_event_id: str,
     notices: Sequence[tuple[NotificationRequested, bytes]],
     about: str | None = None,
-) -> list[NotificationRequested]:
+) -> list[tuple[NotificationRequested, bytes]]:
     """Store each decided notice with its encoded event; returns those new (one per contact and custody change).
 
     ``about`` replaces the custody event as what the notices are about (a feed silence), for de-duplication.
     """
-    recorded: list[NotificationRequested] = []
-    for notice, value in notices:
-        custody_event_id = about or (notice.custody.custody_event_id if notice.custody else "")
-        inserted = await connection.fetchval(
-            "INSERT INTO notification_requests (notification_id, cause_event_id, subscription_id, channel,"
-            " custody_event_id, kind, urgency, value) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            " ON CONFLICT DO NOTHING RETURNING true",
-            notice.notification_id,
-            cause_event_id,
-            notice.subscription_id,
-            str(notice.channel),
-            custody_event_id,
-            str(notice.kind),
-            str(notice.urgency),
-            value,
-        )
-        if inserted:
-            recorded.append(notice)
-    return recorded
+    if not notices:
+        return []
+    inserted = await connection.fetch(
+        "INSERT INTO notification_requests (notification_id, cause_event_id, subscription_id, channel,"
+        " custody_event_id, kind, urgency, value)"
+        " SELECT n, $1, s, c, e, k, u, v FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
+        " $7::text[], $8::bytea[]) WITH ORDINALITY AS t(n, s, c, e, k, u, v, o) ORDER BY o"
+        " ON CONFLICT DO NOTHING RETURNING notification_id",
+        cause_event_id,
+        [notice.notification_id for notice, _ in notices],
+        [notice.subscription_id for notice, _ in notices],
+        [str(notice.channel) for notice, _ in notices],
+        [about or (notice.custody.custody_event_id if notice.custody else "") for notice, _ in notices],
+        [str(notice.kind) for notice, _ in notices],
+        [str(notice.urgency) for notice, _ in notices],
+        [value for _, value in notices],
+    )
+    new = {row["notification_id"] for row in inserted}
+    return [(notice, value) for notice, value in notices if notice.notification_id in new]
 
 
 async def notifications_caused_by(connection: Connection, cause_event_id: str) -> list[StoredNotification]:

@@ -15,7 +15,9 @@ from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_REQUESTED, SUBJEC
 from tests.kafkautil import produce_raw, read_exactly, read_topic
 
 
-def matching_settings(database_url: str, kafka: KafkaSettings, unique: str, instance: str = "0") -> MatchingSettings:
+def matching_settings(
+    database_url: str, kafka: KafkaSettings, unique: str, instance: str = "0", batch_size: int = 500
+) -> MatchingSettings:
     return MatchingSettings(
         environment="test",
         database_url=database_url,
@@ -23,6 +25,7 @@ def matching_settings(database_url: str, kafka: KafkaSettings, unique: str, inst
         kafka=kafka,
         instance_id=f"{unique}-{instance}",
         consumer_group=f"matching-{unique}",
+        batch_size=batch_size,
     )
 
 
@@ -37,6 +40,7 @@ def process_env(settings: MatchingSettings) -> dict[str, str]:
         "MATCHING_KAFKA__CLIENT_ID": settings.kafka.client_id,
         "MATCHING_INSTANCE_ID": settings.instance_id,
         "MATCHING_CONSUMER_GROUP": settings.consumer_group,
+        "MATCHING_BATCH_SIZE": str(settings.batch_size),
     }
 
 

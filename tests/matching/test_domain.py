@@ -112,7 +112,7 @@ def test_notification_ids_are_deterministic_and_distinct_per_cause() -> None:
         domain.status_change_notification_id("event-2", "sub-1", Channel.SMS),
         domain.status_change_notification_id("event-1", "sub-2", Channel.SMS),
         domain.status_change_notification_id("event-1", "sub-1", Channel.EMAIL),
-        domain.current_status_notification_id("sub-1", Channel.SMS, "event-1"),
+        domain.current_status_notification_id("sub-1", "event-1", Channel.SMS),
     }
     assert first not in others
     assert len(others) == 4
@@ -132,7 +132,7 @@ def test_current_status_for_contacts_that_just_became_reachable() -> None:
     verified = subscription("sub-1", contacts=[contact(Channel.SMS)], version=2)
     [notice] = domain.current_status_notices(pending, verified, known, NOW)
     assert notice.kind == NotificationKind.CURRENT_STATUS
-    assert notice.notification_id == domain.current_status_notification_id("sub-1", Channel.SMS, "event-9")
+    assert notice.notification_id == domain.current_status_notification_id("sub-1", "event-9", Channel.SMS)
     assert notice.urgency == Urgency.INFORMATIONAL
     assert notice.custody is not None
     assert notice.custody.custody_event_id == "event-9"

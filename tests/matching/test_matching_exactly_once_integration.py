@@ -3,8 +3,10 @@ is committed exactly once, with exactly the ids a clean run produces."""
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import re
+import time
 from pathlib import Path
 
 import asyncpg
@@ -120,7 +122,7 @@ async def test_killed_mid_batch_and_restarted_yields_each_notification_exactly_o
 ) -> None:
     settings = matching_settings(database_url, kafka_settings, unique)
     subscriptions, by_subject = subscriptions_messages()
-    changes, expected = custody_messages(0, 500, by_subject)
+    changes, expected = custody_messages(0, 1_500, by_subject)
     total = len(subscriptions) + len(changes)
 
     first = matching_process(settings, tmp_path)
@@ -136,7 +138,12 @@ async def test_killed_mid_batch_and_restarted_yields_each_notification_exactly_o
         crashing = matching_process(settings, tmp_path)
         crashing.start()
         await crashing.wait_ready()
-        await wait_handled(pool, len(subscriptions) + 120)
+        # A batch's events commit in the database together, then its notices are sent and its Kafka transaction
+        # commits: kill the moment the first batch shows in the database, while its Kafka transaction is open.
+        deadline = time.monotonic() + 60
+        while await handled_count(pool) <= len(subscriptions):
+            assert time.monotonic() < deadline, "the crashing process handled nothing"
+            await asyncio.sleep(0.002)
         crashing.kill()
         at_kill = await handled_count(pool)
         assert at_kill < total, "the process finished before it was killed; nothing was tested"

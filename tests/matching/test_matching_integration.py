@@ -199,7 +199,7 @@ async def test_current_status_notice_once_when_a_subscription_is_verified_after_
             assert notice.custody.custody_event_id == latest[2]
             assert notice.custody.status == CustodyStatus.RELEASED
             assert notice.urgency == Urgency.URGENT
-            assert notice.notification_id == domain.current_status_notification_id("late", notice.channel, latest[2])
+            assert notice.notification_id == domain.current_status_notification_id("late", latest[2], notice.channel)
 
         # The next change reaches the new subscriber as an ordinary status change.
         returned = custody_message(
