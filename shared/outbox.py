@@ -47,15 +47,16 @@ async def enqueue_rows(connection: Connection, rows: Sequence[OutboxRow]) -> Non
     if not rows:
         return
     await connection.execute(
-        "INSERT INTO outbox (topic, key, event_id, value)"
+        "WITH added AS (INSERT INTO outbox (topic, key, event_id, value)"
         " SELECT t, k, i, v FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY"
-        " AS e(t, k, i, v, n) ORDER BY n ON CONFLICT (event_id) DO NOTHING",
+        " AS e(t, k, i, v, n) ORDER BY n ON CONFLICT (event_id) DO NOTHING RETURNING 1)"
+        " SELECT pg_notify($5, '')",  # one round trip: every status event of every notice comes through here
         [row.topic for row in rows],
         [row.key for row in rows],
         [row.event_id for row in rows],
         [row.value for row in rows],
+        NOTIFY_CHANNEL,
     )
-    await connection.execute("SELECT pg_notify($1, '')", NOTIFY_CHANNEL)
 
 
 class OutboxRelay:
