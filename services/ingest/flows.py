@@ -37,7 +37,7 @@ from services.ingest.domain import (
 from services.ingest.settings import IngestSettings
 from services.ingest.store import Agency
 from shared.db import Connection
-from shared.events import AgencyProfile, CloudEvent, FeedSilence, OpsAlert, SubjectSealed, new_event
+from shared.events import AgencyProfile, FeedSilence, SubjectSealed, new_event
 from shared.outbox import OutboxRow, enqueue
 from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, FEED_SILENCE, OPS_ALERT, SUBJECT_SEALED
 
@@ -426,12 +426,6 @@ async def recover_json_batches(pool: asyncpg.Pool, settings: IngestSettings) -> 
 # --- feed health ------------------------------------------------------------------------------------------------
 
 
-def _alert(kind: str, agency_id: str, message: str, at: datetime) -> CloudEvent[OpsAlert]:
-    alert = OpsAlert(kind=kind, agency_id=agency_id, message=message, at=at)
-    event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"ops:{agency_id}/{kind}/{at.isoformat()}"))
-    return new_event(alert, source=SOURCE, subject=agency_id, event_id=event_id, at=at)
-
-
 async def note_feed_received(connection: Connection, settings: IngestSettings, agency_id: str, at: datetime) -> None:
     """Record that a feed arrived; if the feed had been flagged quiet, say it recovered (once)."""
     metrics.LAST_FEED.labels(agency_id).set(at.timestamp())
@@ -449,7 +443,9 @@ async def note_feed_received(connection: Connection, settings: IngestSettings, a
             connection, settings, agency_id, state="restored", silent_since=before["silence_notified_for"], at=at
         )
     if was_stale:
-        event = _alert("feed_recovered", agency_id, f"feed of {agency_id} is arriving again", at)
+        event = guards.ops_alert(
+            "feed_recovered", agency_id, f"feed of {agency_id} is arriving again", at, at.isoformat()
+        )
         await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), agency_id, event)
         metrics.FEED_STALE.labels(agency_id).set(0)
 
@@ -532,7 +528,7 @@ async def check_feed_health(pool: asyncpg.Pool, settings: IngestSettings, now: d
                     f"no feed from {agency.name} ({agency.agency_id}) for more than "
                     f"{agency.expected_feed_interval_minutes} min (last: {since})"
                 )
-                event = _alert("feed_stale", agency.agency_id, message, now)
+                event = guards.ops_alert("feed_stale", agency.agency_id, message, now, now.isoformat())
                 await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), agency.agency_id, event)
                 flagged.append(agency.agency_id)
                 log.warning("feed stale: %s", message)

@@ -43,10 +43,11 @@ class HoldDecidedError(ValueError):
     """The hold was already released or discarded."""
 
 
-def _alert(kind: str, agency_id: str, message: str, at: datetime, cause: str) -> tuple[str, CloudEvent[OpsAlert]]:
+def ops_alert(kind: str, agency_id: str, message: str, at: datetime, cause: str) -> CloudEvent[OpsAlert]:
+    """An alert for operators, its id fixed by what caused it (a hold, an outage), so a retry repeats nothing."""
     alert = OpsAlert(kind=kind, agency_id=agency_id, message=message, at=at)
     event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"ops:{agency_id}/{kind}/{cause}"))
-    return agency_id, new_event(alert, source=EVENT_SOURCE, subject=agency_id, event_id=event_id, at=at)
+    return new_event(alert, source=EVENT_SOURCE, subject=agency_id, event_id=event_id, at=at)
 
 
 async def hold_if_storm(
@@ -87,14 +88,14 @@ async def hold_if_storm(
             return None
         hold_id = str(uuid.uuid4())
         await store.open_hold(connection, hold_id, agency.agency_id, received_at, check.trigger())
-        key, alert = _alert(
+        alert = ops_alert(
             "storm_held",
             agency.agency_id,
             f"notices of {agency.name} ({agency.agency_id}) held for review: {check.trigger()}",
             received_at,
             hold_id,
         )
-        await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), key, alert)
+        await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), alert.data.agency_id, alert)
         metrics.STORM_HOLDS.labels(agency.agency_id).set(1)
         log.warning("storm hold %s opened for agency %s: %s", hold_id, agency.agency_id, check.trigger())
     held = [
@@ -146,8 +147,8 @@ async def decide(
             )
         state = "released" if release else "discarded"
         await store.decide_hold(connection, hold_id, state, operator, reason)
-        key, alert = _alert(f"storm_{state}", hold.agency_id, message, now, hold_id)
-        await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), key, alert)
+        alert = ops_alert(f"storm_{state}", hold.agency_id, message, now, hold_id)
+        await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), alert.data.agency_id, alert)
         decided = await store.get_hold(connection, hold_id)
     metrics.STORM_HOLDS.labels(hold.agency_id).set(0)
     log.warning("storm hold %s %s: %s", hold_id, state, message)
