@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
+from shared.kafka import ConsumerRunner
 from shared.settings import KafkaSettings
 
 
@@ -58,3 +61,17 @@ async def produce_raw(settings: KafkaSettings, topic: str, messages: list[tuple[
             await producer.send_and_wait(topic, value=value, key=key)
     finally:
         await producer.stop()
+
+
+@asynccontextmanager
+async def running(runner: ConsumerRunner) -> AsyncIterator[asyncio.Task[None]]:
+    """Run a consumer (started and assigned its topics) for the block; then stop it and its producer."""
+    task = asyncio.create_task(runner.run())
+    try:
+        await asyncio.wait_for(runner.ready.wait(), timeout=30)
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await runner.producer.stop()

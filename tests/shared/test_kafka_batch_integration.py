@@ -4,7 +4,6 @@ record by record so that only the failing record is retried and dead-lettered.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -22,7 +21,7 @@ from shared.topics import (
     ensure_topics,
 )
 from shared.vocabulary import CustodyStatus, IdentifierKind
-from tests.kafkautil import produce_raw, read_topic
+from tests.kafkautil import produce_raw, read_topic, running
 
 pytestmark = pytest.mark.integration
 
@@ -73,16 +72,10 @@ async def test_batches_go_to_the_batch_handler_and_offsets_follow(kafka_settings
         batch_handler=batch_handler,
         producer=producer,
     )
-    task = asyncio.create_task(runner.run())
-    try:
+    async with running(runner):
         await wait_until(lambda: sum(len(b) for b in batches) >= len(events))
         assert runner.consumer is not None
         committed = await wait_for_commit(runner, topic, len(events))
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await producer.stop()
     assert [event_id for batch in batches for event_id in batch] == [e.id for e in events], "in order, each once"
     assert len(batches) < len(events), "several events per call"
     assert one_by_one == []
@@ -140,16 +133,10 @@ async def test_a_failing_batch_falls_back_so_only_the_bad_record_is_retried(kafk
         producer=producer,
         retry=RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=0.2),
     )
-    task = asyncio.create_task(runner.run())
-    try:
+    async with running(runner):
         dead = await read_topic(
             kafka_settings, kafka_settings.topic(dead_letter_topic(group)), until=lambda r: len(r) >= 2
         )
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await producer.stop()
     assert set(applied) == {e.id for e in events if e.id != doomed.id}, "every other record applied"
     assert all(count == 1 for count in applied.values()), "none applied twice"
     assert all(size > 0 for size in batch_calls)
@@ -197,16 +184,10 @@ async def test_in_a_transaction_a_failed_batch_is_aborted_so_its_sends_are_never
         retry=RetryPolicy(max_attempts=1),
         transactional=True,
     )
-    task = asyncio.create_task(runner.run())
-    try:
+    async with running(runner):
         await read_topic(kafka_settings, kafka_settings.topic(dead_letter_topic(group)), until=lambda r: len(r) >= 1)
         published = await read_topic(kafka_settings, output, until=lambda r: len(r) >= len(events) - 1)
         await asyncio.sleep(1)
         published = await read_topic(kafka_settings, output, until=lambda r: len(r) >= len(published))
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await producer.stop()
     ids = [record.value.decode() for record in published if record.value is not None]
     assert sorted(ids) == sorted(e.id for e in events if e.id != doomed.id), "each good record published once"

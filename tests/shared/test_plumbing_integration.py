@@ -18,7 +18,7 @@ from shared.outbox import OutboxRelay, enqueue
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED, consumer_group_topics, dead_letter_topic, ensure_topics
 from shared.vocabulary import CustodyStatus, IdentifierKind
-from tests.kafkautil import produce_raw, read_exactly, read_topic
+from tests.kafkautil import produce_raw, read_exactly, read_topic, running
 
 pytestmark = pytest.mark.integration
 
@@ -105,12 +105,6 @@ async def test_publish_without_bookkeeping_is_republished_and_applied_once(
     assert applied == ["x"], "the idempotent consumer applied the redelivered event once"
 
 
-async def run_consumer(runner: ConsumerRunner) -> asyncio.Task[None]:
-    task = asyncio.create_task(runner.run())
-    await asyncio.wait_for(runner.ready.wait(), timeout=30)
-    return task
-
-
 async def test_poison_message_goes_to_dlq_and_the_partition_flows_on(kafka_settings: KafkaSettings) -> None:
     group = "poison-test"
     topic = kafka_settings.topic(CUSTODY_STATUS_CHANGED.name)
@@ -127,8 +121,7 @@ async def test_poison_message_goes_to_dlq_and_the_partition_flows_on(kafka_setti
     runner = ConsumerRunner(
         kafka_settings, group_id=group, topics=[CUSTODY_STATUS_CHANGED.name], handler=handler, producer=producer
     )
-    task = await run_consumer(runner)
-    try:
+    async with running(runner):
         dead = await read_topic(
             kafka_settings, kafka_settings.topic(dead_letter_topic(group)), until=lambda r: len(r) >= 1
         )
@@ -136,11 +129,6 @@ async def test_poison_message_goes_to_dlq_and_the_partition_flows_on(kafka_setti
             if seen:
                 break
             await asyncio.sleep(0.1)
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await producer.stop()
     assert seen == [good.id]
     assert dead[0].value == b"{not json"
     assert "not JSON" in (header(dead[0], H_ERROR) or "")
@@ -168,16 +156,10 @@ async def test_failures_retry_without_blocking_then_dead_letter(kafka_settings: 
         producer=producer,
         retry=RetryPolicy(max_attempts=3, base_delay=0.2, max_delay=0.5),
     )
-    task = await run_consumer(runner)
-    try:
+    async with running(runner):
         dead = await read_topic(
             kafka_settings, kafka_settings.topic(dead_letter_topic(group)), until=lambda r: len(r) >= 1
         )
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await producer.stop()
     assert calls[fine.id] == 1, "a failing message never blocks the ones behind it"
     assert calls[flaky.id] == 2, "a temporary failure succeeds on retry"
     assert calls[doomed.id] == 3, "bounded attempts"

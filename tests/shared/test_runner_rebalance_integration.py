@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
@@ -12,7 +11,7 @@ from shared.events import CloudEvent, Payload, encode
 from shared.kafka import Batch, ConsumerRunner, create_producer
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED, consumer_group_topics, ensure_topics
-from tests.kafkautil import produce_raw
+from tests.kafkautil import produce_raw, running
 from tests.matching.helpers import wait_until
 from tests.shared.test_plumbing_integration import custody_event
 
@@ -54,8 +53,7 @@ async def test_a_batch_overtaken_by_a_rebalance_is_read_again(kafka_settings: Ka
         producer=producer,
         transactional=True,
     )
-    task = asyncio.create_task(runner.run())
-    try:
+    async with running(runner):
 
         async def all_seen() -> bool:
             return len(seen) >= len(events)
@@ -64,8 +62,3 @@ async def test_a_batch_overtaken_by_a_rebalance_is_read_again(kafka_settings: Ka
         await asyncio.sleep(1)
         assert runner.overtaken
         assert seen == [event.id for event in events]
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await producer.stop()
