@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from shared.devservers.stack import Stack
+from shared.logging import redact
 from shared.twilio import twilio_signature
 
 CODE = re.compile(r"\b(\d{6})\b")
@@ -91,7 +92,7 @@ class SystemDriver:
             body["sms"] = sms
         if email:
             body["email"] = email
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             answer = await self.http.post(f"{self.stack.url('subscription')}/v1/subscriptions", json=body)
             # A new agency reaches the subscription service through Kafka a moment after it is created.
@@ -99,7 +100,7 @@ class SystemDriver:
                 break
             await asyncio.sleep(0.2)
         if answer.status_code != 201:
-            raise DriverError(f"subscribing: {answer.status_code} {answer.text}")
+            raise DriverError(f"subscribing: {answer.status_code} {redact(answer.text[:300])}")
         created = answer.json()
         return Victim(created["subscription_id"], created["manage_url"].rstrip("/").rsplit("/", 1)[-1], sms, email)
 

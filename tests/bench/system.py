@@ -168,7 +168,9 @@ class Bench:
 
         async def subscribe(number: int) -> Victim:
             async with slots:
-                return await retrying(lambda: self.subscribe(self.cases[number // subscribers], phone(number)))
+                return await retrying(
+                    lambda: self.driver.subscribe(self.agency, self.cases[number // subscribers], sms=phone(number))
+                )
 
         victims = await asyncio.gather(*(subscribe(n) for n in range(len(self.cases) * subscribers)))
         codes = await self.codes({victim.sms for victim in victims if victim.sms})
@@ -205,28 +207,6 @@ class Bench:
         )
         if answer.status_code != 200:
             raise DriverError(f"verifying: {answer.status_code} {redact(answer.text[:300])}")
-
-    async def subscribe(self, case: str, sms: str) -> Victim:
-        """As the driver's ``subscribe``, with quiet hours turned off: a booking notice must not wait for 7 am."""
-        body = {
-            "agency_id": self.agency,
-            "identifier": {"kind": "case_number", "value": case},
-            "sms": sms,
-            "language": "en",
-            "timezone": "America/Chicago",
-            "quiet_hours": {"start": "00:00", "end": "00:00"},
-        }
-        deadline = time.monotonic() + 60
-        while True:
-            answer = await self.http.post(f"{self.stack.url('subscription')}/v1/subscriptions", json=body)
-            # The new agency reaches the subscription service through Kafka a moment after it is created.
-            if answer.status_code != 404 or time.monotonic() > deadline:
-                break
-            await asyncio.sleep(0.2)
-        if answer.status_code != 201:
-            raise DriverError(f"subscribing: {answer.status_code} {redact(answer.text[:300])}")
-        created = answer.json()
-        return Victim(created["subscription_id"], created["manage_url"].rstrip("/").rsplit("/", 1)[-1], sms, None)
 
     # --- the feed ---------------------------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.devservers.driver import NO_STORM_HOLD, DriverError, SystemDriver, Victim
+from shared.devservers.driver import NO_STORM_HOLD, SystemDriver
 from shared.devservers.kafka import LocalKafka
 from shared.devservers.postgres import LocalPostgres
 from shared.devservers.stack import Stack
@@ -84,29 +84,6 @@ def phone(n: int) -> str:
     return f"+1737555{n:04d}"
 
 
-async def subscribe(http: httpx.AsyncClient, stack: Stack, agency: str, case: str, sms: str) -> Victim:
-    """As ``SystemDriver.subscribe``, with quiet hours off: a booking notice must not wait for the morning."""
-    body = {
-        "agency_id": agency,
-        "identifier": {"kind": "case_number", "value": case},
-        "sms": sms,
-        "language": "en",
-        "timezone": "America/Chicago",
-        "quiet_hours": {"start": "00:00", "end": "00:00"},
-    }
-    deadline = time.monotonic() + 60
-    while True:
-        answer = await http.post(f"{stack.url('subscription')}/v1/subscriptions", json=body)
-        # A new agency reaches the subscription service through Kafka a moment after it is created.
-        if answer.status_code != 404 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    if answer.status_code != 201:
-        raise DriverError(f"subscribing: {answer.status_code} {answer.text[:300]}")
-    created = answer.json()
-    return Victim(created["subscription_id"], created["manage_url"].rstrip("/").rsplit("/", 1)[-1], sms, None)
-
-
 async def sink_messages(http: httpx.AsyncClient, stack: Stack) -> list[dict[str, Any]]:
     answer = await http.get(f"{stack.url('sms_sink')}/sink/messages", timeout=60)
     answer.raise_for_status()
@@ -134,7 +111,7 @@ async def test_every_notice_exactly_once_through_crashes_and_restarts(fault_syst
         async def one(number: int) -> None:
             case, nth = divmod(number, SUBSCRIBERS)
             async with slots:
-                victim = await subscribe(http, stack, agency, feed.case_id(case), phone(number))
+                victim = await driver.subscribe(agency, feed.case_id(case), sms=phone(number))
                 await driver.verify(victim, "sms")
             recipients[phone(number)] = Recipient(f"case {case} subscriber {nth + 1}", case)
 
@@ -181,7 +158,7 @@ async def test_every_notice_exactly_once_through_crashes_and_restarts(fault_syst
 
         # --- after every fault: a new subscriber (the subscription path came back too) and a change for them -----
         late = phone(SUBSCRIBED_CASES * SUBSCRIBERS)
-        victim = await subscribe(http, stack, agency, feed.case_id(late_case), late)
+        victim = await driver.subscribe(agency, feed.case_id(late_case), sms=late)
         await driver.verify(victim, "sms")
         recipients[late] = Recipient("the subscriber who came after the faults", late_case)
         await driver.wait_for_matching(agency, reachable_contacts=SUBSCRIBED_CASES * SUBSCRIBERS + 1, within=60)
