@@ -172,11 +172,35 @@ class Stack:
     def start_service(self, service: str) -> None:
         self._spawn(service, ["-m", f"services.{service}"], self.env)
 
+    def start_replica(self, service: str) -> str:
+        """Another process of ``service`` on the same database, topics and consumer group, on a port of its own.
+
+        Returns the replica's name (``delivery#2``…), which ``url``, ``wait_ready``, ``kill_service`` and
+        ``stop_service`` take like a service's name.
+        """
+        number = 2 + sum(1 for name in self.processes if name.startswith(f"{service}#"))
+        name = f"{service}#{number}"
+        self.ports[name] = free_port()
+        prefix = service.upper() + "_"
+        env = self.env | {f"{prefix}HTTP_PORT": str(self.ports[name]), f"{prefix}PUBLIC_BASE_URL": self.url(name)}
+        self._spawn(name, ["-m", f"services.{service}"], env)
+        return name
+
     def kill_service(self, service: str) -> None:
         """SIGKILL, as in a crash: no clean-up runs."""
         process = self.processes[service]
         process.kill()
         process.wait()
+
+    def stop_service(self, service: str, timeout: float = 20.0) -> None:
+        """SIGTERM, as in a rolling restart: the process finishes its clean-up."""
+        process = self.processes[service]
+        process.terminate()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
         log = (self.log_dir / f"{name}.log").open("ab")
@@ -295,7 +319,8 @@ Ctrl-C stops everything.
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
         try:
-            for name in (*reversed(SERVICES), "sinks"):
+            replicas = [name for name in self.processes if "#" in name]
+            for name in (*replicas, *reversed(SERVICES), "sinks"):
                 process = self.processes.get(name)
                 if process is not None and process.poll() is None:
                     process.terminate()
