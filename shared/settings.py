@@ -6,7 +6,10 @@ Each service subclasses :class:`ServiceSettings` with its own environment prefix
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from typing import Any, ClassVar, Literal, Self
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -102,12 +105,59 @@ class ServiceSettings(BaseSettings):
         if self.environment != "production":
             return self
         fields = type(self).model_fields
-        unsafe = [name for name in self.development_secrets if getattr(self, name) == fields[name].default]
-        if unsafe:
-            prefix = str(self.model_config.get("env_prefix", ""))
-            names = ", ".join(prefix + name.upper() for name in unsafe)
-            raise ValueError(f"refusing to start in production with development defaults for: {names}")
+        prefix = str(self.model_config.get("env_prefix", ""))
+        defaults: list[str] = []
+        placeholders: list[str] = []
+        for name in self.development_secrets:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if value == fields[name].default:
+                defaults.append(prefix + name.upper())
+            elif is_secret_name(name) and (reason := placeholder_reason(str(value))):
+                placeholders.append(f"{prefix}{name.upper()} {reason}")
+        database_password = urlsplit(self.database_url).password
+        if database_password and (word := placeholder_word(database_password)):
+            placeholders.append(f"{prefix}DATABASE_URL has a placeholder password (contains {word!r})")
+        problems = ([f"with development defaults for: {', '.join(defaults)}"] if defaults else []) + placeholders
+        if problems:
+            raise ValueError("refusing to start in production " + "; ".join(problems))
         return self
+
+
+SECRET_NAME_PARTS = ("key", "secret", "token", "password")
+
+
+def is_secret_name(name: str) -> bool:
+    """Keys, secrets, tokens and passwords are checked for placeholders; a sender number only for its default."""
+    return any(part in name for part in SECRET_NAME_PARTS)
+
+
+PLACEHOLDER_WORDS = ("change", "example", "placeholder", "replace", "not-for-production", "dev-", "xxxx")
+SECRET_MIN_LENGTH = 16
+SECRET_MIN_BITS = 72.0
+
+
+def placeholder_word(value: str) -> str | None:
+    """The placeholder word a value contains (``CHANGE-ME``, ``changeme``, ``example``...), if any."""
+    lowered = value.lower()
+    return next((word for word in PLACEHOLDER_WORDS if word in lowered), None)
+
+
+def estimated_bits(value: str) -> float:
+    """Shannon entropy of the value's characters times its length: a generous estimate, good at catching ``aaaa``."""
+    return sum(count * math.log2(len(value) / count) for count in Counter(value).values())
+
+
+def placeholder_reason(value: str) -> str | None:
+    """Why a production secret looks like a placeholder rather than a generated value, or None when it does not."""
+    if word := placeholder_word(value):
+        return f"looks like a placeholder (contains {word!r})"
+    if len(value) < SECRET_MIN_LENGTH:
+        return f"is too short ({len(value)} characters; at least {SECRET_MIN_LENGTH})"
+    if estimated_bits(value) < SECRET_MIN_BITS:
+        return f"has too little entropy (about {estimated_bits(value):.0f} bits; at least {SECRET_MIN_BITS:.0f})"
+    return None
 
 
 # Development-only contact keys, shared by the services that encrypt (subscription) and decrypt (delivery).

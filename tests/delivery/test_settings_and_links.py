@@ -24,9 +24,9 @@ def production(**overrides: object) -> DeliverySettings:
         "environment": "production",
         "public_base_url": "https://notify.example.org",
         "contact_encryption_keys": generate_key(),
-        "blind_index_key": "x" * 40,
-        "token_secret": "y" * 40,
-        "operator_token": "z" * 32,
+        "blind_index_key": "6QHkFkRyPcnS2qNPofnLJTcaw-nDZfqIxD8Y99eq",
+        "token_secret": "JaLkCMYqflZ_2iwuWB9eziue8ALY8IHAqlshdDRy",
+        "operator_token": "e2IgCizqFvAlOhVk-a9W-sekT_dubTnWtFLUlFn3",
         "sms_providers": [PROVIDER],
     }
     return DeliverySettings(**(values | overrides))  # type: ignore[arg-type]

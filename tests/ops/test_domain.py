@@ -222,9 +222,9 @@ def test_production_refuses_development_secrets() -> None:
         OpsSettings(environment="production")
     settings = OpsSettings(
         environment="production",
-        session_secret="s" * 40,
-        ingest_admin_token="t" * 20,
-        delivery_operator_token="d" * 20,
+        session_secret="IPyQ_5CrvJaAJB7dpp2LX85OL56tQXpNpNIBxVO1",
+        ingest_admin_token="UTAypJh2U0-1TgAlX1tWg3Rc8stTRGf0k83sNA7w",
+        delivery_operator_token="FJPHKuC02971Ib3vGPjiaxHP1Vbs82KVCFhyZs0c",
         bootstrap_admin_username="",
         bootstrap_admin_password="",
     )
@@ -241,9 +241,9 @@ def test_settings_reject_bad_values() -> None:
     with pytest.raises(ValidationError, match="secure_cookies"):
         OpsSettings(
             environment="production",
-            session_secret="s" * 40,
-            ingest_admin_token="t" * 20,
-            delivery_operator_token="d" * 20,
+            session_secret="IPyQ_5CrvJaAJB7dpp2LX85OL56tQXpNpNIBxVO1",
+            ingest_admin_token="UTAypJh2U0-1TgAlX1tWg3Rc8stTRGf0k83sNA7w",
+            delivery_operator_token="FJPHKuC02971Ib3vGPjiaxHP1Vbs82KVCFhyZs0c",
             bootstrap_admin_password="a-long-enough-password",
             secure_cookies=False,
         )

@@ -1,3 +1,5 @@
+import secrets
+
 import pytest
 from pydantic import ValidationError
 
@@ -85,3 +87,41 @@ def test_twilio_signature_matches_the_documented_example() -> None:
     assert signature_is_valid("12345", url, params, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
     assert not signature_is_valid("12345", url, {**params, "Digits": "9999"}, "0/KCTR6DLpKmkAf8muzZqo1nDgQ=")
     assert not signature_is_valid("12345", url, params, None)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("CHANGE-ME", "placeholder"),
+        ("CHANGE-ME-at-least-32-characters-long", "placeholder"),
+        ("changemechangemechangeme", "placeholder"),
+        ("https://example.org/not-a-secret-at-all", "placeholder"),
+        ("Zq8-short", "too short"),
+        ("a" * 37, "too little entropy"),
+        ("abababababababababababababababab", "too little entropy"),
+    ],
+)
+def test_production_refuses_placeholder_secrets_by_name(value: str, reason: str) -> None:
+    from services.subscription.settings import SubscriptionSettings
+
+    with pytest.raises(ValidationError, match=f"SUBSCRIPTION_TWILIO_AUTH_TOKEN [^;]*{reason}"):
+        SubscriptionSettings(environment="production", twilio_auth_token=value)
+
+
+def test_production_accepts_generated_secrets_and_development_accepts_anything() -> None:
+    from services.ingest.settings import IngestSettings
+
+    generated = secrets.token_urlsafe(24)
+    assert IngestSettings(environment="production", admin_token=generated).admin_token == generated
+    assert IngestSettings(environment="development", admin_token="CHANGE-ME-but-only-locally").environment
+
+
+def test_production_refuses_a_placeholder_database_password() -> None:
+    from services.ingest.settings import IngestSettings
+
+    with pytest.raises(ValidationError, match="INGEST_DATABASE_URL has a placeholder password"):
+        IngestSettings(
+            environment="production",
+            admin_token=secrets.token_urlsafe(24),
+            database_url="postgresql://ingest:CHANGE-ME@postgres:5432/ingest",
+        )

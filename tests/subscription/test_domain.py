@@ -401,9 +401,9 @@ def test_production_refuses_development_secrets() -> None:
         environment="production",
         public_base_url="https://subscribe.example.org",
         contact_encryption_keys=f"{generate_key()},{generate_key()}",
-        blind_index_key="b" * 40,
-        token_secret="t" * 40,
-        twilio_auth_token="a" * 32,
+        blind_index_key="ee5nPva5KVdbPPOuWj1C9OhQ_JoWv_npftv0HXLZ",
+        token_secret="V8kQquMO_7V4x4LernsyNYWuHfOwvDCiGIzHpRMx",
+        twilio_auth_token="tAzuAMJKmmtmejtwqxSdR3mggWco1WC7cVJhoASU",
         sms_from_number="+14155550100",
     )
     assert good.http_port == 8002

@@ -1,0 +1,39 @@
+"""Each service, started in production with a placeholder secret, stops at once and names the variable."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from shared.devservers.ports import repo_root
+
+PLACEHOLDERS = {
+    "ingest": ("INGEST_ADMIN_TOKEN", "CHANGE-ME-at-least-32-characters-long"),
+    "subscription": ("SUBSCRIPTION_TWILIO_AUTH_TOKEN", "CHANGE-ME"),
+    "delivery": ("DELIVERY_OPERATOR_TOKEN", "changeme-changeme-changeme"),
+    "ops": ("OPS_BOOTSTRAP_ADMIN_PASSWORD", "CHANGE-ME-first-login-then-empty"),
+}
+
+
+@pytest.mark.parametrize("service", sorted(PLACEHOLDERS))
+def test_a_placeholder_secret_stops_the_service_at_start(service: str) -> None:
+    variable, value = PLACEHOLDERS[service]
+    prefix = service.upper() + "_"
+    environment = {name: item for name, item in os.environ.items() if not name.startswith(prefix)}
+    environment |= {f"{prefix}ENVIRONMENT": "production", variable: value}
+    finished = subprocess.run(
+        [sys.executable, "-m", f"services.{service}"],
+        cwd=repo_root(),
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert finished.returncode != 0
+    refusal = next(line for line in finished.stderr.splitlines() if "refusing to start in production" in line)
+    assert variable in refusal
+    assert any(word in refusal for word in ("placeholder", "too little entropy", "too short"))
