@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shared import metrics
+from shared.failures import TRANSIENT_ERROR_TYPES, transient_dependency
 from shared.runtime import ServiceRuntime
 
 Hook = Callable[[ServiceRuntime], Awaitable[None]]
@@ -34,6 +35,22 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+DEPENDENCY_RETRY_AFTER_SECONDS = 5
+
+
+async def dependency_unavailable(_: Request, error: Exception) -> JSONResponse:
+    """A database or broker that is down is the server's passing trouble, not the client's error and not a bug:
+    503 with ``Retry-After``, so a careful client (an agency's feed job) sends the same request again."""
+    dependency = transient_dependency(error)
+    if dependency is None:
+        raise error
+    return JSONResponse(
+        {"detail": f"temporarily unavailable ({dependency}); nothing was lost, try again shortly"},
+        status_code=503,
+        headers={"Retry-After": str(DEPENDENCY_RETRY_AFTER_SECONDS)},
+    )
 
 
 async def text_postgres_cannot_hold(_: Request, __: Exception) -> JSONResponse:
@@ -68,6 +85,8 @@ def create_service_app(
     app.include_router(health_router(runtime))
     for router in routers:
         app.include_router(router)
+    for error_type in TRANSIENT_ERROR_TYPES:
+        app.add_exception_handler(error_type, dependency_unavailable)
     app.add_exception_handler(CharacterNotInRepertoireError, text_postgres_cannot_hold)
     app.add_exception_handler(UntranslatableCharacterError, text_postgres_cannot_hold)
 

@@ -1,16 +1,20 @@
 """Kafka clients built from settings, and the consumer loop every service uses.
 
 The loop commits offsets only after a batch is processed (at-least-once; handlers are idempotent). A message whose
-handler fails is re-published to the group's retry topic with a not-before time and its attempt count, so it never
-blocks its partition; after ``max_attempts`` it is parked on the group's dead-letter topic with the error. A message
-that cannot even be decoded (a poison message) goes straight to the dead-letter topic.
+handler fails on its own merits is re-published to the group's retry topic with a not-before time and its attempt
+count, so it never blocks its partition; after ``max_attempts`` it is parked on the group's dead-letter topic with the
+error. A message that cannot even be decoded (a poison message) goes straight to the dead-letter topic.
+
+A failure of a dependency (:mod:`shared.failures`: the database or broker down, a provider unreachable) is not the
+message's fault and never counts against it: the consumer commits what it finished, rewinds to the record that
+stalled, reports itself degraded (``/readyz``, ``cw_consumer_degraded``) and tries the same records again after a
+capped, jittered backoff, for as long as the outage lasts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +25,9 @@ from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
 from shared import metrics
+from shared.backoff import Backoff, until_available
 from shared.events import CloudEvent, EventDecodeError, Payload, decode
+from shared.failures import transient_dependency
 from shared.logging import trace_context
 from shared.settings import KafkaSettings
 from shared.topics import dead_letter_topic, retry_topic
@@ -42,17 +48,9 @@ H_ORIGINAL_OFFSET = "cw-original-offset"
 H_ERROR = "cw-error"
 
 
-async def start_with_retry(client: AIOKafkaProducer | AIOKafkaConsumer, attempts: int = 60) -> None:
-    """Start a client, waiting for a broker that is (re)starting rather than failing the service."""
-    for attempt in range(1, attempts + 1):
-        try:
-            await client.start()
-            return
-        except Exception as error:
-            if attempt == attempts:
-                raise
-            log.warning("kafka not ready (%s); retrying", type(error).__name__)
-            await asyncio.sleep(min(attempt, 5) * 0.5)
+async def start_with_retry(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
+    """Start a client, waiting for a broker that is (re)starting, however long, rather than failing the service."""
+    await until_available(client.start, what="kafka client start", backoff=Backoff(initial=0.5, maximum=5.0))
 
 
 async def create_producer(settings: KafkaSettings, transactional_id: str | None = None) -> AIOKafkaProducer:
@@ -70,14 +68,19 @@ def header(message: ConsumerRecord[bytes, bytes], name: str) -> str | None:
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """How a message that failed on its own merits goes round the retry topic before its dead letter."""
+
     max_attempts: int = 5
     base_delay: float = 1.0
     max_delay: float = 300.0
 
     def delay(self, attempt: int) -> float:
-        """Exponential backoff with full jitter, so many failing messages do not retry in lockstep."""
-        ceiling: float = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        return Backoff(initial=self.base_delay, maximum=self.max_delay).delay(attempt)
+
+
+DEPENDENCY_BACKOFF = Backoff(initial=0.5, maximum=15.0)
+"""How often a consumer stalled by an outage tries again: short enough to resume within seconds of the return,
+well inside the broker's ``max.poll.interval.ms`` (we fetch again before each try)."""
 
 
 Handler = Callable[[CloudEvent[Payload], ConsumerRecord[bytes, bytes]], Awaitable[None]]
@@ -88,6 +91,27 @@ BatchHandler = Callable[[Sequence[DecodedRecord]], Awaitable[None]]
 
 class _BatchFailedError(Exception):
     """The batch handler failed inside a Kafka transaction, which must be aborted before trying record by record."""
+
+
+class _StalledError(Exception):
+    """A dependency is down: the record handed to the handler (and all after it) must wait and be tried again."""
+
+    def __init__(self, dependency: str, error: BaseException) -> None:
+        super().__init__(f"{dependency} unavailable ({type(error).__name__})")
+        self.dependency = dependency
+        self.undone: Sequence[ConsumerRecord[bytes, bytes]] = ()
+
+
+def _records(batch: Batch) -> list[ConsumerRecord[bytes, bytes]]:
+    return [record for records in batch.values() for record in records]
+
+
+def _decode(record: ConsumerRecord[bytes, bytes]) -> tuple[CloudEvent[Payload] | None, EventDecodeError | None]:
+    """The record's event, or why it is a poison message."""
+    try:
+        return decode(record.value), None
+    except EventDecodeError as error:
+        return None, error
 
 
 class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -150,6 +174,8 @@ class ConsumerRunner:
         self._paused_until: dict[TopicPartition, float] = {}
         self._batch_lock = asyncio.Lock()
         self._assignment_generation = 0
+        self._degraded: str | None = None
+        self._stalled_at = 0.0
         self.consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
 
@@ -165,6 +191,7 @@ class ConsumerRunner:
         await start_with_retry(consumer)
         self.consumer = consumer
         self.ready.set()
+        stalls = 0
         try:
             while True:
                 self._resume_due(consumer)
@@ -172,34 +199,72 @@ class ConsumerRunner:
                 # Read right after the fetch returns: a rebalance that completed while we waited is no reason to
                 # drop the batch (its records belong to the new assignment).
                 generation = self._assignment_generation
-                if batch:
-                    await self._process_batch(consumer, batch, generation)
+                stall = await self._process_batch(consumer, batch, generation) if batch else None
+                if stall is not None:
+                    stalls += 1
+                    self._stalled(stall)
+                    await asyncio.sleep(DEPENDENCY_BACKOFF.delay(stalls))
+                elif batch or time.monotonic() - self._stalled_at > 2 * DEPENDENCY_BACKOFF.maximum:
+                    stalls = 0
+                    self._recovered()
         finally:
             self.ready.clear()
+            self._recovered()
             await consumer.stop()
 
-    async def _process_batch(self, consumer: AIOKafkaConsumer, batch: Batch, generation: int) -> None:
+    @property
+    def degraded(self) -> str | None:
+        """Why the consumer is waiting (``database unavailable``…), or None while it flows."""
+        return self._degraded
+
+    def _stalled(self, stall: _StalledError) -> None:
+        if self._degraded is None:
+            log.warning("%s: %s; waiting, the records are kept and tried again", self.group_id, stall)
+        self._degraded = f"{stall.dependency} unavailable"
+        self._stalled_at = time.monotonic()
+        metrics.CONSUMER_DEPENDENCY_WAITS.labels(self.group_id, stall.dependency).inc()
+        metrics.CONSUMER_DEGRADED.labels(self.group_id).set(1)
+
+    def _recovered(self) -> None:
+        if self._degraded is not None:
+            log.info("%s: %s no longer; consuming again", self.group_id, self._degraded)
+            self._degraded = None
+            metrics.CONSUMER_DEGRADED.labels(self.group_id).set(0)
+
+    async def _process_batch(self, consumer: AIOKafkaConsumer, batch: Batch, generation: int) -> _StalledError | None:
+        """Process and commit a fetched batch; when a dependency stalled it, what is left of it was rewound to be
+        read again and the stall is returned (the caller waits outside the lock, so a rebalance can go on)."""
         async with self._batch_lock:
             if generation != self._assignment_generation:
                 self._rewind(consumer, batch)
-                return
+                return None
             if self._transactional:
                 try:
-                    await self._process_in_transaction(consumer, batch, as_batch=True)
-                except _BatchFailedError:
-                    # The failed attempt's transaction was aborted with whatever it had sent: redo the batch
-                    # record by record in a fresh one, so nothing is published twice.
-                    await self._process_in_transaction(consumer, batch, as_batch=False)
-            else:
-                offsets = await self._process_records(consumer, batch)
-                if self._before_commit is not None:
-                    await self._before_commit()
-                if offsets:
-                    await consumer.commit(offsets)
+                    try:
+                        await self._process_in_transaction(consumer, batch, as_batch=True)
+                    except _BatchFailedError:
+                        # The failed attempt's transaction was aborted with whatever it had sent: redo the batch
+                        # record by record in a fresh one, so nothing is published twice.
+                        await self._process_in_transaction(consumer, batch, as_batch=False)
+                except _StalledError as stalled:
+                    # The transaction was aborted with all it had done: the whole batch is read again.
+                    self._rewind_records(consumer, _records(batch))
+                    return stalled
+                return None
+            offsets, stall = await self._process_records(consumer, batch)
+            if self._before_commit is not None:
+                await self._before_commit()
+            if offsets:
+                await consumer.commit(offsets)
+            if stall is not None:
+                self._rewind_records(consumer, stall.undone)
+            return stall
 
     async def _process_in_transaction(self, consumer: AIOKafkaConsumer, batch: Batch, *, as_batch: bool) -> None:
         async with self.producer.transaction():
-            offsets = await self._process_records(consumer, batch, as_batch=as_batch)
+            offsets, stall = await self._process_records(consumer, batch, as_batch=as_batch)
+            if stall is not None:
+                raise stall
             if self._before_commit is not None:
                 await self._before_commit()
             if offsets:
@@ -209,64 +274,88 @@ class ConsumerRunner:
     def _rewind(consumer: AIOKafkaConsumer, batch: Batch) -> None:
         """Leave a batch fetched before a rebalance unprocessed. Partitions we kept are rewound to its first
         record (the consumer's position had moved past it); the others resume from their committed offsets."""
-        assigned = consumer.assignment()
-        for partition, records in batch.items():
-            if partition in assigned and records:
-                consumer.seek(partition, records[0].offset)
+        ConsumerRunner._rewind_records(consumer, _records(batch))
         log.info("left a batch fetched before a rebalance to be read again")
+
+    @staticmethod
+    def _rewind_records(consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        """Seek each partition we still hold back to the first of ``records`` in it, to read them again."""
+        assigned = consumer.assignment()
+        first: dict[TopicPartition, int] = {}
+        for record in records:
+            partition = TopicPartition(record.topic, record.partition)
+            first[partition] = min(first.get(partition, record.offset), record.offset)
+        for partition, offset in first.items():
+            if partition in assigned:
+                consumer.seek(partition, offset)
 
     async def _process_records(
         self, consumer: AIOKafkaConsumer, batch: Batch, *, as_batch: bool = True
-    ) -> dict[TopicPartition, OffsetAndMetadata]:
-        """Process a fetched batch; the offsets to commit. When the batch handler fails: in a transaction, raise
+    ) -> tuple[dict[TopicPartition, OffsetAndMetadata], _StalledError | None]:
+        """Process a fetched batch: the offsets its finished records reach, and the stall that stopped it early
+        (its ``undone`` records were not processed). When the batch handler fails: in a transaction, raise
         :class:`_BatchFailedError` (the caller aborts and redoes it with ``as_batch=False``); else go on record
         by record at once."""
-        due, offsets = self._due_records(consumer, batch)
+        due = self._due_records(consumer, batch)
         pending: list[asyncio.Future[Any]] = []
-        if self._batch_handler is not None and as_batch:
-            pending = await self._process_as_batch(self._batch_handler, due)
-        else:
-            for record in due:
-                pending.extend(await self._process_one(record))
+        done = due
+        stall: _StalledError | None = None
+        try:
+            if self._batch_handler is not None and as_batch:
+                pending = await self._process_as_batch(self._batch_handler, due)
+            else:
+                for index, record in enumerate(due):
+                    try:
+                        pending.extend(await self._process_one(record))
+                    except _StalledError as stalled:
+                        done, stall = due[:index], stalled
+                        stall.undone = due[index:]
+                        break
+        except _StalledError as stalled:  # the batch handler applies all or nothing
+            done, stall = [], stalled
+            stall.undone = due
         if pending:
             await asyncio.gather(*pending)
-        return offsets
+        offsets = {
+            TopicPartition(record.topic, record.partition): OffsetAndMetadata(record.offset + 1, "") for record in done
+        }
+        return offsets, stall
 
-    def _due_records(
-        self, consumer: AIOKafkaConsumer, batch: Batch
-    ) -> tuple[list[ConsumerRecord[bytes, bytes]], dict[TopicPartition, OffsetAndMetadata]]:
-        """The batch's records to process now, and the offsets that processing them reaches."""
-        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+    def _due_records(self, consumer: AIOKafkaConsumer, batch: Batch) -> list[ConsumerRecord[bytes, bytes]]:
+        """The batch's records to process now, in fetch order; retry partitions whose next record is not due yet
+        are rewound to it and paused until it is (main topics flow on)."""
         due: list[ConsumerRecord[bytes, bytes]] = []
         for partition, records in batch.items():
             for record in records:
                 not_before = header(record, H_NOT_BEFORE)
                 if partition.topic == self._retry_topic and not_before and float(not_before) > time.time():
-                    # Not due yet: rewind, and pause this retry partition until it is (main topics flow on).
                     consumer.seek(partition, record.offset)
                     consumer.pause(partition)
                     self._paused_until[partition] = float(not_before)
                     break
                 due.append(record)
-                offsets[partition] = OffsetAndMetadata(record.offset + 1, "")
-        return due, offsets
+        return due
 
     async def _process_as_batch(
         self, batch_handler: BatchHandler, due: list[ConsumerRecord[bytes, bytes]]
     ) -> list[asyncio.Future[Any]]:
-        pending: list[asyncio.Future[Any]] = []
+        poison: list[tuple[ConsumerRecord[bytes, bytes], EventDecodeError]] = []
         decoded: list[DecodedRecord] = []
         for record in due:
-            event, dead_letter = await self._decode(record)
-            if dead_letter is not None:
-                pending.append(dead_letter)
+            event, error = _decode(record)
+            if error is not None:
+                poison.append((record, error))
             elif event is not None:
                 decoded.append((event, record))
+        pending: list[asyncio.Future[Any]] = []
         if not await self._handle_as_batch(batch_handler, decoded):
             if self._transactional:
                 raise _BatchFailedError
             for event, record in decoded:
                 pending.extend(await self._handle_one(event, record))
+        # Dead letters only once the batch went through: a batch stalled by an outage is read again whole.
+        for record, error in poison:
+            pending.append(await self._dead_letter_poison(record, error))
         return pending
 
     async def _handle_as_batch(self, batch_handler: BatchHandler, decoded: list[DecodedRecord]) -> bool:
@@ -276,7 +365,10 @@ class ConsumerRunner:
         started = time.perf_counter()
         try:
             await batch_handler(decoded)
-        except Exception as error:  # noqa: BLE001 - the per-record path finds the culprit and retries it alone
+        except Exception as error:  # a transient one stalls the batch; else the per-record path finds the culprit
+            dependency = transient_dependency(error)
+            if dependency is not None:
+                raise _StalledError(dependency, error) from error
             log.warning(
                 "%s: batch of %d events failed (%s); handling them one by one",
                 self.group_id,
@@ -292,22 +384,18 @@ class ConsumerRunner:
             metrics.CONSUMER_SECONDS.labels(*labels).observe(share)
         return True
 
-    async def _decode(
-        self, record: ConsumerRecord[bytes, bytes]
-    ) -> tuple[CloudEvent[Payload] | None, asyncio.Future[Any] | None]:
-        """The record's event, or (for a poison message) the pending send of its dead letter."""
-        try:
-            return decode(record.value), None
-        except EventDecodeError as error:
-            source_topic = header(record, H_ORIGINAL_TOPIC) or record.topic
-            log.warning("poison message on %s: %s", source_topic, error)
-            metrics.CONSUMER_DEAD_LETTERED.labels(self.group_id, source_topic).inc()
-            return None, await self._forward(record, self._dead_letter_topic, error=str(error))
+    async def _dead_letter_poison(
+        self, record: ConsumerRecord[bytes, bytes], error: EventDecodeError
+    ) -> asyncio.Future[Any]:
+        source_topic = header(record, H_ORIGINAL_TOPIC) or record.topic
+        log.warning("poison message on %s: %s", source_topic, error)
+        metrics.CONSUMER_DEAD_LETTERED.labels(self.group_id, source_topic).inc()
+        return await self._forward(record, self._dead_letter_topic, error=str(error))
 
     async def _process_one(self, record: ConsumerRecord[bytes, bytes]) -> list[asyncio.Future[Any]]:
-        event, dead_letter = await self._decode(record)
-        if dead_letter is not None:
-            return [dead_letter]
+        event, error = _decode(record)
+        if error is not None:
+            return [await self._dead_letter_poison(record, error)]
         if event is None:
             return []
         return await self._handle_one(event, record)
@@ -322,7 +410,10 @@ class ConsumerRunner:
             started = time.perf_counter()
             try:
                 await self._handler(event, record)
-            except Exception as error:  # noqa: BLE001 - any handler failure is retried, then dead-lettered
+            except Exception as error:  # an outage stalls; any other failure is retried, then dead-lettered
+                dependency = transient_dependency(error)
+                if dependency is not None:
+                    raise _StalledError(dependency, error) from error
                 reason = f"{type(error).__name__}: {error}"
                 if attempt >= self._retry.max_attempts:
                     log.error("giving up on event %s after %d attempts: %s", event.id, attempt, reason)

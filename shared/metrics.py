@@ -15,3 +15,11 @@ CONSUMER_SECONDS = Histogram("cw_consumer_handle_seconds", "Time to handle one e
 OUTBOX_PUBLISHED = Counter("cw_outbox_published_total", "Outbox events published to Kafka", ["service"])
 OUTBOX_BACKLOG = Gauge("cw_outbox_backlog", "Outbox events not yet published", ["service"])
 HTTP_REQUESTS = Counter("cw_http_requests_total", "HTTP requests answered", ["service", "method", "route", "status"])
+CONSUMER_DEGRADED = Gauge(
+    "cw_consumer_degraded", "1 while a consumer group waits for a dependency that is down, else 0", ["group"]
+)
+CONSUMER_DEPENDENCY_WAITS = Counter(
+    "cw_consumer_dependency_waits_total",
+    "Times a consumer found a dependency down and waited to try the same records again",
+    ["group", "dependency"],
+)

@@ -13,13 +13,17 @@ from collections.abc import Awaitable, Callable, Sequence
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from shared.backoff import Backoff, until_available
 from shared.db import apply_migrations, create_pool
+from shared.failures import transient_dependency
 from shared.kafka import ConsumerRunner, create_producer
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 from shared.topics import TopicSpec, consumer_group_topics, ensure_topics
 
 log = logging.getLogger(__name__)
+
+RESTART_BACKOFF = Backoff(initial=0.5, maximum=10.0)
 
 
 class ServiceRuntime:
@@ -70,7 +74,7 @@ class ServiceRuntime:
         self.spawn(f"consumer:{runner.group_id}", runner.run)
 
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
-        delay = 0.5
+        crashes = 0
         while True:
             try:
                 await loop()
@@ -81,13 +85,24 @@ class ServiceRuntime:
                 current = asyncio.current_task()
                 if current is None or current.cancelling():
                     raise
+                crashes += 1
+                delay = RESTART_BACKOFF.delay(crashes)
                 log.error("%s ended with a stray CancelledError; restarting in %.1f s", name, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-            except Exception:
-                log.exception("%s crashed; restarting in %.1f s", name, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+            except Exception as error:
+                crashes += 1
+                delay = RESTART_BACKOFF.delay(crashes)
+                dependency = transient_dependency(error)
+                if dependency is not None:  # an outage, not a bug: no stack trace every few seconds
+                    log.warning(
+                        "%s stopped: %s unavailable (%s); restarting in %.1f s",
+                        name,
+                        dependency,
+                        type(error).__name__,
+                        delay,
+                    )
+                else:
+                    log.exception("%s crashed; restarting in %.1f s", name, delay)
+            await asyncio.sleep(delay)
 
     async def start(self) -> None:
         settings = self.settings
@@ -103,19 +118,16 @@ class ServiceRuntime:
             self.spawn(name, loop)
         self._pending.clear()
 
-    async def _connect_database(self, attempts: int = 60) -> asyncpg.Pool:
+    async def _connect_database(self) -> asyncpg.Pool:
+        """The pool, once the database answers, however long that takes (a wrong password fails at once)."""
         settings = self.settings
-        for attempt in range(1, attempts + 1):
-            try:
-                return await create_pool(
-                    settings.database_url, min_size=settings.database_pool_min, max_size=settings.database_pool_max
-                )
-            except (OSError, asyncpg.PostgresError) as error:
-                if attempt == attempts:
-                    raise
-                log.warning("database not ready (%s); retrying", type(error).__name__)
-                await asyncio.sleep(0.5)
-        raise AssertionError("unreachable")
+        return await until_available(
+            lambda: create_pool(
+                settings.database_url, min_size=settings.database_pool_min, max_size=settings.database_pool_max
+            ),
+            what=f"{self.name} start",
+            backoff=Backoff(initial=0.5, maximum=5.0),
+        )
 
     async def stop(self) -> None:
         for task in self._tasks.values():
@@ -139,7 +151,8 @@ class ServiceRuntime:
             checks["database"] = f"unavailable: {type(error).__name__}"
         checks["kafka_producer"] = "ok" if self._producer is not None else "not started"
         for runner in self.consumers:
-            checks[f"consumer:{runner.group_id}"] = "ok" if runner.ready.is_set() else "not ready"
+            state = "ok" if runner.ready.is_set() else "not ready"
+            checks[f"consumer:{runner.group_id}"] = f"degraded: {runner.degraded}" if runner.degraded else state
         for name, task in self._tasks.items():
             if task.done():
                 checks[name] = "stopped"
