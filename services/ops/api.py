@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,22 +121,29 @@ async def login(
         return render(request, "login.html", 400, next=target, error="Enter your username and password.")
     client = request.client.host if request.client else "unknown"
     async with context.runtime.pool.acquire() as connection:
-        failures = await store.recent_login_failures(connection, username, client, settings.login_window_seconds)
-        if failures >= settings.login_max_failures:
+        wait_if_wrong = await store.claim_login_try(connection, client, username, settings.login_throttle)
+        if wait_if_wrong is None:
             metrics.LOGINS.labels("rate_limited").inc()
-            minutes = max(1, int(settings.login_window_seconds // 60))
-            return render(
+            wait = math.ceil(await store.login_wait_seconds(connection, client, username))
+            refusal = render(
                 request,
                 "login.html",
                 429,
                 next=target,
-                error=f"Too many failed logins. Try again in {minutes} minutes.",
+                error=f"Too many failed logins from here. Try again in {wait} seconds.",
             )
+            refusal.headers["Retry-After"] = str(wait)
+            return refusal
         role = await auth.authenticate(connection, username, password)
         await store.record_login_attempt(connection, username, client, succeeded=role is not None)
         if role is None:
             metrics.LOGINS.labels("failed").inc()
+            if wait_if_wrong > 0:
+                metrics.LOGIN_LOCKOUTS.inc()
+                detail = {"client": client, "wait_seconds": round(wait_if_wrong)}
+                await store.audit(connection, username, "login", username, outcome="throttled", detail=detail)
             return render(request, "login.html", 401, next=target, error="Wrong username or password.")
+        await store.forget_login_failures(connection, client, username)
         session_id, _ = await auth.start_session(connection, username, settings)
         await store.audit(connection, username, "login", username, outcome="ok", detail={"client": client})
     metrics.LOGINS.labels("ok").inc()

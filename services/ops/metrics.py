@@ -30,6 +30,9 @@ ADMIN_ACTIONS = Counter(
     "cw_ops_admin_actions_total", "Audited admin actions, by action and outcome", ["action", "outcome"]
 )
 LOGINS = Counter("cw_ops_logins_total", "Login attempts, by outcome", ["outcome"])
+LOGIN_LOCKOUTS = Counter(
+    "cw_ops_login_lockouts_total", "Failed logins after which one client address must wait to try a username again"
+)
 STORM_HOLDS_OPEN = Gauge("cw_ops_storm_holds_open", "Storm holds waiting for an admin to release or discard them")
 STORM_HELD_CHANGES = Gauge(
     "cw_ops_storm_held_changes", "Custody changes held (not published) in open storm holds, per agency", ["agency"]

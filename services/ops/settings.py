@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -16,6 +16,20 @@ DEV_BOOTSTRAP_ADMIN_PASSWORD = "ops-dev-admin-password"  # noqa: S105 - refused 
 DEV_DELIVERY_OPERATOR_TOKEN = "delivery-dev-operator-token"  # noqa: S105 - delivery's own dev default; refused too
 
 DEFAULT_CONSUMER_GROUPS = ["subscription", "matching", "delivery", "ops"]  # ingest only produces
+
+
+class LoginThrottle(BaseModel):
+    """Failed logins slow down one (client address, username) pair, never a username from everywhere."""
+
+    free_failures: int = Field(default=5, ge=1, description="Failures of a pair before each further try waits.")
+    base_delay_seconds: float = Field(default=1.0, gt=0, description="The first wait; it doubles with each failure.")
+    max_delay_seconds: float = Field(default=900.0, gt=0, description="No pair ever waits longer than this.")
+    global_failure_cap: int = Field(
+        default=200,
+        ge=1,
+        description="Failed logins of all clients per window, past which a failing pair waits the most.",
+    )
+    window_seconds: float = Field(default=300.0, gt=0)
 
 
 class OpsSettings(ServiceSettings):
@@ -37,8 +51,7 @@ class OpsSettings(ServiceSettings):
     secure_cookies: bool | None = Field(
         default=None, description="Send the session cookie over HTTPS only; default: only in production."
     )
-    login_max_failures: int = Field(default=5, ge=1, description="Failed logins per user or client per window.")
-    login_window_seconds: float = Field(default=300.0, gt=0)
+    login_throttle: LoginThrottle = LoginThrottle()
 
     bootstrap_admin_username: str | None = Field(default="admin", description="Created at start if missing.")
     bootstrap_admin_password: str | None = Field(default=DEV_BOOTSTRAP_ADMIN_PASSWORD)

@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from services.ops.domain import FeedHealth, Role
+from services.ops.settings import LoginThrottle
 from shared.db import Connection
 from shared.events import NotificationStatusChanged, OpsAlert
 
@@ -37,19 +38,50 @@ async def update_password_hash(connection: Connection, username: str, password_h
     await connection.execute("UPDATE operators SET password_hash = $2 WHERE username = $1", username, password_hash)
 
 
-async def recent_login_failures(connection: Connection, username: str, client: str, window_seconds: float) -> int:
-    """The larger of the failures for this user and for this client within the window."""
-    value = await connection.fetchval(
-        "SELECT greatest("
-        " count(*) FILTER (WHERE username = $1),"
-        " count(*) FILTER (WHERE client = $2))"
-        " FROM login_attempts"
-        " WHERE NOT succeeded AND at > now() - make_interval(secs => $3) AND (username = $1 OR client = $2)",
-        username,
+async def claim_login_try(connection: Connection, client: str, username: str, throttle: LoginThrottle) -> float | None:
+    """Count a try of (client, username) as failed in advance, unless that pair must still wait: None then.
+
+    Returns how long the pair must wait after this try if it fails. One statement, so parallel guesses each
+    see the ones before them; a success forgets the pair (:func:`forget_login_failures`).
+    """
+    wait = await connection.fetchval(
+        "WITH capped AS ("
+        " SELECT count(*) >= $3 AS over FROM login_attempts"
+        " WHERE NOT succeeded AND at > clock_timestamp() - make_interval(secs => $4))"
+        " INSERT INTO login_throttle AS t (client, username, failures, next_allowed_at)"
+        " VALUES ($1, $2, 1, clock_timestamp() + make_interval(secs => CASE"
+        "  WHEN (SELECT over FROM capped) THEN $7 WHEN 1 < $5 THEN 0 ELSE $6 END))"
+        " ON CONFLICT (client, username) DO UPDATE SET"
+        "  failures = t.failures + 1,"
+        "  next_allowed_at = clock_timestamp() + make_interval(secs => CASE"
+        "   WHEN (SELECT over FROM capped) THEN $7"
+        "   WHEN t.failures + 1 < $5 THEN 0"
+        "   ELSE least($7, $6 * 2 ^ least(t.failures + 1 - $5, 30)) END)"
+        " WHERE t.next_allowed_at <= clock_timestamp()"
+        " RETURNING extract(epoch FROM next_allowed_at - clock_timestamp())",
         client,
-        window_seconds,
+        username,
+        throttle.global_failure_cap,
+        throttle.window_seconds,
+        throttle.free_failures,
+        throttle.base_delay_seconds,
+        throttle.max_delay_seconds,
     )
-    return int(value or 0)
+    return None if wait is None else max(0.0, float(wait))
+
+
+async def login_wait_seconds(connection: Connection, client: str, username: str) -> float:
+    value = await connection.fetchval(
+        "SELECT extract(epoch FROM next_allowed_at - clock_timestamp()) FROM login_throttle"
+        " WHERE client = $1 AND username = $2",
+        client,
+        username,
+    )
+    return max(0.0, float(value or 0))
+
+
+async def forget_login_failures(connection: Connection, client: str, username: str) -> None:
+    await connection.execute("DELETE FROM login_throttle WHERE client = $1 AND username = $2", client, username)
 
 
 async def record_login_attempt(connection: Connection, username: str, client: str, *, succeeded: bool) -> None:
@@ -392,6 +424,7 @@ async def replayed_offsets(connection: Connection) -> dict[tuple[str, int, int],
 async def prune(connection: Connection, *, keep_days: int = 30) -> None:
     """Forget login attempts older than a day and sessions long over; the audit log is kept."""
     await connection.execute("DELETE FROM login_attempts WHERE at < now() - interval '1 day'")
+    await connection.execute("DELETE FROM login_throttle WHERE next_allowed_at < now() - interval '1 day'")
     await connection.execute(
         "DELETE FROM sessions WHERE coalesce(ended_at, expires_at) < now() - make_interval(days => $1)", keep_days
     )

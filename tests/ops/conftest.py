@@ -16,7 +16,7 @@ import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 
 from services.ops.app import create_app
-from services.ops.settings import OpsSettings
+from services.ops.settings import LoginThrottle, OpsSettings
 from shared.devservers.ports import free_port
 from shared.settings import KafkaSettings
 from tests.apps import running_app
@@ -130,7 +130,7 @@ def ops_settings(
         consumer_groups=["ops", watched_group],
         bootstrap_admin_username=ADMIN[0],
         bootstrap_admin_password=ADMIN[1],
-        login_max_failures=3,
+        login_throttle=LoginThrottle(free_failures=3, base_delay_seconds=600),
     )
 
 

@@ -138,7 +138,7 @@ async def test_login_is_rate_limited_and_sessions_end_at_logout(ops: httpx.Async
     blocked = await ops.post("/login", data={"username": ADMIN[0], "password": ADMIN[1]})
     assert blocked.status_code == 429
     assert "Too many failed logins" in blocked.text
-    await pool.execute("DELETE FROM login_attempts")
+    await pool.execute("DELETE FROM login_throttle")
 
     empty = await ops.post("/login", data={"username": "", "password": ""})
     assert empty.status_code == 400
@@ -154,7 +154,9 @@ async def test_login_is_rate_limited_and_sessions_end_at_logout(ops: httpx.Async
     assert (await ops.post("/logout")).status_code == 403  # no CSRF token
     assert (await ops.post("/logout", data={"csrf_token": csrf})).status_code == 303
     assert (await ops.get("/api/dashboard")).status_code == 401
-    logins = await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'login' AND username = $1", ADMIN[0])
+    logins = await pool.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'login' AND outcome = 'ok' AND username = $1", ADMIN[0]
+    )
     assert logins == 2
 
 
