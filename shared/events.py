@@ -49,6 +49,9 @@ class CustodyStatusChanged(Payload):
     transfer_destination: str | None = None
     court_date: datetime | None = None
     effective_at: datetime
+    sequence: int | None = Field(
+        default=None, description="The agency's order of records with the same effective_at (higher is newer)."
+    )
     agency_record_id: str
     feed_batch_id: str = Field(description="The raw batch or file that carried the record, for tracing.")
     origin: Literal["feed", "operator_override"] = "feed"

@@ -553,6 +553,7 @@ def _apply(
         transfer_destination=record.transfer_destination,
         court_date=record.court_date,
         effective_at=record.effective_at,
+        sequence=record.sequence,
         agency_record_id=record.record_id,
         feed_batch_id=batch_id,
         origin=origin,

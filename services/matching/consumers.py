@@ -41,6 +41,7 @@ from shared.topics import NOTIFICATION_REQUESTED
 log = logging.getLogger(__name__)
 
 EVENT_SOURCE = "/services/matching"
+STALE_CHANGE = "stale_change"
 
 
 @dataclass
@@ -171,11 +172,23 @@ class Matcher:
     async def _apply_custody_change(
         self, connection: Connection, event: CloudEvent[Payload], change: CustodyStatusChanged, now: datetime
     ) -> Outcome:
-        sealed_at = await store.sealed_at(connection, change.agency_id, change.subject_id)
-        if sealed_at is not None and change.effective_at <= sealed_at:
+        history = await store.lock_subject(connection, change.agency_id, change.subject_id)
+        if history.sealed_at is not None and change.effective_at <= history.sealed_at:
             log.info("custody event %s predates the subject's sealing; not disclosed", event.id)
             return Outcome(skipped="sealed_subject")
-        keys = await store.record_custody_change(connection, event.id, change)
+        freshness = domain.freshness(history.newest, domain.change_position(event.id, change))
+        keys = await store.record_custody_change(
+            connection, event.id, change, newest=freshness is domain.Freshness.NEWEST
+        )
+        if history.newest is not None and freshness is domain.Freshness.STALE:
+            newest_event_id = history.newest[3]
+            log.info(
+                "custody event %s is older than %s, already applied: recorded, nobody told", event.id, newest_event_id
+            )
+            await store.record_stale_change(connection, event.id, change, newest_event_id)
+            return Outcome(skipped=STALE_CHANGE)
+        if freshness is domain.Freshness.REDELIVERED:
+            return Outcome(skipped="redelivered_change")
         subscriptions = await store.active_subscriptions_for(connection, keys)
         notices = domain.status_change_notices(event.id, change, subscriptions, now)
         recorded = await self._record(connection, event, notices, now)
@@ -226,6 +239,8 @@ class Matcher:
     def _count(outcome: Outcome) -> None:
         if outcome.skipped:
             metrics.SKIPPED.labels(outcome.skipped).inc()
+        if outcome.skipped == STALE_CHANGE:
+            metrics.STALE_CHANGES.inc()
         for notice in outcome.notices:
             metrics.NOTIFICATIONS.labels(str(notice.kind), str(notice.channel), str(notice.urgency)).inc()
         if outcome.custody_change:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from functools import partial
 
 from shared.events import (
@@ -35,6 +36,36 @@ NOTIFICATION_NAMESPACE = uuid.UUID("5d0f7c52-8a1e-4c5e-9b61-3f0f3c1c6e2a")
 
 CaseKey = tuple[str, IdentifierKind, str]
 """(agency id, identifier kind, normalised identifier value): how subscriptions and subjects meet."""
+
+
+ChangePosition = tuple[datetime, int, datetime, str]
+"""Where a custody change sits in its subject's history; the later position is the newer change."""
+
+
+def change_position(custody_event_id: str, change: CustodyStatusChanged) -> ChangePosition:
+    """Effective time, then the agency's sequence (-1 without one), as ingest orders a subject's records; then
+    when ingest received it (a later feed at the same instant corrected the earlier one), then the event id.
+
+    A total order: two distinct changes are never tied, so every replica and every delivery order agree.
+    """
+    sequence = -1 if change.sequence is None else change.sequence
+    return (change.effective_at, sequence, change.received_at, custody_event_id)
+
+
+class Freshness(StrEnum):
+    NEWEST = "newest"
+    STALE = "stale"
+    REDELIVERED = "redelivered"
+
+
+def freshness(newest_applied: ChangePosition | None, candidate: ChangePosition) -> Freshness:
+    """Whether a change is newer than the subject's newest applied one (it notifies), older (recorded, silent:
+    RELEASED arriving late after a newer IN CUSTODY must not tell the victim the wrong thing), or that very one."""
+    if newest_applied is None:
+        return Freshness.NEWEST
+    if candidate[3] == newest_applied[3]:
+        return Freshness.REDELIVERED
+    return Freshness.NEWEST if candidate > newest_applied else Freshness.STALE
 
 
 class KnownCustodyState(Payload):

@@ -17,3 +17,7 @@ SKIPPED = Counter("cw_matching_skipped_total", "Events applied without effect, b
 REPLAYED = Counter(
     "cw_matching_replayed_notifications_total", "Notification requests re-sent after an aborted transaction"
 )
+STALE_CHANGES = Counter(
+    "cw_matching_stale_changes_total",
+    "Custody changes older than their subject's newest applied one: recorded, nobody notified",
+)

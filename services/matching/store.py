@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from services.matching.domain import CaseKey, KnownCustodyState, case_key
+from services.matching.domain import CaseKey, ChangePosition, KnownCustodyState, case_key
 from shared.db import Connection
 from shared.events import CustodyStatusChanged, NotificationRequested, SubscriptionState
 from shared.vocabulary import IdentifierKind
@@ -98,29 +98,50 @@ async def active_subscriptions_for(connection: Connection, keys: Sequence[CaseKe
 # Custody state
 
 
-async def sealed_at(connection: Connection, agency_id: str, subject_id: str) -> datetime | None:
-    value: Any = await connection.fetchval(
-        "SELECT sealed_at FROM custody_subjects WHERE agency_id = $1 AND subject_id = $2", agency_id, subject_id
+@dataclass(frozen=True)
+class SubjectHistory:
+    """What a new change of one subject is compared with: its newest applied change and when it was sealed."""
+
+    newest: ChangePosition | None
+    sealed_at: datetime | None
+
+
+async def lock_subject(connection: Connection, agency_id: str, subject_id: str) -> SubjectHistory:
+    """The subject's history, its row locked until the transaction ends (created if new), so that comparing a
+    change with the newest applied one and replacing it is one step even with two replicas."""
+    row = await connection.fetchrow(
+        "INSERT INTO custody_subjects (agency_id, subject_id, updated_at) VALUES ($1, $2, now())"
+        " ON CONFLICT (agency_id, subject_id) DO UPDATE SET updated_at = custody_subjects.updated_at"
+        " RETURNING custody_event_id, effective_at, sequence, received_at, sealed_at",
+        agency_id,
+        subject_id,
     )
-    return value if isinstance(value, datetime) else None
+    if row is None:  # RETURNING always yields the row
+        raise RuntimeError(f"custody subject {agency_id}/{subject_id} was not locked")
+    newest: ChangePosition | None = None
+    if row["custody_event_id"] is not None:
+        sequence = -1 if row["sequence"] is None else int(row["sequence"])
+        newest = (row["effective_at"], sequence, row["received_at"], row["custody_event_id"])
+    return SubjectHistory(newest=newest, sealed_at=row["sealed_at"])
 
 
 async def record_custody_change(
-    connection: Connection, custody_event_id: str, change: CustodyStatusChanged
+    connection: Connection, custody_event_id: str, change: CustodyStatusChanged, *, newest: bool
 ) -> list[CaseKey]:
-    """Keep the change if it is the subject's latest, add its identifiers; return every identifier now known."""
-    await connection.execute(
-        "INSERT INTO custody_subjects (agency_id, subject_id, custody_event_id, effective_at, change, updated_at)"
-        " VALUES ($1, $2, $3, $4, $5, now())"
-        " ON CONFLICT (agency_id, subject_id) DO UPDATE SET custody_event_id = EXCLUDED.custody_event_id,"
-        "  effective_at = EXCLUDED.effective_at, change = EXCLUDED.change, updated_at = now()"
-        " WHERE custody_subjects.effective_at IS NULL OR custody_subjects.effective_at <= EXCLUDED.effective_at",
-        change.agency_id,
-        change.subject_id,
-        custody_event_id,
-        change.effective_at,
-        change.model_dump(mode="json"),
-    )
+    """Keep the change as the subject's state when it is the ``newest``, add its identifiers either way; return
+    every identifier now known. Call after :func:`lock_subject` in the same transaction."""
+    if newest:
+        await connection.execute(
+            "UPDATE custody_subjects SET custody_event_id = $3, effective_at = $4, sequence = $5, received_at = $6,"
+            "  change = $7, updated_at = now() WHERE agency_id = $1 AND subject_id = $2",
+            change.agency_id,
+            change.subject_id,
+            custody_event_id,
+            change.effective_at,
+            change.sequence,
+            change.received_at,
+            change.model_dump(mode="json"),
+        )
     keys = [case_key(change.agency_id, identifier) for identifier in change.identifiers]
     await connection.execute(
         "INSERT INTO subject_identifiers (agency_id, identifier_kind, identifier_value, subject_id)"
@@ -138,6 +159,20 @@ async def record_custody_change(
         change.subject_id,
     )
     return [(change.agency_id, IdentifierKind(row["identifier_kind"]), row["identifier_value"]) for row in rows]
+
+
+async def record_stale_change(
+    connection: Connection, custody_event_id: str, change: CustodyStatusChanged, newest_event_id: str
+) -> None:
+    await connection.execute(
+        "INSERT INTO stale_custody_changes (custody_event_id, agency_id, subject_id, effective_at, newest_event_id)"
+        " VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        custody_event_id,
+        change.agency_id,
+        change.subject_id,
+        change.effective_at,
+        newest_event_id,
+    )
 
 
 async def known_states_for(connection: Connection, key: CaseKey) -> list[KnownCustodyState]:
@@ -200,7 +235,7 @@ async def seal_subject(connection: Connection, agency_id: str, subject_id: str, 
     await connection.execute(
         "INSERT INTO custody_subjects (agency_id, subject_id, sealed_at, updated_at) VALUES ($1, $2, $3, now())"
         " ON CONFLICT (agency_id, subject_id) DO UPDATE SET custody_event_id = NULL, effective_at = NULL,"
-        "  change = NULL, updated_at = now(),"
+        "  sequence = NULL, received_at = NULL, change = NULL, updated_at = now(),"
         "  sealed_at = greatest(custody_subjects.sealed_at, EXCLUDED.sealed_at)",
         agency_id,
         subject_id,
@@ -263,7 +298,8 @@ async def prune(connection: Connection, older_than: datetime) -> int:
     requests = await connection.execute(
         "DELETE FROM notification_requests WHERE created_at < $1 AND kind <> 'feed_silence'", older_than
     )
-    return sum(int(status.rsplit(" ", 1)[-1]) for status in (handled, requests))
+    stale = await connection.execute("DELETE FROM stale_custody_changes WHERE recorded_at < $1", older_than)
+    return sum(int(status.rsplit(" ", 1)[-1]) for status in (handled, requests, stale))
 
 
 async def counts(connection: Connection, agency_id: str | None = None) -> dict[str, int]:

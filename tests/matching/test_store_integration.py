@@ -46,20 +46,27 @@ async def test_only_a_newer_subscription_version_is_stored(migrated: asyncpg.Poo
 
 
 async def test_latest_state_and_identifiers_accumulate_until_sealed(migrated: asyncpg.Pool) -> None:
-    async with migrated.acquire() as connection:
-        await store.record_custody_change(connection, "e-2", change("s-1", identifiers=[PERSON, BOOKING], sequence=2))
+    newer = change("s-1", identifiers=[PERSON, BOOKING], sequence=2)
+    async with migrated.acquire() as connection, connection.transaction():
+        assert await store.lock_subject(connection, "agency-a", "s-1") == store.SubjectHistory(None, None)
+        await store.record_custody_change(connection, "e-2", newer, newest=True)
+        history = await store.lock_subject(connection, "agency-a", "s-1")
+        assert history.newest == domain.change_position("e-2", newer)
         # An older change arriving late adds nothing to the state, but its identifiers are still learnt.
         late = SubjectIdentifier(kind=IdentifierKind.CASE_NUMBER, value="CR-9")
-        keys = await store.record_custody_change(
-            connection, "e-1", change("s-1", status=CustodyStatus.IN_CUSTODY, identifiers=[late], sequence=1)
-        )
+        older = change("s-1", status=CustodyStatus.IN_CUSTODY, identifiers=[late], sequence=1)
+        keys = await store.record_custody_change(connection, "e-1", older, newest=False)
+        await store.record_stale_change(connection, "e-1", older, "e-2")
         assert {key[1] for key in keys} == set(IdentifierKind)
         [state] = await store.known_states_for(connection, domain.case_key("agency-a", late))
         assert state.custody_event_id == "e-2"
+        assert await connection.fetchval("SELECT newest_event_id FROM stale_custody_changes") == "e-2"
 
         await store.seal_subject(connection, "agency-a", "s-1", BASE_TIME + timedelta(hours=1))
         assert await store.known_states_for(connection, domain.case_key("agency-a", BOOKING)) == []
-        assert await store.sealed_at(connection, "agency-a", "s-1") == BASE_TIME + timedelta(hours=1)
+        assert await store.lock_subject(connection, "agency-a", "s-1") == store.SubjectHistory(
+            None, BASE_TIME + timedelta(hours=1)
+        )
 
 
 async def test_prune_forgets_only_old_rows(migrated: asyncpg.Pool) -> None:
