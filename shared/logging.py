@@ -6,6 +6,7 @@ import contextlib
 import logging
 import re
 import sys
+import time
 from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -69,6 +70,34 @@ class TraceFilter(logging.Filter):
         return True
 
 
+class RepeatFilter(logging.Filter):
+    """Lets a library's repeated complaint through once per ``window`` seconds, saying how many were held back.
+
+    During a broker outage aiokafka logs "Unable connect to node" about ten times a second per client: that would
+    bury the one line an operator needs. Our own code logs an outage once, when it starts waiting.
+    """
+
+    def __init__(self, loggers: tuple[str, ...] = ("aiokafka", "kafka"), window: float = 10.0) -> None:
+        super().__init__()
+        self._loggers = loggers
+        self._window = window
+        self._seen: dict[tuple[str, int, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self._loggers):
+            return True
+        key = (record.name, record.levelno, str(record.msg))
+        now = time.monotonic()
+        since, held = self._seen.get(key, (-self._window, 0))
+        if now - since < self._window:
+            self._seen[key] = (since, held + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if held:
+            record.msg = f"{record.msg} (and {held} more like it in the last {self._window:.0f} s)"
+        return True
+
+
 @contextlib.contextmanager
 def trace_context(trace_id: str | None) -> Iterator[None]:
     token = trace_id_var.set(trace_id)
@@ -88,6 +117,7 @@ def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> 
         )
     )
     handler.addFilter(TraceFilter(service))
+    handler.addFilter(RepeatFilter())
     handler.addFilter(RedactionFilter())
     root = logging.getLogger()
     for existing in list(root.handlers):

@@ -24,6 +24,7 @@ from shared.topics import TopicSpec, consumer_group_topics, ensure_topics
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF = Backoff(initial=0.5, maximum=10.0)
+BROKER_CHECK_SECONDS = 3.0
 
 
 class ServiceRuntime:
@@ -141,6 +142,15 @@ class ServiceRuntime:
             await self._pool.close()
             self._pool = None
 
+    async def _broker_state(self) -> str:
+        if self._producer is None:
+            return "not started"
+        try:
+            await asyncio.wait_for(self._producer.client.fetch_all_metadata(), timeout=BROKER_CHECK_SECONDS)
+        except Exception as error:  # noqa: BLE001 - readiness reports, never raises
+            return f"unavailable: {type(error).__name__}"
+        return "ok"
+
     async def readiness(self) -> dict[str, str]:
         """Each dependency's state; the service is ready when every value is ``ok``."""
         checks: dict[str, str] = {}
@@ -149,7 +159,7 @@ class ServiceRuntime:
             checks["database"] = "ok"
         except Exception as error:  # noqa: BLE001 - readiness reports, never raises
             checks["database"] = f"unavailable: {type(error).__name__}"
-        checks["kafka_producer"] = "ok" if self._producer is not None else "not started"
+        checks["kafka"] = await self._broker_state()
         for runner in self.consumers:
             state = "ok" if runner.ready.is_set() else "not ready"
             checks[f"consumer:{runner.group_id}"] = f"degraded: {runner.degraded}" if runner.degraded else state

@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from shared.logging import configure_logging, redact, trace_context
+from shared.logging import RepeatFilter, configure_logging, redact, trace_context
 
 
 @pytest.mark.parametrize(
@@ -55,3 +55,23 @@ def test_log_lines_are_json_with_trace_id_and_no_contacts() -> None:
     assert "jane@example.org" not in stream.getvalue()
     assert "+15551234567" not in stream.getvalue()
     assert "ValueError" in lines[1]["exc_info"] or "ValueError" in json.dumps(lines[1])
+
+
+def test_a_library_s_repeated_complaint_is_let_through_once_per_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("shared.logging.time.monotonic", lambda: now[0])
+    repeats = RepeatFilter(window=10.0)
+
+    def record(name: str, message: str = "Unable connect to node with id %s") -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, message, (1,), None)
+
+    assert repeats.filter(record("aiokafka.conn"))
+    held = [repeats.filter(record("aiokafka.conn")) for _ in range(57)]
+    assert not any(held)
+    assert repeats.filter(record("aiokafka.conn", "another complaint")), "a different message is its own"
+    assert repeats.filter(record("services.delivery")), "our own lines always pass"
+    assert repeats.filter(record("services.delivery"))
+    now[0] += 10.5
+    again = record("aiokafka.conn")
+    assert repeats.filter(again)
+    assert again.getMessage() == "Unable connect to node with id 1 (and 57 more like it in the last 10 s)"
