@@ -359,8 +359,8 @@ class Verdict:
 
 
 def notification_id_of(message: Mapping[str, Any]) -> str:
-    """The sink's idempotency token is ``<notification id>.a<attempt>``."""
-    return str(message.get("idempotency_token") or "").rpartition(".a")[0]
+    """The attempt id delivery tags a message with (its status-callback ``ref``) is ``<notification id>.a<n>``."""
+    return str(message.get("reference") or message.get("idempotency_token") or "").rpartition(".a")[0]
 
 
 def notice_messages(
