@@ -118,6 +118,17 @@ class NotificationKind(StrEnum):
     FEED_SILENCE = "feed_silence"
     FEED_RESTORED = "feed_restored"
     SMS_HELP = "sms_help"
+    SUBSCRIPTION_CHANGED = "subscription_changed"
+
+
+class SubscriptionChange(StrEnum):
+    """What a ``subscription_changed`` notice tells the subscriber was done with their subscription."""
+
+    PREFERENCES = "preferences"
+    CANCELLED = "cancelled"
+    NEW_LINK = "new_link"
+    CONTACT_ADDED = "contact_added"
+    CONTACT_REMOVED = "contact_removed"
 
 
 class CustodyFacts(Payload):
@@ -156,6 +167,7 @@ class NotificationRequested(Payload):
     unsubscribe_url_ciphertext: str | None = Field(
         default=None, description="Encrypted RFC 8058 one-click unsubscribe URL (email notices)."
     )
+    change: SubscriptionChange | None = Field(default=None, description="What a subscription_changed notice is about.")
     requested_at: datetime
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hmac
-import html
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated
 
+import jinja2
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -18,13 +18,14 @@ from services.delivery.dispatcher import Clock
 from services.delivery.domain import is_progress, twilio_receipt
 from services.delivery.flows import Bookkeeper
 from services.delivery.links import AcknowledgementTokens
+from services.delivery.rendering import BRAND, TEMPLATE_DIRECTORY
 from services.delivery.schemas import CallbackResult, NotificationList, NotificationView
 from services.delivery.settings import DeliverySettings
 from shared.db import Connection
 from shared.events import DeliveryStatus
 from shared.runtime import ServiceRuntime
 from shared.twilio import signature_is_valid
-from shared.vocabulary import normalise_identifier
+from shared.vocabulary import Language, normalise_identifier
 
 log = logging.getLogger(__name__)
 
@@ -147,44 +148,54 @@ def callbacks_router(context: ApiContext) -> APIRouter:
     return router
 
 
-def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
-    document = (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title></head><body><main><h1>{html.escape(title)}</h1>{body}</main></body></html>"
+_PAGES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATE_DIRECTORY), undefined=jinja2.StrictUndefined, autoescape=True
+)
+
+
+def _page(name: str, language: Language, status_code: int = 200, **context: str) -> HTMLResponse:
+    """One of the acknowledgement pages (``templates/pages/<language>/``) in the notice's language."""
+    document = _PAGES.get_template(f"pages/{language.value}/{name}.html").render(
+        lang=language.value, brand=BRAND, **context
     )
-    return HTMLResponse(document, status_code=status_code)
+    return HTMLResponse(document, status_code=status_code, headers={"Cache-Control": "no-store"})
 
 
 def acknowledgement_router(context: ApiContext) -> APIRouter:
     router = APIRouter(prefix="/v1/ack", tags=["acknowledgement"])
 
-    def notification_of(token: str) -> str:
-        notification_id = context.tokens.notification_id(token)
-        if notification_id is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "this acknowledgement link is not valid")
-        return notification_id
+    def asked_language(request: Request) -> Language | None:
+        asked = request.query_params.get("lang")
+        return Language(asked) if asked in set(Language) else None
+
+    async def notice_language(request: Request, notification_id: str | None) -> Language:
+        asked = asked_language(request)
+        if asked is not None or notification_id is None:
+            return asked or Language.ENGLISH
+        async with context.runtime.pool.acquire() as connection:
+            row = await store.get_notification(connection, notification_id)
+        return row.request.language if row is not None else Language.ENGLISH
 
     @router.get("/{token}", response_class=HTMLResponse, summary="Confirmation page of an acknowledgement link")
-    async def confirm_page(token: str) -> HTMLResponse:
+    async def confirm_page(token: str, request: Request) -> HTMLResponse:
         # GET only shows a button: link scanners that prefetch URLs must not silence an urgent notice.
-        action = html.escape(context.tokens.url(context.settings.public_base_url, notification_of(token)))
-        return _page(
-            "Confirm you received this notice / Confirme que recibió este aviso",
-            f'<form method="post" action="{action}"><button type="submit">I received it / Lo recibí</button></form>',
-        )
+        notification_id = context.tokens.notification_id(token)
+        language = await notice_language(request, notification_id)
+        if notification_id is None:
+            return _page("problem", language, status.HTTP_404_NOT_FOUND)
+        action = context.tokens.url(context.settings.public_base_url, notification_id)
+        return _page("confirm", language, action=action)
 
     @router.post("/{token}", response_class=HTMLResponse, summary="Acknowledge an urgent notice: its repeats stop")
-    async def acknowledge(token: str) -> HTMLResponse:
-        notification_id = notification_of(token)
+    async def acknowledge(token: str, request: Request) -> HTMLResponse:
+        notification_id = context.tokens.notification_id(token)
+        if notification_id is None:
+            return _page("problem", asked_language(request) or Language.ENGLISH, status.HTTP_404_NOT_FOUND)
         async with context.runtime.pool.acquire() as connection, connection.transaction():
             row = await context.bookkeeper.acknowledge(connection, notification_id, now=context.clock(), publish=True)
         if row is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "this notice is not known (yet)")
-        return _page(
-            "Thank you / Gracias",
-            "<p>We will not repeat this notice. / No repetiremos este aviso.</p>",
-        )
+            return _page("problem", asked_language(request) or Language.ENGLISH, status.HTTP_404_NOT_FOUND)
+        return _page("thanks", row.request.language)
 
     return router
 

@@ -16,7 +16,9 @@ from shared.events import DeliveryStatus, NotificationKind
 from shared.vocabulary import Channel, Urgency
 
 # Notices a person is waiting for right now (a code they just asked for, a HELP reply) never wait for morning.
-IMMEDIATE_KINDS: frozenset[NotificationKind] = frozenset({NotificationKind.VERIFICATION, NotificationKind.SMS_HELP})
+IMMEDIATE_KINDS: frozenset[NotificationKind] = frozenset(
+    {NotificationKind.VERIFICATION, NotificationKind.SMS_HELP, NotificationKind.SUBSCRIPTION_CHANGED}
+)
 # An agency's pause holds custody notices only: a victim still gets the code they asked for.
 PAUSABLE_KINDS: frozenset[NotificationKind] = frozenset(
     {
@@ -218,11 +220,13 @@ def send_blocked_reason(
         return None
     contact = gate.contacts.get(channel)
     pre_activation = kind in PRE_ACTIVATION_KINDS
+    # "Your notices were cancelled" must reach a cancelled subscription's verified contacts.
+    farewell = kind is NotificationKind.SUBSCRIPTION_CHANGED
     rules = (
         (contact is not None and not contact.active, STOPPED_BY_SUBSCRIBER),
-        (gate.status == "cancelled", SUBSCRIPTION_CANCELLED),
+        (gate.status == "cancelled" and not farewell, SUBSCRIPTION_CANCELLED),
         (contact is None or contact.masked != contact_masked, CONTACT_REMOVED),
-        (not pre_activation and gate.status != "active", SUBSCRIPTION_NOT_ACTIVE),
+        (not pre_activation and not farewell and gate.status != "active", SUBSCRIPTION_NOT_ACTIVE),
         (not pre_activation and contact is not None and not contact.verified, CONTACT_UNVERIFIED),
     )
     return next((reason for broken, reason in rules if broken), None)

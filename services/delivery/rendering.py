@@ -195,6 +195,7 @@ def notice_context(
         "acknowledge_url": links.acknowledge_url,
         "verify_url": links.verify_url,
         "secret": secret,
+        "change": str(notice.change) if notice.change else None,
     }
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from pydantic import ValidationError
 
-from services.subscription import pages
 from services.subscription.domain.errors import InvalidRequestError, SubscriptionError
+from services.subscription.portal.web import Pages
 from services.subscription.schemas import (
     AGENCY_PATTERN,
     CreatedView,
@@ -19,6 +21,7 @@ from services.subscription.schemas import (
     ResendRequest,
     SubscribeRequest,
     SubscriptionView,
+    VerifyLinkRequest,
     VerifyRequest,
 )
 from services.subscription.service import INBOUND_SMS_PATH, NewSubscription, Preferences, SubscriptionService
@@ -35,9 +38,11 @@ def problem_response(problem: SubscriptionError) -> JSONResponse:
     return JSONResponse({"detail": problem.detail}, status_code=problem.status_code, headers=headers)
 
 
-def html_problem(problem: SubscriptionError) -> HTMLResponse:
-    headers = {"Retry-After": str(problem.retry_after)} if problem.retry_after is not None else None
-    return HTMLResponse(pages.problem_page(problem.detail), status_code=problem.status_code, headers=headers)
+def wants_html(request: Request) -> bool:
+    """A browser (it asks for HTML before JSON); programs get JSON, as they always did."""
+    accept = request.headers.get("accept", "").lower()
+    html, json = accept.find("text/html"), accept.find("application/json")
+    return html >= 0 and (json < 0 or html < json)
 
 
 def client_key(request: Request) -> str:
@@ -61,7 +66,7 @@ ClientAddress = Annotated[str, Depends(client_key)]
 ManageToken = Annotated[str | None, Depends(bearer_token)]
 
 
-def create_router(service: SubscriptionService) -> APIRouter:
+def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["subscriptions"], responses=PROBLEMS)
 
     @router.post("/subscriptions", status_code=201, summary="Subscribe to a case at an agency")
@@ -100,17 +105,61 @@ def create_router(service: SubscriptionService) -> APIRouter:
     ) -> SubscriptionView:
         return SubscriptionView.of(await service.resend(subscription_id, token, body.channel, client))
 
-    @router.get("/verify", response_class=HTMLResponse, summary="Verify an email address from the emailed link")
-    async def verify_link(token: Annotated[str, Query(max_length=1024)]) -> HTMLResponse:
-        try:
-            subscription = await service.verify_link(token)
-        except SubscriptionError as problem:
-            return html_problem(problem)
-        return HTMLResponse(pages.page("verified", subscription.language))
+    @router.get(
+        "/verify",
+        response_class=HTMLResponse,
+        summary="The emailed verification link: a page with one button (a prefetching scanner verifies nothing)",
+    )
+    async def verify_link_page(request: Request, token: Annotated[str, Query(max_length=1024)]) -> Response:
+        language = pages.language(request)
+        return pages.render(
+            request, "message", language, page="verify", action="/v1/verify", hidden=[("token", token)], home=False
+        )
 
-    @router.get("/manage/{token}", summary="See your subscription (private link)")
-    async def manage_view(token: str, client: ClientAddress) -> SubscriptionView:
-        return SubscriptionView.of(await service.manage_view(token, client))
+    @router.post(
+        "/verify",
+        summary="Verify an email address with the token of its link",
+        description='Programs send JSON (`{"token": ...}`) and get the subscription; the link\'s page posts a form '
+        "(token and CSRF token) and gets a page.",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": VerifyLinkRequest.model_json_schema()},
+                    "application/x-www-form-urlencoded": {"schema": {"type": "object"}},
+                },
+            }
+        },
+        response_model=SubscriptionView,
+    )
+    async def verify_link(request: Request) -> Response:
+        if request.headers.get("content-type", "").startswith("application/json"):
+            try:
+                body = VerifyLinkRequest.model_validate_json(await request.body())
+            except ValidationError as error:
+                raise RequestValidationError(error.errors()) from None
+            return JSONResponse(SubscriptionView.of(await service.verify_link(body.token)).model_dump(mode="json"))
+        fields = await pages.form(request)
+        if fields is None:
+            return pages.csrf_refused(request)
+        try:
+            subscription = await service.verify_link(str(fields.get("token", ""))[:1024])
+        except SubscriptionError as problem:
+            return pages.error_page(request, problem)
+        language = pages.language(request, subscription.language)
+        return pages.render(request, "message", language, page="verified", action=None, hidden=[], home=False)
+
+    @router.get(
+        "/manage/{token}",
+        summary="See your subscription (private link)",
+        description="A browser (Accept: text/html) is sent to the portal's manage page; programs get JSON.",
+        responses={303: {"description": "To the portal's manage page"}},
+        response_model=SubscriptionView,
+    )
+    async def manage_view(token: str, request: Request, client: ClientAddress) -> Response:
+        if wants_html(request):
+            return RedirectResponse(f"/manage/{token}", status_code=303)
+        return JSONResponse(SubscriptionView.of(await service.manage_view(token, client)).model_dump(mode="json"))
 
     @router.patch("/manage/{token}", summary="Change language, time zone, events or quiet hours")
     async def manage_update(token: str, body: PreferencesPatch, client: ClientAddress) -> SubscriptionView:
@@ -127,25 +176,31 @@ def create_router(service: SubscriptionService) -> APIRouter:
         return SubscriptionView.of(await service.manage_cancel(token, client))
 
     @router.get("/unsubscribe/{token}", response_class=HTMLResponse, summary="Confirmation page for stopping emails")
-    async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
+    async def unsubscribe_page(token: str, request: Request) -> Response:
         try:
             subscription = await service.check_unsubscribe_token(token)
         except SubscriptionError as problem:
-            return html_problem(problem)
-        return HTMLResponse(pages.page("unsubscribe", subscription.language, action=str(request.url.path)))
+            return pages.error_page(request, problem)
+        language = pages.language(request, subscription.language)
+        hidden = [("List-Unsubscribe", "One-Click")]
+        return pages.render(
+            request, "message", language, page="unsubscribe", action=str(request.url.path), hidden=hidden, home=False
+        )
 
     @router.post(
         "/unsubscribe/{token}", response_class=HTMLResponse, summary="RFC 8058 one-click unsubscribe from emails"
     )
-    async def unsubscribe(token: str, request: Request) -> HTMLResponse:
+    async def unsubscribe(token: str, request: Request) -> Response:
+        # RFC 8058: the mail provider posts this without our cookies, so the link's own token is the only check.
         form = await request.form()
         if form.get("List-Unsubscribe") != "One-Click":
-            return html_problem(InvalidRequestError("expected the form field List-Unsubscribe=One-Click"))
+            return pages.error_page(request, InvalidRequestError("expected the form field List-Unsubscribe=One-Click"))
         try:
             subscription = await service.unsubscribe_email(token)
         except SubscriptionError as problem:
-            return html_problem(problem)
-        return HTMLResponse(pages.page("unsubscribed", subscription.language))
+            return pages.error_page(request, problem)
+        language = pages.language(request, subscription.language)
+        return pages.render(request, "message", language, page="unsubscribed", action=None, hidden=[], home=False)
 
     @router.post(
         INBOUND_SMS_PATH.removeprefix("/v1"),

@@ -8,6 +8,8 @@ from fastapi.responses import JSONResponse
 from services.subscription.api import create_router, problem_response
 from services.subscription.consumers import CONSUMED_TOPICS, CONSUMER_GROUP, create_handler
 from services.subscription.domain.errors import SubscriptionError
+from services.subscription.portal.routes import create_portal_router
+from services.subscription.portal.web import Pages
 from services.subscription.service import SubscriptionService
 from services.subscription.settings import SubscriptionSettings
 from shared.http import create_service_app
@@ -27,6 +29,7 @@ def create_app(settings: SubscriptionSettings) -> FastAPI:
         consumer_groups=[CONSUMER_GROUP],
     )
     service = SubscriptionService(settings, lambda: runtime.pool)
+    pages = Pages(service.renderer, settings.token_secret, service.cipher)
 
     async def on_start(started: ServiceRuntime) -> None:
         started.spawn("prune", service.prune_forever)
@@ -45,7 +48,7 @@ def create_app(settings: SubscriptionSettings) -> FastAPI:
         title="Custody Watch: subscriptions",
         description="Victims subscribe to a case, verify a phone or email, look up a custody status, and can "
         "always stop: manage link, RFC 8058 one-click unsubscribe, SMS STOP.",
-        routers=[create_router(service)],
+        routers=[create_router(service, pages), create_portal_router(service, pages)],
         on_start=on_start,
     )
 

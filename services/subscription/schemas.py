@@ -42,6 +42,10 @@ class VerifyRequest(Body):
     code: str = Field(min_length=1, max_length=20)
 
 
+class VerifyLinkRequest(Body):
+    token: str = Field(min_length=1, max_length=1024, description="The token of the emailed verification link.")
+
+
 class ResendRequest(Body):
     channel: Channel
 

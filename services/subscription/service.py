@@ -7,7 +7,7 @@ import asyncio
 import logging
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 
@@ -30,12 +30,15 @@ from services.subscription.domain.ratelimit import Limit, retry_after, window_st
 from services.subscription.domain.subscription import (
     Contact,
     Subscription,
+    add_contact,
     cancel,
     change_preferences,
     disable_contact,
     mark_verified,
     normalise_event_types,
     reencrypted,
+    remove_contact,
+    renew_link,
     require_open,
     resume_sms,
     unsubscribe_email,
@@ -53,6 +56,7 @@ from services.subscription.domain.verification import (
     verification_notification_id,
 )
 from services.subscription.metrics import CODES_ISSUED, SMS_KEYWORDS, SUBSCRIPTIONS_CHANGED, VERIFY_ATTEMPTS
+from services.subscription.rendering import default_renderer
 from services.subscription.settings import SubscriptionSettings
 from shared.crypto import mask_email, mask_phone
 from shared.db import Connection
@@ -61,6 +65,7 @@ from shared.events import (
     NotificationKind,
     NotificationRequested,
     SubjectIdentifier,
+    SubscriptionChange,
     new_event,
 )
 from shared.outbox import enqueue
@@ -72,6 +77,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "/custody-watch/subscription"
 ACK_NAMESPACE = uuid.UUID("a7d1c3e5-2b4f-4a6c-8e0d-9f1b3d5c7e9a")
+CHANGE_NAMESPACE = uuid.UUID("3f6b8d2a-71c4-4e95-a0d3-5b7e9c1f2a48")
 INBOUND_SMS_PATH = "/v1/sms/inbound"
 
 
@@ -113,6 +119,7 @@ class SubscriptionService:
         self._pool = pool
         self.cipher = settings.contact_cipher()
         self.tokens = Tokens(settings.token_secret)
+        self.renderer = default_renderer()
         self._now = clock or (lambda: datetime.now(UTC))
         self._base_url = settings.public_base_url.rstrip("/")
         kafka = settings.kafka
@@ -168,18 +175,15 @@ class SubscriptionService:
         identifier = SubjectIdentifier(
             kind=request.identifier.kind, value=normalise_identifier(request.identifier.value)
         )
-        contacts: list[tuple[Channel, str, str]] = []  # (channel, normalised, index form)
-        if request.sms is not None:
-            phone = normalise_phone(request.sms, self.settings.default_phone_region)
-            contacts.append((Channel.SMS, phone, phone))
-        if request.email is not None:
-            address = normalise_email(request.email)
-            contacts.append((Channel.EMAIL, address, email_index_form(address)))
+        contacts = [
+            (channel, *self._normalised_contact(channel, raw))
+            for channel, raw in ((Channel.SMS, request.sms), (Channel.EMAIL, request.email))
+            if raw is not None
+        ]
         async with self.pool.acquire() as connection:
             await self._require_agency(connection, request.agency_id)
-        contact_limit = Limit("subscribe-contact", self.settings.subscribe_limit_per_contact_per_day, timedelta(days=1))
         for _, _, index_form in contacts:
-            await self.limit(contact_limit, self.cipher.blind_index(index_form))
+            await self.limit(self._contact_limit(), self.cipher.blind_index(index_form))
 
         now = self._now()
         quiet_start, quiet_end = request.quiet_hours or (time(21, 0), time(7, 0))
@@ -188,15 +192,7 @@ class SubscriptionService:
             agency_id=request.agency_id,
             identifier=identifier,
             status="pending",
-            contacts=tuple(
-                Contact(
-                    channel=channel,
-                    ciphertext=self.cipher.encrypt(value),
-                    masked=mask_phone(value) if channel is Channel.SMS else mask_email(value),
-                    blind_index=self.cipher.blind_index(index_form),
-                )
-                for channel, value, index_form in contacts
-            ),
+            contacts=tuple(self._new_contact(channel, value, index_form) for channel, value, index_form in contacts),
             language=request.language,
             timezone=timezone,
             event_types=tuple(event_types),
@@ -222,6 +218,37 @@ class SubscriptionService:
             },
         )
         return Created(subscription, self.manage_url(subscription))
+
+    def _normalised_contact(self, channel: Channel, raw: str) -> tuple[str, str]:
+        """The contact as stored and the form its blind index is computed from."""
+        if channel is Channel.SMS:
+            phone = normalise_phone(raw, self.settings.default_phone_region)
+            return phone, phone
+        address = normalise_email(raw)
+        return address, email_index_form(address)
+
+    def _new_contact(self, channel: Channel, value: str, index_form: str) -> Contact:
+        return Contact(
+            channel=channel,
+            ciphertext=self.cipher.encrypt(value),
+            masked=mask_phone(value) if channel is Channel.SMS else mask_email(value),
+            blind_index=self.cipher.blind_index(index_form),
+        )
+
+    def _contact_limit(self) -> Limit:
+        return Limit("subscribe-contact", self.settings.subscribe_limit_per_contact_per_day, timedelta(days=1))
+
+    async def agencies(self) -> list[store.Agency]:
+        """The agencies taking subscriptions, by name (for the portal's list)."""
+        async with self.pool.acquire() as connection:
+            return await store.active_agencies(connection)
+
+    async def agency(self, agency_id: str) -> store.Agency:
+        async with self.pool.acquire() as connection:
+            agency = await store.get_agency(connection, agency_id)
+        if agency is None:
+            raise NotFoundError(f"unknown agency {agency_id[:64]!r}: check the agency id")
+        return agency
 
     async def _require_agency(self, connection: Connection, agency_id: str) -> None:
         agency = await store.get_agency(connection, agency_id)
@@ -252,30 +279,74 @@ class SubscriptionService:
         if channel is Channel.EMAIL:
             token = self.tokens.verify(subscription.subscription_id, issue)
             verify_url = f"{self._base_url}/v1/verify?token={token}"
-        notification_id = verification_notification_id(subscription.subscription_id, channel, issue)
-        notice = NotificationRequested(
-            notification_id=notification_id,
+        await self._request_notice(
+            connection,
+            subscription,
+            contact,
             kind=NotificationKind.VERIFICATION,
-            subscription_id=subscription.subscription_id,
-            agency_id=subscription.agency_id,
-            channel=channel,
-            contact_ciphertext=contact.ciphertext,
-            contact_masked=contact.masked,
-            language=subscription.language,
-            timezone=subscription.timezone,
+            notification_id=verification_notification_id(subscription.subscription_id, channel, issue),
+            now=now,
             # Someone is waiting for this code right now: quiet hours must not hold it.
             urgency=Urgency.URGENT,
-            quiet_hours_start=subscription.quiet_hours_start,
-            quiet_hours_end=subscription.quiet_hours_end,
             secret_ciphertext=self.cipher.encrypt(code),
-            manage_url_ciphertext=self.cipher.encrypt(self.manage_url(subscription)),
-            unsubscribe_url_ciphertext=self.cipher.encrypt(self.unsubscribe_url(subscription)),
             verify_url_ciphertext=self.cipher.encrypt(verify_url) if verify_url else None,
-            requested_at=now,
+        )
+        CODES_ISSUED.labels(channel.value).inc()
+
+    async def _request_notice(
+        self,
+        connection: Connection,
+        subscription: Subscription,
+        contact: Contact,
+        *,
+        kind: NotificationKind,
+        notification_id: str,
+        now: datetime,
+        **fields: object,
+    ) -> None:
+        notice = NotificationRequested.model_validate(
+            {
+                "notification_id": notification_id,
+                "kind": kind,
+                "subscription_id": subscription.subscription_id,
+                "agency_id": subscription.agency_id,
+                "channel": contact.channel,
+                "contact_ciphertext": contact.ciphertext,
+                "contact_masked": contact.masked,
+                "language": subscription.language,
+                "timezone": subscription.timezone,
+                "urgency": Urgency.INFORMATIONAL,
+                "quiet_hours_start": subscription.quiet_hours_start,
+                "quiet_hours_end": subscription.quiet_hours_end,
+                "manage_url_ciphertext": self.cipher.encrypt(self.manage_url(subscription)),
+                "unsubscribe_url_ciphertext": self.cipher.encrypt(self.unsubscribe_url(subscription)),
+                "requested_at": now,
+                **fields,
+            }
         )
         event = new_event(notice, source=SOURCE, subject=subscription.subscription_id, event_id=notification_id)
         await enqueue(connection, self._notification_topic, notification_id, event)
-        CODES_ISSUED.labels(channel.value).inc()
+
+    async def _announce(
+        self, connection: Connection, subscription: Subscription, change: SubscriptionChange, now: datetime
+    ) -> None:
+        """Tell every verified, working contact point what was done, so a stranger holding the link is noticed."""
+        for contact in subscription.contacts:
+            if contact.verified and contact.active:
+                notification_id = str(
+                    uuid.uuid5(
+                        CHANGE_NAMESPACE, f"{subscription.subscription_id}:{subscription.version}:{contact.channel}"
+                    )
+                )
+                await self._request_notice(
+                    connection,
+                    subscription,
+                    contact,
+                    kind=NotificationKind.SUBSCRIPTION_CHANGED,
+                    notification_id=notification_id,
+                    now=now,
+                    change=change,
+                )
 
     async def verify_code(
         self, subscription_id: str, bearer: str | None, channel: Channel, raw_code: str, client: str
@@ -443,6 +514,7 @@ class SubscriptionService:
             ),
             outcome="changed",
             message="subscription changed",
+            announce=SubscriptionChange.PREFERENCES,
         )
 
     async def manage_cancel(self, token: str, client: str) -> Subscription:
@@ -454,6 +526,54 @@ class SubscriptionService:
             lambda subscription: cancel(subscription, now),
             outcome="cancelled",
             message="subscription cancelled",
+            announce=SubscriptionChange.CANCELLED,
+        )
+
+    async def renew_manage_link(self, token: str, client: str) -> Subscription:
+        """ "Send me a new link": a new nonce (old manage and unsubscribe links stop working), sent to the verified
+        contacts only, never shown to whoever asked (who may hold a leaked link)."""
+        await self.limit(self.client_limits()["manage"], client)
+        now = self._now()
+        return await self._change_claimed(
+            self._read_manage(token),
+            "this manage link is not valid",
+            lambda subscription: renew_link(subscription, secrets.token_urlsafe(16), now),
+            outcome="link_renewed",
+            message="manage link renewed",
+            announce=SubscriptionChange.NEW_LINK,
+        )
+
+    async def add_contact(self, token: str, channel: Channel, raw: str, client: str) -> Subscription:
+        """Add a phone or email; it is sent a code and gets nothing else until verified."""
+        await self.limit(self.client_limits()["manage"], client)
+        value, index_form = self._normalised_contact(channel, raw)
+        await self.limit(self._contact_limit(), self.cipher.blind_index(index_form))
+        now = self._now()
+        contact = self._new_contact(channel, value, index_form)
+
+        async def send_code(connection: Connection, changed: Subscription) -> None:
+            await self._issue_code(connection, changed, channel, now)
+
+        return await self._change_claimed(
+            self._read_manage(token),
+            "this manage link is not valid",
+            lambda subscription: add_contact(subscription, contact, now),
+            outcome="contact_added",
+            message="contact added",
+            announce=SubscriptionChange.CONTACT_ADDED,
+            then=send_code,
+        )
+
+    async def remove_contact(self, token: str, channel: Channel, client: str) -> Subscription:
+        await self.limit(self.client_limits()["manage"], client)
+        now = self._now()
+        return await self._change_claimed(
+            self._read_manage(token),
+            "this manage link is not valid",
+            lambda subscription: remove_contact(subscription, channel, now),
+            outcome="contact_removed",
+            message="contact removed",
+            announce=SubscriptionChange.CONTACT_REMOVED,
         )
 
     async def _change_claimed(
@@ -464,8 +584,12 @@ class SubscriptionService:
         *,
         outcome: str,
         message: str,
+        announce: SubscriptionChange | None = None,
+        then: Callable[[Connection, Subscription], Awaitable[None]] | None = None,
     ) -> Subscription:
-        """Apply a link holder's change to their subscription and publish it; unchanged, it is returned as it was."""
+        """Apply a link holder's change to their subscription and publish it; unchanged, it is returned as it was.
+        ``announce`` tells the subscriber's verified contacts; ``then`` runs in the same transaction."""
+        now = self._now()
         async with self.pool.acquire() as connection, connection.transaction():
             subscription = await self._claimed(connection, claim, for_update=True, problem=NotFoundError(invalid_link))
             changed = change(subscription)
@@ -473,6 +597,10 @@ class SubscriptionService:
                 return subscription
             await store.update_subscription(connection, changed)
             await self._publish_state(connection, changed)
+            if announce is not None:
+                await self._announce(connection, changed, announce, now)
+            if then is not None:
+                await then(connection, changed)
         SUBSCRIPTIONS_CHANGED.labels(outcome).inc()
         log.info(message, extra={"subscription_id": changed.subscription_id})
         return changed
@@ -541,8 +669,11 @@ class SubscriptionService:
         )
         # The same answer whether or not the number has subscriptions: a reply reveals nothing.
         return sms.twiml(
-            sms.reply_text(
-                keyword, language, service_name=self.settings.service_display_name, help_url=self.settings.help_url
+            self.renderer.sms_reply(
+                keyword.value,
+                language,
+                service_name=self.settings.service_display_name,
+                help_url=self.settings.help_url,
             )
         )
 

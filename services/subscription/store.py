@@ -21,6 +21,7 @@ from shared.vocabulary import Channel, CustodyStatus, IdentifierKind, Language
 class Agency:
     agency_id: str
     name: str
+    timezone: str
     active: bool
 
 
@@ -43,8 +44,17 @@ async def upsert_agency(connection: Connection, profile: AgencyProfile) -> None:
 
 
 async def get_agency(connection: Connection, agency_id: str) -> Agency | None:
-    row = await connection.fetchrow("SELECT agency_id, name, active FROM agencies WHERE agency_id = $1", agency_id)
-    return None if row is None else Agency(row["agency_id"], row["name"], row["active"])
+    row = await connection.fetchrow(
+        "SELECT agency_id, name, timezone, active FROM agencies WHERE agency_id = $1", agency_id
+    )
+    return None if row is None else Agency(row["agency_id"], row["name"], row["timezone"], row["active"])
+
+
+async def active_agencies(connection: Connection) -> list[Agency]:
+    rows = await connection.fetch(
+        "SELECT agency_id, name, timezone, active FROM agencies WHERE active ORDER BY name, agency_id"
+    )
+    return [Agency(row["agency_id"], row["name"], row["timezone"], row["active"]) for row in rows]
 
 
 # --- subscriptions ----------------------------------------------------------------------------------------------
@@ -100,6 +110,12 @@ async def update_subscription(connection: Connection, subscription: Subscription
 
 
 async def _save_contacts(connection: Connection, subscription: Subscription) -> None:
+    """Upsert the subscription's contact points and delete the ones it no longer has."""
+    await connection.execute(
+        "DELETE FROM contact_points WHERE subscription_id = $1 AND NOT (channel = ANY($2::text[]))",
+        subscription.subscription_id,
+        [contact.channel.value for contact in subscription.contacts],
+    )
     await connection.executemany(
         """
         INSERT INTO contact_points (subscription_id, channel, ciphertext, masked, blind_index, verified, active,

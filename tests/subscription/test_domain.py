@@ -46,6 +46,7 @@ from services.subscription.domain.verification import (
     resend_wait,
     verification_notification_id,
 )
+from services.subscription.rendering import default_renderer
 from services.subscription.settings import SubscriptionSettings
 from shared.crypto import generate_key
 from shared.events import SubjectIdentifier
@@ -384,11 +385,12 @@ def test_inbound_keywords(body: str, keyword: sms.Keyword) -> None:
 def test_twiml_escapes_and_replies_in_the_subscribers_language() -> None:
     assert sms.twiml(None) == '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
     assert "<Message>a &amp; b &lt;c&gt;</Message>" in sms.twiml("a & b <c>")
-    spanish = sms.reply_text(sms.Keyword.HELP, Language.SPANISH, service_name="CW", help_url="https://h")
+    renderer = default_renderer()
+    spanish = renderer.sms_reply(sms.Keyword.HELP, Language.SPANISH, service_name="CW", help_url="https://h")
     assert spanish is not None
     assert "STOP" in spanish
     assert "https://h" in spanish
-    assert sms.reply_text(sms.Keyword.OTHER, Language.ENGLISH, service_name="CW", help_url="h") is None
+    assert renderer.sms_reply(sms.Keyword.OTHER, Language.ENGLISH, service_name="CW", help_url="h") is None
 
 
 # --- settings ---------------------------------------------------------------------------------------------------

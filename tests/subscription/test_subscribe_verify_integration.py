@@ -165,20 +165,24 @@ async def test_verify_needs_the_manage_token_of_that_subscription(harness: Harne
     assert (await harness.verify(mine, "sms", code)).status_code == 200
 
 
-async def test_email_link_verifies_once(harness: Harness) -> None:
+async def test_email_link_page_changes_nothing_and_its_post_verifies_once(harness: Harness) -> None:
     created = await harness.subscribe(email=EMAIL)
     notice = (await harness.notices(created["subscription_id"], "email"))[0]
     assert notice.verify_url_ciphertext is not None
     link = harness.cipher.decrypt(notice.verify_url_ciphertext)
     path = link.removeprefix(harness.settings.public_base_url)
-    response = await harness.client.get(path)
-    assert response.status_code == 200
-    assert "verified" in response.text
-    view = await harness.manage(created)
-    assert view["status"] == "active"
-    assert contact(view, "email")["verified"] is True
-    replay = await harness.client.get(path)
+    token = path.split("token=", 1)[1]
+    page = await harness.client.get(path, headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    assert 'method="post"' in page.text
+    assert contact(await harness.manage(created), "email")["verified"] is False, "a prefetched link verifies nothing"
+    response = await harness.client.post("/v1/verify", json={"token": token})
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "active"
+    assert contact(response.json(), "email")["verified"] is True
+    replay = await harness.client.post("/v1/verify", json={"token": token})
     assert replay.status_code == 409
-    forged = await harness.client.get(path[:-4] + "AAAA")
+    forged = await harness.client.post("/v1/verify", json={"token": token[:-4] + "AAAA"})
     assert forged.status_code == 404
-    assert (await harness.client.get("/v1/verify?token=nonsense")).status_code == 404
+    assert (await harness.client.post("/v1/verify", json={"token": "nonsense"})).status_code == 404
+    assert (await harness.client.post("/v1/verify", json={})).status_code == 422

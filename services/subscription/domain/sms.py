@@ -1,11 +1,9 @@
-"""Inbound SMS keywords and the TwiML replies to them."""
+"""Inbound SMS keywords and the TwiML envelope of a reply (the words are in ``templates/<language>/sms/``)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 from xml.sax.saxutils import escape
-
-from shared.vocabulary import Language
 
 
 class Keyword(StrEnum):
@@ -34,30 +32,6 @@ def classify(body: str) -> Keyword:
     if word in ACK_WORDS:
         return Keyword.ACKNOWLEDGE
     return Keyword.OTHER
-
-
-def reply_text(keyword: Keyword, language: Language, *, service_name: str, help_url: str) -> str | None:
-    texts = {
-        Language.ENGLISH: {
-            Keyword.STOP: f"{service_name}: you will get no more text messages. Reply START to resume.",
-            Keyword.START: f"{service_name}: text messages resumed. Reply STOP to stop, HELP for help.",
-            Keyword.HELP: (
-                f"{service_name} sends custody status notices for crime victims. "
-                f"Reply STOP to stop texts, START to resume. Help: {help_url}"
-            ),
-            Keyword.ACKNOWLEDGE: f"{service_name}: thank you, your confirmation was received.",
-        },
-        Language.SPANISH: {
-            Keyword.STOP: f"{service_name}: no recibirá más mensajes de texto. Responda START para reanudarlos.",
-            Keyword.START: f"{service_name}: mensajes reanudados. Responda STOP para detenerlos, HELP para ayuda.",
-            Keyword.HELP: (
-                f"{service_name} envía avisos sobre la custodia para víctimas de delitos. "
-                f"Responda STOP para detener los mensajes, START para reanudarlos. Ayuda: {help_url}"
-            ),
-            Keyword.ACKNOWLEDGE: f"{service_name}: gracias, recibimos su confirmación.",
-        },
-    }
-    return texts[language].get(keyword)
 
 
 def twiml(message: str | None) -> str:

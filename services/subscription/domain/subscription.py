@@ -211,3 +211,27 @@ def reencrypted(subscription: Subscription, rotate: Callable[[str], str], now: d
     compacted topic soon holds only ciphertext the newest key made)."""
     contacts = tuple(c.model_copy(update={"ciphertext": rotate(c.ciphertext)}) for c in subscription.contacts)
     return _changed(subscription, now, contacts=contacts)
+
+
+def add_contact(subscription: Subscription, contact: Contact, now: datetime) -> Subscription:
+    """A new, unverified contact point: it gets nothing but its code until it is verified."""
+    require_open(subscription)
+    if subscription.has(contact.channel):
+        raise ConflictError(f"this subscription already has a {contact.channel.value} contact; remove it first")
+    return _changed(subscription, now, contacts=(*subscription.contacts, contact))
+
+
+def remove_contact(subscription: Subscription, channel: Channel, now: datetime) -> Subscription:
+    """Remove one contact point; refused when no other verified, working one would be left to send notices to."""
+    require_open(subscription)
+    subscription.contact(channel)
+    remaining = tuple(c for c in subscription.contacts if c.channel is not channel)
+    if not any(c.verified and c.active for c in remaining):
+        raise ConflictError("this is your only working contact: add and confirm another one first, or cancel")
+    return _changed(subscription, now, contacts=remaining)
+
+
+def renew_link(subscription: Subscription, nonce: str, now: datetime) -> Subscription:
+    """A new manage-link nonce: every link made with the old one (manage, unsubscribe) stops working."""
+    require_open(subscription)
+    return _changed(subscription, now, manage_nonce=nonce)
