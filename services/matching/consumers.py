@@ -34,6 +34,7 @@ from shared.events import (
     encode,
     new_event,
 )
+from shared.failures import transient_dependency
 from shared.kafka import H_ORIGINAL_OFFSET, H_ORIGINAL_PARTITION, H_ORIGINAL_TOPIC, DecodedRecord, header
 from shared.settings import KafkaSettings
 from shared.topics import NOTIFICATION_REQUESTED
@@ -145,10 +146,26 @@ class Matcher:
                     len(decision.to_send),
                 )
             for notification in decision.to_send:
-                future: asyncio.Future[Any] = await self._producer.send(
-                    self._notification_topic, key=notification.notification_id.encode(), value=notification.value
-                )
-                self._sends.append(future)
+                self._sends.append(await self._send(notification))
+
+    async def _send(self, notification: StoredNotification) -> asyncio.Future[Any]:
+        """A send that fails for another reason than an outage fails the batch's Kafka transaction, not the event.
+
+        The event's effect is already committed: if its message went to the retry topic and on to the dead-letter
+        topic, a replay would find it applied and send nothing. Aborted, the batch is read again at the same
+        positions, and each event re-sends what it recorded.
+        """
+        try:
+            future: asyncio.Future[Any] = await self._producer.send(
+                self._notification_topic, key=notification.notification_id.encode(), value=notification.value
+            )
+        except Exception as error:
+            if transient_dependency(error) is not None:
+                raise  # the consumer waits for the broker and reads the batch again
+            failed: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            failed.set_exception(error)
+            return failed
+        return future
 
     async def wait_for_sends(self) -> None:
         """Called before the batch's transaction commits; raises if any notification request was not written."""

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from aiokafka import ConsumerRecord
 
 from services.matching.settings import MatchingSettings
+from services.ops.pipeline import PipelineMonitor
+from services.ops.settings import OpsSettings
+from shared.db import apply_migrations, create_pool
 from shared.events import NotificationRequested, decode
+from shared.kafka import create_producer
 from shared.settings import KafkaSettings
-from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_REQUESTED, SUBJECT_SEALED, SUBSCRIPTION_STATE
+from shared.topics import (
+    CUSTODY_STATUS_CHANGED,
+    NOTIFICATION_REQUESTED,
+    SUBJECT_SEALED,
+    SUBSCRIPTION_STATE,
+    dead_letter_topic,
+)
 from tests.kafkautil import produce_raw, read_exactly, read_topic
 
 
@@ -87,3 +98,53 @@ async def wait_until(condition: Callable[[], Awaitable[bool]], *, timeout: float
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}")
         await asyncio.sleep(0.1)
+
+
+# Dead letters, and replaying them as an operator does from the dashboard (services.ops.pipeline)
+
+
+async def dead_letters(kafka: KafkaSettings, group: str, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """The first ``count`` dead letters of a consumer group (waits for them)."""
+    return await read_topic(
+        kafka, kafka.topic(dead_letter_topic(group)), until=lambda records: len(records) >= count, timeout=90
+    )
+
+
+async def dead_letter_again(kafka: KafkaSettings, letter: ConsumerRecord[bytes, bytes]) -> None:
+    """A second dead letter of the same event (it failed again after a replay, or an upstream copy did)."""
+    producer = await create_producer(kafka)
+    try:
+        await producer.send_and_wait(letter.topic, value=letter.value, key=letter.key, headers=list(letter.headers))
+    finally:
+        await producer.stop()
+
+
+@asynccontextmanager
+async def ops_replays(
+    postgres_admin_dsn: str, unique: str, kafka: KafkaSettings, group: str
+) -> AsyncIterator[Callable[[ConsumerRecord[bytes, bytes]], Awaitable[str]]]:
+    """Replay a dead letter of ``group`` through ops' own replay (its database, claims and audit)."""
+    from tests import servers
+
+    database_url = await servers.create_database(postgres_admin_dsn, f"ops_{unique}")
+    settings = OpsSettings(environment="test", database_url=database_url, kafka=kafka, consumer_groups=[group])
+    pool = await create_pool(database_url, min_size=1, max_size=2)
+    producer = await create_producer(kafka)
+    try:
+        await apply_migrations(pool, ["shared", "services.ops"])
+        monitor = PipelineMonitor(settings)
+
+        async def replay(letter: ConsumerRecord[bytes, bytes]) -> str:
+            return await monitor.replay(
+                pool,
+                producer,
+                dlq_topic=dead_letter_topic(group),
+                partition=letter.partition,
+                offset=letter.offset,
+                username="admin",
+            )
+
+        yield replay
+    finally:
+        await producer.stop()
+        await pool.close()
