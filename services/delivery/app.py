@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI
 
 from services.delivery.api import ApiContext, acknowledgement_router, callbacks_router, history_router
@@ -13,10 +15,11 @@ from services.delivery.domain import RetryPolicy
 from services.delivery.flows import Bookkeeper, Scheduling
 from services.delivery.links import AcknowledgementTokens
 from services.delivery.providers.base import EmailProvider
-from services.delivery.providers.failover import FailoverSmsProvider, RateLimiter
+from services.delivery.providers.failover import FailoverSmsProvider
 from services.delivery.providers.smtp import SmtpEmailProvider
 from services.delivery.providers.twilio import TwilioSmsProvider
 from services.delivery.rendering import NoticeRenderer
+from services.delivery.sendrate import SharedSendRate
 from services.delivery.settings import FAILOVER_ROUTE, DeliverySettings
 from shared.http import create_service_app
 from shared.kafka import ConsumerRunner
@@ -32,8 +35,10 @@ from shared.topics import (
 )
 
 
-def build_sms(settings: DeliverySettings) -> tuple[FailoverSmsProvider, dict[str, StatusLookup]]:
-    """The configured SMS providers, primary first, behind failover and per-provider rate limits."""
+def build_sms(
+    settings: DeliverySettings, pool: Callable[[], asyncpg.Pool]
+) -> tuple[FailoverSmsProvider, dict[str, StatusLookup]]:
+    """The configured SMS providers, primary first, behind failover; each paced at its rate across all replicas."""
     providers = [
         TwilioSmsProvider(
             name=p.name,
@@ -47,7 +52,7 @@ def build_sms(settings: DeliverySettings) -> tuple[FailoverSmsProvider, dict[str
         for p in settings.sms_providers
     ]
     route = providers[0].name if len(providers) == 1 else FAILOVER_ROUTE
-    limiters = {p.name: RateLimiter(p.rate_per_second) for p in settings.sms_providers}
+    limiters = {p.name: SharedSendRate(pool, f"sms:{p.name}", p.rate_per_second) for p in settings.sms_providers}
     failover = FailoverSmsProvider(providers, name=route, rate_limiters=limiters)
     return failover, {provider.name: provider for provider in providers}
 
@@ -97,7 +102,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
             lease_seconds=settings.sending_lease_seconds,
         ),
     )
-    sms, status_lookups = build_sms(settings)
+    sms, status_lookups = build_sms(settings, lambda: runtime.pool)
     email = build_email(settings)
     renderer = NoticeRenderer(Path(settings.templates_directory)) if settings.templates_directory else NoticeRenderer()
 

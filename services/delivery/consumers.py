@@ -22,13 +22,16 @@ from shared.events import (
     SubscriptionState,
 )
 from shared.idempotency import claim_event
-from shared.kafka import DecodedRecord
+from shared.kafka import DecodedRecord, header
 from shared.logging import trace_context
 from shared.vocabulary import Channel, Urgency, normalise_identifier
 
 log = logging.getLogger(__name__)
 
 CONSUMER = "delivery"
+H_REPLAYED_FROM = "cw-replayed-from"
+"""Set by the ops dashboard on a dead letter it re-publishes (``dlq topic:partition:offset``): an operator's replay,
+which asks for a new attempt, unlike a redelivery of the same event by Kafka."""
 
 
 class UnexpectedEventError(ValueError):
@@ -66,7 +69,10 @@ class DeliveryHandlers:
 
     async def handle(self, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
         data = event.data
-        if isinstance(data, NotificationRequested):
+        replayed_from = header(record, H_REPLAYED_FROM)
+        if isinstance(data, NotificationRequested) and replayed_from is not None:
+            await self.replayed(event.id, event.traceid, data, replayed_from=replayed_from)
+        elif isinstance(data, NotificationRequested):
             await self.notification_requested(event.id, event.traceid, data)
         elif isinstance(data, AgencyProfile):
             async with self._pool.acquire() as connection:
@@ -86,15 +92,15 @@ class DeliveryHandlers:
         now = self._clock()
         requested = [
             self._new_notification(event.id, event.traceid, event.data, now)
-            for event, _ in batch
-            if isinstance(event.data, NotificationRequested)
+            for event, record in batch
+            if isinstance(event.data, NotificationRequested) and header(record, H_REPLAYED_FROM) is None
         ]
         if requested:
             async with self._pool.acquire() as connection, connection.transaction():
                 inserted = await store.insert_notifications(connection, requested)
             self._stored(requested, inserted, now)
         for event, record in batch:
-            if not isinstance(event.data, NotificationRequested):
+            if not isinstance(event.data, NotificationRequested) or header(record, H_REPLAYED_FROM) is not None:
                 with trace_context(event.traceid):
                     await self.handle(event, record)
 
@@ -105,6 +111,27 @@ class DeliveryHandlers:
         async with self._pool.acquire() as connection:
             inserted = await store.insert_notifications(connection, [new])
         self._stored([new], inserted, now)
+
+    async def replayed(
+        self, event_id: str, trace_id: str, request: NotificationRequested, *, replayed_from: str
+    ) -> None:
+        """An operator replayed this parked notice: one new attempt if delivery gave up on it (see
+        :func:`store.reopen_for_replay`); stored as new if it is not known at all."""
+        now = self._clock()
+        new = self._new_notification(event_id, trace_id, request, now)
+        async with self._pool.acquire() as connection, connection.transaction():
+            inserted = await store.insert_notifications(connection, [new])
+            reopened = not inserted and await store.reopen_for_replay(
+                connection, request.notification_id, replayed_from=replayed_from, now=now
+            )
+        log.info(
+            "replay of notice %s from %s: %s",
+            request.notification_id,
+            replayed_from,
+            "stored as new" if inserted else "a new attempt" if reopened else "nothing to do (not given up on)",
+        )
+        if inserted or reopened:
+            self._on_due()
 
     def _new_notification(
         self, event_id: str, trace_id: str, request: NotificationRequested, now: datetime

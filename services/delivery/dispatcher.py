@@ -1,8 +1,16 @@
 """The sending loops: due notices go to providers; stranded attempts are taken over; missed receipts are asked for.
 
-Each attempt is recorded (status ``sending``, its id the provider reference) and COMMITTED before the provider is
-called, and its outcome recorded after. A crash in between leaves the attempt in flight; when its lease runs out it
-is sent again with the same reference, which the provider deduplicates: never a second message.
+Each attempt is recorded (status ``sending``) and committed when it is claimed; right before the provider call it
+records what identifies the message (an SMS body's fingerprint, an email's Message-ID) and when the call began, and
+after the call its outcome. A crash in between leaves the attempt in flight until its lease runs out; whoever takes
+it over then finds out before sending anything (Twilio has no idempotency key: a second POST is a second message):
+
+- no call was recorded: the crash came first, so it is sent now;
+- SMS: a status callback or our bookkeeping named its message, or the provider's message list holds a message to
+  that number with that fingerprint since the call began: it went through, and is recorded so, not sent again; when
+  the provider cannot tell right now, the attempt waits and asks again later;
+- email: SMTP cannot be asked, so it is sent again with the same Message-ID, its history says that a duplicate is
+  possible, and ``cw_delivery_possible_duplicates_total`` counts it.
 """
 
 from __future__ import annotations
@@ -39,10 +47,13 @@ from services.delivery.providers.base import (
     ProviderReceipt,
     SmsProvider,
     TemporaryProviderError,
+    body_fingerprint,
 )
-from services.delivery.providers.failover import AMBIGUOUS_ERROR_CODE, RateLimiter
+from services.delivery.providers.failover import AMBIGUOUS_ERROR_CODE
 from services.delivery.rendering import NoticeLinks, NoticeRenderer, TemplateError
+from services.delivery.sendrate import SharedSendRate
 from services.delivery.settings import DeliverySettings
+from services.delivery.store import AttemptRow
 from shared.crypto import ContactCipher, ContactDecryptError
 from shared.events import AgencyProfile, DeliveryStatus, encode, new_event
 from shared.kafka import H_ERROR, H_ORIGINAL_TOPIC
@@ -96,7 +107,7 @@ class Dispatcher:
         self._tokens = tokens
         self._sms = sms
         self._email = email
-        self._email_limiter = RateLimiter(settings.smtp.rate_per_second)
+        self._email_limiter = SharedSendRate(lambda: pool, "email:smtp", settings.smtp.rate_per_second)
         self._status_lookups = status_lookups
         self._producer = producer
         self._clock = clock
@@ -139,7 +150,7 @@ class Dispatcher:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), timeout=self._settings.dispatch_interval_seconds)
         except asyncio.CancelledError:
-            for task in sending:  # each stays in flight; its lease running out brings it back, same reference
+            for task in sending:  # each stays in flight; its lease running out brings it back to be looked up
                 task.cancel()
             await asyncio.gather(*sending, return_exceptions=True)
             raise
@@ -176,17 +187,13 @@ class Dispatcher:
         try:
             await self._send(claim)
         except Exception:
-            # The attempt stays in flight; its lease running out brings it back with the same reference.
+            # The attempt stays in flight; its lease running out brings it back, and the provider is asked first.
             log.exception("attempt %s failed unexpectedly; it will be taken over", claim.attempt_id)
 
     # --- one attempt ------------------------------------------------------------------------------------------
 
     async def _send(self, claim: Claim) -> None:
         request = claim.notification.request
-        if claim.resumed:
-            log.info(
-                "resending attempt %s with its original reference (deduplicated by the provider)", claim.attempt_id
-            )
         try:
             outbound = await self._prepare(claim)
         except (TemplateError, ContactDecryptError, ValueError) as error:
@@ -194,6 +201,18 @@ class Dispatcher:
             detail = f"cannot prepare the notice: {type(error).__name__}: {error}"
             await self._apply(claim, Receipt(DeliveryStatus.TECHNICAL_FAILURE), detail=detail[:500])
             return
+        if claim.resumed:
+            try:
+                taken = await self._taken_before(claim, outbound)
+            except TemporaryProviderError as error:
+                await self._postpone(claim, f"cannot tell yet whether the provider took it: {error}")
+                return
+            if taken is not None:
+                log.info("attempt %s: the provider took it before the crash; not sent again", claim.attempt_id)
+                await self._handed_off(claim, taken)
+                return
+        await self._record_calling(claim, outbound)
+        self._crash_if_asked(claim, self._settings.crash_before_call_marker, "before the provider call")
         try:
             if isinstance(outbound, OutboundSms):
                 receipt = await self._sms.send(outbound)
@@ -202,7 +221,7 @@ class Dispatcher:
                 receipt = await self._email.send(outbound)
         except TemporaryProviderError as error:
             if error.code == AMBIGUOUS_ERROR_CODE:
-                # The provider may have taken it: only the same reference may be sent again.
+                # The provider may have taken it: it stays in flight, and the provider is asked before any resend.
                 await self._postpone(claim, f"ambiguous hand-off: {error}")
                 return
             receipt_on_error = failure_receipt(request.channel, error.code, permanent=False)
@@ -212,8 +231,54 @@ class Dispatcher:
             receipt_on_error = failure_receipt(request.channel, error.code, permanent=True)
             await self._apply(claim, receipt_on_error, detail=str(error)[:500])
             return
-        self._crash_if_asked(claim)
+        self._crash_if_asked(claim, self._settings.crash_after_handoff_marker, "right after handing off")
         await self._handed_off(claim, receipt)
+
+    async def _record_calling(self, claim: Claim, outbound: OutboundSms | OutboundEmail) -> None:
+        """Commit what identifies the message before the call, so a take-over can look for it."""
+        async with self._pool.acquire() as connection:
+            if isinstance(outbound, OutboundSms):
+                await store.record_calling(
+                    connection, claim.attempt_id, self._clock(), body_fingerprint=body_fingerprint(outbound.body)
+                )
+            else:
+                await store.record_calling(
+                    connection, claim.attempt_id, self._clock(), email_message_id=outbound.message_id
+                )
+
+    async def _taken_before(self, claim: Claim, outbound: OutboundSms | OutboundEmail) -> ProviderReceipt | None:
+        """Whether the provider took this attempt before it was stranded (see the module docstring); None if not."""
+        async with self._pool.acquire() as connection:
+            attempt = await store.get_attempt(connection, claim.attempt_id)
+        if attempt is None or attempt.calling_at is None:
+            return None
+        if isinstance(outbound, OutboundEmail):
+            await self._note_possible_duplicate(attempt)
+            return None
+        if attempt.provider_message_id is not None:
+            lookup = self._status_lookups.get(attempt.provider or "")
+            status = await lookup.fetch_status(attempt.provider_message_id) if lookup is not None else None
+            return ProviderReceipt(
+                provider=attempt.provider or self._sms.name,
+                provider_message_id=attempt.provider_message_id,
+                status=status or "sent",
+            )
+        if attempt.body_fingerprint is None:
+            return None
+        return await self._sms.find_sent(outbound.to, attempt.calling_at, attempt.body_fingerprint)
+
+    async def _note_possible_duplicate(self, attempt: AttemptRow) -> None:
+        metrics.POSSIBLE_DUPLICATES.labels(attempt.channel).inc()
+        log.warning(
+            "attempt %s resent after a crash during its SMTP hand-off: a duplicate is possible", attempt.attempt_id
+        )
+        async with self._pool.acquire() as connection:
+            await store.update_attempt(
+                connection,
+                attempt.attempt_id,
+                self._clock(),
+                detail="sent again after a crash during the SMTP hand-off: a duplicate is possible (same Message-ID)",
+            )
 
     async def _prepare(self, claim: Claim) -> OutboundSms | OutboundEmail:
         """Decrypt the contact (only now, just before the call) and render the notice."""
@@ -249,6 +314,7 @@ class Dispatcher:
             text_body=email.text_body,
             html_body=email.html_body,
             reference=claim.attempt_id,
+            message_id=self._email.message_id(claim.attempt_id),
             unsubscribe_url=unsubscribe_url,
             unsubscribe_mailto=self._settings.smtp.unsubscribe_mailto,
         )
@@ -272,16 +338,15 @@ class Dispatcher:
         base = self._settings.public_base_url.rstrip("/")
         return f"{base}/v1/callbacks/sms/{quote(self._sms.name, safe='')}?ref={quote(attempt_id, safe='')}"
 
-    def _crash_if_asked(self, claim: Claim) -> None:
-        """Test hook: die between the provider call and the bookkeeping, once (see ``crash_after_handoff_marker``)."""
-        marker = self._settings.crash_after_handoff_marker
+    def _crash_if_asked(self, claim: Claim, marker: str | None, when: str) -> None:
+        """Test hook: exit hard at this point of a send, once (the marker file, written then, disarms it)."""
         if marker is None or self._settings.environment == "production":
             return
         path = Path(marker)
         if path.exists():
             return
         path.write_text(claim.attempt_id)
-        log.warning("test hook: exiting right after handing off %s", claim.attempt_id)
+        log.warning("test hook: exiting %s %s", when, claim.attempt_id)
         os._exit(70)
 
     async def _handed_off(self, claim: Claim, receipt: ProviderReceipt) -> None:
@@ -306,7 +371,7 @@ class Dispatcher:
             await self._book.apply_receipt(connection, claim.attempt_id, receipt, now=self._clock(), detail=detail)
 
     async def _postpone(self, claim: Claim, why: str) -> None:
-        """Keep the attempt in flight and retry it later with the same reference."""
+        """Keep the attempt in flight: when its lease runs out it is taken over, and the provider asked first."""
         number = claim.notification.failure_count + 1
         delay = self._book.scheduling.retry.delay(number)
         log.warning("attempt %s postponed %.0f s: %s", claim.attempt_id, delay, why)

@@ -130,8 +130,8 @@ class Bookkeeper:
                 await self.close_unwanted(connection, row, reason, now=now)
                 continue
             if row.in_flight_attempt_id is not None:
-                # The dispatcher that recorded this attempt died (or hung) before its bookkeeping: send again with
-                # the SAME reference, which the provider recognises as the message it may already have.
+                # The dispatcher that recorded this attempt died (or hung) before its bookkeeping: the taker asks the
+                # provider whether it has the message before it sends anything.
                 await store.update_notification(connection, row.notification_id, lease_until=lease_until)
                 number = row.attempt_count
                 claims.append(Claim(row, row.in_flight_attempt_id, number, resumed=True))
@@ -152,7 +152,7 @@ class Bookkeeper:
                 continue
             number = row.attempt_count + 1
             attempt_id = attempt_reference(row.notification_id, number)
-            purpose = "first" if number == 1 else "retry" if row.failure_count else "repeat"
+            purpose = row.next_purpose or ("first" if number == 1 else "retry" if row.failure_count else "repeat")
             await store.insert_attempt(
                 connection,
                 attempt_id=attempt_id,
@@ -171,6 +171,7 @@ class Bookkeeper:
                 attempt_count=number,
                 first_attempt_at=row.first_attempt_at or now,
                 next_attempt_at=None,
+                next_purpose=None,
                 status=DeliveryStatus.SENDING.value,
             )
             await self._status_event(

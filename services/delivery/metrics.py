@@ -17,3 +17,8 @@ LATENCY = Histogram(
 )
 RETRIES_IN_FLIGHT = Gauge("cw_delivery_retries_in_flight", "Notifications waiting to retry a temporary failure")
 CALLBACKS = Counter("cw_delivery_callbacks_total", "Provider status callbacks, by outcome", ["provider", "outcome"])
+POSSIBLE_DUPLICATES = Counter(
+    "cw_delivery_possible_duplicates_total",
+    "Attempts sent again after a crash during a hand-off the provider cannot be asked about (SMTP)",
+    ["channel"],
+)

@@ -110,6 +110,10 @@ class DeliverySettings(ContactCryptoSettings):
         default=None,
         description="Test only: exit hard right after the first provider hand-off, unless this file exists.",
     )
+    crash_before_call_marker: str | None = Field(
+        default=None,
+        description="Test only: exit hard right before the first provider call, unless this file exists.",
+    )
 
     @model_validator(mode="after")
     def _safe_settings(self) -> DeliverySettings:
@@ -128,8 +132,9 @@ class DeliverySettings(ContactCryptoSettings):
                 raise ValueError("refusing to start in production with development defaults for: " + ", ".join(unsafe))
             if not self.public_base_url.startswith("https://"):
                 raise ValueError("public_base_url must be https:// in production")
-            if self.crash_after_handoff_marker is not None:
-                raise ValueError("crash_after_handoff_marker is a test hook and is refused in production")
+            for hook in ("crash_after_handoff_marker", "crash_before_call_marker"):
+                if getattr(self, hook) is not None:
+                    raise ValueError(f"{hook} is a test hook and is refused in production")
         if not self.sms_providers:
             raise ValueError("at least one SMS provider is required")
         return self

@@ -34,6 +34,8 @@ class NotificationRow:
     acknowledged_at: datetime | None
     parked_reason: str | None
     stop_reason: str | None
+    replayed_from: str | None
+    next_purpose: str | None
     created_at: datetime
     updated_at: datetime
 
@@ -55,16 +57,20 @@ class AttemptRow:
     handed_off_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime
+    calling_at: datetime | None
+    body_fingerprint: str | None
+    email_message_id: str | None
 
 
 _NOTIFICATION_COLUMNS = (
     "notification_id, event_id, trace_id, request, contact_index, status, outcome, next_attempt_at,"
     " in_flight_attempt_id, lease_until, attempt_count, failure_count, first_attempt_at, repeat_until,"
-    " acknowledged_at, parked_reason, stop_reason, created_at, updated_at"
+    " acknowledged_at, parked_reason, stop_reason, replayed_from, next_purpose, created_at, updated_at"
 )
 _ATTEMPT_COLUMNS = (
     "attempt_id, notification_id, number, purpose, channel, contact_masked, provider, provider_message_id, status,"
-    " error_code, detail, created_at, handed_off_at, completed_at, updated_at"
+    " error_code, detail, created_at, handed_off_at, completed_at, updated_at, calling_at, body_fingerprint,"
+    " email_message_id"
 )
 
 
@@ -267,6 +273,26 @@ async def update_notification(connection: Connection, notification_id: str, **ch
     )
 
 
+async def reopen_for_replay(connection: Connection, notification_id: str, *, replayed_from: str, now: datetime) -> bool:
+    """An operator replayed this parked notice: make it due again for one new attempt; False if it may not be.
+
+    Only a notice delivery gave up on (``failed``) and not already reopened by this same dead letter: a delivered,
+    acknowledged or stopped one (by its subscriber or an operator) stays as it is, and a redelivered replay is a
+    no-op. The retry budget starts afresh.
+    """
+    reopened = await connection.fetchval(
+        "UPDATE notifications SET outcome = NULL, status = 'created', next_attempt_at = $3, failure_count = 0,"
+        " first_attempt_at = $3, parked_reason = NULL, dead_lettered_at = NULL, replayed_from = $2,"
+        " next_purpose = 'replay', updated_at = now()"
+        " WHERE notification_id = $1 AND outcome = 'failed' AND in_flight_attempt_id IS NULL"
+        " AND replayed_from IS DISTINCT FROM $2 RETURNING true",
+        notification_id,
+        replayed_from,
+        now,
+    )
+    return bool(reopened)
+
+
 async def open_notifications_of(
     connection: Connection, subscription_id: str, *, channel: str | None = None, urgent_only: bool = False
 ) -> list[str]:
@@ -344,6 +370,25 @@ async def insert_attempt(
         channel,
         contact_masked,
         now,
+    )
+
+
+async def record_calling(
+    connection: Connection,
+    attempt_id: str,
+    now: datetime,
+    *,
+    body_fingerprint: str | None = None,
+    email_message_id: str | None = None,
+) -> None:
+    """The provider call is about to begin: what a take-over needs to find the message, committed first."""
+    await connection.execute(
+        "UPDATE attempts SET calling_at = $2, body_fingerprint = $3, email_message_id = $4, updated_at = $2"
+        " WHERE attempt_id = $1",
+        attempt_id,
+        now,
+        body_fingerprint,
+        email_message_id,
     )
 
 
@@ -445,3 +490,12 @@ async def disabled_among(connection: Connection, contacts: list[tuple[str, str, 
         [contact[2] for contact in contacts],
     )
     return {(row["subscription_id"], row["channel"], row["contact_index"]) for row in rows}
+
+
+# --- the shared send rate -------------------------------------------------------------------------------------
+
+
+async def take_send_slots(connection: Connection, bucket: str, wanted: int, *, rate: float, burst: float) -> int:
+    """Up to ``wanted`` slots of the bucket every replica draws from (see migration 0004); how many were granted."""
+    granted: Any = await connection.fetchval("SELECT take_send_slots($1, $2, $3, $4)", bucket, wanted, rate, burst)
+    return int(granted or 0)

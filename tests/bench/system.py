@@ -370,7 +370,7 @@ class Bench:
         answer.raise_for_status()
         found: list[Handoff] = []
         for message in answer.json():
-            notification_id, _, attempt = (message.get("idempotency_token") or "").rpartition(".a")
+            notification_id, _, attempt = (message.get("reference") or "").rpartition(".a")
             change = CHANGE_IN_BODY.search(message.get("body") or "")
             if notification_id and attempt == "1" and change:
                 at = datetime.fromisoformat(message["received_at"]).timestamp()

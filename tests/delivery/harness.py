@@ -213,7 +213,7 @@ class Delivery:
         return [
             message
             for message in self.sms_sink.messages()
-            if (message["idempotency_token"] or "").startswith(f"{notification_id}.a")
+            if (message["reference"] or "").startswith(f"{notification_id}.a")
         ]
 
 

@@ -272,7 +272,7 @@ async def test_unacknowledged_urgent_notices_repeat_and_stop_on_acknowledgement(
             check=lambda messages: len(messages) >= 3,
             what="three sends of the urgent notice",
         )
-        tokens = {m["idempotency_token"] for m in repeats}
+        tokens = {m["reference"] for m in repeats}
         assert len(tokens) == len(repeats)  # each repeat is its own attempt
         assert len(delivery.sms_for(informational.notification_id)) == 1  # informational never repeats
 

@@ -7,6 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,8 +19,9 @@ from services.delivery.providers.base import (
     PermanentProviderError,
     ProviderReceipt,
     TemporaryProviderError,
+    body_fingerprint,
 )
-from services.delivery.providers.failover import FailoverSmsProvider, RateLimiter
+from services.delivery.providers.failover import FailoverSmsProvider
 from services.delivery.providers.smtp import SmtpEmailProvider
 from services.delivery.providers.twilio import TwilioSmsProvider
 from shared.devservers.ports import free_port
@@ -113,20 +115,36 @@ async def test_sms_lands_in_the_sink_with_our_text(sms_sink: SmsSink) -> None:
     assert stored["to"] == VICTIM
     assert stored["from"] == "+15005550006"
     assert stored["body"] == message.body
-    assert stored["idempotency_token"] == message.reference
+    assert stored["idempotency_token"] is None  # Twilio has no such key for this call: we send none
 
 
-async def test_the_same_reference_is_handed_off_once(sms_sink: SmsSink) -> None:
+async def test_a_sent_message_is_found_in_twilios_list_by_its_fingerprint(sms_sink: SmsSink) -> None:
     provider = twilio_for(sms_sink)
-    message = sms()
-    first = await provider.send(message)
-    second = await provider.send(message)
-    other = await provider.send(sms())
+    began = datetime.now(UTC)
+    wanted = await provider.send(sms("Custody Watch: the one we look for"))
+    for n in range(60):  # more than a page of other messages to the same number, newer than the one we want
+        await provider.send(sms(f"Custody Watch: other notice {n}"))
+    await provider.send(sms("Custody Watch: the one we look for", to="+15005550199"))  # same text, someone else
+
+    found = await provider.find_sent(VICTIM, began, body_fingerprint("Custody Watch: the one we look for"))
+    assert found is not None
+    assert (found.provider, found.provider_message_id) == ("primary", wanted.provider_message_id)
+    assert found.status in {"queued", "sent", "delivered"}  # its status now, as Twilio reports it
+    assert await provider.find_sent(VICTIM, began, body_fingerprint("never sent")) is None
+    later = datetime.now(UTC) + timedelta(minutes=10)  # only messages since the attempt began count
+    assert await provider.find_sent(VICTIM, later, body_fingerprint("Custody Watch: the one we look for")) is None
     await provider.close()
 
-    assert first.provider_message_id == second.provider_message_id
-    assert other.provider_message_id != first.provider_message_id
-    assert len(sms_sink.messages()) == 2
+    unreachable = TwilioSmsProvider(
+        name="gone",
+        account_sid="AC1",
+        auth_token="t",
+        from_number="+15005550006",
+        base_url=f"http://127.0.0.1:{free_port()}",
+    )
+    with pytest.raises(TemporaryProviderError):  # cannot tell: the caller must not send
+        await unreachable.find_sent(VICTIM, began, body_fingerprint("x"))
+    await unreachable.close()
 
 
 async def test_an_opted_out_number_is_a_permanent_21610(sms_sink: SmsSink) -> None:
@@ -237,17 +255,6 @@ async def test_a_slow_provider_loses_its_traffic(sms_sink: SmsSink) -> None:
     assert (first.provider, second.provider) == ("primary", "secondary")
 
 
-async def test_rate_limited_failover_spaces_sends(sms_sink: SmsSink) -> None:
-    provider = twilio_for(sms_sink)
-    failover = FailoverSmsProvider([provider], rate_limiters={"primary": RateLimiter(20, burst=1)})
-    started = time.monotonic()
-    for _ in range(5):
-        await failover.send(sms())
-    await failover.close()
-    assert time.monotonic() - started >= 4 / 20 * 0.9
-    assert len(sms_sink.messages()) == 5
-
-
 async def test_status_callbacks_arrive_signed_and_a_forgery_does_not_verify(sms_sink: SmsSink) -> None:
     provider = twilio_for(sms_sink)
     async with callback_receiver() as receiver:
@@ -288,12 +295,14 @@ def email_provider(sink: EmailSink) -> SmtpEmailProvider:
 
 
 def email(to: str = "victim@example.org") -> OutboundEmail:
+    reference = f"att-{uuid.uuid4().hex}"
     return OutboundEmail(
         to=to,
         subject="Custody Watch: a change in custody",
         text_body="J. Doe was released.\nUnsubscribe: https://cw.test/u/abc",
         html_body="<p>J. Doe was <strong>released</strong>.</p>",
-        reference=f"att-{uuid.uuid4().hex}",
+        reference=reference,
+        message_id=f"<{reference}@custodywatch.test>",
         unsubscribe_url="https://cw.test/u/abc",
         unsubscribe_mailto="unsubscribe@custodywatch.test",
     )
@@ -321,7 +330,9 @@ async def test_email_lands_in_the_sink_with_both_parts_and_one_click_unsubscribe
 
 async def test_email_without_unsubscribe_url_has_no_one_click_header(email_sink: EmailSink) -> None:
     provider = email_provider(email_sink)
-    plain = OutboundEmail(to="a@example.org", subject="s", text_body="t", html_body="<p>t</p>", reference="r1")
+    plain = OutboundEmail(
+        to="a@example.org", subject="s", text_body="t", html_body="<p>t</p>", reference="r1", message_id="<r1@cw.test>"
+    )
     await provider.send(plain)
     [stored] = email_sink.emails()
     assert "List-Unsubscribe" not in stored["headers"]
@@ -353,13 +364,24 @@ class ScriptedProvider:
         self.name = name
         self.failures_left = failures
         self.sent: list[str] = []
+        self.bodies: list[str] = []
+        self.lookup_fails = False
 
     async def send(self, message: OutboundSms) -> ProviderReceipt:
         if self.failures_left:
             self.failures_left -= 1
             raise TemporaryProviderError(f"{self.name} down", code="20503")
         self.sent.append(message.reference)
+        self.bodies.append(message.body)
         return ProviderReceipt(provider=self.name, provider_message_id=f"{self.name}-{len(self.sent)}")
+
+    async def find_sent(self, to: str, since: datetime, fingerprint: str) -> ProviderReceipt | None:
+        if self.lookup_fails:
+            raise TemporaryProviderError(f"{self.name} cannot tell", code="timeout")
+        for number, body in enumerate(self.bodies, start=1):
+            if body_fingerprint(body) == fingerprint:
+                return ProviderReceipt(provider=self.name, provider_message_id=f"{self.name}-{number}")
+        return None
 
     async def close(self) -> None:
         return None
@@ -395,14 +417,14 @@ async def test_when_every_circuit_is_open_the_soonest_to_close_is_probed() -> No
     assert failover.is_healthy("first")
 
 
-async def test_rate_limiter_refills_at_its_rate() -> None:
-    now = [0.0]
-    limiter = RateLimiter(2, burst=2, clock=lambda: now[0])
-    assert limiter.try_acquire()
-    assert limiter.try_acquire()
-    assert not limiter.try_acquire()
-    assert limiter.delay() == pytest.approx(0.5)
-    now[0] += 0.5
-    assert limiter.try_acquire()
-    with pytest.raises(ValueError, match="positive"):
-        RateLimiter(0)
+async def test_failover_finds_a_message_at_whichever_provider_took_it() -> None:
+    primary, secondary = ScriptedProvider("primary", failures=1), ScriptedProvider("secondary")
+    failover = FailoverSmsProvider([primary, secondary], failure_threshold=1)
+    taken = await failover.send(sms("Custody Watch: moved"))
+    assert taken.provider == "secondary"
+    since = datetime.now(UTC)
+    assert await failover.find_sent(VICTIM, since, body_fingerprint("Custody Watch: moved")) == taken
+    assert await failover.find_sent(VICTIM, since, body_fingerprint("other")) is None
+    primary.lookup_fails = True
+    with pytest.raises(TemporaryProviderError):  # one provider cannot tell: nobody may send
+        await failover.find_sent(VICTIM, since, body_fingerprint("other"))

@@ -26,6 +26,9 @@ SENT = AttemptRow(
     handed_off_at=NOW,
     completed_at=None,
     updated_at=NOW,
+    calling_at=NOW,
+    body_fingerprint=None,
+    email_message_id=None,
 )
 
 

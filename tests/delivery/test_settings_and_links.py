@@ -45,6 +45,7 @@ def test_production_with_real_secrets_is_accepted() -> None:
         {"sms_providers": [p.model_dump() for p in DeliverySettings().sms_providers]},
         {"public_base_url": "http://notify.example.org"},
         {"crash_after_handoff_marker": "/tmp/crash"},
+        {"crash_before_call_marker": "/tmp/crash"},
     ],
 )
 def test_production_refuses_development_defaults_and_test_hooks(unsafe: dict[str, object]) -> None:

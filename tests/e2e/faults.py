@@ -360,7 +360,7 @@ class Verdict:
 
 def notification_id_of(message: Mapping[str, Any]) -> str:
     """The attempt id delivery tags a message with (its status-callback ``ref``) is ``<notification id>.a<n>``."""
-    return str(message.get("reference") or message.get("idempotency_token") or "").rpartition(".a")[0]
+    return str(message.get("reference") or "").rpartition(".a")[0]
 
 
 def notice_messages(
@@ -417,7 +417,7 @@ def check_exactly_once(
         if change is not None and STATUS_WORDS[change.status_code] not in str(received[0].get("body")):
             verdict.wrong_text.append(f"change {number} to {label} does not say {STATUS_WORDS[change.status_code]}")
         if len(received) > 1:
-            tokens = sorted(str(message.get("idempotency_token")) for message in received)
+            tokens = sorted(str(message.get("reference")) for message in received)
             verdict.duplicated.append(f"change {number} to {label} arrived {len(received)} times ({', '.join(tokens)})")
             verdict.duplicated_by_phase[change.phase if change else "?"] += 1
     for address, number in sorted(expected - set(got), key=lambda pair: pair[1]):

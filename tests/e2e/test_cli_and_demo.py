@@ -323,7 +323,7 @@ async def test_delivery_tail_shows_the_notices_of_a_verified_subscriber(
     feed.write_text(json.dumps([custody_record(f"{token}-1", case, "BOOKED")]))
     assert invoke(stack, "feed", "push", agency, str(feed), api_key=key).exit_code == 0
     received = await system.wait_for("sms", sms, lambda messages: len(messages) >= 2)
-    notification_ids = {str(message["idempotency_token"]).rsplit(".a", 1)[0] for message in received}
+    notification_ids = {str(message["reference"]).rsplit(".a", 1)[0] for message in received}
     assert len(notification_ids) == 2
 
     # The installed command itself (python -m runs the same main() as the console script).

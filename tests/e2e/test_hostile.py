@@ -155,7 +155,7 @@ async def test_poison_messages_on_every_topic_land_on_the_dead_letter_topics_and
         "email", victim.email, lambda m: any("BOOKED INTO CUSTODY" in (x.get("text") or "") for x in m)
     )
     notice = next(m for m in sms if "BOOKED INTO CUSTODY" in m["body"])
-    notification_id = str(notice["idempotency_token"]).rsplit(".a", 1)[0]
+    notification_id = str(notice["reference"]).rsplit(".a", 1)[0]
     async with ops_client(stack) as ops:
         deadline = time.monotonic() + 30
         while (answer := await ops.get(f"/api/notifications/{notification_id}")).status_code != 200:

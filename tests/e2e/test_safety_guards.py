@@ -134,7 +134,7 @@ async def test_a_storm_is_held_while_another_agency_flows_and_its_release_notifi
     for victim in victims:
         messages = await system.received("sms", victim.sms or "")
         assert await released_count(system, victim.sms or "") == 1, bodies(messages)
-        tokens.update(str(m["idempotency_token"]).split(".")[0] for m in messages)
+        tokens.update(str(m["reference"]).split(".")[0] for m in messages)
     assert all(count == 1 for count in tokens.values()), "a notification id was sent twice"
 
 

@@ -1,9 +1,10 @@
-"""The local SMS sink's own behaviour over real HTTP: Twilio's auth, errors, dedup, listing and configuration."""
+"""The local SMS sink's own behaviour over real HTTP: Twilio's auth, errors, no dedupe, listing and configuration."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -52,22 +53,19 @@ async def test_another_account_in_the_path_is_not_found(client: httpx.AsyncClien
 
 
 async def test_a_message_is_accepted_listed_fetched_and_cleared(sink: SmsSink, client: httpx.AsyncClient) -> None:
-    created = await client.post(MESSAGES, data=FORM, headers={"I-Twilio-Idempotency-Token": "tok-1"})
+    form = FORM | {"StatusCallback": "http://127.0.0.1:9/v1/callbacks/sms/local?ref=n-1.a1"}
+    created = await client.post(MESSAGES, data=form)
     assert created.status_code == 201
     message = created.json()
     assert message["sid"].startswith("SM")
     assert len(message["sid"]) == 34
     assert (message["status"], message["to"], message["body"]) == ("queued", "+15005550100", "hello")
 
-    again = await client.post(MESSAGES, data=FORM, headers={"I-Twilio-Idempotency-Token": "tok-1"})
-    assert again.status_code == 201
-    assert again.json()["sid"] == message["sid"]
-
     listed = (await client.get("/sink/messages")).json()
-    assert [(m["sid"], m["idempotency_token"], m["body"]) for m in listed] == [(message["sid"], "tok-1", "hello")]
+    assert [(m["sid"], m["reference"], m["body"]) for m in listed] == [(message["sid"], "n-1.a1", "hello")]
     assert (await client.get("/sink/messages", params={"to": "+15005550199"})).json() == []
 
-    await asyncio.sleep(0.4)  # no callback URL: the status still moves on
+    await asyncio.sleep(0.4)  # the callback URL answers nothing: the status still moves on
     fetched = await client.get(f"/2010-04-01/Accounts/{SID}/Messages/{message['sid']}.json")
     assert fetched.status_code == 200
     assert fetched.json()["status"] == "delivered"
@@ -76,8 +74,52 @@ async def test_a_message_is_accepted_listed_fetched_and_cleared(sink: SmsSink, c
 
     assert (await client.delete("/sink/messages")).status_code == 204
     assert (await client.get("/sink/messages")).json() == []
-    fresh = await client.post(MESSAGES, data=FORM, headers={"I-Twilio-Idempotency-Token": "tok-1"})
-    assert fresh.json()["sid"] != message["sid"]  # cleared means forgotten, tokens included
+
+
+async def test_the_same_idempotency_token_makes_two_messages_as_at_twilio(
+    sink: SmsSink, client: httpx.AsyncClient
+) -> None:
+    headers = {"I-Twilio-Idempotency-Token": "tok-1"}
+    first = await client.post(MESSAGES, data=FORM, headers=headers)
+    second = await client.post(MESSAGES, data=FORM, headers=headers)
+    assert first.status_code == second.status_code == 201
+    assert first.json()["sid"] != second.json()["sid"]
+    assert len(sink.messages()) == 2
+
+    sink.configure(dedupe=True)  # the opt-in switch, kinder than Twilio
+    third = await client.post(MESSAGES, data=FORM, headers={"I-Twilio-Idempotency-Token": "tok-2"})
+    again = await client.post(MESSAGES, data=FORM, headers={"I-Twilio-Idempotency-Token": "tok-2"})
+    assert third.json()["sid"] == again.json()["sid"]
+    assert len(sink.messages()) == 3
+
+
+async def test_the_message_list_filters_and_pages_like_twilio(sink: SmsSink, client: httpx.AsyncClient) -> None:
+    sink.configure(callback_delay_seconds=0.5)
+    sids = [(await client.post(MESSAGES, data=FORM | {"Body": f"m{n}"})).json()["sid"] for n in range(5)]
+    other = (await client.post(MESSAGES, data=FORM | {"To": "+15005550199"})).json()["sid"]
+
+    page = (await client.get(MESSAGES, params={"To": "+15005550100", "PageSize": 2})).json()
+    seen = [m["sid"] for m in page["messages"]]
+    while page["next_page_uri"]:
+        page = (await client.get(page["next_page_uri"])).json()
+        seen += [m["sid"] for m in page["messages"]]
+    assert seen == sids[::-1]  # newest first, every page, only that recipient
+    everyone = (await client.get(MESSAGES, params={"From": "+15005550006"})).json()["messages"]
+    assert {m["sid"] for m in everyone} == {*sids, other}
+    assert (await client.get(MESSAGES, params={"From": "+15005550007"})).json()["messages"] == []
+
+    today = datetime.now(UTC).date()
+    queued = (await client.get(MESSAGES, params={"DateSent>": today.isoformat()})).json()["messages"]
+    assert queued == []  # not sent yet: no date_sent, so no date filter finds them (as at Twilio)
+    await asyncio.sleep(1.2)
+    sent_today = (await client.get(MESSAGES, params={"DateSent>": today.isoformat()})).json()["messages"]
+    assert len(sent_today) == 6
+    assert all(m["date_sent"] for m in sent_today)
+    tomorrow = today + timedelta(days=1)
+    assert (await client.get(MESSAGES, params={"DateSent>": tomorrow.isoformat()})).json()["messages"] == []
+    assert (await client.get(MESSAGES, params={"DateSent": "not-a-date"})).status_code == 400
+    async with httpx.AsyncClient(base_url=sink.url) as anonymous:
+        assert (await anonymous.get(MESSAGES)).status_code == 401
 
 
 @pytest.mark.parametrize(

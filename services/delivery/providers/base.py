@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
+
+
+def body_fingerprint(body: str) -> str:
+    """What an attempt records of its text before the provider call: enough to recognise the message, not to read it."""
+    return hashlib.sha256(body.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class OutboundSms:
     to: str
     body: str
-    reference: str = field(metadata={"doc": "Our attempt id: the idempotency key and the status-callback ref."})
+    reference: str = field(
+        metadata={"doc": "Our attempt id: the status-callback ref, and the idempotency key of a provider with one."}
+    )
     status_callback_url: str | None = None
 
 
@@ -21,6 +30,7 @@ class OutboundEmail:
     text_body: str
     html_body: str
     reference: str
+    message_id: str = field(metadata={"doc": "The Message-ID header, recorded on the attempt before SMTP begins."})
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
 
@@ -53,11 +63,23 @@ class SmsProvider(Protocol):
 
     async def send(self, message: OutboundSms) -> ProviderReceipt: ...
 
+    async def find_sent(self, to: str, since: datetime, fingerprint: str) -> ProviderReceipt | None:
+        """The message to ``to`` with this body fingerprint the provider took since ``since``, or None.
+
+        How an attempt taken over after a crash learns whether its provider call went through. Raises
+        :class:`TemporaryProviderError` when the provider cannot tell now (the caller must not send then).
+        """
+        ...
+
     async def close(self) -> None: ...
 
 
 class EmailProvider(Protocol):
     name: str
+
+    def message_id(self, reference: str) -> str:
+        """The Message-ID of the attempt with this reference (the same for a resend of that attempt)."""
+        ...
 
     async def send(self, message: OutboundEmail) -> ProviderReceipt: ...
 

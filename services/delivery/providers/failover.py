@@ -1,20 +1,21 @@
-"""Failover across SMS providers (circuit breaker per provider) and a token-bucket rate limiter.
+"""Failover across SMS providers (a circuit breaker per provider), each paced by its send slots.
 
 Sends go through the first provider whose circuit is closed. A temporary failure or a send slower than
 ``slow_threshold_seconds`` counts against that provider; ``failure_threshold`` consecutive ones open its circuit for
 ``cooldown_seconds``, so traffic moves to the next provider. A permanent failure is returned as is: the number is
 the problem, not the provider. A timeout is ambiguous (the provider may have taken the message), so it is not
-retried through another provider within the same send: the caller's retry, reconciliation and the idempotency
-token decide, which keeps "at most one hand-off" intact.
+retried through another provider within the same send: the caller asks the providers later (:meth:`find_sent`)
+before it sends again, which keeps "at most one hand-off" intact.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from services.delivery.providers.base import (
     OutboundSms,
@@ -29,51 +30,10 @@ AMBIGUOUS_ERROR_CODE = "timeout"
 """Code of a :class:`TemporaryProviderError` raised when the request may have reached the provider."""
 
 
-class RateLimiter:
-    """Token bucket: ``rate_per_second`` sustained, bursts up to ``burst`` (default: one second's worth)."""
+class SendSlots(Protocol):
+    """Paces one provider: ``acquire`` returns when the next message may go (see ``services.delivery.sendrate``)."""
 
-    def __init__(
-        self,
-        rate_per_second: float,
-        *,
-        burst: float | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if rate_per_second <= 0:
-            raise ValueError("rate_per_second must be positive")
-        self.rate = rate_per_second
-        self.capacity = max(1.0, burst if burst is not None else rate_per_second)
-        self._clock = clock
-        self._tokens = self.capacity
-        self._updated = clock()
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = self._clock()
-        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
-        self._updated = now
-
-    def try_acquire(self) -> bool:
-        """Take a token if one is there right now."""
-        self._refill()
-        if self._tokens >= 1:
-            self._tokens -= 1
-            return True
-        return False
-
-    def delay(self) -> float:
-        """Seconds until a token is available (0 if one is there now)."""
-        self._refill()
-        return max(0.0, (1 - self._tokens) / self.rate)
-
-    async def acquire(self) -> None:
-        """Wait (first come, first served) until a token is available, then take it."""
-        async with self._lock:
-            wait = self.delay()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            self._refill()
-            self._tokens -= 1
+    async def acquire(self) -> None: ...
 
 
 @dataclass
@@ -93,7 +53,7 @@ class FailoverSmsProvider:
         failure_threshold: int = 3,
         cooldown_seconds: float = 60.0,
         slow_threshold_seconds: float = 5.0,
-        rate_limiters: Mapping[str, RateLimiter] | None = None,
+        rate_limiters: Mapping[str, SendSlots] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not providers:
@@ -163,6 +123,17 @@ class FailoverSmsProvider:
             return receipt
         assert last_error is not None  # noqa: S101 - the loop ran at least once and every pass failed
         raise last_error
+
+    async def find_sent(self, to: str, since: datetime, fingerprint: str) -> ProviderReceipt | None:
+        """Whichever provider took the message (any of them may have, after a failover); None if none did.
+
+        Every provider is asked: one that cannot tell now makes the whole answer "cannot tell" (raises).
+        """
+        for provider in self.providers:
+            found = await provider.find_sent(to, since, fingerprint)
+            if found is not None:
+                return found
+        return None
 
     async def close(self) -> None:
         for provider in self.providers:

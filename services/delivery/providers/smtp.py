@@ -1,8 +1,10 @@
 """Email through SMTP with aiosmtplib (plain, STARTTLS or implicit TLS; optional AUTH).
 
-Each message is multipart/alternative (plain text + HTML). Its ``Message-ID`` is derived from our attempt reference,
-so a duplicate hand-off after a crash is recognisable downstream. When the notice has an unsubscribe URL the
-RFC 8058 one-click headers are added. Never logs the address or the body.
+Each message is multipart/alternative (plain text + HTML). Its ``Message-ID`` is derived from our attempt reference
+and recorded on the attempt before the SMTP transaction. SMTP cannot be asked afterwards whether it took a message,
+so a resend after a crash in that window may be a duplicate; it carries the same Message-ID, which lets a mail
+client recognise it. When the notice has an unsubscribe URL the RFC 8058 one-click headers are added. Never logs
+the address or the body.
 """
 
 from __future__ import annotations
@@ -61,13 +63,16 @@ class SmtpEmailProvider:
         self._use_tls = use_tls
         self._timeout = timeout
 
+    def message_id(self, reference: str) -> str:
+        return message_id_for(reference, self.from_address)
+
     def build_message(self, message: OutboundEmail) -> EmailMessage:
         email = EmailMessage()
         email["From"] = self.from_address
         email["To"] = Address(addr_spec=message.to)
         email["Subject"] = message.subject
         email["Date"] = formatdate(localtime=False, usegmt=True)
-        email["Message-ID"] = message_id_for(message.reference, self.from_address)
+        email["Message-ID"] = message.message_id
         email["Auto-Submitted"] = "auto-generated"
         unsubscribe = [
             f"<{target}>"

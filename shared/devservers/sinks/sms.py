@@ -2,12 +2,19 @@
 
 - ``POST /2010-04-01/Accounts/{sid}/Messages.json`` (form: To, From, Body, StatusCallback; HTTP basic auth with the
   configured account SID and auth token, 401 otherwise) answers 201 with Twilio-shaped JSON (a new ``SM…`` sid,
-  status ``queued``). The ``I-Twilio-Idempotency-Token`` header deduplicates: the same token returns the same
-  message and stores nothing new.
+  status ``queued``). Like Twilio's Messages API, every accepted POST is a new message, whatever its headers
+  (``I-Twilio-Idempotency-Token`` is a header Twilio *sends* on webhooks; the API does not deduplicate on it). The
+  ``dedupe`` switch (off by default) makes the sink deduplicate on that header, for a test that wants it.
 - Then, like Twilio, it POSTs signed status callbacks (``X-Twilio-Signature`` over the callback URL and the form) to
   ``StatusCallback``: ``sent`` and then ``delivered``, or ``undelivered``/``failed`` with an ``ErrorCode``.
 - ``GET /2010-04-01/Accounts/{sid}/Messages/{MessageSid}.json``: a message's current status (reconciliation).
-- ``GET /sink/messages`` (optional ``?to=``) lists what was received, ``DELETE /sink/messages`` clears.
+- ``GET /2010-04-01/Accounts/{sid}/Messages.json``: the message list, newest first, filtered as Twilio filters it
+  (``To``, ``From``, ``DateSent`` / ``DateSent<`` / ``DateSent>`` on the GMT date a message was sent, so a message
+  still queued has no ``date_sent`` and no date filter finds it), paged by ``PageSize`` (default 50, at most 1000)
+  and ``Page`` with ``next_page_uri``.
+- ``GET /sink/messages`` (optional ``?to=``) lists what was received, ``DELETE /sink/messages`` clears. Each entry
+  has ``reference``: the ``ref`` parameter of its ``StatusCallback`` URL (delivery puts its attempt id there), so a
+  test can tell which attempt a message belongs to.
 - ``GET /sink/config`` / ``POST /sink/config`` (JSON, partial) read and change the fault injection, see
   :class:`SmsSinkConfig`; ``SMS_SINK_<FIELD>`` environment variables set the initial values (lists comma-separated).
 
@@ -32,12 +39,13 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from types import TracebackType
 from typing import Annotated, Any
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
-from fastapi import FastAPI, Form, Header
+from fastapi import FastAPI, Form, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -48,6 +56,9 @@ from shared.twilio import twilio_signature
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/2010-04-01/Accounts/{account_sid}"
+RFC2822 = "%a, %d %b %Y %H:%M:%S +0000"
+"""How Twilio writes its dates (always GMT)."""
+MAX_PAGE_SIZE = 1000
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 # Twilio's codes for the outcomes the sink can simulate.
@@ -79,6 +90,10 @@ class SmsSinkConfig(BaseModel):
     callback_loss_rate: float = Field(default=0.0, ge=0, le=1, description="Callbacks never sent (missed receipts).")
     undelivered_rate: float = Field(default=0.0, ge=0, le=1, description="Accepted, then 'undelivered' 30003.")
     opted_out_numbers: list[str] = Field(default_factory=list, description="Answered 400 with error 21610.")
+    dedupe: bool = Field(
+        default=False,
+        description="Kinder than Twilio: the same I-Twilio-Idempotency-Token header returns the first message.",
+    )
     unreachable_numbers: list[str] = Field(default_factory=list, description="Accepted, then 'failed' 30006.")
     seed: int | None = None
 
@@ -107,12 +122,21 @@ class StoredSms:
     idempotency_token: str | None
     status_callback: str | None
     received_at: datetime
+    sent_at: datetime | None = None
     error_code: int | None = None
     callbacks: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def reference(self) -> str | None:
+        """The ``ref`` query parameter of the status-callback URL (delivery's attempt id), if any."""
+        if not self.status_callback:
+            return None
+        values = parse_qs(urlsplit(self.status_callback).query).get("ref")
+        return values[0] if values else None
+
     def twilio_json(self) -> dict[str, Any]:
         """The fields of Twilio's Message resource that clients read."""
-        now = datetime.now(UTC).strftime("%a, %d %b %Y %H:%M:%S +0000")
+        now = datetime.now(UTC).strftime(RFC2822)
         return {
             "sid": self.sid,
             "account_sid": self.account_sid,
@@ -125,7 +149,8 @@ class StoredSms:
             "api_version": "2010-04-01",
             "error_code": self.error_code,
             "error_message": ERROR_MESSAGES.get(self.error_code) if self.error_code else None,
-            "date_created": self.received_at.strftime("%a, %d %b %Y %H:%M:%S +0000"),
+            "date_created": self.received_at.strftime(RFC2822),
+            "date_sent": self.sent_at.strftime(RFC2822) if self.sent_at else None,
             "date_updated": now,
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{self.sid}.json",
         }
@@ -139,6 +164,7 @@ class StoredSms:
             "status": self.status,
             "error_code": self.error_code,
             "idempotency_token": self.idempotency_token,
+            "reference": self.reference,
             "status_callback": self.status_callback,
             "received_at": self.received_at.isoformat(),
             "callbacks": list(self.callbacks),
@@ -157,12 +183,16 @@ class SmsSinkState:
         self.http: httpx.AsyncClient | None = None
         self.config = config
         self.random = random.Random(config.seed)
+        self.fate_random = random.Random(config.seed)
+        """Draws for what happens after acceptance (lost callbacks, undelivered), apart from the answers' draws,
+        so the answers a seed gives do not depend on how background callbacks interleave with the sends."""
 
     def configure(self, changes: Mapping[str, Any]) -> SmsSinkConfig:
         """Merge ``changes`` into the configuration (validated); a new seed restarts the random sequence."""
         self.config = SmsSinkConfig.model_validate(self.config.model_dump() | dict(changes))
         if "seed" in changes:
             self.random = random.Random(self.config.seed)
+            self.fate_random = random.Random(self.config.seed)
         return self.config
 
     def clear(self) -> None:
@@ -212,7 +242,7 @@ async def _post_callback(state: SmsSinkState, message: StoredSms) -> None:
     }
     if message.error_code is not None:
         params["ErrorCode"] = str(message.error_code)
-    if state.random.random() < state.config.callback_loss_rate:
+    if state.fate_random.random() < state.config.callback_loss_rate:
         message.callbacks.append({"status": message.status, "result": "dropped"})
         return
     signature = twilio_signature(state.auth_token, message.status_callback, params)
@@ -230,12 +260,12 @@ async def _progress(state: SmsSinkState, message: StoredSms) -> None:
     """queued → sent → delivered (or undelivered/failed), a callback at each step after queued."""
     delay = state.config.callback_delay_seconds
     await asyncio.sleep(delay)
-    message.status = "sent"
+    message.status, message.sent_at = "sent", datetime.now(UTC)
     await _post_callback(state, message)
     await asyncio.sleep(delay)
     if message.to in state.config.unreachable_numbers:
         message.status, message.error_code = "failed", 30006
-    elif state.random.random() < state.config.undelivered_rate:
+    elif state.fate_random.random() < state.config.undelivered_rate:
         message.status, message.error_code = "undelivered", 30003
     else:
         message.status = "delivered"
@@ -255,6 +285,50 @@ def _refusal(state: SmsSinkState, to: str | None, from_: str | None, body: str |
     if to in state.config.opted_out_numbers:
         return twilio_error(400, 21610)
     return None
+
+
+def _listed(message: StoredSms, query: Mapping[str, str]) -> bool:
+    """Twilio's list filters: exact ``To`` / ``From``; ``DateSent`` (``<``, ``>`` inclusive) on the GMT sent date."""
+    if "To" in query and message.to != query["To"]:
+        return False
+    if "From" in query and message.from_ != query["From"]:
+        return False
+    bounds = {
+        name: date.fromisoformat(query[name][:10]) for name in ("DateSent", "DateSent<", "DateSent>") if name in query
+    }
+    if not bounds:
+        return True
+    if message.sent_at is None:
+        return False
+    sent = message.sent_at.astimezone(UTC).date()
+    return (
+        sent == bounds.get("DateSent", sent)
+        and sent <= bounds.get("DateSent<", sent)
+        and sent >= bounds.get("DateSent>", sent)
+    )
+
+
+def _message_page(
+    chosen: list[StoredSms], page: int, page_size: int, path: str, query: list[tuple[str, str]]
+) -> dict[str, Any]:
+    """One page of Twilio's list answer, with the URIs of the pages around it (same filters)."""
+    kept = [(key, value) for key, value in query if key not in {"Page", "PageSize", "PageToken"}]
+
+    def page_uri(number: int) -> str:
+        return f"{path}?{urlencode([*kept, ('PageSize', str(page_size)), ('Page', str(number))])}"
+
+    shown = chosen[page * page_size : (page + 1) * page_size]
+    return {
+        "messages": [message.twilio_json() for message in shown],
+        "page": page,
+        "page_size": page_size,
+        "start": page * page_size,
+        "end": page * page_size + max(0, len(shown) - 1),
+        "uri": page_uri(page),
+        "first_page_uri": page_uri(0),
+        "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+        "next_page_uri": page_uri(page + 1) if (page + 1) * page_size < len(chosen) else None,
+    }
 
 
 def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkConfig | None = None) -> FastAPI:
@@ -289,7 +363,7 @@ def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkCon
             return twilio_error(401, 20003)
         if account_sid != state.account_sid:
             return twilio_error(404, 20404)
-        if idempotency_token and idempotency_token in state.by_token:
+        if state.config.dedupe and idempotency_token and idempotency_token in state.by_token:
             return JSONResponse(state.messages[state.by_token[idempotency_token]].twilio_json(), status_code=201)
         if state.config.response_delay_seconds:
             await asyncio.sleep(state.config.response_delay_seconds)
@@ -328,6 +402,24 @@ def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkCon
         if account_sid != state.account_sid or message is None:
             return twilio_error(404, 20404)
         return JSONResponse(message.twilio_json())
+
+    @app.get(API_PREFIX + "/Messages.json", response_model=None)
+    async def list_messages_like_twilio(
+        account_sid: str, request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> JSONResponse:
+        if not state.authorised(authorization):
+            return twilio_error(401, 20003)
+        if account_sid != state.account_sid:
+            return twilio_error(404, 20404)
+        query = request.query_params
+        try:
+            page_size = min(MAX_PAGE_SIZE, max(1, int(query.get("PageSize", "50"))))
+            page = max(0, int(query.get("Page", "0")))
+            chosen = [m for m in state.messages.values() if _listed(m, query)]
+        except ValueError as error:
+            return twilio_error(400, 20001, f"Invalid filter: {error}")
+        chosen.sort(key=lambda message: message.received_at, reverse=True)
+        return JSONResponse(_message_page(chosen, page, page_size, request.url.path, query.multi_items()))
 
     @app.get("/sink/messages")
     async def list_messages(to: str | None = None) -> list[dict[str, Any]]:
