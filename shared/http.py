@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import hmac
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
 from asyncpg.exceptions import CharacterNotInRepertoireError, UntranslatableCharacterError
-from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from shared import metrics
 from shared.failures import TRANSIENT_ERROR_TYPES, transient_dependency
 from shared.runtime import ServiceRuntime
+from shared.settings import ServiceSettings
 
 Hook = Callable[[ServiceRuntime], Awaitable[None]]
 
@@ -58,6 +66,127 @@ async def text_postgres_cannot_hold(_: Request, __: Exception) -> JSONResponse:
     return JSONResponse({"detail": "text must not contain NUL (\\u0000) characters"}, status_code=400)
 
 
+OPERATOR_BEARER = HTTPBearer(auto_error=False, description="The service's operator token")
+
+
+def operator_token_guard(expected: str) -> Any:
+    """A route dependency that answers 401 unless the request carries ``Authorization: Bearer <expected>``."""
+
+    def require_operator_token(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(OPERATOR_BEARER)],
+    ) -> None:
+        given = credentials.credentials if credentials is not None else ""
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPException(401, "operator bearer token required", headers={"WWW-Authenticate": "Bearer"})
+
+    return Depends(require_operator_token)
+
+
+_NOT_JSON_STRUCTURE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
+_INNERMOST_PAIR = re.compile(rb"[\[{][\]}]")
+
+
+class JsonDepthMeter:
+    """Follows a JSON text chunk by chunk and tells how deep it nests, without parsing it (a parser would recurse
+    and fail with a RecursionError first). Only C-speed byte operations: strings are dropped by splitting on their
+    quotes once escapes are gone, and the brackets left outside them are kept for :meth:`too_deep`."""
+
+    def __init__(self, max_depth: int) -> None:
+        self.max_depth = max_depth
+        self._brackets = bytearray()
+        self._in_string = False
+        self._held = b""  # trailing backslashes of the last chunk: what they escape comes in the next one
+
+    def feed(self, chunk: bytes) -> None:
+        text = self._held + chunk
+        complete = text.rstrip(b"\\")
+        self._held = text[len(complete) :]
+        structure = complete.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_JSON_STRUCTURE)
+        parts = structure.split(b'"')
+        self._brackets += b"".join(parts[1::2] if self._in_string else parts[0::2])
+        self._in_string ^= len(parts) % 2 == 0
+
+    def too_deep(self) -> bool:
+        """True when some bracket is nested deeper than ``max_depth``: each pass drops the innermost pairs."""
+        brackets = bytes(self._brackets)
+        for _ in range(self.max_depth):
+            brackets, dropped = _INNERMOST_PAIR.subn(b"", brackets)
+            if not dropped:
+                return False
+        return _INNERMOST_PAIR.search(brackets) is not None
+
+
+def refuse_deep_json(body: bytes, max_depth: int) -> None:
+    """400 when a whole body (read whatever its content type says) nests deeper than ``max_depth``."""
+    meter = JsonDepthMeter(max_depth)
+    meter.feed(body)
+    if meter.too_deep():
+        raise HTTPException(400, json_too_deep_detail(max_depth))
+
+
+def json_too_deep_detail(max_depth: int) -> str:
+    return f"JSON nested deeper than {max_depth} levels"
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class RequestLimitsMiddleware:
+    """Refuses a request body before anything parses it: 413 past the endpoint's size limit (by ``Content-Length``
+    at once, else as it streams in), 400 past the JSON nesting limit.
+
+    The limit is the endpoint's own (``body_limits``, by route path such as ``/v1/agencies/{agency_id}/files``)
+    if it has one, else the form limit for form bodies (provider webhooks, logins), else the default.
+    """
+
+    def __init__(self, app: ASGIApp, *, settings: ServiceSettings, body_limits: Mapping[str, int]) -> None:
+        self.app = app
+        self.settings = settings
+        self.endpoint_limits = [(compile_path(path)[0], limit) for path, limit in body_limits.items()]
+
+    def limit_for(self, scope: Scope, content_type: str) -> int:
+        path = scope["path"]
+        for pattern, limit in self.endpoint_limits:
+            if pattern.match(path):
+                return limit
+        if content_type.startswith(FORM_TYPES):
+            return self.settings.max_form_body_bytes
+        return self.settings.max_request_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {name: value for name, value in scope["headers"] if name in (b"content-length", b"content-type")}
+        content_type = headers.get(b"content-type", b"").decode("latin-1").lower()
+        limit = self.limit_for(scope, content_type)
+        declared = headers.get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            too_large = JSONResponse(
+                {"detail": f"body of {int(declared)} bytes exceeds this endpoint's limit of {limit} bytes"}, 413
+            )
+            await too_large(scope, receive, send)
+            return
+        depth = JsonDepthMeter(self.settings.max_json_depth) if "json" in content_type else None
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk: bytes = message.get("body", b"")
+                received += len(chunk)
+                if received > limit:
+                    raise HTTPException(413, f"body exceeds this endpoint's limit of {limit} bytes")
+                if depth is not None:
+                    depth.feed(chunk)
+                    if not message.get("more_body", False) and depth.too_deep():
+                        raise HTTPException(400, json_too_deep_detail(depth.max_depth))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
 def create_service_app(
     runtime: ServiceRuntime,
     *,
@@ -67,7 +196,10 @@ def create_service_app(
     on_start: Hook | None = None,
     on_stop: Hook | None = None,
     version: str = "0.1.0",
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
+    """``body_limits`` gives endpoints (by route path) a larger or smaller body limit than the service's default."""
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
@@ -90,6 +222,10 @@ def create_service_app(
     app.add_exception_handler(CharacterNotInRepertoireError, text_postgres_cannot_hold)
     app.add_exception_handler(UntranslatableCharacterError, text_postgres_cannot_hold)
 
+    settings = runtime.settings
+    # Innermost, so the refusals it raises while the endpoint reads the body reach FastAPI's handlers as they are.
+    app.add_middleware(RequestLimitsMiddleware, settings=settings, body_limits=body_limits or {})
+
     @app.middleware("http")
     async def count_requests(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         response = await call_next(request)
@@ -98,4 +234,6 @@ def create_service_app(
         metrics.HTTP_REQUESTS.labels(runtime.name, request.method, path, str(response.status_code)).inc()
         return response
 
+    if settings.trusted_proxies:  # outermost, so every other part sees the client behind our own proxies
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxies)
     return app

@@ -6,13 +6,14 @@ Each service subclasses :class:`ServiceSettings` with its own environment prefix
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import Counter
-from typing import Any, ClassVar, Literal, Self
+from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.crypto import ContactCipher
 
@@ -83,6 +84,33 @@ class ServiceSettings(BaseSettings):
     http_port: int = Field(default=8000, ge=0, le=65535)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     public_base_url: str = "http://127.0.0.1:8000"
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated addresses or CIDRs of our own reverse proxies (the ingress): X-Forwarded-For "
+        "is believed only when the peer is one of them, and the client is the nearest address not in the list.",
+    )
+    max_request_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, description="Largest request body, unless an endpoint allows more (feeds)."
+    )
+    max_form_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest form body (provider webhooks, login): refused before parsing."
+    )
+    max_json_depth: int = Field(default=32, ge=2, le=1000, description="Deepest JSON nesting accepted (400 beyond).")
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxy_list(cls, value: object) -> object:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {entry!r} is not an IP address or CIDR") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -37,6 +37,7 @@ from services.ingest.schemas import (
 )
 from services.ingest.settings import IngestSettings
 from shared.events import SubjectIdentifier
+from shared.http import refuse_deep_json
 from shared.runtime import ServiceRuntime
 
 log = logging.getLogger(__name__)
@@ -49,23 +50,11 @@ BATCH_SCHEMA = {
     "properties": {"records": {"type": "array", "items": RecordIn.model_json_schema()}},
 }
 AgencyId = Annotated[str, Path(min_length=1, max_length=64)]
+FEEDS = "/v1/agencies/{agency_id}"
 
 
 def _unauthorised(reason: str) -> HTTPException:
     return HTTPException(401, reason, headers={"WWW-Authenticate": "Bearer"})
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise HTTPException(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
-    return bytes(body)
 
 
 def agency_out(agency: store.Agency) -> AgencyOut:
@@ -148,7 +137,7 @@ AuthenticatedAgency = Annotated[store.Agency, Depends(authenticated_agency)]
 
 
 def feed_router(runtime: ServiceRuntime, settings: IngestSettings) -> APIRouter:
-    router = APIRouter(prefix="/v1/agencies/{agency_id}", tags=["agency feeds"])
+    router = APIRouter(prefix=FEEDS, tags=["agency feeds"])
 
     @router.post(
         "/custody-events",
@@ -165,9 +154,10 @@ def feed_router(runtime: ServiceRuntime, settings: IngestSettings) -> APIRouter:
         """Each record is answered accepted, duplicate, stale, sealed or rejected (with the reason); valid records
         go through even when others are rejected. The raw batch is stored before it is applied. A retried request
         with the same ``Idempotency-Key`` and body gets the first answer; with another body, 422."""
-        body = await read_body(request, settings.max_body_bytes)
+        body = await request.body()  # no larger than max_body_bytes: the app's body limit for this endpoint
         if not body.strip():
             raise HTTPException(400, 'body is empty: send a JSON object {"records": [...]}')
+        refuse_deep_json(body, settings.max_json_depth)  # whatever its Content-Type: refused before it is stored
         digest = hashlib.sha256(body).hexdigest()
         try:
             batch_id, _ = await flows.receive_json_batch(
@@ -187,9 +177,6 @@ def feed_router(runtime: ServiceRuntime, settings: IngestSettings) -> APIRouter:
     )
     async def upload_custody_file(request: Request, agency: AuthenticatedAgency) -> FileJob:
         """The file is stored in chunks as it arrives; follow the job at ``GET .../custody-files/{job_id}``."""
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > settings.max_file_bytes:
-            raise HTTPException(413, f"file of {declared} bytes exceeds the limit of {settings.max_file_bytes} bytes")
         try:
             job_id = await files.receive_file(runtime.pool, settings, agency, request.stream())
         except files.FileRejectedError as rejected:

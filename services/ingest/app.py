@@ -8,7 +8,7 @@ import logging
 from fastapi import FastAPI
 
 from services.ingest import files, flows
-from services.ingest.api import admin_router, feed_router
+from services.ingest.api import FEEDS, admin_router, feed_router
 from services.ingest.niem_api import niem_router
 from services.ingest.settings import IngestSettings
 from shared.http import create_service_app
@@ -49,4 +49,9 @@ def create_app(settings: IngestSettings) -> FastAPI:
         title="Custody Watch ingest",
         description=DESCRIPTION,
         routers=[feed_router(runtime, settings), niem_router(runtime, settings), admin_router(runtime, settings)],
+        body_limits={
+            f"{FEEDS}/custody-events": settings.max_body_bytes,
+            f"{FEEDS}/custody-events/niem": settings.max_body_bytes,
+            f"{FEEDS}/custody-files": settings.max_file_bytes,
+        },
     )

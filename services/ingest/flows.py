@@ -109,6 +109,8 @@ def read_json_batch(body: bytes, max_records: int) -> list[Any]:
         raise BatchInvalidError(
             400, f"body is not valid JSON: {error.msg} at line {error.lineno} column {error.colno}"
         ) from None
+    except RecursionError:  # the API refuses deep JSON first; this keeps a stored batch from failing forever
+        raise BatchInvalidError(400, "body is JSON nested too deeply") from None
     if _holds_nul(document):  # PostgreSQL text cannot store it: the batch must fail here, not keep failing later
         raise BatchInvalidError(422, "body holds a NUL (\\u0000) character, which no field may contain")
     if isinstance(document, list):

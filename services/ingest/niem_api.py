@@ -10,7 +10,7 @@ from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from services.ingest import flows
-from services.ingest.api import AuthenticatedAgency, read_body
+from services.ingest.api import FEEDS, AuthenticatedAgency
 from services.ingest.niem import Exchange
 from services.ingest.schemas import BatchResult
 from services.ingest.settings import IngestSettings
@@ -28,7 +28,7 @@ def is_xml_media_type(content_type: str | None) -> bool:
 
 
 def niem_router(runtime: ServiceRuntime, settings: IngestSettings) -> APIRouter:
-    router = APIRouter(prefix="/v1/agencies/{agency_id}", tags=["agency feeds"])
+    router = APIRouter(prefix=FEEDS, tags=["agency feeds"])
 
     @router.post(
         "/custody-events/niem",
@@ -63,7 +63,7 @@ def niem_router(runtime: ServiceRuntime, settings: IngestSettings) -> APIRouter:
                 f"Content-Type {request.headers.get('content-type') or '(none)'!r} is not XML: "
                 "send the exchange as 'application/xml'",
             )
-        body = await read_body(request, settings.max_body_bytes)
+        body = await request.body()  # no larger than max_body_bytes: the app's body limit for this endpoint
         if not body.strip():
             raise HTTPException(
                 400, "body is empty: send a NIEM BookingReport, CustodyReleaseReport or CustodyStatusChangeReport"
