@@ -23,7 +23,11 @@ def stack(kafka_bootstrap: str, postgres_admin_dsn: str, tmp_path_factory: pytes
         topic_prefix=f"e2e{token}.",
         prefer_default_ports=False,
         # Every test subscribes from 127.0.0.1 and acts as the one admin; the abuse limits would throttle the suite.
-        extra_env={"SUBSCRIPTION_SUBSCRIBE_LIMIT_PER_CLIENT_PER_HOUR": "10000", "OPS_ADMIN_ACTION_LIMIT": "10000"},
+        extra_env={
+            "SUBSCRIPTION_SUBSCRIBE_LIMIT_PER_CLIENT_PER_HOUR": "10000",
+            "SUBSCRIPTION_VERIFY_LIMIT_PER_CLIENT_PER_HOUR": "10000",
+            "OPS_ADMIN_ACTION_LIMIT": "10000",
+        },
     )
     try:
         stack.start(kafka_bootstrap, postgres_admin_dsn, database_prefix=f"e2e_{token}")
