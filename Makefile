@@ -23,9 +23,15 @@ run: install
 demo: install
 	@$(BIN)/python -m shared.devservers.stack run --demo
 
-## The whole test suite against real Kafka and PostgreSQL (started and stopped by the tests themselves).
+## The whole test suite against real Kafka and PostgreSQL (started and stopped by the tests themselves). The
+## scenarios that mostly wait out minute-long outages (marker "waits") run beside the rest, on servers of their own.
 test: install
-	@$(BIN)/python -m pytest -q
+	@mkdir -p .local
+	@$(BIN)/python -m pytest -q -m waits > .local/test-waits.log 2>&1 & waits=$$!; \
+	$(BIN)/python -m pytest -q -m "not waits"; rest=$$?; \
+	wait $$waits; waited=$$?; \
+	echo; echo "--- the outage scenarios (marker waits), run alongside:"; cat .local/test-waits.log; \
+	[ $$rest -eq 0 ] && [ $$waited -eq 0 ]
 
 ## Only the tests that need no server.
 test-fast: install

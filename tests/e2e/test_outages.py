@@ -30,7 +30,7 @@ from shared.settings import KafkaSettings
 from tests.e2e.faults import Feed, Recipient, artifacts_dir, check_exactly_once, fault_environment, own_servers
 from tests.kafkautil import read_topic
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow, pytest.mark.waits]
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTAGE_SECONDS = float(os.environ.get("CUSTODY_WATCH_OUTAGE_SECONDS", "60"))
