@@ -188,6 +188,19 @@ def placeholder_reason(value: str) -> str | None:
     return None
 
 
+DEV_OPERATOR_TOKEN = "operator-dev-token-not-for-production"  # noqa: S105 - refused in production
+
+
+class OperatorTokenSettings(ServiceSettings):
+    """Settings of a service whose operator API (stats, ``/v1/admin``) answers only to its bearer token."""
+
+    development_secrets: ClassVar[tuple[str, ...]] = ("operator_token",)
+
+    operator_token: str = Field(
+        default=DEV_OPERATOR_TOKEN, min_length=16, description="Bearer token of this service's operator API."
+    )
+
+
 # Development-only contact keys, shared by the services that encrypt (subscription) and decrypt (delivery).
 DEV_CONTACT_ENCRYPTION_KEY = "c3Vic2NyaXB0aW9uLWRldi1rZXktMDAwMDAwMDAwMDA="
 DEV_BLIND_INDEX_KEY = "subscription-dev-blind-index-key-not-for-production"

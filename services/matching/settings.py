@@ -8,7 +8,7 @@ import socket
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.settings import OperatorTokenSettings
 
 
 def default_instance_id() -> str:
@@ -16,7 +16,7 @@ def default_instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class MatchingSettings(ServiceSettings):
+class MatchingSettings(OperatorTokenSettings):
     model_config = SettingsConfigDict(env_prefix="MATCHING_", env_nested_delimiter="__", extra="ignore", frozen=True)
 
     service_name: str = "matching"

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from services.ops import auth, metrics, store
 from services.ops.auth import CSRF_FIELD, SESSION_COOKIE, NotAuthenticatedError, Operator
-from services.ops.clients import IngestError, UpstreamError
+from services.ops.clients import IngestError, MatchingError, UpstreamError
 from services.ops.context import OpsContext, ops_context
 from services.ops.dashboard import (
     BLOCK_ACTION,
@@ -32,6 +32,7 @@ from services.ops.domain import (
     AgencyChoice,
     DecisionRefusedError,
     HoldState,
+    MatchingCounts,
     Override,
     OverrideInput,
     OverrideRefusedError,
@@ -362,6 +363,16 @@ async def agencies_json(context: Context, _: CurrentOperator) -> list[AgencyChoi
 @json_router.get("/agencies/{agency_id}/overrides", summary="An agency's operator overrides, newest first")
 async def overrides_json(context: Context, _: CurrentOperator, agency_id: str) -> list[Override]:
     return await from_ingest(context.ingest.overrides(agency_id))
+
+
+@json_router.get("/matching", summary="Matching's counts (subscriptions, contacts), for one agency or all")
+async def matching_json(
+    context: Context, _: CurrentOperator, agency_id: Annotated[str | None, Query(max_length=64)] = None
+) -> MatchingCounts:
+    try:
+        return await context.matching.counts(agency_id)
+    except MatchingError as error:
+        raise HTTPException(status_code=upstream_status(error), detail=f"matching: {error}") from None
 
 
 @json_router.get("/audit", summary="Who did what and when (newest first)")

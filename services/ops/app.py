@@ -24,7 +24,7 @@ from services.ops.api import (
     render,
 )
 from services.ops.auth import NotAuthenticatedError, SessionSigner, hash_password
-from services.ops.clients import DeliveryClient, IngestClient
+from services.ops.clients import DeliveryClient, IngestClient, MatchingClient
 from services.ops.consumers import OpsHandler
 from services.ops.context import OpsContext
 from services.ops.domain import Role
@@ -73,8 +73,9 @@ def create_app(
     *,
     ingest_transport: httpx.AsyncBaseTransport | None = None,
     delivery_transport: httpx.AsyncBaseTransport | None = None,
+    matching_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The ops app; tests may route its calls to ingest and delivery through their own transports."""
+    """The ops app; tests may route its calls to ingest, delivery and matching through their own transports."""
     ingest = IngestClient(settings, transport=ingest_transport)
     runtime = ServiceRuntime(
         settings,
@@ -89,6 +90,7 @@ def create_app(
         signer=SessionSigner(settings),
         ingest=ingest,
         delivery=DeliveryClient(settings, transport=delivery_transport),
+        matching=MatchingClient(settings, transport=matching_transport),
         pipeline=PipelineMonitor(settings),
         storms=StormMonitor(settings, ingest),
     )
@@ -125,6 +127,7 @@ def create_app(
     async def on_stop(_: ServiceRuntime) -> None:
         await context.ingest.close()
         await context.delivery.close()
+        await context.matching.close()
 
     app = create_service_app(
         runtime,

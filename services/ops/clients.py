@@ -1,4 +1,5 @@
-"""The other services' admin APIs as ops calls them: ingest (feeds, storm holds, overrides) and delivery (blocks).
+"""The other services' admin APIs as ops calls them: ingest (feeds, storm holds, overrides), delivery (blocks) and
+matching (counts).
 
 Each failure becomes an :class:`UpstreamError` whose message an operator can read and whose ``status`` is the other
 service's HTTP status (None when it could not be reached or its answer was not understood).
@@ -18,6 +19,7 @@ from services.ops.domain import (
     FeedHealth,
     FeedHealthFormatError,
     HoldState,
+    MatchingCounts,
     Override,
     PendingNotice,
     StoppedNotice,
@@ -45,6 +47,10 @@ class IngestError(UpstreamError):
 
 
 class DeliveryError(UpstreamError):
+    pass
+
+
+class MatchingError(UpstreamError):
     pass
 
 
@@ -226,3 +232,18 @@ class DeliveryClient(_AdminClient):
         """Block a notice: delivery makes no further attempt (it answers 200 also for one that had ended)."""
         document = await self._call("POST", f"/v1/notifications/{_path(notification_id)}/stop")
         return self._parsed(lambda: parse_one(StoppedNotice, document, "notification"), "stop")
+
+
+class MatchingClient(_AdminClient):
+    service = "matching"
+    error = MatchingError
+
+    def __init__(self, settings: OpsSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(
+            settings.matching_url, settings.matching_operator_token, settings.matching_timeout_seconds, transport
+        )
+
+    async def counts(self, agency_id: str | None) -> MatchingCounts:
+        params = {"agency_id": agency_id} if agency_id is not None else None
+        document = await self._call("GET", "/v1/matching/stats", params=params)
+        return self._parsed(lambda: parse_one(MatchingCounts, document, "stats"), "stats")

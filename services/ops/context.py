@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from services.ops.auth import SessionSigner
-from services.ops.clients import DeliveryClient, IngestClient
+from services.ops.clients import DeliveryClient, IngestClient, MatchingClient
 from services.ops.feeds import FeedMonitor
 from services.ops.pipeline import PipelineMonitor
 from services.ops.settings import OpsSettings
@@ -22,6 +22,7 @@ class OpsContext:
     signer: SessionSigner
     ingest: IngestClient
     delivery: DeliveryClient
+    matching: MatchingClient
     pipeline: PipelineMonitor
     storms: StormMonitor
     feeds: FeedMonitor | None = None

@@ -275,6 +275,16 @@ def chart_columns(bars: Sequence[Bar], *, width: float = 720, height: float = 12
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
+class MatchingCounts(BaseModel):
+    """Matching's sizes for one agency (or all): shown to logged-in operators only, never to an agency."""
+
+    active_subscriptions: int
+    reachable_contacts: int
+    subjects_with_status: int
+    sealed_subjects: int
+    notification_requests: int
+
+
 class AnswerFormatError(ValueError):
     """Another service answered with something that is not the document its contract promises."""
 

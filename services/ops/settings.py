@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ServiceSettings
+from shared.settings import DEV_OPERATOR_TOKEN, ServiceSettings
 
 # Usable only in development and test; the service refuses to start in production with any of them.
 DEV_SESSION_SECRET = "ops-dev-session-secret-not-for-production-use"  # noqa: S105 - refused in production
@@ -40,6 +40,7 @@ class OpsSettings(ServiceSettings):
         "ingest_admin_token",
         "bootstrap_admin_password",
         "delivery_operator_token",
+        "matching_operator_token",
     )
 
     service_name: str = "ops"
@@ -73,6 +74,12 @@ class OpsSettings(ServiceSettings):
         default=DEV_DELIVERY_OPERATOR_TOKEN, min_length=16, description="Delivery's DELIVERY_OPERATOR_TOKEN."
     )
     delivery_timeout_seconds: float = Field(default=5.0, gt=0)
+
+    matching_url: str = Field(default="http://127.0.0.1:8003", description="The matching service (its counts).")
+    matching_operator_token: str = Field(
+        default=DEV_OPERATOR_TOKEN, min_length=16, description="Matching's MATCHING_OPERATOR_TOKEN."
+    )
+    matching_timeout_seconds: float = Field(default=5.0, gt=0)
 
     admin_action_limit: int = Field(
         default=30, ge=1, description="Admin actions (replays, pauses, storm decisions, overrides, blocks) per window."

@@ -134,7 +134,9 @@ class SystemDriver:
         deadline = time.monotonic() + within
         while True:
             answer = await self.http.get(
-                f"{self.stack.url('matching')}/v1/matching/stats", params={"agency_id": agency_id}
+                f"{self.stack.url('matching')}/v1/matching/stats",
+                params={"agency_id": agency_id},
+                headers={"Authorization": f"Bearer {self.stack.secrets['OPERATOR_TOKEN']}"},
             )
             answer.raise_for_status()
             if answer.json()["reachable_contacts"] == reachable_contacts:

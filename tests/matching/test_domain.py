@@ -202,6 +202,8 @@ def test_settings_give_each_instance_its_transactional_id(monkeypatch) -> None:
 
 
 def test_production_needs_a_stable_instance_id() -> None:
+    token = "k7Yq2-Rv9Lm4TxWb8NcZ3pHs6JdF1gQe"
     with pytest.raises(ValidationError, match="MATCHING_INSTANCE_ID"):
-        MatchingSettings(environment="production")
-    assert MatchingSettings(environment="production", instance_id="matching-1").instance_id == "matching-1"
+        MatchingSettings(environment="production", operator_token=token)
+    production = MatchingSettings(environment="production", instance_id="matching-1", operator_token=token)
+    assert production.instance_id == "matching-1"

@@ -14,7 +14,7 @@ from services.matching import domain
 from services.matching.app import create_app
 from shared.events import NotificationKind, SubjectIdentifier, encode, new_event
 from shared.kafka import H_ERROR, header
-from shared.settings import KafkaSettings
+from shared.settings import DEV_OPERATOR_TOKEN, KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED, dead_letter_topic
 from shared.vocabulary import Channel, CustodyStatus, IdentifierKind, Urgency
 from tests.apps import running_app
@@ -41,6 +41,8 @@ pytestmark = pytest.mark.integration
 
 BOOKING = SubjectIdentifier(kind=IdentifierKind.BOOKING_NUMBER, value="B-1")
 PERSON = SubjectIdentifier(kind=IdentifierKind.PERSON_NUMBER, value="P-77")
+
+OPERATOR = {"Authorization": f"Bearer {DEV_OPERATOR_TOKEN}"}
 
 
 async def count(pool: asyncpg.Pool, sql: str) -> int:
@@ -91,7 +93,7 @@ async def test_fan_out_to_every_reachable_subscriber_and_no_one_else(
             assert notice.contact_ciphertext == f"gAAAA-{notice.channel}-{notice.subscription_id}"
             assert notice.manage_url_ciphertext == f"gAAAA-manage-{notice.subscription_id}"
 
-        stats = (await client.get("/v1/matching/stats")).json()
+        stats = (await client.get("/v1/matching/stats", headers=OPERATOR)).json()
         # Every notified contact is reachable; others may be too (reachable, but not wanting this event type).
         assert stats.pop("reachable_contacts") >= len(expected)
         assert stats == {
@@ -231,7 +233,7 @@ async def test_sealed_subject_discloses_nothing_afterwards(
         await publish_subscriptions(kafka_settings, [subscription_message(subscription("after-seal"))])
         await handled(pool, 4)
         await read_notices(kafka_settings, 0)
-        stats = (await client.get("/v1/matching/stats")).json()
+        stats = (await client.get("/v1/matching/stats", headers=OPERATOR)).json()
         assert stats["subjects_with_status"] == 0
         assert stats["sealed_subjects"] == 1
 

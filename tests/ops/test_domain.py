@@ -217,7 +217,8 @@ def test_session_cookie_is_signed() -> None:
 def test_production_refuses_development_secrets() -> None:
     with pytest.raises(
         ValidationError,
-        match="OPS_SESSION_SECRET, OPS_INGEST_ADMIN_TOKEN, OPS_BOOTSTRAP_ADMIN_PASSWORD, OPS_DELIVERY_OPERATOR_TOKEN",
+        match="OPS_SESSION_SECRET, OPS_INGEST_ADMIN_TOKEN, OPS_BOOTSTRAP_ADMIN_PASSWORD, OPS_DELIVERY_OPERATOR_TOKEN, "
+        "OPS_MATCHING_OPERATOR_TOKEN",
     ):
         OpsSettings(environment="production")
     settings = OpsSettings(
@@ -225,6 +226,7 @@ def test_production_refuses_development_secrets() -> None:
         session_secret="IPyQ_5CrvJaAJB7dpp2LX85OL56tQXpNpNIBxVO1",
         ingest_admin_token="UTAypJh2U0-1TgAlX1tWg3Rc8stTRGf0k83sNA7w",
         delivery_operator_token="FJPHKuC02971Ib3vGPjiaxHP1Vbs82KVCFhyZs0c",
+        matching_operator_token="p3W9-zQeLr7TkVu2XsYb5NdGh8JmCa4F",
         bootstrap_admin_username="",
         bootstrap_admin_password="",
     )
@@ -244,6 +246,7 @@ def test_settings_reject_bad_values() -> None:
             session_secret="IPyQ_5CrvJaAJB7dpp2LX85OL56tQXpNpNIBxVO1",
             ingest_admin_token="UTAypJh2U0-1TgAlX1tWg3Rc8stTRGf0k83sNA7w",
             delivery_operator_token="FJPHKuC02971Ib3vGPjiaxHP1Vbs82KVCFhyZs0c",
+            matching_operator_token="p3W9-zQeLr7TkVu2XsYb5NdGh8JmCa4F",
             bootstrap_admin_password="a-long-enough-password",
             secure_cookies=False,
         )

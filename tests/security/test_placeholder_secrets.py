@@ -13,6 +13,7 @@ from shared.devservers.ports import repo_root
 PLACEHOLDERS = {
     "ingest": ("INGEST_ADMIN_TOKEN", "CHANGE-ME-at-least-32-characters-long"),
     "subscription": ("SUBSCRIPTION_TWILIO_AUTH_TOKEN", "CHANGE-ME"),
+    "matching": ("MATCHING_OPERATOR_TOKEN", "x" * 37),
     "delivery": ("DELIVERY_OPERATOR_TOKEN", "changeme-changeme-changeme"),
     "ops": ("OPS_BOOTSTRAP_ADMIN_PASSWORD", "CHANGE-ME-first-login-then-empty"),
 }
