@@ -113,6 +113,8 @@ class Stack:
                 f"{prefix}KAFKA__TOPIC_PREFIX": self.topic_prefix,
                 f"{prefix}HTTP_PORT": str(self.ports[service]),
                 f"{prefix}PUBLIC_BASE_URL": self.url(service),
+                # Everything listens on 127.0.0.1 only: a local reverse proxy (or a test) may name the client.
+                f"{prefix}TRUSTED_PROXIES": "127.0.0.1",
             }
         env |= {
             "INGEST_ADMIN_TOKEN": s["ADMIN_TOKEN"],
@@ -286,6 +288,8 @@ class Stack:
         curl_body = json.dumps(record).replace('"NOW"', '"\'"$(date -u +%FT%TZ)"\'"')
         return f"""
 Custody Watch is running.
+
+  victims start here (find a case, sign up, manage):  {subscription}/
 
   dashboard     {self.url("ops")}/
   ingest        {ingest}/docs

@@ -4,7 +4,6 @@ service (both over HTTP on free ports), real Kafka and PostgreSQL."""
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from services.ingest.app import create_app as create_ingest_app
 from services.ingest.settings import IngestSettings
@@ -25,6 +24,7 @@ from shared.events import DeliveryStatus, NotificationStatusChanged, SubjectIden
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_STATUS_CHANGED, consumer_group_topics, ensure_topics
 from shared.vocabulary import Channel, IdentifierKind
+from tests.e2e.browser import chromium
 from tests.kafkautil import produce_raw, read_topic
 from tests.ops.conftest import ADMIN, serving
 from tests.ops.standins import INGEST_TOKEN as STANDIN_INGEST_TOKEN
@@ -36,28 +36,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "test-artifacts" / "dashboard.png"
 STORM_SCREENSHOT = ROOT / "test-artifacts" / "storm-hold.png"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 INGEST_TOKEN = "browser-test-ingest-admin-token"
 VIEWER = ("victor", "viewer-password-for-tests")
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package")
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
+    async with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
