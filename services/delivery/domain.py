@@ -48,8 +48,18 @@ TWILIO_PERMANENT_CODES: frozenset[str] = frozenset(
     {"21211", "21408", "21610", "21612", "21614", "30004", "30005", "30006", "30007"}
 )
 TWILIO_OPTED_OUT = "21610"
-# SMTP replies that mean the mailbox does not exist or will never accept mail: a hard bounce.
-SMTP_HARD_BOUNCE_CODES: frozenset[str] = frozenset({"550", "551", "553", "5.1.1", "5.1.10"})
+# Refusals of the recipient at RCPT TO that mean the mailbox does not exist or will never accept mail (a hard bounce):
+# a basic code without an enhanced one, or an enhanced 5.1.x (address) or 5.2.x (mailbox) status. A refusal of our
+# sender (MAIL FROM) or of the content (DATA), or a policy refusal (5.7.x), is no fault of the victim's address.
+SMTP_HARD_BOUNCE_CODES: frozenset[str] = frozenset({"550", "551", "553"})
+SMTP_HARD_BOUNCE_CLASSES: tuple[str, ...] = ("5.1.", "5.2.")
+
+
+def is_smtp_hard_bounce(code: str | None) -> bool:
+    """``code`` as the SMTP provider reports a refusal: the enhanced status of a RCPT refusal if it had one, else the
+    basic code; refusals at other commands carry the command (``MAIL 550``, ``DATA 554``) and never match."""
+    return code is not None and (code in SMTP_HARD_BOUNCE_CODES or code.startswith(SMTP_HARD_BOUNCE_CLASSES))
+
 
 DisableReason = Literal["opted_out", "hard_bounce"]
 
@@ -164,8 +174,10 @@ def failure_receipt(channel: Channel, code: str | None, *, permanent: bool) -> R
     disable: DisableReason | None = None
     if channel is Channel.SMS and code == TWILIO_OPTED_OUT:
         disable = "opted_out"
-    elif channel is Channel.EMAIL and code in SMTP_HARD_BOUNCE_CODES:
+    elif channel is Channel.EMAIL and is_smtp_hard_bounce(code):
         disable = "hard_bounce"
+    if disable is None and permanent and channel is Channel.EMAIL:
+        return Receipt(DeliveryStatus.TECHNICAL_FAILURE, code)  # refused, but not because of the address
     if disable is not None or permanent:
         return Receipt(DeliveryStatus.PERMANENT_FAILURE, code, disable)
     return Receipt(DeliveryStatus.TEMPORARY_FAILURE, code)

@@ -479,6 +479,27 @@ async def test_a_hard_bounce_disables_the_email_address(
         assert (disabled.reason, disabled.channel) == ("hard_bounce", Channel.EMAIL)
 
 
+async def test_a_refusal_of_our_content_is_a_technical_failure_and_leaves_the_address_alone(
+    database_url: str, kafka_settings: KafkaSettings, pool: asyncpg.Pool
+) -> None:
+    async with running_delivery(database_url=database_url, kafka=kafka_settings, pool=pool) as delivery:
+        delivery.email_sink.configure(refused_content=["John Example"])
+        refused = delivery.request(channel=Channel.EMAIL, contact="victim-kept@example.org")
+        await delivery.publish(refused)
+        await eventually(lambda: delivery.outcome(refused.notification_id), check=lambda o: o == "failed")
+        history = await delivery.history(refused.notification_id)
+        assert history["status"] == "technical-failure"
+        assert [a["error_code"] for a in history["attempts"]] == ["DATA 550"]
+        assert await pool.fetchval("SELECT count(*) FROM disabled_contacts") == 0
+
+        delivery.email_sink.configure(refused_content=[])
+        later = delivery.request(
+            channel=Channel.EMAIL, contact="victim-kept@example.org", subscription_id=refused.subscription_id
+        )
+        await delivery.publish(later)
+        await eventually(lambda: delivery.outcome(later.notification_id), check=lambda o: o == "sent")
+
+
 async def test_exhausted_retries_park_on_the_dead_letter_topic_with_their_history(
     database_url: str, kafka_settings: KafkaSettings, pool: asyncpg.Pool
 ) -> None:

@@ -171,6 +171,18 @@ def test_send_errors_map_to_failures_and_disable_only_for_opt_out_or_hard_bounce
     assert failure_receipt(Channel.EMAIL, "451", permanent=False).disable is None
 
 
+@pytest.mark.parametrize("code", ["550", "551", "553", "5.1.1", "5.1.10", "5.2.1", "5.2.2"])
+def test_a_recipient_refusal_disables_the_address(code: str) -> None:
+    receipt = failure_receipt(Channel.EMAIL, code, permanent=True)
+    assert (receipt.status, receipt.disable) == (DeliveryStatus.PERMANENT_FAILURE, "hard_bounce")
+
+
+@pytest.mark.parametrize("code", ["MAIL 550", "DATA 550", "DATA 554", "5.7.1", "554", "552"])
+def test_a_refusal_of_our_sender_content_or_policy_is_a_technical_failure_not_a_bounce(code: str) -> None:
+    receipt = failure_receipt(Channel.EMAIL, code, permanent=True)
+    assert (receipt.status, receipt.disable) == (DeliveryStatus.TECHNICAL_FAILURE, None)
+
+
 def test_status_only_moves_forward() -> None:
     assert is_progress(DeliveryStatus.SENDING, DeliveryStatus.SENT)
     assert is_progress(DeliveryStatus.SENT, DeliveryStatus.DELIVERED)

@@ -339,18 +339,11 @@ async def test_email_without_unsubscribe_url_has_no_one_click_header(email_sink:
     assert "List-Unsubscribe-Post" not in stored["headers"]
 
 
-async def test_a_hard_bounce_is_a_permanent_550(email_sink: EmailSink) -> None:
-    with pytest.raises(PermanentProviderError) as bounced:
-        await email_provider(email_sink).send(email("gone@example.org"))
-    assert bounced.value.code == "550"
-    assert email_sink.emails() == []
-
-
 async def test_a_temporary_refusal_and_a_dead_server_are_temporary(email_sink: EmailSink) -> None:
     email_sink.configure(tempfail_addresses=["busy@example.org"])
     with pytest.raises(TemporaryProviderError) as refused:
         await email_provider(email_sink).send(email("busy@example.org"))
-    assert refused.value.code == "451"
+    assert refused.value.code == "4.3.0"
 
     dead = SmtpEmailProvider(name="smtp", host="127.0.0.1", port=free_port(), from_address="n@cw.test", timeout=2)
     with pytest.raises(TemporaryProviderError):
@@ -428,3 +421,19 @@ async def test_failover_finds_a_message_at_whichever_provider_took_it() -> None:
     primary.lookup_fails = True
     with pytest.raises(TemporaryProviderError):  # one provider cannot tell: nobody may send
         await failover.find_sent(VICTIM, since, body_fingerprint("other"))
+
+
+async def test_smtp_refusals_say_where_they_happened_a_hard_bounce_at_rcpt_only(email_sink: EmailSink) -> None:
+    provider = email_provider(email_sink)
+    with pytest.raises(PermanentProviderError) as bounced:
+        await provider.send(email("gone@example.org"))
+    assert bounced.value.code == "5.1.1"  # the enhanced status of the RCPT refusal
+    email_sink.configure(refused_senders=["notices@custodywatch.test"])
+    with pytest.raises(PermanentProviderError) as sender:
+        await provider.send(email())
+    assert sender.value.code == "MAIL 550"
+    email_sink.configure(refused_senders=[], refused_content=["released"])
+    with pytest.raises(PermanentProviderError) as content:
+        await provider.send(email())
+    assert content.value.code == "DATA 550"
+    assert email_sink.emails() == []

@@ -3,8 +3,9 @@
 - :func:`own_servers`: a Kafka broker and a PostgreSQL cluster of the test's own, because the test restarts them;
 - :class:`Feed`: an agency's feed client that numbers every change and retries a failed request with the same
   ``Idempotency-Key`` and body, as a careful real client would, so it always learns the first answer;
-- :class:`FaultInjector`: ``kill -9`` of each service in turn at random moments, then a Kafka and a PostgreSQL
-  restart, noting what was under way when (the *phase*);
+- :class:`FaultInjector`: ``kill -9`` of each service in turn at random moments, delivery exiting right after a
+  provider hand-off (before its bookkeeping) at random moments, then a Kafka and a PostgreSQL restart, noting what
+  was under way when (the *phase*);
 - :func:`check_exactly_once`: from what the SMS sink (the provider) holds back to the changes the feed sent.
 
 Phone numbers are never printed: recipients are named by case and subscriber number.
@@ -260,15 +261,30 @@ class Fault:
     """Seconds from the fault until everything answered ready again."""
 
 
+HANDOFF_HOOK = "DELIVERY_CRASH_AFTER_HANDOFF_MARKER"
+
+
 class FaultInjector:
-    """``kill -9`` each service in turn at a random moment and start it again; then restart the Kafka broker; then
+    """``kill -9`` each service in turn at a random moment and start it again, with ``handoff_crashes`` times
+    delivery exiting right after handing a message to the provider mixed in; then restart the Kafka broker; then
     restart PostgreSQL. Blocking calls run in threads, so the feed keeps flowing meanwhile."""
 
-    def __init__(self, stack: Stack, kafka: LocalKafka, postgres: LocalPostgres, rng: random.Random) -> None:
+    def __init__(
+        self,
+        stack: Stack,
+        kafka: LocalKafka,
+        postgres: LocalPostgres,
+        rng: random.Random,
+        *,
+        markers: Path,
+        handoff_crashes: int = 2,
+    ) -> None:
         self.stack = stack
         self.kafka = kafka
         self.postgres = postgres
         self.rng = rng
+        self.markers = markers
+        self.handoff_crashes = handoff_crashes
         self.phase = "before the faults"
         self.faults: list[Fault] = []
         self.done = asyncio.Event()
@@ -277,11 +293,14 @@ class FaultInjector:
     async def run(self) -> None:
         self._started = time.monotonic()
         try:
-            services = list(SERVICES)
-            self.rng.shuffle(services)
-            for service in services:
+            steps = [*SERVICES, *[None] * self.handoff_crashes]
+            self.rng.shuffle(steps)
+            for number, service in enumerate(steps):
                 await self._pause()
-                await self._fault(f"kill -9 {service}", self._kill_and_start(service))
+                if service is None:
+                    await self._fault("delivery exits right after a hand-off", self._crash_after_handoff(number))
+                else:
+                    await self._fault(f"kill -9 {service}", self._kill_and_start(service))
             await self._pause()
             await self._fault("Kafka restart", asyncio.to_thread(self.kafka.restart))
             await self._pause()
@@ -298,6 +317,21 @@ class FaultInjector:
         self.stack.kill_service(service)
         await asyncio.sleep(self.rng.uniform(0.2, 2.0))
         self.stack.start_service(service)
+
+    async def _crash_after_handoff(self, number: int) -> None:
+        """Restart delivery armed with its test hook: it exits (70) right after its next provider call returns, with
+        the message at the provider and nothing recorded; then it is started again, unarmed, and takes over."""
+        marker = self.markers / f"handoff-crash-{number}"
+        self.stack.env[HANDOFF_HOOK] = str(marker)
+        try:
+            await self._kill_and_start("delivery")
+            process = self.stack.processes["delivery"]
+            await asyncio.to_thread(process.wait, 120)
+            if not marker.exists():
+                raise RuntimeError(f"delivery exited ({process.returncode}) without reaching its hand-off hook")
+        finally:
+            del self.stack.env[HANDOFF_HOOK]
+        self.stack.start_service("delivery")
 
     async def _fault(self, name: str, action: Any) -> None:
         self.phase = name
@@ -382,8 +416,8 @@ def check_exactly_once(
     """Every accepted change reached every subscriber of its case exactly once, and nothing else arrived.
 
     Exactly once at the provider means: one message per (recipient, change); one notification id per message (the
-    sink keeps one message per idempotency token, so a second attempt of one notification under a new token would
-    show as two messages with one id); and as many distinct ids as expected notices.
+    sink, like Twilio, keeps every POST as a new message, so a resent attempt would show as two messages with one
+    id); and as many distinct ids as expected notices.
     """
     by_case: defaultdict[int, list[str]] = defaultdict(list)
     for address, subscriber in recipients.items():

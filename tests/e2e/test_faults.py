@@ -1,5 +1,7 @@
-"""While 2,000+ custody changes flow, ``kill -9`` each service in turn at random moments and restart it, restart
-the Kafka broker, restart PostgreSQL; afterwards every expected notice reached the SMS provider exactly once.
+"""While 2,000+ custody changes flow to 300 subscribers, ``kill -9`` each service in turn at random moments and
+restart it, make delivery exit right after a provider hand-off (twice, at random moments), restart the Kafka broker,
+restart PostgreSQL; afterwards every expected notice reached the SMS provider exactly once. The provider sink does
+not deduplicate (no more than Twilio does), so a resend of a message the provider already took would show.
 
 The system runs on a Kafka broker and a PostgreSQL cluster of this test's own (it restarts them). Everything goes
 through public APIs: the agency feed, the subscription API, matching's stats, and what the SMS sink received.
@@ -24,7 +26,7 @@ import pytest
 from shared.devservers.driver import NO_STORM_HOLD, SystemDriver
 from shared.devservers.kafka import LocalKafka
 from shared.devservers.postgres import LocalPostgres
-from shared.devservers.stack import Stack
+from shared.devservers.stack import SERVICES, Stack
 from tests.e2e.faults import (
     FaultInjector,
     Feed,
@@ -41,10 +43,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES = 100
-"""The feed cycles through this many cases..."""
-SUBSCRIBED_CASES = 20
-"""...of which the first ones have subscribers: every change flows through ingest and matching, and the notices stay
-few enough for the provider sink to drain within the test's time on a small machine."""
+"""The feed cycles through this many cases, each with subscribers."""
+HANDOFF_CRASHES = 2
 SUBSCRIBERS = 3
 """Verified SMS subscribers per subscribed case."""
 TARGET_CHANGES = 2_000
@@ -52,7 +52,7 @@ FEED_BATCH = 10
 FEED_INTERVAL = 0.5
 """While the faults go on, ``FEED_BATCH`` changes every ``FEED_INTERVAL`` s; the rest follows right after."""
 AFTER_FAULTS_BATCH = 100
-DRAIN_WITHIN = 180.0
+DRAIN_WITHIN = 300.0
 SETTLE = 5.0
 """After the last expected notice arrived, how long a duplicate gets to show up."""
 
@@ -91,7 +91,7 @@ async def sink_messages(http: httpx.AsyncClient, stack: Stack) -> list[dict[str,
     return messages
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 async def test_every_notice_exactly_once_through_crashes_and_restarts(fault_system: FaultSystem) -> None:
     stack = fault_system.stack
     seed = int(os.environ.get("CUSTODY_WATCH_FAULT_SEED") or time.time_ns() % 1_000_000)
@@ -115,12 +115,21 @@ async def test_every_notice_exactly_once_through_crashes_and_restarts(fault_syst
                 await driver.verify(victim, "sms")
             recipients[phone(number)] = Recipient(f"case {case} subscriber {nth + 1}", case)
 
-        await asyncio.gather(*(one(n) for n in range(SUBSCRIBED_CASES * SUBSCRIBERS)))
-        await driver.wait_for_matching(agency, reachable_contacts=SUBSCRIBED_CASES * SUBSCRIBERS, within=60)
+        await asyncio.gather(*(one(n) for n in range(CASES * SUBSCRIBERS)))
+        await driver.wait_for_matching(agency, reachable_contacts=CASES * SUBSCRIBERS, within=60)
         setup_seconds = time.monotonic() - began
 
         # --- the feed flows while the faults happen -------------------------------------------------------------
-        injector = FaultInjector(stack, fault_system.kafka, fault_system.postgres, rng)
+        config = (await http.get(f"{stack.url('sms_sink')}/sink/config")).json()
+        assert config["dedupe"] is False, "the fault run needs a provider as unforgiving as Twilio"
+        injector = FaultInjector(
+            stack,
+            fault_system.kafka,
+            fault_system.postgres,
+            rng,
+            markers=stack.run_dir,
+            handoff_crashes=HANDOFF_CRASHES,
+        )
         faults = asyncio.create_task(injector.run())
         feed_began = time.monotonic()
         loop = asyncio.get_running_loop()
@@ -157,11 +166,11 @@ async def test_every_notice_exactly_once_through_crashes_and_restarts(fault_syst
         drained_after = await drain(DRAIN_WITHIN)
 
         # --- after every fault: a new subscriber (the subscription path came back too) and a change for them -----
-        late = phone(SUBSCRIBED_CASES * SUBSCRIBERS)
+        late = phone(CASES * SUBSCRIBERS)
         victim = await driver.subscribe(agency, feed.case_id(late_case), sms=late)
         await driver.verify(victim, "sms")
         recipients[late] = Recipient("the subscriber who came after the faults", late_case)
-        await driver.wait_for_matching(agency, reachable_contacts=SUBSCRIBED_CASES * SUBSCRIBERS + 1, within=60)
+        await driver.wait_for_matching(agency, reachable_contacts=CASES * SUBSCRIBERS + 1, within=60)
         await feed.push(feed.records(1, "after the faults (new subscriber)", cases=[late_case]))
         await drain(60.0)
         await asyncio.sleep(SETTLE)
@@ -176,7 +185,7 @@ async def test_every_notice_exactly_once_through_crashes_and_restarts(fault_syst
         + f"\nnotices: {verdict.expected} expected, {verdict.notification_ids} distinct ids at the provider, "
         f"drained {drained_after:.0f} s after the last push; total {time.monotonic() - began:.0f} s"
     )
-    assert len(injector.faults) == 7, injector.faults
+    assert len(injector.faults) == len(SERVICES) + HANDOFF_CRASHES + 2, injector.faults
     assert len(feed.changes) >= TARGET_CHANGES
     assert len(feed.accepted) == len(feed.changes), "every record of the feed is a real change"
     assert verdict.ok, verdict.report()

@@ -27,6 +27,13 @@ from services.delivery.providers.base import (
 logger = logging.getLogger(__name__)
 
 _UNSAFE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
+_ENHANCED_STATUS = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")
+
+
+def recipient_code(code: int, message: str) -> str:
+    """A RCPT refusal's enhanced status (``5.1.1``) when the reply starts with one, else its basic code."""
+    found = _ENHANCED_STATUS.match(message)
+    return found.group(1) if found else str(code)
 
 
 def message_id_for(reference: str, from_address: str) -> str:
@@ -105,23 +112,29 @@ class SmtpEmailProvider:
                 timeout=self._timeout,
             )
         except aiosmtplib.SMTPRecipientsRefused as error:
-            codes = [refusal.code for refusal in error.recipients]
-            raise self._refused(codes[0] if codes else 550, "recipient refused") from None
+            refusal = error.recipients[0] if error.recipients else None
+            code = refusal.code if refusal else 550
+            raise self._refused(code, recipient_code(code, refusal.message if refusal else ""), "recipient") from None
         except aiosmtplib.SMTPAuthenticationError as error:
             # Our credentials, not the recipient: never a reason to disable a contact point.
             raise TemporaryProviderError(f"{self.name}: SMTP authentication failed", code=str(error.code)) from None
+        except aiosmtplib.SMTPSenderRefused as error:
+            raise self._refused(error.code, f"MAIL {error.code}", "our sender") from None
+        except aiosmtplib.SMTPDataError as error:
+            raise self._refused(error.code, f"DATA {error.code}", "the message") from None
         except aiosmtplib.SMTPResponseException as error:
-            raise self._refused(error.code, type(error).__name__) from None
+            raise self._refused(error.code, f"{type(error).__name__} {error.code}", "the message") from None
         except (aiosmtplib.SMTPException, OSError) as error:
             raise TemporaryProviderError(f"{self.name}: SMTP connection failed ({type(error).__name__})") from None
         return ProviderReceipt(provider=self.name, provider_message_id=message_id, status="sent")
 
-    def _refused(self, code: int, what: str) -> TemporaryProviderError | PermanentProviderError:
+    def _refused(self, code: int, reported: str, what: str) -> TemporaryProviderError | PermanentProviderError:
+        """``code`` decides temporary (4xx) or permanent (5xx); ``reported`` is the code the domain judges by."""
         logger.info("smtp server refused a message", extra={"provider": self.name, "smtp_code": code})
-        reason = f"{self.name}: SMTP {code} {what}"
+        reason = f"{self.name}: SMTP {code} refused {what}"
         if 500 <= code < 600:
-            return PermanentProviderError(reason, code=str(code))
-        return TemporaryProviderError(reason, code=str(code))
+            return PermanentProviderError(reason, code=reported)
+        return TemporaryProviderError(reason, code=reported)
 
     async def close(self) -> None:
         """Nothing to release: every send opens and closes its own connection."""

@@ -3,7 +3,8 @@
 - SMTP on ``smtp_port``: every accepted message is parsed and stored (envelope, From, To, Subject, Message-ID, the
   text and HTML parts, all headers, including ``List-Unsubscribe``).
 - Recipients in ``bounce_addresses`` are refused at RCPT with ``550 5.1.1`` (a hard bounce); recipients in
-  ``tempfail_addresses`` with ``451 4.3.0`` (try again later).
+  ``tempfail_addresses`` with ``451 4.3.0`` (try again later); senders in ``refused_senders`` at MAIL FROM and
+  messages containing one of ``refused_content`` at DATA with ``550 5.7.1`` (a refusal of us, not of the victim).
 - HTTP on ``http_port``: ``GET /sink/emails`` (optional ``?to=``) lists, ``DELETE /sink/emails`` clears,
   ``GET``/``POST /sink/config`` read and change the addresses above (``EMAIL_SINK_BOUNCE_ADDRESSES`` and
   ``EMAIL_SINK_TEMPFAIL_ADDRESSES``, comma-separated, set the initial values).
@@ -41,6 +42,8 @@ class EmailSinkConfig(BaseModel):
 
     bounce_addresses: list[str] = Field(default_factory=list, description="Refused with 550 (hard bounce).")
     tempfail_addresses: list[str] = Field(default_factory=list, description="Refused with 451 (temporary).")
+    refused_senders: list[str] = Field(default_factory=list, description="MAIL FROM refused with 550 5.7.1.")
+    refused_content: list[str] = Field(default_factory=list, description="DATA containing one: 550 5.7.1.")
 
 
 def config_from_environment(environ: Mapping[str, str] | None = None) -> EmailSinkConfig:
@@ -111,6 +114,15 @@ class SinkSmtpHandler:
     def __init__(self, store: EmailStore) -> None:
         self.store = store
 
+    async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        if address.lower() in {sender.lower() for sender in self.store.config.refused_senders}:
+            return "550 5.7.1 Sender rejected by policy"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
@@ -124,6 +136,8 @@ class SinkSmtpHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd's name
         raw = envelope.original_content or envelope.content
+        if any(marker.encode() in bytes(raw) for marker in self.store.config.refused_content):
+            return "550 5.7.1 Message content rejected"
         self.store.add(parse_email(bytes(raw), mail_from=str(envelope.mail_from), rcpt_tos=list(envelope.rcpt_tos)))
         return "250 Message accepted for delivery"
 
