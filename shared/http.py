@@ -39,7 +39,11 @@ def health_router(runtime: ServiceRuntime) -> APIRouter:
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
     @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def prometheus_metrics() -> Response:
+    async def prometheus_metrics(request: Request) -> Response:
+        """For the scraper inside the cluster only: counts that move when one person registers must not reach the
+        public, so a request that came through a proxy (the ingress adds X-Forwarded-For) is not answered."""
+        if "x-forwarded-for" in request.headers or "forwarded" in request.headers:
+            return Response(status_code=404)
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

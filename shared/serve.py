@@ -39,5 +39,6 @@ def serve(create_app: Callable[[SettingsT], FastAPI], settings_type: type[Settin
         port=settings.http_port,
         log_config=None,
         access_log=False,
+        proxy_headers=False,  # only the service's TRUSTED_PROXIES decide whose X-Forwarded-For is believed
         timeout_graceful_shutdown=10,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import ssl
 from collections import Counter
 from typing import Annotated, Any, ClassVar, Literal, Self
 from urllib.parse import urlsplit
@@ -30,6 +31,14 @@ class KafkaSettings(BaseModel):
     )
     client_id: str = "custody-watch"
     request_timeout_ms: int = 30_000
+    security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="SASL_SSL in production (each service its own SCRAM-SHA-512 principal); PLAINTEXT only for a "
+        "local broker without authentication, and refused in production.",
+    )
+    sasl_username: str | None = Field(default=None, description="This service's Kafka principal (its name).")
+    sasl_password: str | None = Field(default=None, description="The principal's SCRAM-SHA-512 password.")
+    ssl_cafile: str | None = Field(default=None, description="CA of the broker's certificate (default: system CAs).")
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -38,12 +47,28 @@ class KafkaSettings(BaseModel):
             raise ValueError("KAFKA bootstrap servers must not be empty (host:port[,host:port])")
         return value.strip()
 
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Self:
+        if self.security_protocol != "PLAINTEXT" and not (self.sasl_username and self.sasl_password):
+            raise ValueError(f"KAFKA security_protocol {self.security_protocol} needs sasl_username and sasl_password")
+        return self
+
     def common_kwargs(self) -> dict[str, Any]:
-        return {
+        kwargs: dict[str, Any] = {
             "bootstrap_servers": self.bootstrap_servers,
             "client_id": self.client_id,
             "request_timeout_ms": self.request_timeout_ms,
+            "security_protocol": self.security_protocol,
         }
+        if self.security_protocol != "PLAINTEXT":
+            kwargs |= {
+                "sasl_mechanism": "SCRAM-SHA-512",
+                "sasl_plain_username": self.sasl_username,
+                "sasl_plain_password": self.sasl_password,
+            }
+        if self.security_protocol == "SASL_SSL":
+            kwargs["ssl_context"] = ssl.create_default_context(cafile=self.ssl_cafile)
+        return kwargs
 
     def producer_kwargs(self, transactional_id: str | None = None) -> dict[str, Any]:
         kwargs = self.common_kwargs() | {
@@ -144,6 +169,10 @@ class ServiceSettings(BaseSettings):
                 defaults.append(prefix + name.upper())
             elif is_secret_name(name) and (reason := placeholder_reason(str(value))):
                 placeholders.append(f"{prefix}{name.upper()} {reason}")
+        if self.kafka.security_protocol == "PLAINTEXT":
+            placeholders.append(f"{prefix}KAFKA__SECURITY_PROTOCOL is PLAINTEXT (no service identity on Kafka)")
+        elif self.kafka.sasl_password and (reason := placeholder_reason(self.kafka.sasl_password)):
+            placeholders.append(f"{prefix}KAFKA__SASL_PASSWORD {reason}")
         database_password = urlsplit(self.database_url).password
         if database_password and (word := placeholder_word(database_password)):
             placeholders.append(f"{prefix}DATABASE_URL has a placeholder password (contains {word!r})")

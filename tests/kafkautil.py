@@ -75,3 +75,12 @@ async def running(runner: ConsumerRunner) -> AsyncIterator[asyncio.Task[None]]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await runner.producer.stop()
+
+
+PRODUCTION_KAFKA = KafkaSettings(
+    bootstrap_servers="kafka.example.org:9093",
+    security_protocol="SASL_SSL",
+    sasl_username="service",
+    sasl_password="Qm3x-Vt8pLr2WzKc9YhN5sDf7JgA4bUe",
+)
+"""Kafka settings a production check accepts: SASL over TLS with a real-looking password (never connected to)."""

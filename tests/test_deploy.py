@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel
 
 from shared.contracts import SERVICES
+from shared.settings import is_secret_name, placeholder_reason
 from shared.topics import DEFAULT_PARTITIONS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,91 @@ def test_k8s_manifests_are_well_formed() -> None:
 
 @pytest.mark.parametrize("kind", ["ConfigMap", "Secret"])
 def test_k8s_config_names_real_settings(kind: str) -> None:
-    (document,) = [d for d in k8s_documents() if d["kind"] == kind]
-    variables = document.get("data") or document.get("stringData")
-    assert variables
-    assert unknown_settings(variables) == []
+    documents = [d for d in k8s_documents() if d["kind"] == kind]
+    assert documents
+    for document in documents:
+        variables = document.get("data") or document.get("stringData")
+        assert variables
+        assert unknown_settings(variables) == []
+
+
+def workloads() -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for d in k8s_documents() if d["kind"] in {"Deployment", "StatefulSet"}}
+
+
+def test_each_service_mounts_only_its_own_secret_and_the_example_values_are_refused() -> None:
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in k8s_documents() if d["kind"] == "Secret"}
+    for service, workload in workloads().items():
+        sources = workload["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+        mounted = [source["secretRef"]["name"] for source in sources if "secretRef" in source]
+        assert mounted == [f"{service}-secrets"]
+        keys = secrets[f"{service}-secrets"]
+        assert all(key.startswith(service.upper() + "_") for key in keys), keys
+        # A forgotten placeholder stops the service in production, naming the variable.
+        for key, value in keys.items():
+            if is_secret_name(key.lower()) and not key.endswith("_USERNAME"):
+                assert placeholder_reason(value) is not None, key
+    holders = {service for service, keys in secrets.items() if any("CONTACT_ENCRYPTION" in key for key in keys)}
+    assert holders == {"subscription-secrets", "delivery-secrets"}
+
+
+# Who calls whom: the ingress controller for the public paths, ops for the admin APIs, Prometheus for /metrics.
+CALLERS = {
+    "ingest": {"ingress", "ops", "monitoring"},
+    "subscription": {"ingress", "monitoring"},
+    "matching": {"ops", "monitoring"},
+    "delivery": {"ingress", "ops", "monitoring"},
+    "ops": {"ingress", "monitoring"},
+}
+PORTS = {"ingest": 8001, "subscription": 8002, "matching": 8003, "delivery": 8004, "ops": 8005}
+
+
+def caller_name(peer: dict[str, Any]) -> str:
+    if "podSelector" in peer:
+        return str(peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"])
+    namespace = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    return {"ingress-nginx": "ingress", "monitoring": "monitoring"}[namespace]
+
+
+def test_network_policies_let_each_service_be_reached_only_by_its_callers() -> None:
+    policies = [d for d in k8s_documents() if d["kind"] == "NetworkPolicy"]
+    deny = [p for p in policies if p["spec"]["podSelector"] == {}]
+    assert len(deny) == 1
+    assert deny[0]["spec"]["policyTypes"] == ["Ingress"]
+    assert "ingress" not in deny[0]["spec"]
+    allowed: dict[str, set[str]] = {}
+    for policy in policies:
+        if policy in deny:
+            continue
+        service = policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+        for rule in policy["spec"]["ingress"]:
+            assert rule["ports"] == [{"port": PORTS[service]}]
+            allowed.setdefault(service, set()).update(caller_name(peer) for peer in rule["from"])
+    assert allowed == CALLERS
+
+
+def test_the_ingress_routes_only_public_paths_and_the_services_trust_only_it() -> None:
+    (ingress,) = [d for d in k8s_documents() if d["kind"] == "Ingress"]
+    routes = {
+        (path["backend"]["service"]["name"], path["path"])
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert routes == {
+        ("ingest", "/v1/agencies"),
+        ("subscription", "/"),
+        ("delivery", "/v1/callbacks"),
+        ("delivery", "/v1/ack"),
+        ("ops", "/"),
+    }
+    (config,) = [d for d in k8s_documents() if d["kind"] == "ConfigMap"]
+    for service in {name for name, _ in routes}:
+        assert config["data"][f"{service.upper()}_TRUSTED_PROXIES"]
+    assert "MATCHING_TRUSTED_PROXIES" not in config["data"]
+
+
+def test_every_service_is_its_own_kafka_principal_over_tls() -> None:
+    (config,) = [d for d in k8s_documents() if d["kind"] == "ConfigMap"]
+    for service in SERVICES:
+        assert config["data"][f"{service.upper()}_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert config["data"][f"{service.upper()}_KAFKA__SASL_USERNAME"] == service

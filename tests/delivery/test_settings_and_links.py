@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from services.delivery.links import AcknowledgementTokens
 from services.delivery.settings import DeliverySettings
 from shared.crypto import generate_key
+from tests.kafkautil import PRODUCTION_KAFKA
 
 PROVIDER = {
     "name": "twilio",
@@ -28,6 +29,7 @@ def production(**overrides: object) -> DeliverySettings:
         "token_secret": "JaLkCMYqflZ_2iwuWB9eziue8ALY8IHAqlshdDRy",
         "operator_token": "e2IgCizqFvAlOhVk-a9W-sekT_dubTnWtFLUlFn3",
         "sms_providers": [PROVIDER],
+        "kafka": PRODUCTION_KAFKA,
     }
     return DeliverySettings(**(values | overrides))  # type: ignore[arg-type]
 

@@ -6,6 +6,8 @@ The privacy scan is the last test of this file on purpose: it reads what every t
 from __future__ import annotations
 
 import asyncio
+import collections
+import math
 import re
 import time
 import uuid
@@ -211,7 +213,12 @@ def test_no_generated_request_makes_any_service_answer_500(stack: Stack) -> None
             wanted=agency_scoped,
         ),
         Sweep(contracts / "subscription.json", stack.url("subscription"), max_examples=15),
-        Sweep(contracts / "matching.json", stack.url("matching"), max_examples=10),
+        Sweep(
+            contracts / "matching.json",
+            stack.url("matching"),
+            max_examples=10,
+            headers={"Authorization": f"Bearer {stack.secrets['OPERATOR_TOKEN']}"},
+        ),
         Sweep(
             contracts / "delivery.json",
             stack.url("delivery"),
@@ -249,6 +256,72 @@ def test_no_generated_request_makes_any_service_answer_500(stack: Stack) -> None
             succeeded = sum(count for status, count in result.statuses.items() if 200 <= status < 300)
             assert succeeded > 0, f"no request to {sweep.base_url} succeeded: {dict(result.statuses)}"
     assert ops_session.get(f"{stack.url('ops')}/api/dashboard", allow_redirects=False).status_code == 200
+
+
+# --- 2b. who may get in, and how much they may send -----------------------------------------------------------------
+
+
+async def test_matching_counts_are_for_operators_only(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url("matching"), timeout=30) as client:
+        anonymous = await client.get("/v1/matching/stats", params={"agency_id": "demo-county-jail"})
+        assert anonymous.status_code == 401
+        operator = {"Authorization": f"Bearer {stack.secrets['OPERATOR_TOKEN']}"}
+        assert (await client.get("/v1/matching/stats", headers=operator)).status_code == 200
+
+
+async def test_fifty_parallel_wrong_logins_do_not_keep_the_admin_out(stack: Stack) -> None:
+    attacker = {"X-Forwarded-For": f"203.0.113.{uuid.uuid4().int % 250 + 1}"}
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=stack.url("ops"), timeout=60) as client:
+        guesses = await asyncio.gather(
+            *(
+                client.post("/login", data={"username": "admin", "password": f"guess-{n}"}, headers=attacker)
+                for n in range(50)
+            )
+        )
+    elapsed = time.monotonic() - started
+    statuses = collections.Counter(answer.status_code for answer in guesses)
+    assert set(statuses) == {401, 429}, statuses
+    # Five free tries, then one more each time the doubling wait (1 s, 2 s, 4 s...) has passed: claimed atomically,
+    # so parallel guesses get no extra ones.
+    assert statuses[401] <= 5 + 1 + math.floor(math.log2(1 + elapsed)), (statuses, elapsed)
+    other_client = {"X-Forwarded-For": "198.51.100.20"}
+    async with httpx.AsyncClient(base_url=stack.url("ops"), headers=other_client, timeout=30) as operator:
+        login = {"username": "admin", "password": stack.secrets["OPS_ADMIN_PASSWORD"], "next": "/"}
+        answer = await operator.post("/login", data=login, follow_redirects=True)
+        assert answer.status_code == 200
+        assert str(answer.url).rstrip("/") == stack.url("ops")
+
+
+async def test_json_nested_100000_deep_is_a_400_and_leaves_no_batch(stack: Stack, system: SystemDriver) -> None:
+    token = uuid.uuid4().hex[:8]
+    agency = f"deep-{token}"
+    key = await system.create_agency(agency)
+    url = f"{stack.url('ingest')}/v1/agencies/{agency}/custody-events"
+    headers = {"Authorization": f"Bearer {key}", "Idempotency-Key": f"deep-{token}"}
+    deep = b'{"records": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    async with httpx.AsyncClient(timeout=60) as client:
+        refused = await client.post(url, content=deep, headers=headers | {"Content-Type": "application/json"})
+        assert refused.status_code == 400
+        assert "nested deeper than" in refused.json()["detail"]
+        # Had the deep body been stored under this key, the same key with another body would now get a 422.
+        record = custody_record(f"r-{token}", f"CR-D-{token}", "BOOKED")
+        accepted = await client.post(url, json={"records": [record]}, headers=headers)
+        assert accepted.status_code == 200, accepted.text
+        assert accepted.json()["summary"]["accepted"] == 1
+
+
+@pytest.mark.parametrize(
+    ("service", "path"), [("subscription", "/v1/sms/inbound"), ("delivery", "/v1/callbacks/sms/local-sms")]
+)
+async def test_a_ten_mib_unsigned_webhook_is_refused_before_it_is_parsed(stack: Stack, service: str, path: str) -> None:
+    body = b"Body=" + b"x" * (10 * 1024 * 1024)
+    async with httpx.AsyncClient(base_url=stack.url(service), timeout=60) as client:
+        answer = await client.post(path, content=body, headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.status_code == 413
+        assert "65536 bytes" in answer.json()["detail"]
+        unsigned = await client.post(path, data={"Body": "STOP", "From": "+15125550100"})
+        assert unsigned.status_code in (401, 403)  # a small body gets as far as the signature check
 
 
 # --- 3. privacy: last, so it sees what every test before it left ----------------------------------------------------

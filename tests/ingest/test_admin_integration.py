@@ -20,7 +20,7 @@ from shared.settings import KafkaSettings
 from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, OPS_ALERT, SUBJECT_SEALED
 from tests.apps import running_app
 from tests.ingest.conftest import ADMIN, create_agency, push, record, results
-from tests.kafkautil import read_exactly
+from tests.kafkautil import PRODUCTION_KAFKA, read_exactly
 
 pytestmark = pytest.mark.integration
 
@@ -178,4 +178,7 @@ async def test_a_stored_batch_left_unprocessed_is_recovered_on_start(
 def test_production_refuses_the_development_admin_token() -> None:
     with pytest.raises(ValueError, match="INGEST_ADMIN_TOKEN"):
         IngestSettings(environment="production", admin_token=DEV_ADMIN_TOKEN)
-    assert IngestSettings(environment="production", admin_token="a-real-secret-of-enough-length").admin_token
+    real = IngestSettings(
+        environment="production", admin_token="a-real-secret-of-enough-length", kafka=PRODUCTION_KAFKA
+    )
+    assert real.admin_token

@@ -15,6 +15,7 @@ from services.matching.domain import KnownCustodyState
 from services.matching.settings import MatchingSettings
 from shared.events import NotificationKind, SubjectIdentifier
 from shared.vocabulary import Channel, CustodyStatus, IdentifierKind, Urgency
+from tests.kafkautil import PRODUCTION_KAFKA
 from tests.matching.factories import change, contact, subscription
 
 NOW = datetime(2026, 3, 1, 13, 0, tzinfo=UTC)
@@ -204,6 +205,8 @@ def test_settings_give_each_instance_its_transactional_id(monkeypatch) -> None:
 def test_production_needs_a_stable_instance_id() -> None:
     token = "k7Yq2-Rv9Lm4TxWb8NcZ3pHs6JdF1gQe"
     with pytest.raises(ValidationError, match="MATCHING_INSTANCE_ID"):
-        MatchingSettings(environment="production", operator_token=token)
-    production = MatchingSettings(environment="production", instance_id="matching-1", operator_token=token)
+        MatchingSettings(environment="production", operator_token=token, kafka=PRODUCTION_KAFKA)
+    production = MatchingSettings(
+        environment="production", instance_id="matching-1", operator_token=token, kafka=PRODUCTION_KAFKA
+    )
     assert production.instance_id == "matching-1"

@@ -30,6 +30,7 @@ from services.ops.domain import (
 )
 from services.ops.settings import DEV_SESSION_SECRET, OpsSettings
 from shared.events import DeliveryStatus
+from tests.kafkautil import PRODUCTION_KAFKA
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
@@ -220,13 +221,14 @@ def test_production_refuses_development_secrets() -> None:
         match="OPS_SESSION_SECRET, OPS_INGEST_ADMIN_TOKEN, OPS_BOOTSTRAP_ADMIN_PASSWORD, OPS_DELIVERY_OPERATOR_TOKEN, "
         "OPS_MATCHING_OPERATOR_TOKEN",
     ):
-        OpsSettings(environment="production")
+        OpsSettings(environment="production", kafka=PRODUCTION_KAFKA)
     settings = OpsSettings(
         environment="production",
         session_secret="IPyQ_5CrvJaAJB7dpp2LX85OL56tQXpNpNIBxVO1",
         ingest_admin_token="UTAypJh2U0-1TgAlX1tWg3Rc8stTRGf0k83sNA7w",
         delivery_operator_token="FJPHKuC02971Ib3vGPjiaxHP1Vbs82KVCFhyZs0c",
         matching_operator_token="p3W9-zQeLr7TkVu2XsYb5NdGh8JmCa4F",
+        kafka=PRODUCTION_KAFKA,
         bootstrap_admin_username="",
         bootstrap_admin_password="",
     )
@@ -247,6 +249,7 @@ def test_settings_reject_bad_values() -> None:
             ingest_admin_token="UTAypJh2U0-1TgAlX1tWg3Rc8stTRGf0k83sNA7w",
             delivery_operator_token="FJPHKuC02971Ib3vGPjiaxHP1Vbs82KVCFhyZs0c",
             matching_operator_token="p3W9-zQeLr7TkVu2XsYb5NdGh8JmCa4F",
+            kafka=PRODUCTION_KAFKA,
             bootstrap_admin_password="a-long-enough-password",
             secure_cookies=False,
         )

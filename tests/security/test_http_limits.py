@@ -141,3 +141,9 @@ async def test_operator_endpoints_need_the_token(client: httpx.AsyncClient) -> N
     assert wrong.headers["www-authenticate"] == "Bearer"
     right = await client.get("/v1/admin/things", headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"})
     assert right.json() == {"ok": True}
+
+
+async def test_metrics_are_not_served_through_a_proxy(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/metrics")).status_code == 200
+    assert (await client.get("/metrics", headers={"X-Forwarded-For": "192.0.2.1"})).status_code == 404
+    assert (await client.get("/metrics", headers={"Forwarded": "for=192.0.2.1"})).status_code == 404

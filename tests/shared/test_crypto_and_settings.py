@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from shared.crypto import ContactCipher, ContactDecryptError, generate_key, mask_email, mask_phone
 from shared.kafka import RetryPolicy
 from shared.settings import KafkaSettings, ServiceSettings
+from tests.kafkautil import PRODUCTION_KAFKA
 
 INDEX_KEY = "x" * 32
 
@@ -112,7 +113,8 @@ def test_production_accepts_generated_secrets_and_development_accepts_anything()
     from services.ingest.settings import IngestSettings
 
     generated = secrets.token_urlsafe(24)
-    assert IngestSettings(environment="production", admin_token=generated).admin_token == generated
+    production = IngestSettings(environment="production", admin_token=generated, kafka=PRODUCTION_KAFKA)
+    assert production.admin_token == generated
     assert IngestSettings(environment="development", admin_token="CHANGE-ME-but-only-locally").environment
 
 
@@ -123,5 +125,33 @@ def test_production_refuses_a_placeholder_database_password() -> None:
         IngestSettings(
             environment="production",
             admin_token=secrets.token_urlsafe(24),
+            kafka=PRODUCTION_KAFKA,
             database_url="postgresql://ingest:CHANGE-ME@postgres:5432/ingest",
         )
+
+
+def test_kafka_identity_settings_become_client_arguments() -> None:
+    with pytest.raises(ValidationError, match="needs sasl_username and sasl_password"):
+        KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_username="ingest")
+    sasl = KafkaSettings(security_protocol="SASL_PLAINTEXT", sasl_username="ingest", sasl_password="p" * 20)
+    identity = {
+        "security_protocol": "SASL_PLAINTEXT",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "ingest",
+        "sasl_plain_password": "p" * 20,
+    }
+    assert identity.items() <= sasl.producer_kwargs().items()
+    assert identity.items() <= sasl.consumer_kwargs("g").items()
+    assert KafkaSettings().common_kwargs()["security_protocol"] == "PLAINTEXT"
+    assert "ssl_context" in PRODUCTION_KAFKA.common_kwargs()
+
+
+def test_production_refuses_kafka_without_identity_or_with_a_placeholder_password() -> None:
+    from services.ingest.settings import IngestSettings
+
+    token = secrets.token_urlsafe(24)
+    with pytest.raises(ValidationError, match="INGEST_KAFKA__SECURITY_PROTOCOL is PLAINTEXT"):
+        IngestSettings(environment="production", admin_token=token)
+    placeholder = PRODUCTION_KAFKA.model_copy(update={"sasl_password": "CHANGE-ME-kafka-password"})
+    with pytest.raises(ValidationError, match="INGEST_KAFKA__SASL_PASSWORD looks like a placeholder"):
+        IngestSettings(environment="production", admin_token=token, kafka=placeholder)

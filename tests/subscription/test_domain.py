@@ -51,6 +51,7 @@ from services.subscription.settings import SubscriptionSettings
 from shared.crypto import generate_key
 from shared.events import SubjectIdentifier
 from shared.vocabulary import Channel, CustodyStatus, IdentifierKind, Language
+from tests.kafkautil import PRODUCTION_KAFKA
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 KEY = "k" * 40
@@ -398,7 +399,7 @@ def test_twiml_escapes_and_replies_in_the_subscribers_language() -> None:
 
 def test_production_refuses_development_secrets() -> None:
     with pytest.raises(ValidationError, match="development defaults for: SUBSCRIPTION_CONTACT_ENCRYPTION_KEYS"):
-        SubscriptionSettings(environment="production", public_base_url="https://x.example")
+        SubscriptionSettings(environment="production", public_base_url="https://x.example", kafka=PRODUCTION_KAFKA)
     good = SubscriptionSettings(
         environment="production",
         public_base_url="https://subscribe.example.org",
@@ -407,6 +408,7 @@ def test_production_refuses_development_secrets() -> None:
         token_secret="V8kQquMO_7V4x4LernsyNYWuHfOwvDCiGIzHpRMx",
         twilio_auth_token="tAzuAMJKmmtmejtwqxSdR3mggWco1WC7cVJhoASU",
         sms_from_number="+14155550100",
+        kafka=PRODUCTION_KAFKA,
     )
     assert good.http_port == 8002
     assert good.service_name == "subscription"
