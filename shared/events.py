@@ -79,6 +79,9 @@ class AgencyProfile(Payload):
     expected_feed_interval_minutes: int = 60
     notices_paused: bool = False
     active: bool = True
+    public_name_search: bool = Field(
+        default=False, description="Victims may search this agency's people by name (never sealed ones)."
+    )
     updated_at: datetime
 
 

@@ -75,6 +75,7 @@ def agency_out(agency: store.Agency) -> AgencyOut:
         storm_min_changes=agency.storm_min_changes,
         storm_rate_multiple=agency.storm_rate_multiple,
         silence_notice_after_minutes=agency.silence_notice_after_minutes,
+        public_name_search=agency.public_name_search,
         created_at=agency.created_at,
         updated_at=agency.updated_at,
     )

@@ -68,6 +68,7 @@ def profile_of(agency: Agency) -> AgencyProfile:
         expected_feed_interval_minutes=agency.expected_feed_interval_minutes,
         notices_paused=agency.notices_paused,
         active=agency.active,
+        public_name_search=agency.public_name_search,
         updated_at=agency.updated_at,
     )
 

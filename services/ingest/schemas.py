@@ -74,6 +74,11 @@ class AgencyFields(BaseModel):
         description="After this many minutes without a feed, subscribers of people in custody are told their "
         "status cannot be confirmed right now; null (the default) never tells them.",
     )
+    public_name_search: bool | None = Field(
+        default=None,
+        description="Victims without a number may search by name the people this agency holds or released in the "
+        "last 30 days (never a sealed one); off unless set.",
+    )
 
 
 class AgencyCreate(AgencyFields):
@@ -108,6 +113,7 @@ class AgencyOut(BaseModel):
     storm_min_changes: int
     storm_rate_multiple: float
     silence_notice_after_minutes: int | None
+    public_name_search: bool
     created_at: datetime
     updated_at: datetime
 

@@ -29,7 +29,7 @@ AGENCY_COLUMNS = (
     "agency_id, name, timezone, contact_phone, victim_services_phone, victim_services_url,"
     " expected_feed_interval_minutes, notices_paused, active, status_map, csv_columns, created_at, updated_at,"
     " last_feed_at, feed_stale, storm_window_minutes, storm_population_share, storm_min_changes, storm_rate_multiple,"
-    " silence_notice_after_minutes, silence_notified_for"
+    " silence_notice_after_minutes, silence_notified_for, public_name_search"
 )
 EDITABLE_AGENCY_FIELDS = frozenset(
     {
@@ -48,6 +48,7 @@ EDITABLE_AGENCY_FIELDS = frozenset(
         "storm_min_changes",
         "storm_rate_multiple",
         "silence_notice_after_minutes",
+        "public_name_search",
     }
 )
 
@@ -75,6 +76,7 @@ class Agency:
     storm_rate_multiple: float
     silence_notice_after_minutes: int | None
     silence_notified_for: datetime | None
+    public_name_search: bool
 
     @property
     def storm_policy(self) -> StormPolicy:

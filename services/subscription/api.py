@@ -16,6 +16,8 @@ from services.subscription.schemas import (
     CreatedView,
     CustodyStatusView,
     IdentifierBody,
+    PeopleView,
+    PersonView,
     PreferencesPatch,
     Problem,
     ResendRequest,
@@ -235,6 +237,31 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
             status=view.status,
             effective_at=view.effective_at,
             facility=view.facility,
+        )
+
+    @router.get(
+        "/agencies/{agency_id}/people",
+        tags=["lookup"],
+        summary="Search by name, where the agency allows it: held now or released in the last 30 days, never sealed",
+    )
+    async def people(
+        agency_id: Annotated[str, Path(min_length=1, max_length=64, pattern=AGENCY_PATTERN)],
+        last_name: Annotated[str, Query(min_length=1, max_length=100)],
+        first_name: Annotated[str, Query(min_length=1, max_length=100)],
+        client: ClientAddress,
+    ) -> PeopleView:
+        found = await service.search_by_name(agency_id, last_name, first_name, client)
+        return PeopleView(
+            people=[
+                PersonView(
+                    display_name=match.display_name,
+                    status=match.status,
+                    effective_at=match.effective_at,
+                    facility=match.facility,
+                    identifier=IdentifierBody(kind=match.identifier.kind, value=match.identifier.value),
+                )
+                for match in found
+            ]
         )
 
     return router

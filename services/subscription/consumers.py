@@ -52,6 +52,7 @@ def create_handler(service: SubscriptionService) -> Handler:
                     facility=data.facility,
                     effective_at=data.effective_at,
                     now=now,
+                    display_name=data.display_name,
                 )
             elif isinstance(data, SubjectSealed):
                 await store.link_identifiers(connection, data.agency_id, data.subject_id, _normalised(data.identifiers))

@@ -105,5 +105,17 @@ class CustodyStatusView(BaseModel):
     facility: str | None
 
 
+class PersonView(BaseModel):
+    display_name: str
+    status: CustodyStatus
+    effective_at: datetime
+    facility: str | None
+    identifier: IdentifierBody = Field(description="The number to subscribe with.")
+
+
+class PeopleView(BaseModel):
+    people: list[PersonView] = Field(max_length=10)
+
+
 class Problem(BaseModel):
     detail: str

@@ -26,6 +26,8 @@ from services.subscription.domain.errors import (
     TooManyRequestsError,
     UnauthorizedError,
 )
+from services.subscription.domain.names import MAX_RESULTS as MAX_NAME_RESULTS
+from services.subscription.domain.names import RELEASED_WITHIN, name_words
 from services.subscription.domain.ratelimit import Limit, retry_after, window_start
 from services.subscription.domain.subscription import (
     Contact,
@@ -735,6 +737,24 @@ class SubscriptionService:
         if view is None:
             raise NotFoundError("no custody information for this case")
         return view
+
+    async def search_by_name(
+        self, agency_id: str, last_name: str, first_name: str, client: str
+    ) -> list[store.NameMatch]:
+        """People an agency that allows it holds now or released in the last 30 days, by last and first name;
+        never a sealed one; at most ten; the same rate limit as the lookup."""
+        await self.limit(self.client_limits()["lookup"], client)
+        last, first = name_words(last_name), name_words(first_name)
+        if not last or not first:
+            raise InvalidRequestError("give a last name and a first name")
+        async with self.pool.acquire() as connection:
+            agency = await store.get_agency(connection, agency_id)
+            if agency is None or not agency.public_name_search:
+                raise NotFoundError("this agency does not offer a search by name")
+            released_since = self._now() - RELEASED_WITHIN
+            return await store.people_named(
+                connection, agency_id, sorted({*last, *first}), released_since, MAX_NAME_RESULTS
+            )
 
     # --- key rotation ------------------------------------------------------------------------------------------
 

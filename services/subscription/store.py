@@ -8,6 +8,7 @@ from datetime import datetime
 
 import asyncpg
 
+from services.subscription.domain.names import HELD_NOW, name_words
 from services.subscription.domain.subscription import Contact, Subscription
 from services.subscription.domain.verification import Challenge
 from shared.db import Connection
@@ -23,38 +24,42 @@ class Agency:
     name: str
     timezone: str
     active: bool
+    public_name_search: bool = False
+
+
+_AGENCY_COLUMNS = "agency_id, name, timezone, active, public_name_search"
 
 
 async def upsert_agency(connection: Connection, profile: AgencyProfile) -> None:
     """Keep the newest profile; an older one arriving late changes nothing."""
     await connection.execute(
         """
-        INSERT INTO agencies (agency_id, name, timezone, active, updated_at) VALUES ($1, $2, $3, $4, $5)
+        INSERT INTO agencies (agency_id, name, timezone, active, public_name_search, updated_at)
+        VALUES ($1, $2, $3, $4, $5, $6)
         ON CONFLICT (agency_id) DO UPDATE
             SET name = EXCLUDED.name, timezone = EXCLUDED.timezone, active = EXCLUDED.active,
-                updated_at = EXCLUDED.updated_at
+                public_name_search = EXCLUDED.public_name_search, updated_at = EXCLUDED.updated_at
             WHERE agencies.updated_at <= EXCLUDED.updated_at
         """,
         profile.agency_id,
         profile.name,
         profile.timezone,
         profile.active,
+        profile.public_name_search,
         profile.updated_at,
     )
 
 
 async def get_agency(connection: Connection, agency_id: str) -> Agency | None:
-    row = await connection.fetchrow(
-        "SELECT agency_id, name, timezone, active FROM agencies WHERE agency_id = $1", agency_id
-    )
-    return None if row is None else Agency(row["agency_id"], row["name"], row["timezone"], row["active"])
+    row = await connection.fetchrow(f"SELECT {_AGENCY_COLUMNS} FROM agencies WHERE agency_id = $1", agency_id)  # noqa: S608
+    return None if row is None else Agency(**dict(row))
 
 
 async def active_agencies(connection: Connection) -> list[Agency]:
     rows = await connection.fetch(
-        "SELECT agency_id, name, timezone, active FROM agencies WHERE active ORDER BY name, agency_id"
+        f"SELECT {_AGENCY_COLUMNS} FROM agencies WHERE active ORDER BY name, agency_id"  # noqa: S608
     )
-    return [Agency(row["agency_id"], row["name"], row["timezone"], row["active"]) for row in rows]
+    return [Agency(**dict(row)) for row in rows]
 
 
 # --- subscriptions ----------------------------------------------------------------------------------------------
@@ -351,15 +356,21 @@ async def record_custody_status(
     facility: str | None,
     effective_at: datetime,
     now: datetime,
+    display_name: str | None = None,
 ) -> None:
-    """Keep the latest status by effective time; a late, older change does not overwrite a newer one."""
+    """Keep the latest status by effective time; a late, older change does not overwrite a newer one. A change
+    without a name keeps the name already known."""
     await connection.execute(
         """
-        INSERT INTO custody_subjects (agency_id, subject_id, status, facility, effective_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6)
+        INSERT INTO custody_subjects (agency_id, subject_id, status, facility, effective_at, updated_at,
+            display_name, name_words)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
         ON CONFLICT (agency_id, subject_id) DO UPDATE
             SET status = EXCLUDED.status, facility = EXCLUDED.facility, effective_at = EXCLUDED.effective_at,
-                updated_at = EXCLUDED.updated_at
+                updated_at = EXCLUDED.updated_at,
+                display_name = COALESCE(EXCLUDED.display_name, custody_subjects.display_name),
+                name_words = CASE WHEN EXCLUDED.display_name IS NULL THEN custody_subjects.name_words
+                                  ELSE EXCLUDED.name_words END
             WHERE custody_subjects.effective_at IS NULL OR custody_subjects.effective_at <= EXCLUDED.effective_at
         """,
         agency_id,
@@ -368,7 +379,57 @@ async def record_custody_status(
         facility,
         effective_at,
         now,
+        display_name,
+        name_words(display_name),
     )
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    display_name: str
+    status: CustodyStatus
+    effective_at: datetime
+    facility: str | None
+    identifier: SubjectIdentifier
+
+
+async def people_named(
+    connection: Connection, agency_id: str, words: Sequence[str], released_since: datetime, limit: int
+) -> list[NameMatch]:
+    """Unsealed people of the agency whose name has all these words, held now or released since then; each with
+    the identifier a victim registers with (booking number first)."""
+    rows = await connection.fetch(
+        """
+        SELECT s.display_name, s.status, s.effective_at, s.facility, i.identifier_kind, i.identifier_value
+        FROM custody_subjects s
+        JOIN LATERAL (
+            SELECT identifier_kind, identifier_value FROM custody_identifiers
+            WHERE agency_id = s.agency_id AND subject_id = s.subject_id
+            ORDER BY array_position(ARRAY['booking_number', 'person_number', 'case_number'], identifier_kind),
+                identifier_value
+            LIMIT 1
+        ) i ON true
+        WHERE s.agency_id = $1 AND s.name_words @> $2::text[] AND NOT s.sealed AND s.display_name IS NOT NULL
+            AND (s.status = ANY($3::text[]) OR (s.status = 'released' AND s.effective_at >= $4))
+        ORDER BY s.display_name, s.subject_id
+        LIMIT $5
+        """,
+        agency_id,
+        list(words),
+        [status.value for status in HELD_NOW],
+        released_since,
+        limit,
+    )
+    return [
+        NameMatch(
+            display_name=row["display_name"],
+            status=CustodyStatus(row["status"]),
+            effective_at=row["effective_at"],
+            facility=row["facility"],
+            identifier=SubjectIdentifier(kind=IdentifierKind(row["identifier_kind"]), value=row["identifier_value"]),
+        )
+        for row in rows
+    ]
 
 
 async def seal_subject(connection: Connection, agency_id: str, subject_id: str, now: datetime) -> None:

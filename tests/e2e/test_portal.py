@@ -71,7 +71,8 @@ WORDS: dict[str, dict[str, str]] = {
         "cancelled": "Your messages are cancelled.",
         "wrong": "The code is not right.",
         "missing_agency": "Choose the jail or agency",
-        "changed_notice": "settings were changed",
+        "search": "Search",
+        "choose": "Choose this person",
     },
     "es": {
         "start": "Empezar",
@@ -89,7 +90,8 @@ WORDS: dict[str, dict[str, str]] = {
         "cancelled": "Sus mensajes están cancelados.",
         "wrong": "El código no es correcto.",
         "missing_agency": "Elija la cárcel o agencia",
-        "changed_notice": "configuracion de sus avisos",
+        "search": "Buscar",
+        "choose": "Elegir a esta persona",
     },
 }
 
@@ -243,6 +245,38 @@ async def test_link_and_problem_pages_pass_axe(browser: Browser, system: SystemD
             await page.goto(f"{url}{'&' if '?' in url else '?'}lang={language}")
             await expect(page.locator("html")).to_have_attribute("lang", language)
             await walk.looked_at(name)
+    finally:
+        await context.close()
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+async def test_name_search_where_the_agency_allows_it(browser: Browser, system: SystemDriver, language: str) -> None:
+    agency_id = f"names-{uuid.uuid4().hex[:8]}"
+    api_key = await system.create_agency(agency_id, name=f"Name Search Jail {agency_id[-8:]}", public_name_search=True)
+    last_name = f"Ruiz{uuid.uuid4().hex[:6]}"
+    case = f"CR-{uuid.uuid4().hex[:6].upper()}"
+    await system.push(agency_id, api_key, [custody_record(f"{case}-1", case, "BOOKED", name=f"Ana {last_name}")])
+    portal = system.stack.url("subscription")
+    context = await browser.new_context(viewport=PHONE)
+    page = await context.new_page()
+    walk = Walk(page, language, audit=True)
+    try:
+        for _ in range(300):  # the agency and the booking reach the portal through Kafka
+            await page.goto(f"{portal}/find/name?lang={language}")
+            if await page.locator(f"option[value='{agency_id}']").count():
+                break
+            await asyncio.sleep(0.1)
+        await walk.submit(WORDS[language]["search"])
+        await expect(page.locator(".error-summary")).to_be_visible()
+        await walk.looked_at("name-errors")
+        await page.select_option("#agency_id", agency_id)
+        await page.fill("#last_name", last_name.upper())
+        await page.fill("#first_name", "ana")
+        await walk.submit(WORDS[language]["search"])
+        await expect(page.locator("main")).to_contain_text(f"Ana {last_name}")
+        await walk.looked_at("name-results")
+        await page.get_by_role("button", name=re.compile(WORDS[language]["choose"])).click()
+        await expect(page.locator("#sms")).to_be_visible()
     finally:
         await context.close()
 

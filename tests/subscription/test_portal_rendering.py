@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from services.delivery.rendering import NoticeLinks, render_email, render_sms
+from services.subscription.domain.names import name_words
 from services.subscription.domain.subscription import ALL_EVENT_TYPES
-from services.subscription.portal.forms import ContactForm, Draft, FieldError, FindForm, OptionsForm
+from services.subscription.portal.forms import ContactForm, Draft, FieldError, FindForm, NameForm, OptionsForm
 from services.subscription.rendering import TEMPLATE_DIRECTORY, default_renderer
 from shared.events import NotificationKind, NotificationRequested, SubscriptionChange
 from shared.vocabulary import Channel, Language, Urgency
@@ -41,9 +42,10 @@ OPTION_CONTEXT: dict[str, Any] = {
     "event_options": [(str(status), str(status).upper(), None) for status in ALL_EVENT_TYPES],
 }
 ERROR = [FieldError(field="number", key="number.missing")]
+NAME_ERRORS = [FieldError(field="last_name", key="last_name.missing")]
 PAGES: dict[str, dict[str, Any]] = {
     "start": {},
-    "find": {"form": FindForm(), "agencies": [("cook", "Cook County Jail")], "errors": ERROR},
+    "find": {"form": FindForm(), "agencies": [("cook", "Cook County Jail")], "errors": ERROR, "name_search": True},
     "find_result": {
         "agency_name": "Cook County Jail",
         "kind": "booking_number",
@@ -51,6 +53,19 @@ PAGES: dict[str, dict[str, Any]] = {
         "status": "released",
         "facility": "Main Jail",
         "since": "2026-11-27 14:05 UTC",
+    },
+    "find_name": {"form": NameForm(), "agencies": [("cook", "Cook County Jail")], "errors": NAME_ERRORS},
+    "find_name_results": {
+        "people": [
+            {
+                "display_name": "Ana Ruiz",
+                "status": "in_custody",
+                "facility": None,
+                "kind": "booking_number",
+                "number": "B1",
+            }
+        ],
+        "full": True,
     },
     "register_contact": {"form": ContactForm(), "errors": [FieldError(field="sms", key="sms.invalid")]},
     "register_options": {**OPTION_CONTEXT, "errors": [FieldError(field="quiet_end", key="quiet_end.same")]},
@@ -213,6 +228,15 @@ def test_every_form_error_key_has_words() -> None:
     concrete = {key.replace("{channel}", channel) for key in keys for channel in ("sms", "email")}
     assert concrete
     assert {f"error.{key}" for key in concrete} <= set(words)
+
+
+def test_names_match_without_case_accents_or_order() -> None:
+    assert name_words("Pérez-Núñez, José") == ["jose", "nunez", "perez"]
+    assert name_words("  ") == []
+    assert name_words(None) == []
+    assert [e.key for e in NameForm(agency_id="cook", last_name="--", first_name="Ana").problems({"cook"})] == [
+        "last_name.missing"
+    ]
 
 
 def test_draft_knows_how_far_it_got() -> None:

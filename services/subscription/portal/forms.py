@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.subscription.domain.contacts import normalise_email, normalise_phone
 from services.subscription.domain.errors import InvalidContactError, InvalidRequestError
+from services.subscription.domain.names import name_words
 from services.subscription.domain.subscription import ALL_EVENT_TYPES, validate_timezone
 from shared.vocabulary import CustodyStatus, IdentifierKind, Language
 
@@ -41,6 +42,22 @@ class FindForm(Form):
             errors.append(FieldError(field="number", key="number.missing"))
         elif len(self.number) > MAX_NUMBER:
             errors.append(FieldError(field="number", key="number.too_long"))
+        return errors
+
+
+class NameForm(Form):
+    agency_id: str = ""
+    last_name: str = ""
+    first_name: str = ""
+
+    def problems(self, agency_ids: set[str]) -> list[FieldError]:
+        errors = []
+        if self.agency_id not in agency_ids:
+            errors.append(FieldError(field="agency_id", key="agency_id.missing"))
+        if not name_words(self.last_name):
+            errors.append(FieldError(field="last_name", key="last_name.missing"))
+        if not name_words(self.first_name):
+            errors.append(FieldError(field="first_name", key="first_name.missing"))
         return errors
 
 
@@ -137,6 +154,8 @@ class Draft(Form):
     agency_id: str = ""
     kind: str = ""
     number: str = ""
+    last_name: str = ""
+    first_name: str = ""
     sms: str = ""
     email: str = ""
     options: OptionsForm | None = None

@@ -20,6 +20,7 @@ from services.subscription.domain.errors import (
     SubscriptionError,
     TooManyRequestsError,
 )
+from services.subscription.domain.names import MAX_RESULTS
 from services.subscription.domain.subscription import ALL_EVENT_TYPES, Subscription
 from services.subscription.portal.forms import (
     AddContactForm,
@@ -28,6 +29,7 @@ from services.subscription.portal.forms import (
     Draft,
     FieldError,
     FindForm,
+    NameForm,
     OptionsForm,
 )
 from services.subscription.portal.web import Pages
@@ -111,10 +113,93 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return pages.render(request, "start", pages.language(request))
 
     async def find_page(request: Request, form: FindForm, errors: list[FieldError], status_code: int) -> Response:
-        agencies = [(agency.agency_id, agency.name) for agency in await service.agencies()]
-        language = pages.language(request)
+        known = await service.agencies()
+        agencies = [(agency.agency_id, agency.name) for agency in known]
         return pages.render(
-            request, "find", language, status_code=status_code, form=form, agencies=agencies, errors=errors
+            request,
+            "find",
+            pages.language(request),
+            status_code=status_code,
+            form=form,
+            agencies=agencies,
+            errors=errors,
+            name_search=any(agency.public_name_search for agency in known),
+        )
+
+    async def name_search_agencies() -> list[tuple[str, str]]:
+        return [(agency.agency_id, agency.name) for agency in await service.agencies() if agency.public_name_search]
+
+    async def name_page(request: Request, form: NameForm, errors: list[FieldError], status_code: int) -> Response:
+        agencies = await name_search_agencies()
+        return pages.render(
+            request,
+            "find_name",
+            pages.language(request),
+            status_code=status_code,
+            form=form,
+            agencies=agencies,
+            errors=errors,
+        )
+
+    @router.get("/find/name")
+    async def find_name(request: Request) -> Response:
+        draft = pages.draft(request)
+        form = NameForm(agency_id=draft.agency_id, last_name=draft.last_name, first_name=draft.first_name)
+        return await name_page(request, form, [], 200)
+
+    @router.post("/find/name")
+    async def find_name_post(request: Request) -> Response:
+        fields = await pages.form(request)
+        if fields is None:
+            return pages.csrf_refused(request)
+        form = NameForm.model_validate(fields)
+        errors = form.problems({agency_id for agency_id, _ in await name_search_agencies()})
+        if errors:
+            return await name_page(request, form, errors, 422)
+        draft = pages.draft(request).model_copy(
+            update={"agency_id": form.agency_id, "last_name": form.last_name, "first_name": form.first_name}
+        )
+        return pages.redirect("/find/name/results", draft=draft)
+
+    @router.get("/find/name/results")
+    async def find_name_results(request: Request) -> Response:
+        draft = pages.draft(request)
+        form = NameForm(agency_id=draft.agency_id, last_name=draft.last_name, first_name=draft.first_name)
+        if form.problems({draft.agency_id}):
+            return RedirectResponse("/find/name", status_code=303)
+        try:
+            found = await service.search_by_name(
+                draft.agency_id, draft.last_name, draft.first_name, client_key(request)
+            )
+        except TooManyRequestsError:
+            return await name_page(request, form, [FieldError(field="last_name", key="name.too_many")], 429)
+        except NotFoundError:
+            return RedirectResponse("/find/name", status_code=303)
+        people = [
+            {
+                "display_name": match.display_name,
+                "status": match.status.value,
+                "facility": match.facility,
+                "kind": match.identifier.kind.value,
+                "number": match.identifier.value,
+            }
+            for match in found
+        ]
+        return pages.render(
+            request, "find_name_results", pages.language(request), people=people, full=len(people) >= MAX_RESULTS
+        )
+
+    @router.post("/find/name/choose")
+    async def find_name_choose(request: Request) -> Response:
+        fields = await pages.form(request)
+        if fields is None:
+            return pages.csrf_refused(request)
+        draft = pages.draft(request)
+        chosen = FindForm.model_validate({**fields, "agency_id": draft.agency_id})
+        if chosen.problems({draft.agency_id}):
+            return RedirectResponse("/find/name", status_code=303)
+        return pages.redirect(
+            "/register/contact", draft=draft.model_copy(update={"kind": chosen.kind, "number": chosen.number})
         )
 
     @router.get("/find")
