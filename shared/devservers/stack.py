@@ -8,6 +8,7 @@ as child processes; creates a demo agency with an API key; prints where everythi
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import secrets
@@ -22,13 +23,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.acls import SERVICES, all_acls, create_acls
 from shared.crypto import generate_key
-from shared.devservers.kafka import LocalKafka
+from shared.devservers.kafka import SUPER_USER, LocalKafka
 from shared.devservers.ports import free_port, port_is_free, repo_root, tail
 from shared.devservers.postgres import LocalPostgres, ensure_database
+from shared.settings import KafkaSettings
 
 INSTANCE = "run"
-SERVICES = ("ingest", "subscription", "matching", "delivery", "ops")
+
 PREFERRED_PORTS = {
     "ingest": 8001,
     "subscription": 8002,
@@ -48,6 +51,10 @@ def _port(name: str, prefer_defaults: bool) -> int:
     return preferred if prefer_defaults and port_is_free(preferred) else free_port()
 
 
+def kafka_password_name(user: str) -> str:
+    return f"KAFKA_{user.upper()}_PASSWORD"
+
+
 def load_secrets(path: Path) -> dict[str, str]:
     """Local-only secrets, made once and kept, so encrypted data and API keys survive a restart."""
     values = {
@@ -59,6 +66,7 @@ def load_secrets(path: Path) -> dict[str, str]:
         "OPERATOR_TOKEN": secrets.token_urlsafe(24),
         "OPS_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "SMS_AUTH_TOKEN": secrets.token_hex(16),
+        **{kafka_password_name(user): secrets.token_urlsafe(24) for user in (SUPER_USER, *SERVICES)},
     }
     kept = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line) if path.exists() else {}
     if set(values) - set(kept):
@@ -83,6 +91,9 @@ class Stack:
     env: dict[str, str] = field(default_factory=dict)
     extra_env: dict[str, str] = field(default_factory=dict)
     """Overrides for the services' settings (for example higher rate limits for a benchmark)."""
+    kafka_identity: bool = False
+    """Each service connects as its own SCRAM principal (passwords from the secrets), under ACLs made at start; the
+    broker must hold the SCRAM users of :meth:`kafka_users`."""
 
     def __post_init__(self) -> None:
         self.log_dir = self.run_dir / "logs"
@@ -106,6 +117,12 @@ class Stack:
         env: dict[str, str] = {}
         for service in SERVICES:
             prefix = service.upper() + "_"
+            if self.kafka_identity:
+                env |= {
+                    f"{prefix}KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                    f"{prefix}KAFKA__SASL_USERNAME": service,
+                    f"{prefix}KAFKA__SASL_PASSWORD": s[kafka_password_name(service)],
+                }
             env |= {
                 f"{prefix}ENVIRONMENT": "development",
                 f"{prefix}DATABASE_URL": databases[service],
@@ -146,9 +163,27 @@ class Stack:
         }
         return env
 
+    def kafka_users(self) -> dict[str, str]:
+        """The SCRAM users a broker needs for this stack: the super user and one principal per service."""
+        return {user: self.secrets[kafka_password_name(user)] for user in (SUPER_USER, *SERVICES)}
+
+    def kafka_admin(self, bootstrap: str) -> KafkaSettings:
+        """How tools and tests reach the stack's broker as its super user (PLAINTEXT without service identity)."""
+        if not self.kafka_identity:
+            return KafkaSettings(bootstrap_servers=bootstrap, topic_prefix=self.topic_prefix)
+        return KafkaSettings(
+            bootstrap_servers=bootstrap,
+            topic_prefix=self.topic_prefix,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_username=SUPER_USER,
+            sasl_password=self.secrets[kafka_password_name(SUPER_USER)],
+        )
+
     def start(self, bootstrap: str, admin_dsn: str, database_prefix: str = "custodywatch") -> None:
         """Create each service's database, then start the sinks and the services and wait until all are ready."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.kafka_identity:
+            asyncio.run(create_acls(self.kafka_admin(bootstrap), all_acls(self.topic_prefix)))
         databases = {service: ensure_database(admin_dsn, f"{database_prefix}_{service}") for service in SERVICES}
         self._spawn(
             "sinks",
@@ -349,10 +384,20 @@ def main() -> None:
         action="store_true",
         help="once the system is up, play a short scripted story (subscribe, verify, a booking, a release)",
     )
+    parser.add_argument(
+        "--kafka-plaintext",
+        action="store_true",
+        help="run Kafka without authentication or ACLs (by default each service is its own SCRAM principal)",
+    )
     arguments = parser.parse_args()
     root = repo_root()
-    kafka, postgres = LocalKafka(root, INSTANCE), LocalPostgres(root, INSTANCE, fast=False)
-    stack = Stack(root, root / ".local" / INSTANCE)
+    stack = Stack(root, root / ".local" / INSTANCE, kafka_identity=not arguments.kafka_plaintext)
+    kafka = (
+        LocalKafka(root, INSTANCE)
+        if arguments.kafka_plaintext
+        else LocalKafka(root, f"{INSTANCE}-scram", scram_users=stack.kafka_users())
+    )
+    postgres = LocalPostgres(root, INSTANCE, fast=False)
     stopping = False
 
     def on_signal(*_: object) -> None:
