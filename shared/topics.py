@@ -55,7 +55,7 @@ SUBJECT_SEALED = TopicSpec(
     payload=SubjectSealed,
     key="agency_id/subject_id",
     producers=("ingest",),
-    consumers=("subscription", "matching"),
+    consumers=("subscription", "matching", "delivery"),
     description="A subject an agency sealed: nothing about it may be disclosed from then on.",
 )
 AGENCY_PROFILE = TopicSpec(

@@ -31,6 +31,7 @@ from shared.topics import (
     NOTIFICATION_ACKNOWLEDGED,
     NOTIFICATION_REQUESTED,
     NOTIFICATION_STATUS_CHANGED,
+    SUBJECT_SEALED,
     SUBSCRIPTION_STATE,
 )
 
@@ -84,6 +85,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
             NOTIFICATION_STATUS_CHANGED,
             CONTACT_POINT_DISABLED,
             SUBSCRIPTION_STATE,
+            SUBJECT_SEALED,
         ],
         consumer_groups=[CONSUMER_GROUP],
     )
@@ -137,6 +139,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
                     AGENCY_PROFILE.name,
                     NOTIFICATION_ACKNOWLEDGED.name,
                     SUBSCRIPTION_STATE.name,
+                    SUBJECT_SEALED.name,
                 ],
                 handler=handlers.handle,
                 batch_handler=handlers.handle_batch,

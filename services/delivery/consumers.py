@@ -13,12 +13,14 @@ from services.delivery import store
 from services.delivery.domain import due_at
 from services.delivery.flows import Bookkeeper
 from shared.crypto import ContactCipher, ContactDecryptError
+from shared.db import Connection
 from shared.events import (
     AgencyProfile,
     CloudEvent,
     NoticeAcknowledged,
     NotificationRequested,
     Payload,
+    SubjectSealed,
     SubscriptionState,
 )
 from shared.idempotency import claim_event
@@ -81,6 +83,8 @@ class DeliveryHandlers:
             await self.acknowledged(event.id, data)
         elif isinstance(data, SubscriptionState):
             await self.subscription_state(data)
+        elif isinstance(data, SubjectSealed):
+            await self.subject_sealed(data)
         else:
             raise UnexpectedEventError(f"delivery does not handle {event.type} (on {record.topic})")
 
@@ -97,7 +101,7 @@ class DeliveryHandlers:
         ]
         if requested:
             async with self._pool.acquire() as connection, connection.transaction():
-                inserted = await store.insert_notifications(connection, requested)
+                inserted = await self._insert(connection, requested, now)
             self._stored(requested, inserted, now)
         for event, record in batch:
             if not isinstance(event.data, NotificationRequested) or header(record, H_REPLAYED_FROM) is not None:
@@ -108,9 +112,18 @@ class DeliveryHandlers:
         """Store the notice with its due time; the notification id makes a redelivery a no-op."""
         now = self._clock()
         new = self._new_notification(event_id, trace_id, request, now)
-        async with self._pool.acquire() as connection:
-            inserted = await store.insert_notifications(connection, [new])
+        async with self._pool.acquire() as connection, connection.transaction():
+            inserted = await self._insert(connection, [new], now)
         self._stored([new], inserted, now)
+
+    async def _insert(
+        self, connection: Connection, notifications: Sequence[store.NewNotification], now: datetime
+    ) -> set[str]:
+        """Store new notices; those about a subject sealed meanwhile end at once, unsent. Returns the new ids."""
+        inserted = await store.insert_notifications(connection, notifications)
+        sealed = await store.sealed_among(connection, sorted(inserted)) if inserted else []
+        await self._book.close_sealed(connection, sealed, now=now)
+        return inserted - set(sealed)
 
     async def replayed(
         self, event_id: str, trace_id: str, request: NotificationRequested, *, replayed_from: str
@@ -120,10 +133,13 @@ class DeliveryHandlers:
         now = self._clock()
         new = self._new_notification(event_id, trace_id, request, now)
         async with self._pool.acquire() as connection, connection.transaction():
-            inserted = await store.insert_notifications(connection, [new])
+            inserted = await self._insert(connection, [new], now)
             reopened = not inserted and await store.reopen_for_replay(
                 connection, request.notification_id, replayed_from=replayed_from, now=now
             )
+            if reopened and await store.sealed_among(connection, [request.notification_id]):
+                await self._book.close_sealed(connection, [request.notification_id], now=now)
+                reopened = False
         log.info(
             "replay of notice %s from %s: %s",
             request.notification_id,
@@ -182,6 +198,14 @@ class DeliveryHandlers:
                 log.warning("acknowledgement %s names no notification of its subscription; ignored", event_id)
                 return
             await self._book.acknowledge(connection, data.notification_id, now=data.at, publish=False)
+
+    async def subject_sealed(self, sealed: SubjectSealed) -> None:
+        """Nothing more is sent about a sealed subject: waiting notices and repeats end now (see the bookkeeper)."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            closed = await self._book.seal_subject(connection, sealed, now=self._clock())
+        log.info(
+            "subject %s of %s sealed: %d waiting notices ended unsent", sealed.subject_id, sealed.agency_id, closed
+        )
 
     async def subscription_state(self, state: SubscriptionState) -> None:
         """Remember the subscription's newest status and contacts; notices it no longer wants end unsent."""

@@ -194,6 +194,8 @@ SUBSCRIPTION_CANCELLED = "subscription-cancelled"
 SUBSCRIPTION_NOT_ACTIVE = "subscription-not-active"
 CONTACT_REMOVED = "contact-removed"
 CONTACT_UNVERIFIED = "contact-unverified"
+SUBJECT_WAS_SEALED = "subject-sealed"
+STOPPED_BY_OPERATOR = "stopped-by-operator"
 # Notices that exist to make a pending subscription's contact usable: sent before it is verified or active.
 PRE_ACTIVATION_KINDS: frozenset[NotificationKind] = frozenset(
     {NotificationKind.VERIFICATION, NotificationKind.SMS_HELP}

@@ -6,12 +6,15 @@ The dispatcher and the HTTP callbacks both end up here, so a receipt means the s
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from services.delivery import metrics, store
 from services.delivery.domain import (
     FINAL_STATUSES,
+    STOPPED_BY_OPERATOR,
+    SUBJECT_WAS_SEALED,
     Receipt,
     RetryPolicy,
     SubscriptionGate,
@@ -27,13 +30,14 @@ from shared.events import (
     DeliveryStatus,
     NoticeAcknowledged,
     NotificationStatusChanged,
+    SubjectSealed,
     SubscriptionState,
 )
 from shared.events import new_event as make_event
 from shared.outbox import enqueue
 from shared.settings import KafkaSettings
 from shared.topics import CONTACT_POINT_DISABLED, NOTIFICATION_ACKNOWLEDGED, NOTIFICATION_STATUS_CHANGED
-from shared.vocabulary import Channel, Urgency
+from shared.vocabulary import Channel, Urgency, normalise_identifier
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +130,10 @@ class Bookkeeper:
         for row in rows:
             would_send = row.in_flight_attempt_id is not None or row.outcome is None
             reason = self._blocked_reason(row, gates.get(row.request.subscription_id)) if would_send else None
+            if would_send and reason is None and row.outcome == "stopped":
+                # Stopped (sealed, blocked by an operator) while an attempt was in flight: a stranded attempt the
+                # provider never took must not go out now.
+                reason = row.stop_reason or STOPPED_BY_OPERATOR
             if reason is not None:
                 await self.close_unwanted(connection, row, reason, now=now)
                 continue
@@ -260,6 +268,30 @@ class Bookkeeper:
             event_key="unwanted",
         )
         log.info("notice %s not sent: %s", notification.notification_id, reason)
+
+    async def seal_subject(self, connection: Connection, sealed: SubjectSealed, *, now: datetime) -> int:
+        """Nothing more about a sealed subject: its waiting notices and repeats end unsent; returns how many.
+
+        An attempt already in flight cannot be recalled; its notice ends with it (no repeat), and if it is stranded
+        the taker does not send it.
+        """
+        identifiers = [(i.kind.value, normalise_identifier(i.value)) for i in sealed.identifiers]
+        ids = await store.seal_subject(connection, sealed.agency_id, identifiers, sealed.sealed_at)
+        return await self.close_sealed(connection, ids, now=now)
+
+    async def close_sealed(self, connection: Connection, notification_ids: Sequence[str], *, now: datetime) -> int:
+        """End these open notices about a sealed subject (their rows locked by the caller)."""
+        for notification_id in notification_ids:
+            row = await store.get_notification(connection, notification_id)
+            if row is None:
+                continue
+            if row.in_flight_attempt_id is None:
+                await self.close_unwanted(connection, row, SUBJECT_WAS_SEALED, now=now)
+            else:
+                await store.update_notification(
+                    connection, notification_id, outcome="stopped", stop_reason=SUBJECT_WAS_SEALED, next_attempt_at=None
+                )
+        return len(notification_ids)
 
     # --- outcomes ---------------------------------------------------------------------------------------------
 

@@ -293,6 +293,41 @@ async def reopen_for_replay(connection: Connection, notification_id: str, *, rep
     return bool(reopened)
 
 
+async def seal_subject(
+    connection: Connection, agency_id: str, identifiers: Sequence[tuple[str, str]], sealed_at: datetime
+) -> list[str]:
+    """Remember a sealed subject by each (kind, normalised value); returns its notices still open, locked."""
+    kinds, values = [kind for kind, _ in identifiers], [value for _, value in identifiers]
+    await connection.execute(
+        "INSERT INTO sealed_subjects (agency_id, case_kind, case_value, sealed_at)"
+        " SELECT $1, kind, value, $4 FROM unnest($2::text[], $3::text[]) AS i (kind, value) ON CONFLICT DO NOTHING",
+        agency_id,
+        kinds,
+        values,
+        sealed_at,
+    )
+    rows = await connection.fetch(
+        "SELECT notification_id FROM notifications n JOIN unnest($2::text[], $3::text[]) AS i (kind, value)"
+        " ON n.case_kind = i.kind AND n.case_value = i.value"
+        " WHERE n.agency_id = $1 AND n.outcome IS NULL ORDER BY notification_id FOR UPDATE OF n",
+        agency_id,
+        kinds,
+        values,
+    )
+    return [row["notification_id"] for row in rows]
+
+
+async def sealed_among(connection: Connection, notification_ids: Sequence[str]) -> list[str]:
+    """Which of these open notices are about a sealed subject (locked for the caller's change)."""
+    rows = await connection.fetch(
+        "SELECT n.notification_id FROM notifications n JOIN sealed_subjects s"
+        " ON s.agency_id = n.agency_id AND s.case_kind = n.case_kind AND s.case_value = n.case_value"
+        " WHERE n.notification_id = ANY($1::text[]) AND n.outcome IS NULL ORDER BY n.notification_id FOR UPDATE OF n",
+        list(notification_ids),
+    )
+    return [row["notification_id"] for row in rows]
+
+
 async def open_notifications_of(
     connection: Connection, subscription_id: str, *, channel: str | None = None, urgent_only: bool = False
 ) -> list[str]:

@@ -598,7 +598,7 @@ async def test_a_temporary_email_refusal_is_retried_and_then_sent_once(
         assert len(delivery.email_sink.emails(to="busy@example.org")) == 1
         history = await delivery.history(request.notification_id)
         assert history["attempts"][-1]["status"] == "sent"
-        assert history["attempts"][0]["error_code"] == "451"
+        assert history["attempts"][0]["error_code"] == "4.3.0"  # the enhanced status of the RCPT refusal
 
 
 async def test_the_per_provider_rate_limit_is_respected(
