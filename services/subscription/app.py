@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from services.subscription.api import create_router, problem_response
+from services.subscription.api import create_router, problem_response, wants_html
 from services.subscription.consumers import CONSUMED_TOPICS, CONSUMER_GROUP, create_handler
 from services.subscription.domain.errors import SubscriptionError
 from services.subscription.portal.routes import create_portal_router
-from services.subscription.portal.web import Pages
+from services.subscription.portal.web import Pages, PortalRefusal, refusal_page
 from services.subscription.service import SubscriptionService
 from services.subscription.settings import SubscriptionSettings
 from shared.http import create_service_app
@@ -57,5 +60,19 @@ def create_app(settings: SubscriptionSettings) -> FastAPI:
         return problem_response(error)
 
     app.add_exception_handler(SubscriptionError, handle_problem)
+    app.add_exception_handler(PortalRefusal, refusal_page)
+
+    async def portal_error_page(request: Request, error: Exception) -> Response:
+        """A browser on a portal address gets a page in its language; programs and /v1 keep FastAPI's JSON."""
+        if wants_html(request) and not request.url.path.startswith("/v1/"):
+            status = error.status_code if isinstance(error, StarletteHTTPException) else 422
+            return pages.problem(request, "not_found" if status == 404 else "invalid", status)
+        if isinstance(error, RequestValidationError):
+            return await request_validation_exception_handler(request, error)
+        assert isinstance(error, StarletteHTTPException)  # noqa: S101 - registered for these two types only
+        return await http_exception_handler(request, error)
+
+    app.add_exception_handler(StarletteHTTPException, portal_error_page)
+    app.add_exception_handler(RequestValidationError, portal_error_page)
     app.state.trusted_proxy_hops = settings.trusted_proxy_hops
     return app

@@ -98,6 +98,18 @@ async def test_every_post_needs_this_browsers_csrf_token(harness: Harness) -> No
     assert "This page was open too long" in stolen.text
 
 
+async def test_a_browser_gets_error_pages_in_its_language_and_programs_json(harness: Harness) -> None:
+    missing = await harness.client.get("/no-such-page?lang=es", headers=HTML)
+    assert missing.status_code == 404
+    assert '<html lang="es">' in missing.text
+    assert "No encontramos la página" in missing.text
+    bad = await harness.client.get("/find/name/choose", headers=HTML)
+    assert bad.status_code == 405
+    assert "<h1>" in bad.text
+    assert (await harness.client.get("/no-such-page")).json() == {"detail": "Not Found"}
+    assert (await harness.client.get("/v1/no-such-page", headers=HTML)).json() == {"detail": "Not Found"}
+
+
 async def test_manage_link_opens_the_page_in_a_browser_and_json_for_programs(harness: Harness) -> None:
     created = await harness.subscribe(sms=PHONE, language="es")
     token = manage_token(created)

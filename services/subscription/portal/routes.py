@@ -2,12 +2,10 @@
 Every change is a POST form with a CSRF token answered by a redirect (POST-redirect-GET); GET never changes state.
 Each route calls the subscription service, exactly as the JSON API does."""
 
-from __future__ import annotations
-
 from datetime import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
 from services.subscription.api import client_key
@@ -32,7 +30,7 @@ from services.subscription.portal.forms import (
     NameForm,
     OptionsForm,
 )
-from services.subscription.portal.web import Pages
+from services.subscription.portal.web import Pages, PortalRefusal
 from services.subscription.service import NewSubscription, Preferences, SubscriptionService
 from shared.events import SubjectIdentifier
 from shared.vocabulary import Channel, CustodyStatus, IdentifierKind, Language
@@ -55,6 +53,17 @@ DONE = frozenset({"active", "verified", "changed", "unchanged", "cancelled", "co
 def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noqa: PLR0915 - one route each
     router = APIRouter(include_in_schema=False)
     words = pages.renderer.words
+
+    async def linked(request: Request, token: str) -> Subscription:
+        """The subscription of the manage link in the path, or its problem page."""
+        try:
+            return await service.manage_view(token, client_key(request))
+        except SubscriptionError as problem:
+            raise PortalRefusal(pages.error_page(request, problem)) from None
+
+    # Without ``from __future__ import annotations`` here: FastAPI reads these local names from the signatures.
+    Linked = Annotated[Subscription, Depends(linked)]  # noqa: N806 - a type alias
+    Posted = Annotated[dict[str, Any], Depends(pages.posted)]  # noqa: N806 - a type alias
 
     def timezone_options(language: Language, *extra: str) -> list[tuple[str, str]]:
         zones = dict.fromkeys((*extra, *TIMEZONES))
@@ -148,10 +157,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return await name_page(request, form, [], 200)
 
     @router.post("/find/name")
-    async def find_name_post(request: Request) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
+    async def find_name_post(request: Request, fields: Posted) -> Response:
         form = NameForm.model_validate(fields)
         errors = form.problems({agency_id for agency_id, _ in await name_search_agencies()})
         if errors:
@@ -190,10 +196,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         )
 
     @router.post("/find/name/choose")
-    async def find_name_choose(request: Request) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
+    async def find_name_choose(request: Request, fields: Posted) -> Response:
         draft = pages.draft(request)
         chosen = FindForm.model_validate({**fields, "agency_id": draft.agency_id})
         if chosen.problems({draft.agency_id}):
@@ -209,10 +212,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return await find_page(request, form, [], 200)
 
     @router.post("/find")
-    async def find_post(request: Request) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
+    async def find_post(request: Request, fields: Posted) -> Response:
         form = FindForm.model_validate(fields)
         errors = form.problems({agency.agency_id for agency in await service.agencies()})
         if errors:
@@ -262,10 +262,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return pages.render(request, "register_contact", pages.language(request), form=form)
 
     @router.post("/register/contact")
-    async def register_contact_post(request: Request) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
+    async def register_contact_post(request: Request, fields: Posted) -> Response:
         form = ContactForm.model_validate(fields)
         normalised, errors = form.normalised(service.settings.default_phone_region)
         if errors:
@@ -291,10 +288,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return pages.render(request, "register_options", language, **options_context(language, form, agency_timezone))
 
     @router.post("/register/options")
-    async def register_options_post(request: Request) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
+    async def register_options_post(request: Request, fields: Posted) -> Response:
         draft = pages.draft(request)
         if not draft.reachable():
             return RedirectResponse("/register/contact", status_code=303)
@@ -336,10 +330,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return pages.render(request, "register_check", language, summary=answers)
 
     @router.post("/register/check")
-    async def register_check_post(request: Request) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
+    async def register_check_post(request: Request, _csrf: Posted) -> Response:
         draft = pages.draft(request)
         if not draft.reachable() or draft.options is None:
             return RedirectResponse("/register/options", status_code=303)
@@ -368,12 +359,6 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
 
     # --- codes -------------------------------------------------------------------------------------------------
 
-    async def linked(request: Request, token: str) -> Subscription | Response:
-        try:
-            return await service.manage_view(token, client_key(request))
-        except SubscriptionError as problem:
-            return pages.error_page(request, problem)
-
     def code_page(
         request: Request,
         subscription: Subscription,
@@ -398,22 +383,15 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         )
 
     @router.get("/manage/{token}/code/{channel}")
-    async def code(request: Request, token: str, channel: Channel) -> Response:
-        subscription = await linked(request, token)
-        if isinstance(subscription, Response):
-            return subscription
+    async def code(request: Request, subscription: Linked, token: str, channel: Channel) -> Response:
         if not subscription.has(channel) or subscription.contact(channel).verified:
             return RedirectResponse(f"/manage/{token}", status_code=303)
         return code_page(request, subscription, token, channel, form=CodeForm(), errors=[])
 
     @router.post("/manage/{token}/code/{channel}")
-    async def code_post(request: Request, token: str, channel: Channel) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
-        subscription = await linked(request, token)
-        if isinstance(subscription, Response):
-            return subscription
+    async def code_post(
+        request: Request, fields: Posted, subscription: Linked, token: str, channel: Channel
+    ) -> Response:
         form = CodeForm.model_validate(fields)
         if not form.code:
             error = FieldError(field="code", key="code.missing")
@@ -433,13 +411,9 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return pages.redirect(f"/manage/{token}?done=active")
 
     @router.post("/manage/{token}/code/{channel}/resend")
-    async def code_resend(request: Request, token: str, channel: Channel) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
-        subscription = await linked(request, token)
-        if isinstance(subscription, Response):
-            return subscription
+    async def code_resend(
+        request: Request, _csrf: Posted, subscription: Linked, token: str, channel: Channel
+    ) -> Response:
         try:
             await service.resend(subscription.subscription_id, token, channel, client_key(request))
         except (TooManyRequestsError, ConflictError) as problem:
@@ -497,10 +471,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         )
 
     @router.get("/manage/{token}")
-    async def manage(request: Request, token: str) -> Response:
-        subscription = await linked(request, token)
-        if isinstance(subscription, Response):
-            return subscription
+    async def manage(request: Request, subscription: Linked, token: str) -> Response:
         return await manage_page(request, subscription, token, [])
 
     def settings_page(
@@ -518,10 +489,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         )
 
     @router.get("/manage/{token}/settings")
-    async def settings(request: Request, token: str) -> Response:
-        subscription = await linked(request, token)
-        if isinstance(subscription, Response):
-            return subscription
+    async def settings(request: Request, subscription: Linked, token: str) -> Response:
         form = OptionsForm.of(
             subscription.language,
             subscription.timezone,
@@ -531,13 +499,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return settings_page(request, subscription, token, form, [])
 
     @router.post("/manage/{token}/settings")
-    async def settings_post(request: Request, token: str) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
-        subscription = await linked(request, token)
-        if isinstance(subscription, Response):
-            return subscription
+    async def settings_post(request: Request, fields: Posted, subscription: Linked, token: str) -> Response:
         form = OptionsForm.model_validate(fields)
         errors = form.problems()
         if errors:
@@ -556,10 +518,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return pages.redirect(f"/manage/{token}?done={done}")
 
     @router.get("/manage/{token}/contacts/{channel}")
-    async def add_contact(request: Request, token: str, channel: Channel) -> Response:
-        subscription = await linked(request, token)
-        if isinstance(subscription, Response):
-            return subscription
+    async def add_contact(request: Request, subscription: Linked, token: str, channel: Channel) -> Response:
         if subscription.has(channel):
             return RedirectResponse(f"/manage/{token}", status_code=303)
         language = pages.language(request, subscription.language)
@@ -567,13 +526,9 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return pages.render(request, "add_contact", language, base=base, channel=channel.value, form=AddContactForm())
 
     @router.post("/manage/{token}/contacts/{channel}")
-    async def add_contact_post(request: Request, token: str, channel: Channel) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
-        subscription = await linked(request, token)
-        if isinstance(subscription, Response):
-            return subscription
+    async def add_contact_post(
+        request: Request, fields: Posted, subscription: Linked, token: str, channel: Channel
+    ) -> Response:
         form = AddContactForm.model_validate(fields)
         try:
             await service.add_contact(token, channel, form.value, client_key(request))
@@ -594,13 +549,9 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return pages.redirect(f"/manage/{token}/code/{channel}")
 
     @router.post("/manage/{token}/contacts/{channel}/remove")
-    async def remove_contact(request: Request, token: str, channel: Channel) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
-        subscription = await linked(request, token)
-        if isinstance(subscription, Response):
-            return subscription
+    async def remove_contact(
+        request: Request, _csrf: Posted, subscription: Linked, token: str, channel: Channel
+    ) -> Response:
         try:
             await service.remove_contact(token, channel, client_key(request))
         except ConflictError:
@@ -612,10 +563,7 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return pages.redirect(f"/manage/{token}?done=contact_removed")
 
     @router.post("/manage/{token}/new-link")
-    async def new_link(request: Request, token: str) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
+    async def new_link(request: Request, _csrf: Posted, token: str) -> Response:
         try:
             await service.renew_manage_link(token, client_key(request))
         except SubscriptionError as problem:
@@ -628,18 +576,12 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         return pages.render(request, "message", language, page="link_sent", action=None, hidden=[], home=False)
 
     @router.get("/manage/{token}/cancel")
-    async def cancel(request: Request, token: str) -> Response:
-        subscription = await linked(request, token)
-        if isinstance(subscription, Response):
-            return subscription
+    async def cancel(request: Request, subscription: Linked, token: str) -> Response:
         language = pages.language(request, subscription.language)
         return pages.render(request, "cancel", language, base=f"/manage/{token}")
 
     @router.post("/manage/{token}/cancel")
-    async def cancel_post(request: Request, token: str) -> Response:
-        fields = await pages.form(request)
-        if fields is None:
-            return pages.csrf_refused(request)
+    async def cancel_post(request: Request, _csrf: Posted, token: str) -> Response:
         try:
             await service.manage_cancel(token, client_key(request))
         except SubscriptionError as problem:

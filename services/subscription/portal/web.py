@@ -29,6 +29,19 @@ CSRF_FIELD = "csrf_token"
 YEAR = 365 * 24 * 3600
 
 
+class PortalRefusal(Exception):  # noqa: N818 - a refusal, answered with its page
+    """Stops a route with the page that says why (a missing CSRF token, a manage link that does not work)."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+async def refusal_page(_: Request, error: Exception) -> Response:
+    assert isinstance(error, PortalRefusal)  # noqa: S101 - registered for this type only
+    return error.response
+
+
 def problem_key(problem: SubscriptionError) -> str:
     """Which problem page explains an error from the service, in the person's language."""
     if isinstance(problem, TooManyRequestsError):
@@ -110,6 +123,13 @@ class Pages:
 
     def csrf_refused(self, request: Request) -> HTMLResponse:
         return self.problem(request, "expired_form", 403)
+
+    async def posted(self, request: Request) -> dict[str, Any]:
+        """A dependency: the posted fields of a form whose CSRF token is good, or the refusal page."""
+        fields = await self.form(request)
+        if fields is None:
+            raise PortalRefusal(self.csrf_refused(request))
+        return fields
 
     def draft(self, request: Request) -> Draft:
         sealed = request.cookies.get(DRAFT_COOKIE)
