@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "portal"
 PHONE: ViewportSize = {"width": 360, "height": 740}
 MANAGE_LINK = re.compile(r"https?://\S+/v1/manage/[\w.-]+")
+ACK_LINK = re.compile(r"https?://\S+/v1/ack/[\w.-]+")
 AXE = Axe()
 WCAG_A_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
 
@@ -72,6 +73,7 @@ WORDS: dict[str, dict[str, str]] = {
         "wrong": "The code is not right.",
         "missing_agency": "Choose the jail or agency",
         "search": "Search",
+        "received": "I received it",
         "choose": "Choose this person",
     },
     "es": {
@@ -91,6 +93,7 @@ WORDS: dict[str, dict[str, str]] = {
         "wrong": "El código no es correcto.",
         "missing_agency": "Elija la cárcel o agencia",
         "search": "Buscar",
+        "received": "Lo recibí",
         "choose": "Elegir a esta persona",
     },
 }
@@ -187,7 +190,13 @@ async def journey(browser: Browser, system: SystemDriver, language: str, *, java
         await system.wait_for_matching(agency_id, reachable_contacts=2)
         before = len(await system.received("email", email))
         await system.push(agency_id, api_key, [custody_record(f"{case}-2", case, "RELEASED")])
-        await system.wait_for("sms", phone, lambda found: any(case in m["body"] for m in found))
+        texts = await system.wait_for("sms", phone, lambda found: any(ACK_LINK.search(m["body"]) for m in found))
+        ack = next(found for m in texts if (found := ACK_LINK.search(m["body"])))
+        await page.goto(ack.group(0).rstrip("."))
+        await expect(page.locator("html")).to_have_attribute("lang", language)
+        await walk.looked_at("12-acknowledge")
+        await walk.submit(w["received"])
+        await walk.looked_at("13-acknowledged")
         emails = await system.wait_for("email", email, lambda found: len(found) > before)
         notice = next(m["text"] for m in emails[before:] if case in m["text"])
         link = MANAGE_LINK.search(notice)
@@ -239,12 +248,46 @@ async def test_link_and_problem_pages_pass_axe(browser: Browser, system: SystemD
             ("verify-link", "/v1/verify?token=anything"),
             ("problem-link", "/manage/not-a-token"),
             ("link-sent", "/link-sent"),
+            ("not-found", "/no-such-page"),
+            ("wrong-method", "/find/name/choose"),
             ("ack-problem", None),
         ):
             url = f"{system.stack.url('delivery')}/v1/ack/forged" if path is None else portal + path
             await page.goto(f"{url}{'&' if '?' in url else '?'}lang={language}")
             await expect(page.locator("html")).to_have_attribute("lang", language)
             await walk.looked_at(name)
+    finally:
+        await context.close()
+
+
+async def test_keyboard_alone_reaches_every_control(browser: Browser, system: SystemDriver) -> None:
+    agency_id, _, case = await agency_with_a_case(system)
+    context = await browser.new_context(viewport=PHONE)
+    page = await context.new_page()
+    try:
+        await page.goto(system.stack.url("subscription") + "/?lang=en")
+        await page.keyboard.press("Tab")
+        await expect(page.locator(".skip")).to_be_focused()
+        for _ in range(3):  # the service's name, the language switch, then "Start now"
+            await page.keyboard.press("Tab")
+        await expect(page.get_by_role("button", name="Start now")).to_be_focused()
+        await page.keyboard.press("Enter")
+        await expect(page).to_have_url(re.compile(r"/find$"))
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Tab")
+        await page.keyboard.press("Tab")
+        await expect(page.locator("#agency_id")).to_be_focused()
+        await page.locator("#agency_id").select_option(agency_id)  # a select opens with the keyboard natively
+        await page.keyboard.press("Tab")
+        await expect(page.locator("#kind")).to_be_focused()
+        await page.keyboard.press("Space")
+        await page.keyboard.press("Tab")
+        await expect(page.locator("#number")).to_be_focused()
+        await page.keyboard.type(case)
+        await page.keyboard.press("Enter")
+        await expect(page).to_have_url(re.compile(r"/find/result$"))
+        await expect(page.locator("main")).to_contain_text(case)
     finally:
         await context.close()
 
