@@ -52,7 +52,7 @@ FEED_BATCH = 10
 FEED_INTERVAL = 0.5
 """While the faults go on, ``FEED_BATCH`` changes every ``FEED_INTERVAL`` s; the rest follows right after."""
 AFTER_FAULTS_BATCH = 100
-DRAIN_WITHIN = 300.0
+DRAIN_WITHIN = 420.0
 SETTLE = 5.0
 """After the last expected notice arrived, how long a duplicate gets to show up."""
 
