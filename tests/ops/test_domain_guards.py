@@ -30,6 +30,7 @@ from services.ops.domain import (
 )
 from services.ops.settings import DEV_DELIVERY_OPERATOR_TOKEN, OpsSettings
 from shared.vocabulary import CustodyStatus, IdentifierKind
+from tests.kafkautil import PRODUCTION_KAFKA
 
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 
@@ -287,8 +288,10 @@ def test_delivery_token_default_is_deliverys_and_refused_in_production() -> None
     production: dict[str, Any] = {
         "environment": "production",
         "database_url": "postgresql://ops@db/ops",
-        "session_secret": "s" * 40,
-        "ingest_admin_token": "real-ingest-token",
+        "session_secret": "Hq7-Zw2LmXc9RtVb4NpKs8YdFg3JeUa6",
+        "ingest_admin_token": "Lp4-Tn8QwEr2YuIo6AsDf9GhJk3ZxCvB",
+        "matching_operator_token": "Mx5-Bv9NcQw3ErTy7UiOp2AsDf6GhJkL",
+        "kafka": PRODUCTION_KAFKA,
         "bootstrap_admin_username": None,
         "bootstrap_admin_password": None,
         "secure_cookies": True,
