@@ -292,6 +292,14 @@ class LocalKafka:
         self._write_config()
         if not (self.log_dir / "meta.properties").is_file():
             self._format(java)
+        elif not self._users_file.exists():  # formatted before the users were recorded: take them as they are
+            self._users_file.write_text(self._users_digest() + "\n")
+        elif self._users_digest() != self._users_file.read_text().strip():
+            raise KafkaStartError(
+                f"the broker in {self.data_dir} was formatted with other SCRAM users than asked for now (its accounts"
+                " are made when it is formatted, e.g. from .local/run/secrets.env): delete that directory to start"
+                " it afresh"
+            )
         with open(self.console_log, "ab") as out:
             out.write(f"\n=== starting broker at {time.ctime()} ===\n".encode())
             out.flush()
@@ -497,6 +505,14 @@ class LocalKafka:
                 f"formatting Kafka storage in {self.log_dir} failed "
                 f"(exit {proc.returncode}):\n{proc.stdout}{proc.stderr}"
             )
+        self._users_file.write_text(self._users_digest() + "\n")
+
+    @property
+    def _users_file(self) -> Path:
+        return self.data_dir / "scram-users.sha256"
+
+    def _users_digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.scram_users, sort_keys=True).encode()).hexdigest()
 
 
 async def probe_cluster_id(settings: KafkaSettings, timeout_ms: int = 5000) -> str:

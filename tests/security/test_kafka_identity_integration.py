@@ -7,13 +7,14 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
 from shared.acls import SERVICES, all_acls, create_acls, service_acls
-from shared.devservers.kafka import SUPER_USER, LocalKafka
+from shared.devservers.kafka import SUPER_USER, KafkaStartError, LocalKafka
 from shared.devservers.ports import repo_root
 from shared.settings import KafkaSettings
 from shared.topics import ALL_TOPICS, CUSTODY_STATUS_CHANGED, NOTIFICATION_REQUESTED, ensure_topics
@@ -99,3 +100,12 @@ async def test_each_principal_writes_only_its_own_topics(with_acls: LocalKafka) 
     finally:
         await consumer.stop()
     assert [record.value for records in batch.values() for record in records] == [b'{"genuine": true}']
+
+
+def test_a_broker_formatted_for_other_users_says_so_instead_of_refusing_everyone(tmp_path: Path) -> None:
+    before = LocalKafka(repo_root(), "identity-users", data_dir=tmp_path, scram_users={SUPER_USER: "first-password"})
+    before.log_dir.mkdir(parents=True)
+    (before.log_dir / "meta.properties").write_text("formatted\n")
+    (tmp_path / "scram-users.sha256").write_text("digest-of-other-users\n")
+    with pytest.raises(KafkaStartError, match="formatted with other SCRAM users"):
+        before.start()
