@@ -254,3 +254,14 @@ async def running_delivery(
                 yield Delivery(settings, kafka, pool, sms_sink, email_sink, http)
         finally:
             await server.stop()
+
+
+def most_in_any_window(moments: list[float], window: float) -> int:
+    """The most of ``moments`` (seconds) that fall within any ``window`` seconds: what a rate limit bounds."""
+    ordered = sorted(moments)
+    most, first = 0, 0
+    for last, moment in enumerate(ordered):
+        while moment - ordered[first] > window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most

@@ -8,6 +8,8 @@ import hashlib
 import json
 import random
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -70,6 +72,36 @@ def process_environment(
     return env
 
 
+@asynccontextmanager
+async def delivery_process(
+    *,
+    database_url: str,
+    kafka: KafkaSettings,
+    pool: asyncpg.Pool,
+    log_dir: Path,
+    marker: Path | None = None,
+    hook: str = "DELIVERY_CRASH_AFTER_HANDOFF_MARKER",
+    sms_config: SmsSinkConfig | None = None,
+) -> AsyncIterator[tuple[Delivery, ServiceProcess]]:
+    """Delivery as a process of its own (so it can be killed) with its sinks; stopped on the way out, the sinks'
+    records kept for the checks."""
+    sms_sink = SmsSink(account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN, config=sms_config)
+    async with sms_sink, EmailSink() as email:
+        env = process_environment(
+            database_url=database_url, kafka=kafka, sms_sink=sms_sink, email_sink=email, marker=marker, hook=hook
+        )
+        process = ServiceProcess("services.delivery", env, port_variable="DELIVERY_HTTP_PORT", log_dir=log_dir)
+        settings = delivery_settings(
+            database_url=database_url, kafka=kafka, sms_sink=sms_sink, email_sink=email, port=process.port
+        )
+        process.start()
+        try:
+            async with httpx.AsyncClient(base_url=process.url) as http:
+                yield Delivery(settings, kafka, pool, sms_sink, email, http), process
+        finally:
+            process.stop()
+
+
 def notification_of(reference: str | None) -> str:
     """The notification id in an attempt reference ``<notification id>.a<number>``."""
     return (reference or "").rsplit(".a", 1)[0]
@@ -84,61 +116,34 @@ async def test_killed_around_the_provider_call_sends_each_sms_once(
     database_url: str, kafka_settings: KafkaSettings, pool: asyncpg.Pool, tmp_path: Path, hook: str
 ) -> None:
     marker = tmp_path / "crashed"
-    async with SmsSink(account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN) as sms_sink, EmailSink() as email:
-        assert not sms_sink.state.config.dedupe  # honest, as Twilio: a second POST is a second message
-        env = process_environment(
-            database_url=database_url,
-            kafka=kafka_settings,
-            sms_sink=sms_sink,
-            email_sink=email,
-            marker=marker,
-            hook=hook,
-        )
-        process = ServiceProcess("services.delivery", env, port_variable="DELIVERY_HTTP_PORT", log_dir=tmp_path)
-        settings = delivery_settings(
-            database_url=database_url, kafka=kafka_settings, sms_sink=sms_sink, email_sink=email, port=process.port
-        )
-        process.start()
-        try:
-            async with httpx.AsyncClient(base_url=process.url) as http:
-                delivery = Delivery(settings, kafka_settings, pool, sms_sink, email, http)
-                ids, crashed_attempt = await crash_and_recover(delivery, process, marker, Channel.SMS)
-        finally:
-            process.stop()
-        per_notification = Counter(notification_of(m["reference"]) for m in sms_sink.messages())
-        assert per_notification == dict.fromkeys(ids, 1), process.log_tail()
-        recorded = await pool.fetchrow(
-            "SELECT status, provider_message_id, body_fingerprint FROM attempts WHERE attempt_id = $1", crashed_attempt
-        )
-        assert recorded is not None
-        assert recorded["status"] == "delivered"
-        [message] = [m for m in sms_sink.messages() if m["reference"] == crashed_attempt]
-        assert recorded["provider_message_id"] == message["sid"]
-        assert recorded["body_fingerprint"] == hashlib.sha256(message["body"].encode()).hexdigest()
-        assert await pool.fetchval("SELECT count(*) FROM attempts") == 10  # the taker kept the stranded attempt
+    async with delivery_process(
+        database_url=database_url, kafka=kafka_settings, pool=pool, log_dir=tmp_path, marker=marker, hook=hook
+    ) as (delivery, process):
+        assert not delivery.sms_sink.state.config.dedupe  # honest, as Twilio: a second POST is a second message
+        ids, crashed_attempt = await crash_and_recover(delivery, process, marker, Channel.SMS)
+    messages = delivery.sms_sink.messages()
+    assert Counter(notification_of(m["reference"]) for m in messages) == dict.fromkeys(ids, 1), process.log_tail()
+    recorded = await pool.fetchrow(
+        "SELECT status, provider_message_id, body_fingerprint FROM attempts WHERE attempt_id = $1", crashed_attempt
+    )
+    assert recorded is not None
+    assert recorded["status"] == "delivered"
+    [message] = [m for m in messages if m["reference"] == crashed_attempt]
+    assert recorded["provider_message_id"] == message["sid"]
+    assert recorded["body_fingerprint"] == hashlib.sha256(message["body"].encode()).hexdigest()
+    assert await pool.fetchval("SELECT count(*) FROM attempts") == 10  # the taker kept the stranded attempt
 
 
 async def test_an_email_resent_after_a_crash_in_its_smtp_hand_off_says_a_duplicate_is_possible(
     database_url: str, kafka_settings: KafkaSettings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     marker = tmp_path / "crashed"
-    async with SmsSink(account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN) as sms_sink, EmailSink() as email:
-        env = process_environment(
-            database_url=database_url, kafka=kafka_settings, sms_sink=sms_sink, email_sink=email, marker=marker
-        )
-        process = ServiceProcess("services.delivery", env, port_variable="DELIVERY_HTTP_PORT", log_dir=tmp_path)
-        settings = delivery_settings(
-            database_url=database_url, kafka=kafka_settings, sms_sink=sms_sink, email_sink=email, port=process.port
-        )
-        process.start()
-        try:
-            async with httpx.AsyncClient(base_url=process.url) as http:
-                delivery = Delivery(settings, kafka_settings, pool, sms_sink, email, http)
-                ids, crashed_attempt = await crash_and_recover(delivery, process, marker, Channel.EMAIL)
-                exposed = (await http.get("/metrics")).text
-        finally:
-            process.stop()
-        received = Counter(str(e["message_id"]).strip("<>").split("@")[0] for e in email.emails())
+    async with delivery_process(
+        database_url=database_url, kafka=kafka_settings, pool=pool, log_dir=tmp_path, marker=marker
+    ) as (delivery, process):
+        ids, crashed_attempt = await crash_and_recover(delivery, process, marker, Channel.EMAIL)
+        exposed = (await delivery.http.get("/metrics")).text
+    received = Counter(str(e["message_id"]).strip("<>").split("@")[0] for e in delivery.email_sink.emails())
     assert set(received) == {f"{notification_id}.a1" for notification_id in ids}  # each at least once
     assert received[crashed_attempt] == 2  # sent again, under the same Message-ID
     # Every email sent twice (others were in their SMTP hand-off at the crash too) says so in its history, and each
@@ -184,39 +189,28 @@ async def test_killed_at_random_moments_while_100_notices_flow_each_is_delivered
     database_url: str, kafka_settings: KafkaSettings, pool: asyncpg.Pool, tmp_path: Path
 ) -> None:
     chaos = random.Random(11)
-    config = SmsSinkConfig(failure_rate=0.2, seed=5)
-    sinks = (SmsSink(account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN, config=config), EmailSink())
-    async with sinks[0] as sms_sink, sinks[1] as email:
-        env = process_environment(
-            database_url=database_url, kafka=kafka_settings, sms_sink=sms_sink, email_sink=email, marker=None
+    async with delivery_process(
+        database_url=database_url,
+        kafka=kafka_settings,
+        pool=pool,
+        log_dir=tmp_path,
+        sms_config=SmsSinkConfig(failure_rate=0.2, seed=5),
+    ) as (delivery, process):
+        await process.wait_ready()
+        requests = [delivery.request() for _ in range(100)]
+        await delivery.publish(*requests)
+        for _ in range(3):
+            await asyncio.sleep(chaos.uniform(0.2, 1.5))
+            process.kill()
+            process.start()
+            await process.wait_ready()
+        ids = [r.notification_id for r in requests]
+        await eventually(
+            lambda: pool.fetch("SELECT outcome FROM notifications WHERE notification_id = ANY($1::text[])", ids),
+            check=lambda rows: len(rows) == 100 and all(row["outcome"] == "delivered" for row in rows),
+            timeout=120,
+            what="all 100 delivered",
         )
-        process = ServiceProcess("services.delivery", env, port_variable="DELIVERY_HTTP_PORT", log_dir=tmp_path)
-        settings = delivery_settings(
-            database_url=database_url, kafka=kafka_settings, sms_sink=sms_sink, email_sink=email, port=process.port
-        )
-        process.start()
-        try:
-            async with httpx.AsyncClient(base_url=process.url) as http:
-                delivery = Delivery(settings, kafka_settings, pool, sms_sink, email, http)
-                await process.wait_ready()
-                requests = [delivery.request() for _ in range(100)]
-                await delivery.publish(*requests)
-                for _ in range(3):
-                    await asyncio.sleep(chaos.uniform(0.2, 1.5))
-                    process.kill()
-                    process.start()
-                    await process.wait_ready()
-                ids = [r.notification_id for r in requests]
-                await eventually(
-                    lambda: pool.fetch(
-                        "SELECT outcome FROM notifications WHERE notification_id = ANY($1::text[])", ids
-                    ),
-                    check=lambda rows: len(rows) == 100 and all(row["outcome"] == "delivered" for row in rows),
-                    timeout=120,
-                    what="all 100 delivered",
-                )
-        finally:
-            process.stop()
-    per_notification = Counter(notification_of(m["reference"]) for m in sms_sink.messages())
-    assert per_notification == dict.fromkeys(ids, 1), process.log_tail()
-    assert all(m["status"] == "delivered" for m in sms_sink.messages())
+    messages = delivery.sms_sink.messages()
+    assert Counter(notification_of(m["reference"]) for m in messages) == dict.fromkeys(ids, 1), process.log_tail()
+    assert all(m["status"] == "delivered" for m in messages)

@@ -9,6 +9,7 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from services.delivery.consumers import H_REPLAYED_FROM
 from services.delivery.domain import SUBSCRIPTION_CANCELLED
 from shared.devservers.sinks.sms import SmsSinkConfig
+from shared.events import NotificationRequested
 from shared.settings import KafkaSettings
 from shared.topics import NOTIFICATION_REQUESTED
 from tests.delivery.harness import Delivery, eventually, running_delivery
@@ -33,6 +34,15 @@ async def republish(delivery: Delivery, record: ConsumerRecord[bytes, bytes], *,
         await producer.stop()
 
 
+async def park_one(delivery: Delivery) -> tuple[NotificationRequested, ConsumerRecord[bytes, bytes]]:
+    """A notice delivery gives up on (the sink fails every send), and its dead letter."""
+    parked = delivery.request()
+    await delivery.publish(parked)
+    dlq = delivery.kafka.topic("dlq.delivery")
+    [letter] = await read_topic(delivery.kafka, dlq, until=lambda records: len(records) >= 1)
+    return parked, letter
+
+
 async def test_a_replayed_parked_notice_reaches_the_provider_once_and_its_history_shows_every_attempt(
     database_url: str, kafka_settings: KafkaSettings, pool: asyncpg.Pool
 ) -> None:
@@ -43,9 +53,7 @@ async def test_a_replayed_parked_notice_reaches_the_provider_once_and_its_histor
         sms_config=SmsSinkConfig(failure_rate=1.0),
         retry_max_attempts=2,
     ) as delivery:
-        parked = delivery.request()
-        await delivery.publish(parked)
-        [letter] = await read_topic(kafka_settings, kafka_settings.topic("dlq.delivery"), until=lambda r: len(r) >= 1)
+        parked, letter = await park_one(delivery)
         assert letter.key == parked.notification_id.encode()
         delivery.sms_sink.configure(failure_rate=0.0)  # the provider is healthy again
 
@@ -77,9 +85,7 @@ async def test_a_replay_for_a_subscriber_who_cancelled_since_sends_nothing(
         sms_config=SmsSinkConfig(failure_rate=1.0),
         retry_max_attempts=1,
     ) as delivery:
-        parked = delivery.request()
-        await delivery.publish(parked)
-        [letter] = await read_topic(kafka_settings, kafka_settings.topic("dlq.delivery"), until=lambda r: len(r) >= 1)
+        parked, letter = await park_one(delivery)
         await publish_state(delivery, state_for(parked, version=1, status="cancelled"))
         await wait_for_version(delivery, parked.subscription_id, 1)
         delivery.sms_sink.configure(failure_rate=0.0)

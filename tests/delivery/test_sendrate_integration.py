@@ -10,21 +10,12 @@ import pytest
 
 from services.delivery.sendrate import SLOT_LIFETIME_SECONDS, SharedSendRate
 from shared.db import apply_migrations, create_pool
+from tests.delivery.harness import most_in_any_window
 
 pytestmark = pytest.mark.integration
 
 RATE = 40.0
 RUN_SECONDS = 3.0
-
-
-def most_in_any_window(moments: list[float], window: float) -> int:
-    ordered = sorted(moments)
-    most, first = 0, 0
-    for last, moment in enumerate(ordered):
-        while moment - ordered[first] > window:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 async def test_two_replicas_together_never_exceed_the_configured_rate(database_url: str, pool: asyncpg.Pool) -> None:

@@ -17,6 +17,7 @@ import pytest
 from services.delivery.sendrate import SLOT_LIFETIME_SECONDS
 from shared.devservers.driver import NO_STORM_HOLD, SystemDriver
 from shared.devservers.stack import Stack
+from tests.delivery.harness import most_in_any_window
 from tests.e2e.faults import Feed, Recipient, check_exactly_once, notice_messages, notification_id_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -36,16 +37,6 @@ LEASE_SECONDS = 5.0
 def phone(n: int) -> str:
     """The n-th fictional number of this run (555 exchange); never printed."""
     return f"+1737556{n:04d}"
-
-
-def most_in_any_window(moments: list[float], window: float) -> int:
-    ordered = sorted(moments)
-    most, first = 0, 0
-    for last, moment in enumerate(ordered):
-        while moment - ordered[first] > window:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
 
 
 @pytest.fixture

@@ -23,10 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
+from shared.acls import SERVICES
 from shared.devservers.driver import NO_STORM_HOLD, SystemDriver
 from shared.devservers.kafka import LocalKafka
 from shared.devservers.postgres import LocalPostgres
-from shared.devservers.stack import SERVICES, Stack
+from shared.devservers.stack import Stack
 from tests.e2e.faults import (
     FaultInjector,
     Feed,
