@@ -184,7 +184,7 @@ def failure_receipt(channel: Channel, code: str | None, *, permanent: bool) -> R
 
 
 def attempt_reference(notification_id: str, number: int) -> str:
-    """The attempt id: our idempotency key at the provider and the tag of its status callbacks."""
+    """The attempt id: the tag of its status callbacks (and the idempotency key of a provider that has one)."""
     return f"{notification_id}.a{number}"
 
 
