@@ -139,7 +139,8 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
             try:
                 body = VerifyLinkRequest.model_validate_json(await request.body())
             except ValidationError as error:
-                raise RequestValidationError(error.errors()) from None
+                problems = error.errors(include_input=False, include_url=False)  # bytes input cannot be encoded
+                raise RequestValidationError([{**p, "loc": ("body", *p["loc"])} for p in problems]) from None
             return JSONResponse(SubscriptionView.of(await service.verify_link(body.token)).model_dump(mode="json"))
         fields = await pages.form(request)
         if fields is None:

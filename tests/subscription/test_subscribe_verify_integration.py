@@ -186,3 +186,6 @@ async def test_email_link_page_changes_nothing_and_its_post_verifies_once(harnes
     assert forged.status_code == 404
     assert (await harness.client.post("/v1/verify", json={"token": "nonsense"})).status_code == 404
     assert (await harness.client.post("/v1/verify", json={})).status_code == 422
+    not_utf8 = await harness.client.post("/v1/verify", content=b"\xff", headers={"Content-Type": "application/json"})
+    assert not_utf8.status_code == 422
+    assert not_utf8.json()["detail"][0]["loc"] == ["body"]
