@@ -139,7 +139,7 @@ class RequestLimitsMiddleware:
     """Refuses a request body before anything parses it: 413 past the endpoint's size limit (by ``Content-Length``
     at once, else as it streams in), 400 past the JSON nesting limit.
 
-    The limit is the endpoint's own (``body_limits``, by route path such as ``/v1/agencies/{agency_id}/files``)
+    The limit is the endpoint's own (``body_limits``, by route path such as ``/v1/agencies/{agency_id}/custody-files``)
     if it has one, else the form limit for form bodies (provider webhooks, logins), else the default.
     """
 
