@@ -150,6 +150,17 @@ async def test_contact_changes_are_verified_first_and_announced(harness: Harness
 
     cancelled = await harness.client.delete(f"/v1/manage/{token}")
     assert cancelled.json()["status"] == "cancelled"
+    too_late = await post_form(
+        harness.client,
+        f"{base}/settings",
+        f"{base}/settings",
+        language="en",
+        timezone="UTC",
+        quiet="off",
+        event_types="released",
+    )
+    assert too_late.status_code == 409
+    assert "These messages are cancelled" in too_late.text
     # Notices are keyed by notification id and spread over partitions: compare without order.
     announced = await changes(harness, subscription_id, "sms", 4)
     assert sorted(announced) == sorted(

@@ -52,7 +52,7 @@ PAGES: dict[str, dict[str, Any]] = {
         "number": "B-1",
         "status": "released",
         "facility": "Main Jail",
-        "since": "2026-11-27 14:05 UTC",
+        "since": "2026-11-27 14:05 CST",
     },
     "find_name": {"form": NameForm(), "agencies": [("cook", "Cook County Jail")], "errors": NAME_ERRORS},
     "find_name_results": {

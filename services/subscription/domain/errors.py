@@ -28,6 +28,10 @@ class ConflictError(SubscriptionError):
     status_code = 409
 
 
+class CancelledError(ConflictError):
+    """The subscription was cancelled: nothing more can be done with it."""
+
+
 class GoneError(SubscriptionError):
     status_code = 410
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from services.subscription.domain.errors import ConflictError, InvalidRequestError, NotFoundError
+from services.subscription.domain.errors import CancelledError, ConflictError, InvalidRequestError, NotFoundError
 from shared.events import ContactPointState, SubjectIdentifier, SubscriptionState
 from shared.vocabulary import Channel, CustodyStatus, Language
 
@@ -126,7 +126,7 @@ def _with_contact(subscription: Subscription, replacement: Contact) -> tuple[Con
 
 def require_open(subscription: Subscription) -> None:
     if subscription.status == "cancelled":
-        raise ConflictError("this subscription was cancelled; subscribe again to receive notices")
+        raise CancelledError("this subscription was cancelled; subscribe again to receive notices")
 
 
 def mark_verified(subscription: Subscription, channel: Channel, now: datetime) -> Subscription:

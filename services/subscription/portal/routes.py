@@ -4,6 +4,7 @@ Each route calls the subscription service, exactly as the JSON API does."""
 
 from datetime import time
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
@@ -233,7 +234,8 @@ def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRoute
         facility = since = None
         try:
             view = await service.lookup(draft.agency_id, identifier, client_key(request))
-            status, facility, since = view.status, view.facility, f"{view.effective_at:%Y-%m-%d %H:%M} UTC"
+            local = view.effective_at.astimezone(ZoneInfo((await service.agency(draft.agency_id)).timezone))
+            status, facility, since = view.status, view.facility, f"{local:%Y-%m-%d %H:%M %Z}"
         except TooManyRequestsError:
             form = FindForm(agency_id=draft.agency_id, kind=draft.kind, number=draft.number)
             return await find_page(request, form, [FieldError(field="number", key="lookup.too_many")], 429)

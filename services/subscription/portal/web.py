@@ -12,6 +12,7 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import ValidationError
 
 from services.subscription.domain.errors import (
+    CancelledError,
     ConflictError,
     GoneError,
     SubscriptionError,
@@ -48,8 +49,10 @@ def problem_key(problem: SubscriptionError) -> str:
         return "too_many"
     if isinstance(problem, GoneError):
         return "expired"
+    if isinstance(problem, CancelledError):
+        return "cancelled"
     if isinstance(problem, ConflictError):
-        return "cancelled" if "cancelled" in problem.detail else "used"
+        return "used"
     if problem.status_code in {401, 403, 404}:
         return "link"
     return "invalid"
