@@ -12,6 +12,7 @@ from services.subscription.api import create_router, problem_response, wants_htm
 from services.subscription.consumers import CONSUMED_TOPICS, CONSUMER_GROUP, create_handler
 from services.subscription.domain.errors import SubscriptionError
 from services.subscription.portal.routes import create_portal_router
+from services.subscription.portal.views import Views
 from services.subscription.portal.web import Pages, PortalRefusal, refusal_page
 from services.subscription.service import SubscriptionService
 from services.subscription.settings import SubscriptionSettings
@@ -75,4 +76,5 @@ def create_app(settings: SubscriptionSettings) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, portal_error_page)
     app.add_exception_handler(RequestValidationError, portal_error_page)
     app.state.trusted_proxy_hops = settings.trusted_proxy_hops
+    app.state.portal = Views(service, pages)
     return app
