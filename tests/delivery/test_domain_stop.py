@@ -59,9 +59,16 @@ def test_stop_on_one_channel_leaves_the_other_channel_alone() -> None:
     assert reason(gate(sms_active=False), channel=Channel.EMAIL, masked=EMAIL) is None
 
 
-@pytest.mark.parametrize("kind", list(NotificationKind))
-def test_a_cancelled_subscription_gets_nothing_of_any_kind(kind: NotificationKind) -> None:
+@pytest.mark.parametrize(
+    "kind", [kind for kind in NotificationKind if kind is not NotificationKind.SUBSCRIPTION_CHANGED]
+)
+def test_a_cancelled_subscription_gets_nothing_of_any_kind_but_the_farewell(kind: NotificationKind) -> None:
     assert reason(gate("cancelled"), kind) == SUBSCRIPTION_CANCELLED
+
+
+def test_the_notice_that_a_subscription_was_cancelled_reaches_its_contacts_unless_they_stopped() -> None:
+    assert reason(gate("cancelled"), NotificationKind.SUBSCRIPTION_CHANGED) is None
+    assert reason(gate("cancelled", sms_active=False), NotificationKind.SUBSCRIPTION_CHANGED) == STOPPED_BY_SUBSCRIBER
 
 
 def test_verification_codes_go_to_a_pending_subscription_and_custody_notices_do_not() -> None:
