@@ -33,7 +33,12 @@ def create_app(settings: SubscriptionSettings) -> FastAPI:
         consumer_groups=[CONSUMER_GROUP],
     )
     service = SubscriptionService(settings, lambda: runtime.pool)
-    pages = Pages(service.renderer, settings.token_secret, service.cipher)
+    pages = Pages(
+        service.renderer,
+        settings.token_secret,
+        service.cipher,
+        secure_cookies=settings.public_base_url.startswith("https://"),
+    )
 
     async def on_start(started: ServiceRuntime) -> None:
         started.spawn("prune", service.prune_forever)

@@ -88,6 +88,11 @@ async def test_registering_with_forms_alone(harness: Harness) -> None:
 
 
 async def test_every_post_needs_this_browsers_csrf_token(harness: Harness) -> None:
+    cookie = (await harness.client.get("/find", headers=HTML)).headers["set-cookie"].lower()
+    assert "httponly" in cookie
+    assert "secure" in cookie, "served over https: the CSRF cookie never travels in clear"
+    assert "samesite=lax" in cookie
+    harness.client.cookies.clear()
     fields = {"agency_id": AGENCY_ID, "kind": "case_number", "number": "CR-1"}
     assert (await harness.client.post("/find", data=fields)).status_code == 403
     assert (await harness.client.post("/find", data={**fields, "csrf_token": "forged"})).status_code == 403

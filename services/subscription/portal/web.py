@@ -59,7 +59,9 @@ def problem_key(problem: SubscriptionError) -> str:
 
 
 class Pages:
-    def __init__(self, renderer: Renderer, secret: str, cipher: ContactCipher) -> None:
+    def __init__(self, renderer: Renderer, secret: str, cipher: ContactCipher, *, secure_cookies: bool) -> None:
+        """``secure_cookies``: the portal is served over https (a proxy may end TLS, so the request cannot tell)."""
+        self._secure = secure_cookies
         self.renderer = renderer
         self._csrf = URLSafeSerializer(secret, salt="custody-watch.portal.csrf")
         self._cipher = cipher
@@ -83,7 +85,7 @@ class Pages:
             name, language, csrf_token=self._csrf.dumps(csrf_cookie), switch=switch, **context
         )
         response = HTMLResponse(document, status_code=status_code, headers={"Cache-Control": "no-store"})
-        secure = request.url.scheme == "https"
+        secure = self._secure
         if request.cookies.get(CSRF_COOKIE) != csrf_cookie:
             response.set_cookie(CSRF_COOKIE, csrf_cookie, httponly=True, samesite="lax", secure=secure)
         if request.query_params.get("lang") == language.value:
@@ -148,7 +150,11 @@ class Pages:
         response = RedirectResponse(url, status_code=303)
         if draft is not None:
             response.set_cookie(
-                DRAFT_COOKIE, self._cipher.encrypt(draft.model_dump_json()), httponly=True, samesite="lax"
+                DRAFT_COOKIE,
+                self._cipher.encrypt(draft.model_dump_json()),
+                httponly=True,
+                samesite="lax",
+                secure=self._secure,
             )
         if clear_draft:
             response.delete_cookie(DRAFT_COOKIE)
