@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime, time
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
 
@@ -16,9 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.vocabulary import (
     Channel,
+    ChargeSeverity,
+    ContactRole,
     CustodyStatus,
     IdentifierKind,
+    ImmigrationStage,
     Language,
+    ReferralCategory,
     ReleaseReason,
     Urgency,
 )
@@ -33,6 +38,28 @@ class Payload(BaseModel):
 class SubjectIdentifier(Payload):
     kind: IdentifierKind
     value: str = Field(min_length=1, max_length=64)
+
+
+class Charge(Payload):
+    description: str = Field(min_length=1, max_length=300)
+    statute: str | None = Field(default=None, max_length=100)
+    severity: ChargeSeverity | None = None
+
+
+class CaseInformation(Payload):
+    """What an agency chooses to share about a case: shown only to its verified subscribers, never in the public
+    lookup, never for a sealed subject. Every field is optional."""
+
+    charges: list[Charge] = Field(default_factory=list, max_length=50)
+    next_court_at: datetime | None = None
+    court_name: str | None = Field(default=None, max_length=200)
+    scheduled_release_at: datetime | None = Field(default=None, description="The projected or scheduled release.")
+    immigration_stage: ImmigrationStage | None = None
+    bond_amount: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
+    hold_reason: str | None = Field(default=None, max_length=200, description="For example an immigration detainer.")
+    victim_contact_role: ContactRole | None = Field(
+        default=None, description="Which of the agency's contacts is assigned to this case."
+    )
 
 
 class CustodyStatusChanged(Payload):
@@ -56,6 +83,14 @@ class CustodyStatusChanged(Payload):
     feed_batch_id: str = Field(description="The raw batch or file that carried the record, for tracing.")
     origin: Literal["feed", "operator_override"] = "feed"
     received_at: datetime
+    case: CaseInformation | None = Field(default=None, description="What the agency shares about the case.")
+    case_information_only: bool = Field(
+        default=False,
+        description="The status is the one already known; only the case information changed (no status notice).",
+    )
+    transferred_to_agency_id: str | None = Field(
+        default=None, description="A transfer to another participating agency: its subscribers follow the person."
+    )
 
 
 class SubjectSealed(Payload):
@@ -65,6 +100,45 @@ class SubjectSealed(Payload):
     subject_id: str
     identifiers: list[SubjectIdentifier] = Field(min_length=1)
     sealed_at: datetime
+
+
+class AgencyContact(Payload):
+    role: ContactRole
+    name: str = Field(min_length=1, max_length=200)
+    phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=254)
+    hours: str | None = Field(default=None, max_length=200)
+    languages: list[Language] = Field(default_factory=list)
+
+
+class Referral(Payload):
+    name: str = Field(min_length=1, max_length=200)
+    category: ReferralCategory
+    phone: str | None = Field(default=None, max_length=32)
+    url: str | None = Field(default=None, max_length=500)
+    languages: list[Language] = Field(default_factory=list)
+    hours: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class AgencyResources(Payload):
+    """Who a victim of this agency's cases can call, and who can refer them to other services."""
+
+    contacts: list[AgencyContact] = Field(default_factory=list, max_length=20)
+    referrals: list[Referral] = Field(default_factory=list, max_length=50)
+
+    @property
+    def hotline(self) -> AgencyContact | None:
+        return next((contact for contact in self.contacts if contact.role == ContactRole.HOTLINE), None)
+
+
+class ReminderPolicy(Payload):
+    """When an agency's subscribers are reminded of a scheduled release and a court date."""
+
+    release_days_before: list[int] = Field(default=[14, 1], max_length=5, description="Whole days before.")
+    release_morning_of: bool = Field(default=True, description="Also on the morning of the release day.")
+    morning_hour: int = Field(default=8, ge=0, le=23, description="What 'morning' means, in the agency's zone.")
+    court_days_before: list[int] = Field(default=[1], max_length=5)
 
 
 class AgencyProfile(Payload):
@@ -82,6 +156,8 @@ class AgencyProfile(Payload):
     public_name_search: bool = Field(
         default=False, description="Victims may search this agency's people by name (never sealed ones)."
     )
+    resources: AgencyResources = Field(default_factory=AgencyResources)
+    reminders: ReminderPolicy = Field(default_factory=ReminderPolicy)
     updated_at: datetime
 
 
@@ -122,6 +198,11 @@ class NotificationKind(StrEnum):
     FEED_RESTORED = "feed_restored"
     SMS_HELP = "sms_help"
     SUBSCRIPTION_CHANGED = "subscription_changed"
+    RELEASE_SCHEDULED = "release_scheduled"
+    RELEASE_REMINDER = "release_reminder"
+    COURT_DATE_SCHEDULED = "court_date_scheduled"
+    COURT_REMINDER = "court_reminder"
+    NOW_HELD_BY = "now_held_by"
 
 
 class SubscriptionChange(StrEnum):
@@ -171,6 +252,11 @@ class NotificationRequested(Payload):
         default=None, description="Encrypted RFC 8058 one-click unsubscribe URL (email notices)."
     )
     change: SubscriptionChange | None = Field(default=None, description="What a subscription_changed notice is about.")
+    scheduled_for: datetime | None = Field(
+        default=None, description="The release or court date a scheduled notice or reminder is about."
+    )
+    court_name: str | None = None
+    now_held_by: str | None = Field(default=None, description="The agency now holding the person (now_held_by).")
     requested_at: datetime
 
 

@@ -63,7 +63,7 @@ AGENCY_PROFILE = TopicSpec(
     payload=AgencyProfile,
     key="agency_id",
     producers=("ingest",),
-    consumers=("subscription", "delivery"),
+    consumers=("subscription", "delivery", "matching"),
     description="Each agency's public profile and settings (compacted): name, contacts, feed interval, pause.",
     config={"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"},
 )

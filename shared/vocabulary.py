@@ -59,3 +59,34 @@ def urgency_of(status: CustodyStatus) -> Urgency:
 def normalise_identifier(value: str) -> str:
     """Agencies write the same number with different case and spacing; compare on one form."""
     return "".join(value.split()).upper()
+
+
+class ChargeSeverity(StrEnum):
+    FELONY = "felony"
+    MISDEMEANOR = "misdemeanor"
+
+
+class ImmigrationStage(StrEnum):
+    """Where an immigration case stands; each has a plain-words explanation per language for victims."""
+
+    IN_REMOVAL_PROCEEDINGS = "in_removal_proceedings"
+    FINAL_ORDER_OF_REMOVAL = "final_order_of_removal"
+    RELEASED_ON_BOND = "released_on_bond"
+    RELEASED_ON_SUPERVISION = "released_on_supervision"
+    REMOVED = "removed"
+    GRANTED_RELIEF = "granted_relief"
+
+
+class ContactRole(StrEnum):
+    VICTIM_ADVOCATE = "victim_advocate"
+    CASE_OFFICER = "case_officer"
+    HOTLINE = "hotline"
+
+
+class ReferralCategory(StrEnum):
+    COUNSELLING = "counselling"
+    LEGAL_AID = "legal_aid"
+    SHELTER = "shelter"
+    COMPENSATION = "compensation"
+    IMMIGRATION_VICTIM_SERVICES = "immigration_victim_services"
+    OTHER = "other"

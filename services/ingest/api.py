@@ -30,6 +30,7 @@ from services.ingest.schemas import (
     KeyRevoked,
     OverrideCreate,
     OverrideOut,
+    ResourcesIn,
     RowError,
     SealRequest,
     SealResult,
@@ -76,6 +77,8 @@ def agency_out(agency: store.Agency) -> AgencyOut:
         storm_rate_multiple=agency.storm_rate_multiple,
         silence_notice_after_minutes=agency.silence_notice_after_minutes,
         public_name_search=agency.public_name_search,
+        resources=agency.resources,
+        reminders=agency.reminders,
         created_at=agency.created_at,
         updated_at=agency.updated_at,
     )
@@ -303,6 +306,7 @@ def admin_router(runtime: ServiceRuntime, settings: IngestSettings) -> APIRouter
                 "storm_population_share",
                 "storm_min_changes",
                 "storm_rate_multiple",
+                "reminders",
             )
             if name in changes and changes[name] is None
         ]
@@ -312,6 +316,18 @@ def admin_router(runtime: ServiceRuntime, settings: IngestSettings) -> APIRouter
             changes["status_map"] = body.status_map
         async with runtime.pool.acquire() as connection:
             agency = await flows.update_agency(connection, settings, agency_id, changes)
+        if agency is None:
+            raise HTTPException(404, f"unknown agency {agency_id!r}")
+        return agency_out(agency)
+
+    @router.put(
+        "/agencies/{agency_id}/resources",
+        summary="Replace an agency's contacts and referrals (shown to its victims, published on agency.profile)",
+        response_model=AgencyOut,
+    )
+    async def replace_resources(agency_id: AgencyId, body: ResourcesIn) -> AgencyOut:
+        async with runtime.pool.acquire() as connection:
+            agency = await flows.update_agency(connection, settings, agency_id, {"resources": body.published()})
         if agency is None:
             raise HTTPException(404, f"unknown agency {agency_id!r}")
         return agency_out(agency)

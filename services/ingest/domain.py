@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
 from typing import Any, Literal
@@ -18,8 +19,15 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.events import CustodyStatusChanged, SubjectIdentifier, encode, new_event
-from shared.vocabulary import CustodyStatus, IdentifierKind, ReleaseReason, normalise_identifier
+from shared.events import CaseInformation, Charge, CustodyStatusChanged, SubjectIdentifier, encode, new_event
+from shared.vocabulary import (
+    ContactRole,
+    CustodyStatus,
+    IdentifierKind,
+    ImmigrationStage,
+    ReleaseReason,
+    normalise_identifier,
+)
 
 EVENT_NAMESPACE = uuid.UUID("5b0c1f5e-3f55-4a57-9b4c-2f0d6c2a9e11")
 EVENT_SOURCE = "/custody-watch/ingest"
@@ -77,6 +85,15 @@ CSV_FIELDS: tuple[str, ...] = (
     "sequence",
     "transfer_destination",
     "court_date",
+    "transferred_to_agency_id",
+    "charges",
+    "next_court_at",
+    "court_name",
+    "scheduled_release_at",
+    "immigration_stage",
+    "bond_amount",
+    "hold_reason",
+    "victim_contact_role",
 )
 REQUIRED_CSV_FIELDS: frozenset[str] = frozenset({"record_id", "status_code", "effective_at"})
 DEFAULT_CSV_COLUMNS: dict[str, str] = {name: name for name in CSV_FIELDS}
@@ -132,11 +149,49 @@ class RecordIn(BaseModel):
     )
     transfer_destination: str | None = Field(default=None, max_length=200, description="For transfers.")
     court_date: datetime | None = Field(default=None, description="Required when the code means court_date_set.")
+    transferred_to_agency_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="For transfers to another participating agency: its id. Its booking of the same person "
+        "(person/A-number) within 30 days carries the victims' subscriptions over.",
+    )
+    charges: list[Charge] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Shared with verified subscribers only. In CSV: 'description|statute|severity' per charge, "
+        "charges separated by ';' (statute and severity may be empty).",
+    )
+    next_court_at: datetime | None = Field(default=None, description="The next court date; offset or agency zone.")
+    court_name: str | None = Field(default=None, max_length=200)
+    scheduled_release_at: datetime | None = Field(
+        default=None, description="The projected or scheduled release; subscribers are told and reminded."
+    )
+    immigration_stage: ImmigrationStage | None = None
+    bond_amount: Decimal | None = Field(default=None, ge=0, max_digits=12, decimal_places=2)
+    hold_reason: str | None = Field(default=None, max_length=200, description="For example an immigration detainer.")
+    victim_contact_role: ContactRole | None = Field(
+        default=None, description="Which of the agency's contacts is assigned to this case."
+    )
 
-    @field_validator("person_number", "booking_number", "name", "facility", "transfer_destination", mode="after")
+    @field_validator(
+        "person_number",
+        "booking_number",
+        "name",
+        "facility",
+        "transfer_destination",
+        "transferred_to_agency_id",
+        "court_name",
+        "hold_reason",
+        mode="after",
+    )
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("charges", mode="before")
+    @classmethod
+    def _charges_from_csv(cls, value: Any) -> Any:
+        return parse_csv_charges(value) if isinstance(value, str) else value
 
     @field_validator("case_numbers", mode="after")
     @classmethod
@@ -146,6 +201,20 @@ class RecordIn(BaseModel):
         if too_long:
             raise ValueError(f"case numbers may have at most {MAX_IDENTIFIER_LENGTH} characters")
         return cleaned
+
+
+def parse_csv_charges(cell: str) -> list[dict[str, str | None]]:
+    """``description|statute|severity`` per charge, charges separated by ``;``; empty parts are absent."""
+    charges: list[dict[str, str | None]] = []
+    for entry in cell.split(";"):
+        if not entry.strip():
+            continue
+        parts = [part.strip() or None for part in entry.split("|")]
+        if len(parts) > 3:
+            raise ValueError(f"a charge has at most three parts (description|statute|severity): {entry.strip()!r}")
+        description, statute, severity = [*parts, None, None][:3]
+        charges.append({"description": description, "statute": statute, "severity": severity})
+    return charges
 
 
 @dataclass(frozen=True)
@@ -174,6 +243,8 @@ class CustodyRecord:
     facility: str | None = None
     transfer_destination: str | None = None
     court_date: datetime | None = None
+    case: CaseInformation | None = None
+    transferred_to_agency_id: str | None = None
 
 
 class RecordRejectedError(ValueError):
@@ -260,6 +331,8 @@ def _normalise(
     release_reason = mapping.release_reason
     if mapping.status is CustodyStatus.RELEASED and release_reason is None:
         release_reason = ReleaseReason.OTHER
+    if record.transferred_to_agency_id is not None and mapping.status is not CustodyStatus.TRANSFERRED:
+        raise RecordRejectedError("transferred_to_agency_id only goes with a status that means transferred")
     return CustodyRecord(
         record_id=record.record_id,
         identifiers=unique_identifiers,
@@ -272,7 +345,24 @@ def _normalise(
         facility=record.facility,
         transfer_destination=record.transfer_destination if mapping.status is CustodyStatus.TRANSFERRED else None,
         court_date=court_date if mapping.status is CustodyStatus.COURT_DATE_SET else None,
+        case=case_information(record, timezone),
+        transferred_to_agency_id=record.transferred_to_agency_id,
     )
+
+
+def case_information(record: RecordIn, zone: ZoneInfo) -> CaseInformation | None:
+    """The case information a record shares, its times in UTC; None when it shares none."""
+    case = CaseInformation(
+        charges=record.charges,
+        next_court_at=_aware(record.next_court_at, zone) if record.next_court_at else None,
+        court_name=record.court_name,
+        scheduled_release_at=_aware(record.scheduled_release_at, zone) if record.scheduled_release_at else None,
+        immigration_stage=record.immigration_stage,
+        bond_amount=record.bond_amount,
+        hold_reason=record.hold_reason,
+        victim_contact_role=record.victim_contact_role,
+    )
+    return None if case == CaseInformation() else case
 
 
 # --- change detection -------------------------------------------------------------------------------------------
@@ -356,6 +446,8 @@ class SubjectState:
     last_record_id: str | None = None
     sealed: bool = False
     overridden: bool = False
+    case: CaseInformation | None = None
+    transferred_to_agency_id: str | None = None
 
     def current(self) -> tuple[Position, StatusSignature] | None:
         if self.status is None or self.effective_at is None:
@@ -515,7 +607,10 @@ def _apply(
         plan.applied.append(AppliedRecord(record, subject.subject_id, RecordResult.STALE, None))
         return Outcome(0, record.record_id, RecordResult.STALE, "older than the subject's newest record", None)
 
+    case_changed = record.case is not None and record.case != subject.case
     previous_status = subject.status
+    subject.case = record.case or subject.case
+    subject.transferred_to_agency_id = record.transferred_to_agency_id
     subject.display_name = record.display_name or subject.display_name
     subject.facility = record.facility or subject.facility
     subject.status = record.status
@@ -528,7 +623,7 @@ def _apply(
     subject.last_record_id = record.record_id
     subject.overridden = origin == "operator_override"
 
-    if change is Change.SAME_STATUS:
+    if change is Change.SAME_STATUS and not case_changed:
         plan.applied.append(AppliedRecord(record, subject.subject_id, RecordResult.DUPLICATE, None))
         reason = (
             "agrees with an operator's override: no second notice"
@@ -558,6 +653,9 @@ def _apply(
         feed_batch_id=batch_id,
         origin=origin,
         received_at=received_at,
+        case=subject.case,
+        case_information_only=change is Change.SAME_STATUS,
+        transferred_to_agency_id=record.transferred_to_agency_id,
     )
     key = event_key(agency_id, subject.subject_id)
     value = encode(new_event(payload, source=EVENT_SOURCE, subject=key, event_id=event_id, at=received_at))

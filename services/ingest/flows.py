@@ -69,6 +69,8 @@ def profile_of(agency: Agency) -> AgencyProfile:
         notices_paused=agency.notices_paused,
         active=agency.active,
         public_name_search=agency.public_name_search,
+        resources=agency.resources,
+        reminders=agency.reminders,
         updated_at=agency.updated_at,
     )
 

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from services.ingest.domain import RecordResult, StatusMapping, parse_csv_columns
-from shared.events import SubjectIdentifier
-from shared.vocabulary import CustodyStatus, ReleaseReason
+from shared.events import AgencyResources, ReminderPolicy, SubjectIdentifier
+from shared.vocabulary import ContactRole, CustodyStatus, Language, ReferralCategory, ReleaseReason
 
 
 def _known_zone(name: str) -> str:
@@ -35,6 +35,50 @@ TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 CsvColumns = Annotated[dict[str, str], AfterValidator(_csv_columns)]
 StatusMapIn = Annotated[dict[str, StatusMapping], AfterValidator(_status_map)]
 Phone = Annotated[str, Field(min_length=3, max_length=32, pattern=r"^\+?[0-9 ().-]+$")]
+
+
+Email = Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+
+
+class ContactIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    role: ContactRole
+    name: str = Field(min_length=1, max_length=200)
+    phone: Phone | None = None
+    email: Email | None = None
+    hours: str | None = Field(default=None, max_length=200)
+    languages: list[Language] = Field(default_factory=list)
+
+
+class ReferralIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    category: ReferralCategory
+    phone: Phone | None = None
+    url: HttpUrl | None = None
+    languages: list[Language] = Field(default_factory=list)
+    hours: str | None = Field(default=None, max_length=200)
+    description: str | None = Field(default=None, max_length=500)
+
+
+class ResourcesIn(BaseModel):
+    """An agency's local contacts and referral services; at most one hotline (urgent notices name it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    contacts: list[ContactIn] = Field(default_factory=list, max_length=20)
+    referrals: list[ReferralIn] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _one_hotline(self) -> ResourcesIn:
+        if sum(1 for contact in self.contacts if contact.role is ContactRole.HOTLINE) > 1:
+            raise ValueError("give at most one contact with role 'hotline'")
+        return self
+
+    def published(self) -> AgencyResources:
+        return AgencyResources.model_validate(self.model_dump(mode="json"))
 
 
 class AgencyFields(BaseModel):
@@ -79,6 +123,9 @@ class AgencyFields(BaseModel):
         description="Victims without a number may search by name the people this agency holds or released in the "
         "last 30 days (never a sealed one); off unless set.",
     )
+    reminders: ReminderPolicy | None = Field(
+        default=None, description="When subscribers are reminded of a scheduled release or court date."
+    )
 
 
 class AgencyCreate(AgencyFields):
@@ -114,6 +161,8 @@ class AgencyOut(BaseModel):
     storm_rate_multiple: float
     silence_notice_after_minutes: int | None
     public_name_search: bool
+    resources: AgencyResources
+    reminders: ReminderPolicy
     created_at: datetime
     updated_at: datetime
 

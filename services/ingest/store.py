@@ -20,6 +20,7 @@ from services.ingest.domain import (
 )
 from services.ingest.storm import StormPolicy
 from shared.db import Connection
+from shared.events import AgencyResources, CaseInformation, ReminderPolicy
 from shared.outbox import NOTIFY_CHANNEL, OutboxRow, enqueue_rows
 from shared.vocabulary import URGENT_STATUSES, CustodyStatus, IdentifierKind, ReleaseReason
 
@@ -29,7 +30,7 @@ AGENCY_COLUMNS = (
     "agency_id, name, timezone, contact_phone, victim_services_phone, victim_services_url,"
     " expected_feed_interval_minutes, notices_paused, active, status_map, csv_columns, created_at, updated_at,"
     " last_feed_at, feed_stale, storm_window_minutes, storm_population_share, storm_min_changes, storm_rate_multiple,"
-    " silence_notice_after_minutes, silence_notified_for, public_name_search"
+    " silence_notice_after_minutes, silence_notified_for, public_name_search, resources, reminders"
 )
 EDITABLE_AGENCY_FIELDS = frozenset(
     {
@@ -49,6 +50,8 @@ EDITABLE_AGENCY_FIELDS = frozenset(
         "storm_rate_multiple",
         "silence_notice_after_minutes",
         "public_name_search",
+        "resources",
+        "reminders",
     }
 )
 
@@ -77,6 +80,8 @@ class Agency:
     silence_notice_after_minutes: int | None
     silence_notified_for: datetime | None
     public_name_search: bool
+    resources: AgencyResources
+    reminders: ReminderPolicy
 
     @property
     def storm_policy(self) -> StormPolicy:
@@ -91,6 +96,8 @@ class Agency:
     def from_row(cls, row: Mapping[str, Any] | asyncpg.Record) -> Agency:
         values = dict(row)
         values["status_map"] = parse_status_map(values["status_map"])
+        values["resources"] = AgencyResources.model_validate(values["resources"])
+        values["reminders"] = ReminderPolicy.model_validate(values["reminders"])
         return cls(**values)
 
 
@@ -409,8 +416,8 @@ async def load_snapshot(
     if subject_ids:
         for row in await connection.fetch(
             "SELECT subject_id, display_name, facility, status, release_reason, transfer_destination, court_date,"
-            " effective_at, sequence, in_custody, last_record_id, sealed_at IS NOT NULL AS sealed, overridden"
-            " FROM subjects WHERE subject_id = ANY($1::uuid[])",
+            " effective_at, sequence, in_custody, last_record_id, sealed_at IS NOT NULL AS sealed, overridden,"
+            " case_info, transferred_to_agency_id FROM subjects WHERE subject_id = ANY($1::uuid[])",
             subject_ids,
         ):
             subject_id = str(row["subject_id"])
@@ -428,6 +435,8 @@ async def load_snapshot(
                 last_record_id=row["last_record_id"],
                 sealed=row["sealed"],
                 overridden=row["overridden"],
+                case=None if row["case_info"] is None else CaseInformation.model_validate(row["case_info"]),
+                transferred_to_agency_id=row["transferred_to_agency_id"],
             )
         for row in await connection.fetch(
             "SELECT subject_id, kind, normalised, value FROM subject_identifiers WHERE subject_id = ANY($1::uuid[])",
@@ -471,16 +480,19 @@ async def save_plan(
         await connection.execute(
             "INSERT INTO subjects (subject_id, display_name, facility, status, release_reason,"
             " transfer_destination, court_date, effective_at, sequence, in_custody, last_record_id, overridden,"
-            " agency_id)"
+            " case_info, transferred_to_agency_id, agency_id)"
             " SELECT s.*, $1 FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
-            " $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::boolean[], $12::text[], $13::boolean[])"
+            " $8::timestamptz[], $9::timestamptz[], $10::bigint[], $11::boolean[], $12::text[], $13::boolean[],"
+            " $14::jsonb[], $15::text[])"
             " AS s(subject_id, display_name, facility, status, release_reason, transfer_destination, court_date,"
-            " effective_at, sequence, in_custody, last_record_id, overridden)"
+            " effective_at, sequence, in_custody, last_record_id, overridden, case_info, transferred_to_agency_id)"
             " ON CONFLICT (subject_id) DO UPDATE SET display_name = excluded.display_name,"
             " facility = excluded.facility, status = excluded.status, release_reason = excluded.release_reason,"
             " transfer_destination = excluded.transfer_destination, court_date = excluded.court_date,"
             " effective_at = excluded.effective_at, sequence = excluded.sequence, in_custody = excluded.in_custody,"
-            " last_record_id = excluded.last_record_id, overridden = excluded.overridden, updated_at = now()",
+            " last_record_id = excluded.last_record_id, overridden = excluded.overridden,"
+            " case_info = excluded.case_info, transferred_to_agency_id = excluded.transferred_to_agency_id,"
+            " updated_at = now()",
             agency_id,
             [s.subject_id for s in touched],
             [s.display_name for s in touched],
@@ -494,6 +506,8 @@ async def save_plan(
             [s.in_custody for s in touched],
             [s.last_record_id for s in touched],
             [s.overridden for s in touched],
+            [s.case.model_dump(mode="json") if s.case else None for s in touched],
+            [s.transferred_to_agency_id for s in touched],
         )
     for entries in slices(list(plan.new_identifiers.items())):
         await connection.execute(
@@ -804,14 +818,16 @@ async def restore_held_subjects(connection: Connection, hold_id: str) -> int:
         "UPDATE subjects s SET display_name = b.display_name, facility = b.facility, status = b.status,"
         " release_reason = b.release_reason, transfer_destination = b.transfer_destination,"
         " court_date = b.court_date, effective_at = b.effective_at, sequence = b.sequence,"
-        " in_custody = b.in_custody, last_record_id = b.last_record_id, overridden = b.overridden, updated_at = now()"
+        " in_custody = b.in_custody, last_record_id = b.last_record_id, overridden = b.overridden,"
+        " case_info = b.case_info, transferred_to_agency_id = b.transferred_to_agency_id, updated_at = now()"
         " FROM held_subjects h CROSS JOIN LATERAL jsonb_populate_record(NULL::subjects, h.before) AS b"
         " WHERE h.hold_id = $1 AND h.before IS NOT NULL AND s.subject_id = h.subject_id AND NOT s.overridden",
         hold_id,
     )
     created = await connection.execute(
         "UPDATE subjects s SET status = NULL, release_reason = NULL, transfer_destination = NULL, court_date = NULL,"
-        " effective_at = NULL, sequence = NULL, in_custody = false, updated_at = now() FROM held_subjects h"
+        " effective_at = NULL, sequence = NULL, in_custody = false, case_info = NULL,"
+        " transferred_to_agency_id = NULL, updated_at = now() FROM held_subjects h"
         " WHERE h.hold_id = $1 AND h.before IS NULL AND s.subject_id = h.subject_id AND NOT s.overridden",
         hold_id,
     )

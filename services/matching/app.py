@@ -13,11 +13,13 @@ from fastapi import FastAPI
 from services.matching import store
 from services.matching.api import stats_router
 from services.matching.consumers import Matcher
+from services.matching.reminders import Clock, ReminderSender, system_clock
 from services.matching.settings import MatchingSettings
 from shared.http import create_service_app
 from shared.kafka import ConsumerRunner, create_producer
 from shared.runtime import ServiceRuntime
 from shared.topics import (
+    AGENCY_PROFILE,
     CUSTODY_STATUS_CHANGED,
     FEED_SILENCE,
     NOTIFICATION_REQUESTED,
@@ -27,7 +29,7 @@ from shared.topics import (
 
 log = logging.getLogger(__name__)
 
-CONSUMED_TOPICS = [SUBSCRIPTION_STATE, CUSTODY_STATUS_CHANGED, SUBJECT_SEALED, FEED_SILENCE]
+CONSUMED_TOPICS = [AGENCY_PROFILE, SUBSCRIPTION_STATE, CUSTODY_STATUS_CHANGED, SUBJECT_SEALED, FEED_SILENCE]
 
 
 class MatchingWorker:
@@ -95,7 +97,22 @@ def pruner(runtime: ServiceRuntime, settings: MatchingSettings) -> Callable[[], 
     return prune_forever
 
 
-def create_app(settings: MatchingSettings) -> FastAPI:
+def reminder_sender(runtime: ServiceRuntime, settings: MatchingSettings, clock: Clock) -> Callable[[], Awaitable[None]]:
+    """Its own transactional producer: the consumer's is inside a batch's transaction at any moment."""
+
+    async def send_forever() -> None:
+        producer = await create_producer(settings.kafka, transactional_id=settings.reminders_transactional_id)
+        try:
+            sender = ReminderSender(runtime.pool, settings.kafka, producer, clock=clock)
+            await sender.run_forever(settings.reminder_interval_seconds)
+        finally:
+            await producer.stop()
+
+    return send_forever
+
+
+def create_app(settings: MatchingSettings, clock: Clock = system_clock) -> FastAPI:
+    """``clock`` decides when reminders are due: tests pass one they move."""
     runtime = ServiceRuntime(
         settings,
         name="matching",
@@ -111,6 +128,7 @@ def create_app(settings: MatchingSettings) -> FastAPI:
         await worker.prepare()
         runtime.spawn(f"consumer:{settings.consumer_group}", worker.run)
         runtime.spawn("pruner", pruner(runtime, settings))
+        runtime.spawn("reminders", reminder_sender(runtime, settings, clock))
 
     return create_service_app(
         runtime,

@@ -15,20 +15,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
-from services.matching import domain, metrics, store
+from services.matching import domain, metrics, schedule, store
 from services.matching.store import SourcePosition, StoredNotification
 from shared.db import Connection
 from shared.events import (
+    AgencyProfile,
     CloudEvent,
     CustodyStatusChanged,
     FeedSilence,
     NotificationKind,
     NotificationRequested,
     Payload,
+    ReminderPolicy,
     SubjectSealed,
     SubscriptionState,
     encode,
@@ -182,6 +185,10 @@ class Matcher:
             return await self._apply_feed_silence(connection, event, data, now)
         if isinstance(data, SubjectSealed):
             await store.seal_subject(connection, data.agency_id, data.subject_id, data.sealed_at)
+            await store.cancel_reminders(connection, data.agency_id, data.subject_id, list(domain.ANNOUNCED_TO))
+            return Outcome()
+        if isinstance(data, AgencyProfile):
+            await store.save_agency_profile(connection, data)
             return Outcome()
         log.warning("ignoring %s event %s: not an event matching consumes", event.type, event.id)
         return Outcome(skipped="unexpected_event_type")
@@ -194,6 +201,7 @@ class Matcher:
             log.info("custody event %s predates the subject's sealing; not disclosed", event.id)
             return Outcome(skipped="sealed_subject")
         freshness = domain.freshness(history.newest, domain.change_position(event.id, change))
+        before = await store.known_state_of_subject(connection, change.agency_id, change.subject_id)
         keys = await store.record_custody_change(
             connection, event.id, change, newest=freshness is domain.Freshness.NEWEST
         )
@@ -207,7 +215,13 @@ class Matcher:
         if freshness is domain.Freshness.REDELIVERED:
             return Outcome(skipped="redelivered_change")
         subscriptions = await store.active_subscriptions_for(connection, keys)
-        notices = domain.status_change_notices(event.id, change, subscriptions, now)
+        notices = (
+            [] if change.case_information_only else domain.status_change_notices(event.id, change, subscriptions, now)
+        )
+        previous = schedule.ScheduledDates.of(before.change.case if before else None)
+        notices += await self._schedule(
+            connection, event.id, change, previous=previous, subscriptions=subscriptions, now=now
+        )
         recorded = await self._record(connection, event, notices, now)
         return Outcome(encoded=recorded, custody_change=True, matched=bool(subscriptions))
 
@@ -221,8 +235,70 @@ class Matcher:
         if not domain.newly_reachable_contacts(before, state):
             return Outcome()
         known = await store.known_states_for(connection, domain.case_key(state.agency_id, state.identifier))
+        for known_state in known:
+            dates = schedule.dates_after(known_state.change.status, known_state.change.case)
+            await self._plan_reminders(connection, known_state.change, dates, [state], now)
         notices = domain.current_status_notices(before, state, known, now)
         return Outcome(encoded=await self._record(connection, event, notices, now))
+
+    async def _schedule(
+        self,
+        connection: Connection,
+        custody_event_id: str,
+        change: CustodyStatusChanged,
+        *,
+        previous: schedule.ScheduledDates,
+        subscriptions: list[SubscriptionState],
+        now: datetime,
+    ) -> list[NotificationRequested]:
+        """A new scheduled release or court date is announced and its reminders planned; a changed one replaces
+        them; a release that happened first cancels the rest."""
+        ended = schedule.ended_reminders(change.status)
+        if ended:
+            await store.cancel_reminders(connection, change.agency_id, change.subject_id, ended)
+        dates = schedule.dates_after(change.status, change.case)
+        ours = [subscription for subscription in subscriptions if subscription.agency_id == change.agency_id]
+        state = domain.KnownCustodyState(custody_event_id=custody_event_id, change=change)
+        notices: list[NotificationRequested] = []
+        for kind in schedule.announcements(previous, dates, now):
+            for subscription in ours:
+                notices += domain.scheduled_notices(kind, custody_event_id, state, subscription, now)
+        if dates != previous:
+            await self._plan_reminders(connection, change, dates, ours, now)
+        return notices
+
+    async def _plan_reminders(
+        self,
+        connection: Connection,
+        change: CustodyStatusChanged,
+        dates: schedule.ScheduledDates,
+        subscriptions: list[SubscriptionState],
+        now: datetime,
+    ) -> None:
+        profile = await store.agency_profile(connection, change.agency_id)
+        policy = profile.reminders if profile else ReminderPolicy()
+        ids = [subscription.subscription_id for subscription in subscriptions]
+        for kind in (NotificationKind.RELEASE_REMINDER, NotificationKind.COURT_REMINDER):
+            planned = [
+                reminder
+                for subscription in subscriptions
+                if domain.wants(subscription, kind)
+                for reminder in schedule.reminders_for(
+                    subscription.subscription_id,
+                    change.agency_id,
+                    change.subject_id,
+                    dates,
+                    policy,
+                    zone=ZoneInfo(subscription.timezone),
+                    quiet_start=subscription.quiet_hours_start,
+                    quiet_end=subscription.quiet_hours_end,
+                    now=now,
+                )
+                if reminder.kind is kind
+            ]
+            await store.replace_reminders(
+                connection, ids, subject=(change.agency_id, change.subject_id), kind=kind, planned=planned, now=now
+            )
 
     async def _apply_feed_silence(
         self, connection: Connection, event: CloudEvent[Payload], silence: FeedSilence, now: datetime

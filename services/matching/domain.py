@@ -295,3 +295,49 @@ def feed_restored_notices(
             requested_at=requested_at,
         )
     return notices
+
+
+# Scheduled notices: announcements of a release or court date, and their reminders (see schedule.py)
+
+ANNOUNCED_TO: dict[NotificationKind, CustodyStatus] = {
+    NotificationKind.RELEASE_SCHEDULED: CustodyStatus.RELEASED,
+    NotificationKind.RELEASE_REMINDER: CustodyStatus.RELEASED,
+    NotificationKind.COURT_DATE_SCHEDULED: CustodyStatus.COURT_DATE_SET,
+    NotificationKind.COURT_REMINDER: CustodyStatus.COURT_DATE_SET,
+}
+"""Who a scheduled notice is for: those who asked to hear of releases, or of court dates."""
+
+
+def scheduled_notice_id(cause: str, kind: NotificationKind, subscription_id: str, channel: Channel) -> str:
+    """``cause``: the custody event that announced the date, or the reminder's own id."""
+    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"scheduled|{kind}|{cause}|{subscription_id}|{channel}"))
+
+
+def wants(subscription: SubscriptionState, kind: NotificationKind) -> bool:
+    return ANNOUNCED_TO[kind] in subscription.event_types
+
+
+def scheduled_notices(
+    kind: NotificationKind,
+    cause: str,
+    state: KnownCustodyState,
+    subscription: SubscriptionState,
+    requested_at: datetime,
+) -> list[NotificationRequested]:
+    """A scheduled release or court date announced, or reminded of, to each reachable contact: informational
+    (a date ahead is no emergency), with the date and court from the case the agency shares."""
+    case = state.change.case
+    if case is None or not wants(subscription, kind):
+        return []
+    court = kind in (NotificationKind.COURT_DATE_SCHEDULED, NotificationKind.COURT_REMINDER)
+    when = case.next_court_at if court else case.scheduled_release_at
+    notices = _notices_to(
+        subscription,
+        reachable_contacts(subscription),
+        kind=kind,
+        facts=custody_facts(state.custody_event_id, state.change, subscription.identifier),
+        notification_id=partial(scheduled_notice_id, cause, kind, subscription.subscription_id),
+        requested_at=requested_at,
+    )
+    extra = {"urgency": Urgency.INFORMATIONAL, "scheduled_for": when, "court_name": case.court_name if court else None}
+    return [notice.model_copy(update=extra) for notice in notices]

@@ -34,6 +34,9 @@ class MatchingSettings(OperatorTokenSettings):
         default=90, ge=1, description="How long handled events and decided notices are kept for de-duplication."
     )
     batch_size: int = Field(default=500, ge=1, le=5000, description="Most events handled in one Kafka transaction.")
+    reminder_interval_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="How often due reminders of release and court dates are looked for."
+    )
 
     @model_validator(mode="after")
     def _stable_instance_in_production(self) -> MatchingSettings:
@@ -46,3 +49,7 @@ class MatchingSettings(OperatorTokenSettings):
     @property
     def transactional_id(self) -> str:
         return f"matching-{self.instance_id}"
+
+    @property
+    def reminders_transactional_id(self) -> str:
+        return f"matching-{self.instance_id}-reminders"

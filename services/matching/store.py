@@ -8,8 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from services.matching.domain import CaseKey, ChangePosition, KnownCustodyState, case_key
+from services.matching.schedule import Reminder
 from shared.db import Connection
-from shared.events import CustodyStatusChanged, NotificationRequested, SubscriptionState
+from shared.events import (
+    AgencyProfile,
+    CustodyStatusChanged,
+    NotificationKind,
+    NotificationRequested,
+    SubscriptionState,
+)
 from shared.vocabulary import IdentifierKind
 
 
@@ -299,7 +306,10 @@ async def prune(connection: Connection, older_than: datetime) -> int:
         "DELETE FROM notification_requests WHERE created_at < $1 AND kind <> 'feed_silence'", older_than
     )
     stale = await connection.execute("DELETE FROM stale_custody_changes WHERE recorded_at < $1", older_than)
-    return sum(int(status.rsplit(" ", 1)[-1]) for status in (handled, requests, stale))
+    reminders = await connection.execute(
+        "DELETE FROM scheduled_notices WHERE state <> 'pending' AND decided_at < $1", older_than
+    )
+    return sum(int(status.rsplit(" ", 1)[-1]) for status in (handled, requests, stale, reminders))
 
 
 async def counts(connection: Connection, agency_id: str | None = None) -> dict[str, int]:
@@ -318,3 +328,135 @@ async def counts(connection: Connection, agency_id: str | None = None) -> dict[s
         agency_id,
     )
     return {} if row is None else {key: int(value) for key, value in row.items()}
+
+
+# Agency profiles
+
+
+async def save_agency_profile(connection: Connection, profile: AgencyProfile) -> None:
+    await connection.execute(
+        "INSERT INTO agency_profiles (agency_id, profile, updated_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT (agency_id) DO UPDATE SET profile = EXCLUDED.profile, updated_at = EXCLUDED.updated_at"
+        " WHERE agency_profiles.updated_at <= EXCLUDED.updated_at",
+        profile.agency_id,
+        profile.model_dump(mode="json"),
+        profile.updated_at,
+    )
+
+
+async def agency_profile(connection: Connection, agency_id: str) -> AgencyProfile | None:
+    profile: Any = await connection.fetchval("SELECT profile FROM agency_profiles WHERE agency_id = $1", agency_id)
+    return None if profile is None else AgencyProfile.model_validate(profile)
+
+
+# Scheduled notices (reminders)
+
+
+async def replace_reminders(
+    connection: Connection,
+    subscription_ids: Sequence[str],
+    *,
+    subject: tuple[str, str],
+    kind: NotificationKind,
+    planned: Sequence[Reminder],
+    now: datetime,
+) -> None:
+    """Make ``planned`` the subject's pending reminders of ``kind`` for these subscriptions: others are cancelled
+    (a changed date, changed quiet hours), except those of the same date already due (about to be sent); one
+    planned again (a redelivered event) is the same row and keeps its state."""
+    agency_id, subject_id = subject
+    keep = [reminder.reminder_id for reminder in planned]
+    await connection.execute(
+        "UPDATE scheduled_notices SET state = 'cancelled', decided_at = now()"
+        " WHERE state = 'pending' AND agency_id = $1 AND subject_id = $2 AND kind = $3"
+        "   AND subscription_id = ANY($4::text[]) AND NOT (reminder_id = ANY($5::text[]))"
+        "   AND (scheduled_for IS DISTINCT FROM $6 OR due_at > $7)",
+        agency_id,
+        subject_id,
+        str(kind),
+        list(subscription_ids),
+        keep,
+        planned[0].scheduled_for if planned else None,
+        now,
+    )
+    if not planned:
+        return
+    await connection.execute(
+        "INSERT INTO scheduled_notices (reminder_id, subscription_id, agency_id, subject_id, kind, scheduled_for,"
+        " due_at) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::timestamptz[], $7::timestamptz[]) ON CONFLICT (reminder_id) DO NOTHING",
+        keep,
+        [reminder.subscription_id for reminder in planned],
+        [reminder.agency_id for reminder in planned],
+        [reminder.subject_id for reminder in planned],
+        [str(reminder.kind) for reminder in planned],
+        [reminder.scheduled_for for reminder in planned],
+        [reminder.due_at for reminder in planned],
+    )
+
+
+async def cancel_reminders(
+    connection: Connection, agency_id: str, subject_id: str, kinds: Sequence[NotificationKind]
+) -> int:
+    """A release that happened (or a seal) ends the pending reminders of those kinds for the subject."""
+    status = await connection.execute(
+        "UPDATE scheduled_notices SET state = 'cancelled', decided_at = now()"
+        " WHERE state = 'pending' AND agency_id = $1 AND subject_id = $2 AND kind = ANY($3::text[])",
+        agency_id,
+        subject_id,
+        [str(kind) for kind in kinds],
+    )
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def due_reminders(connection: Connection, now: datetime, limit: int) -> list[Reminder]:
+    """Pending reminders due by ``now``, locked (skipped by another replica) until the transaction ends."""
+    rows = await connection.fetch(
+        "SELECT reminder_id, subscription_id, agency_id, subject_id, kind, scheduled_for, due_at"
+        " FROM scheduled_notices WHERE state = 'pending' AND due_at <= $1"
+        " ORDER BY due_at, reminder_id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        now,
+        limit,
+    )
+    return [
+        Reminder(
+            reminder_id=row["reminder_id"],
+            subscription_id=row["subscription_id"],
+            agency_id=row["agency_id"],
+            subject_id=row["subject_id"],
+            kind=NotificationKind(row["kind"]),
+            scheduled_for=row["scheduled_for"],
+            due_at=row["due_at"],
+        )
+        for row in rows
+    ]
+
+
+async def mark_reminders(connection: Connection, reminder_ids: Sequence[str], state: str) -> None:
+    await connection.execute(
+        "UPDATE scheduled_notices SET state = $2, decided_at = now() WHERE reminder_id = ANY($1::text[])",
+        list(reminder_ids),
+        state,
+    )
+
+
+async def known_state_of_subject(connection: Connection, agency_id: str, subject_id: str) -> KnownCustodyState | None:
+    row = await connection.fetchrow(
+        "SELECT custody_event_id, change FROM custody_subjects"
+        " WHERE agency_id = $1 AND subject_id = $2 AND change IS NOT NULL",
+        agency_id,
+        subject_id,
+    )
+    if row is None:
+        return None
+    return KnownCustodyState(
+        custody_event_id=row["custody_event_id"], change=CustodyStatusChanged.model_validate(row["change"])
+    )
+
+
+async def load_subscriptions(connection: Connection, subscription_ids: Sequence[str]) -> dict[str, SubscriptionState]:
+    rows = await connection.fetch(
+        "SELECT subscription_id, state FROM subscriptions WHERE subscription_id = ANY($1::text[])",
+        list(subscription_ids),
+    )
+    return {row["subscription_id"]: SubscriptionState.model_validate(row["state"]) for row in rows}
