@@ -7,7 +7,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import ContactCryptoSettings
+from shared.settings import ContactCryptoSettings, placeholder_reason
 
 # Usable only in development and test (the contact keys are shared with the subscription service's, so a local
 # stack works out of the box); the service refuses to start in production with any of them.
@@ -75,6 +75,14 @@ class DeliverySettings(ContactCryptoSettings):
         default_factory=_dev_sms_providers, description="First is primary, the rest take over on failure."
     )
     smtp: SmtpSettings = SmtpSettings()
+    bounce_secrets: dict[str, str] = Field(
+        default_factory=dict,
+        description="Per sender of asynchronous bounces (the SMTP relay, an email provider's webhook): the HMAC-SHA256 "
+        "key of its X-Bounce-Signature. A name without a key has no bounce endpoint.",
+    )
+    max_bounce_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Largest bounce report accepted, refused before its signature check."
+    )
 
     consumer_retry_attempts: int = Field(
         default=10, ge=1, description="Tries of a failing Kafka event (e.g. database down) before its dead letter."
@@ -124,12 +132,14 @@ class DeliverySettings(ContactCryptoSettings):
             raise ValueError(f"{FAILOVER_ROUTE!r} is reserved for the failover group; name the provider otherwise")
         if self.environment == "production":
             unsafe = [
-                f"sms_providers[{p.name}].auth_token"
-                for p in self.sms_providers
+                f"DELIVERY_SMS_PROVIDERS[{index}].auth_token"
+                for index, p in enumerate(self.sms_providers)
                 if p.auth_token == DEV_TWILIO_AUTH_TOKEN
             ]
             if unsafe:
                 raise ValueError("refusing to start in production with development defaults for: " + ", ".join(unsafe))
+            if placeholders := self._nested_placeholders():
+                raise ValueError("refusing to start in production " + "; ".join(placeholders))
             if not self.public_base_url.startswith("https://"):
                 raise ValueError("public_base_url must be https:// in production")
             for hook in ("crash_after_handoff_marker", "crash_before_call_marker"):
@@ -138,6 +148,16 @@ class DeliverySettings(ContactCryptoSettings):
         if not self.sms_providers:
             raise ValueError("at least one SMS provider is required")
         return self
+
+    def _nested_placeholders(self) -> list[str]:
+        """The secrets inside lists and objects, which the common check (top-level fields only) does not see."""
+        secrets = {
+            f"DELIVERY_SMS_PROVIDERS[{index}].auth_token": p.auth_token for index, p in enumerate(self.sms_providers)
+        }
+        secrets |= {f"DELIVERY_BOUNCE_SECRETS[{name}]": secret for name, secret in self.bounce_secrets.items()}
+        if self.smtp.password is not None:
+            secrets["DELIVERY_SMTP__PASSWORD"] = self.smtp.password
+        return [f"{name} {reason}" for name, value in secrets.items() if (reason := placeholder_reason(value))]
 
     def sms_provider(self, name: str) -> SmsProviderSettings | None:
         return next((provider for provider in self.sms_providers if provider.name == name), None)

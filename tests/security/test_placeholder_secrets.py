@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from shared.devservers.ports import repo_root
+from tests.delivery.test_settings_and_links import PROVIDER
+from tests.delivery.test_settings_and_links import production as delivery_in_production
 
 PLACEHOLDERS = {
     "ingest": ("INGEST_ADMIN_TOKEN", "CHANGE-ME-at-least-32-characters-long"),
@@ -38,3 +42,24 @@ def test_a_placeholder_secret_stops_the_service_at_start(service: str) -> None:
     refusal = next(line for line in finished.stderr.splitlines() if "refusing to start in production" in line)
     assert variable in refusal
     assert any(word in refusal for word in ("placeholder", "too little entropy", "too short"))
+
+
+@pytest.mark.parametrize(
+    ("unsafe", "variable"),
+    [
+        ({"sms_providers": [PROVIDER, PROVIDER | {"name": "backup", "auth_token": "CHANGE-ME"}]}, "[1].auth_token"),
+        ({"smtp": {"username": "notices", "password": "changeme-please-now"}}, "DELIVERY_SMTP__PASSWORD"),
+        ({"bounce_secrets": {"relay": "x" * 40}}, "DELIVERY_BOUNCE_SECRETS[relay]"),
+    ],
+)
+def test_delivery_refuses_a_placeholder_nested_secret_and_names_it(unsafe: dict[str, object], variable: str) -> None:
+    with pytest.raises(ValidationError, match=re.escape(variable)):
+        delivery_in_production(**unsafe)
+
+
+def test_delivery_accepts_generated_nested_secrets() -> None:
+    settings = delivery_in_production(
+        smtp={"username": "notices", "password": "q7Vd2-LmXo9RtA4sKp0eWz"},
+        bounce_secrets={"relay": "Yh3Kq9vLz2RmT8wXc5NbJ1pD"},
+    )
+    assert settings.bounce_secrets == {"relay": "Yh3Kq9vLz2RmT8wXc5NbJ1pD"}
