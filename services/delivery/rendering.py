@@ -22,6 +22,8 @@ from shared.events import AgencyProfile, NotificationKind, NotificationRequested
 from shared.vocabulary import Language, Urgency
 
 TEMPLATE_DIRECTORY = Path(__file__).parent / "templates"
+SMS_SEGMENT_BUDGET = 2
+"""Most segments a notice may take; a longer one first loses its "More: <link>" to fit."""
 BRAND = "Custody Watch"
 
 # GSM 03.38: the basic set costs one septet, the extension set two (escape + character); anything else is UCS-2.
@@ -35,6 +37,19 @@ MONTHS: Mapping[Language, tuple[str, ...]] = {
     Language.ENGLISH: ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"),
     Language.SPANISH: ("ene", "feb", "mar", "abr", "may", "jun", "jul", "ago", "sep", "oct", "nov", "dic"),
 }
+
+
+ABOUT_A_CASE = frozenset(
+    {
+        NotificationKind.STATUS_CHANGE,
+        NotificationKind.RELEASE_SCHEDULED,
+        NotificationKind.RELEASE_REMINDER,
+        NotificationKind.COURT_DATE_SCHEDULED,
+        NotificationKind.COURT_REMINDER,
+        NotificationKind.NOW_HELD_BY,
+    }
+)
+"""Notice kinds that cannot be rendered without the custody facts of their case."""
 
 
 @dataclass(frozen=True)
@@ -133,10 +148,16 @@ class NoticeRenderer:
         secret: str | None = None,
     ) -> RenderedSms:
         context = notice_context(notice, agency, links, secret=secret)
+        body = self._sms_body(notice, context)
+        if sms_segments(body) > SMS_SEGMENT_BUDGET and context["help_url"]:
+            body = self._sms_body(notice, context | {"help_url": None})  # the hotline stays; "More: <link>" goes
+        return RenderedSms(body=body, segments=sms_segments(body))
+
+    def _sms_body(self, notice: NotificationRequested, context: Mapping[str, Any]) -> str:
         body = " ".join(self._render(self.sms_environment, f"{notice.language}/{notice.kind}.sms.txt", context).split())
         if not body:
             raise TemplateError(f"template {notice.language}/{notice.kind}.sms.txt rendered an empty message")
-        return RenderedSms(body=body, segments=sms_segments(body))
+        return body
 
     def render_email(
         self,
@@ -162,8 +183,8 @@ def notice_context(
     notice: NotificationRequested, agency: AgencyProfile | None, links: NoticeLinks, *, secret: str | None
 ) -> dict[str, Any]:
     """Every variable a template may use, always defined (None when unknown), so StrictUndefined catches typos."""
-    if notice.kind is NotificationKind.STATUS_CHANGE and notice.custody is None:
-        raise TemplateError(f"notice {notice.notification_id}: a status change without custody facts")
+    if notice.kind in ABOUT_A_CASE and notice.custody is None:
+        raise TemplateError(f"notice {notice.notification_id}: a {notice.kind} notice without custody facts")
     if notice.kind is NotificationKind.VERIFICATION and not secret:
         raise TemplateError(f"notice {notice.notification_id}: a verification without its code")
     zone = _zone(notice.timezone) or _zone(agency.timezone if agency else None) or UTC
@@ -196,6 +217,20 @@ def notice_context(
         "verify_url": links.verify_url,
         "secret": secret,
         "change": str(notice.change) if notice.change else None,
+        "scheduled_for": moment(notice.scheduled_for),
+        "court_name": notice.court_name,
+        "now_held_by": notice.now_held_by,
+        **help_context(agency),
+    }
+
+
+def help_context(agency: AgencyProfile | None) -> dict[str, str | None]:
+    """Where an urgent notice sends a victim who needs help now, when the agency has a hotline: "More" is its
+    victim services page."""
+    hotline = agency.resources.hotline if agency else None
+    return {
+        "hotline_phone": hotline.phone if hotline else None,
+        "help_url": agency.victim_services_url if agency and hotline else None,
     }
 
 

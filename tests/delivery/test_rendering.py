@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.delivery.rendering import (
+    ABOUT_A_CASE,
     TEMPLATE_DIRECTORY,
     NoticeLinks,
     NoticeRenderer,
@@ -72,7 +73,7 @@ def notice(
     status: CustodyStatus = CustodyStatus.RELEASED,
     custody: CustodyFacts | None = None,
 ) -> NotificationRequested:
-    with_custody = kind in {NotificationKind.STATUS_CHANGE, NotificationKind.CURRENT_STATUS}
+    with_custody = kind in {NotificationKind.CURRENT_STATUS, *ABOUT_A_CASE}
     return NotificationRequested(
         notification_id=f"n-{kind}-{language}-{status}",
         kind=kind,
