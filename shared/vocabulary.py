@@ -34,6 +34,7 @@ class IdentifierKind(StrEnum):
 class Channel(StrEnum):
     SMS = "sms"
     EMAIL = "email"
+    VOICE = "voice"
 
 
 class Urgency(StrEnum):

@@ -1,6 +1,7 @@
 """Notices as text: one jinja2 template per notification kind, channel and language, in ``templates/<language>/``.
 
-Files: ``<kind>.sms.txt``; ``<kind>.subject.txt``, ``<kind>.email.txt`` and ``<kind>.email.html`` (autoescaped).
+Files: ``<kind>.sms.txt``; ``<kind>.subject.txt``, ``<kind>.email.txt`` and ``<kind>.email.html`` (autoescaped);
+``<kind>.voice.txt`` (the words a call says), read out by ``_call.voice.xml`` (TwiML, autoescaped).
 Undefined variables raise (StrictUndefined); any problem with one template becomes :class:`TemplateError` for that
 notice alone. A notice says who it is from, what changed, where and when (in the subscriber's time zone), whom to
 call, how to stop, and for urgent notices how to acknowledge; never anything about other victims.
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,29 @@ ABOUT_A_CASE = frozenset(
 """Notice kinds that cannot be rendered without the custody facts of their case."""
 
 
+VOICES: Mapping[Language, tuple[str, str]] = {
+    Language.ENGLISH: ("Polly.Joanna", "en-US"),
+    Language.SPANISH: ("Polly.Mia", "es-MX"),
+}
+"""The Twilio ``<Say>`` voice and language of each subscriber language."""
+SAY_MAX_BYTES = 3000
+"""Twilio reads at most this many UTF-8 bytes in one ``<Say>`` with a Polly voice (warning 13521 beyond)."""
+TWIML_MAX_CHARACTERS = 4000
+"""The most a Calls API ``Twiml`` parameter may hold."""
+
+
+class CallStep(StrEnum):
+    """Which part of a call the TwiML is for: the notice itself, or an answer of the PIN's action webhook."""
+
+    NOTICE = "notice"
+    MACHINE = "machine"
+    REPEAT = "repeat"
+    WRONG = "wrong"
+    ACCEPTED = "accepted"
+    LOCKED = "locked"
+    GOODBYE = "goodbye"
+
+
 @dataclass(frozen=True)
 class NoticeLinks:
     manage_url: str | None = None
@@ -73,6 +98,12 @@ class RenderedEmail:
     html_body: str
 
 
+@dataclass(frozen=True)
+class RenderedCall:
+    spoken: str
+    twiml: str
+
+
 class TemplateError(Exception):
     """A template of one kind and language is missing or broken; other notices are unaffected."""
 
@@ -84,6 +115,11 @@ def sms_segments(text: str) -> int:
         return 1 if septets <= 160 else -(-septets // 153)
     units = len(text.encode("utf-16-le")) // 2
     return 1 if units <= 70 else -(-units // 67)
+
+
+def spell_out(value: str) -> str:
+    """Letters and digits one by one ("B 2 0 2 6 0 1"), so a voice reads a number as digits, not as millions."""
+    return " ".join(character for character in value if character.isalnum())
 
 
 def _zone(name: str | None) -> tzinfo | None:
@@ -128,6 +164,11 @@ class NoticeRenderer:
         )
         # Email HTML: everything escaped, including the shared phrase macros when used from HTML.
         self.html_environment = jinja2.Environment(
+            loader=loader, undefined=strict, autoescape=True, trim_blocks=True, lstrip_blocks=True
+        )
+
+        # Calls: the words as plain text, then TwiML (XML) with every inserted value escaped.
+        self.twiml_environment = jinja2.Environment(
             loader=loader, undefined=strict, autoescape=True, trim_blocks=True, lstrip_blocks=True
         )
 
@@ -177,6 +218,45 @@ class NoticeRenderer:
             text_body=self._render(self.text_environment, f"{prefix}.email.txt", context) + "\n",
             html_body=self._render(self.html_environment, f"{prefix}.email.html", context) + "\n",
         )
+
+    def render_call(
+        self,
+        notice: NotificationRequested,
+        agency: AgencyProfile | None,
+        *,
+        step: CallStep,
+        confirm: bool,
+        action_url: str | None,
+        secret: str | None = None,
+    ) -> RenderedCall:
+        """The TwiML of one step of a call; ``confirm`` asks for the PIN (urgent notices answered by a person)."""
+        context = voice_context(notice_context(notice, agency, NoticeLinks(), secret=secret))
+        spoken = " ".join(
+            self._render(self.text_environment, f"{notice.language}/{notice.kind}.voice.txt", context).split()
+        )
+        if not spoken:
+            raise TemplateError(f"template {notice.language}/{notice.kind}.voice.txt rendered nothing to say")
+        voice, language_tag = VOICES[notice.language]
+        twiml = self._render(
+            self.twiml_environment,
+            f"{notice.language}/_call.voice.xml",
+            {
+                "voice": voice,
+                "language_tag": language_tag,
+                "sender": BRAND + (f", {agency.name}" if agency else ""),
+                "spoken": spoken,
+                "step": str(step),
+                "confirm": confirm,
+                "action_url": action_url,
+            },
+        )
+        return RenderedCall(spoken=spoken, twiml=twiml)
+
+
+def voice_context(context: dict[str, Any]) -> dict[str, Any]:
+    """Numbers a caller must note down or key in are read digit by digit."""
+    spelled = ("identifier_value", "secret", "hotline_phone", "victim_services_phone", "agency_contact_phone")
+    return context | {name: spell_out(context[name]) for name in spelled if context[name]}
 
 
 def notice_context(
@@ -249,3 +329,17 @@ def render_email(
     notice: NotificationRequested, agency: AgencyProfile | None, links: NoticeLinks, *, secret: str | None = None
 ) -> RenderedEmail:
     return default_renderer().render_email(notice, agency, links, secret=secret)
+
+
+def render_call(
+    notice: NotificationRequested,
+    agency: AgencyProfile | None,
+    *,
+    step: CallStep,
+    confirm: bool,
+    action_url: str | None,
+    secret: str | None = None,
+) -> RenderedCall:
+    return default_renderer().render_call(
+        notice, agency, step=step, confirm=confirm, action_url=action_url, secret=secret
+    )

@@ -3,6 +3,8 @@ is a POST checked by its CSRF token and the link, answered by a redirect."""
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
@@ -27,6 +29,8 @@ from services.subscription.portal.web import Pages
 from services.subscription.service import Preferences, SubscriptionService
 from shared.vocabulary import Channel, Language
 
+PortalChannel = Literal[Channel.SMS, Channel.EMAIL]
+"""The channels a victim adds or verifies on these pages (voice numbers are not offered here yet)."""
 DONE = frozenset({"active", "verified", "changed", "unchanged", "cancelled", "contact_added", "contact_removed"})
 
 
@@ -60,14 +64,14 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
         )
 
     @router.get("/manage/{token}/code/{channel}")
-    async def code(request: Request, subscription: Linked, token: str, channel: Channel) -> Response:
+    async def code(request: Request, subscription: Linked, token: str, channel: PortalChannel) -> Response:
         if not subscription.has(channel) or subscription.contact(channel).verified:
             return RedirectResponse(f"/manage/{token}", status_code=303)
         return code_page(request, subscription, token, channel, form=CodeForm(), errors=[])
 
     @router.post("/manage/{token}/code/{channel}")
     async def code_post(
-        request: Request, fields: Posted, subscription: Linked, token: str, channel: Channel
+        request: Request, fields: Posted, subscription: Linked, token: str, channel: PortalChannel
     ) -> Response:
         form = CodeForm.model_validate(fields)
         if not form.code:
@@ -89,7 +93,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
 
     @router.post("/manage/{token}/code/{channel}/resend")
     async def code_resend(
-        request: Request, _csrf: Posted, subscription: Linked, token: str, channel: Channel
+        request: Request, _csrf: Posted, subscription: Linked, token: str, channel: PortalChannel
     ) -> Response:
         try:
             await service.resend(subscription.subscription_id, token, channel, client_key(request))
@@ -143,7 +147,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
                 options=options,
                 change=False,
             ),
-            addable=[channel.value for channel in Channel if not subscription.has(channel)],
+            addable=[channel.value for channel in get_args(PortalChannel) if not subscription.has(channel)],
             removable=[c.channel.value for c in subscription.contacts if len(working) > 1 or c not in working],
         )
 
@@ -195,7 +199,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
         return pages.redirect(f"/manage/{token}?done={done}")
 
     @router.get("/manage/{token}/contacts/{channel}")
-    async def add_contact(request: Request, subscription: Linked, token: str, channel: Channel) -> Response:
+    async def add_contact(request: Request, subscription: Linked, token: str, channel: PortalChannel) -> Response:
         if subscription.has(channel):
             return RedirectResponse(f"/manage/{token}", status_code=303)
         language = pages.language(request, subscription.language)
@@ -204,7 +208,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
 
     @router.post("/manage/{token}/contacts/{channel}")
     async def add_contact_post(
-        request: Request, fields: Posted, subscription: Linked, token: str, channel: Channel
+        request: Request, fields: Posted, subscription: Linked, token: str, channel: PortalChannel
     ) -> Response:
         form = AddContactForm.model_validate(fields)
         try:
@@ -227,7 +231,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
 
     @router.post("/manage/{token}/contacts/{channel}/remove")
     async def remove_contact(
-        request: Request, _csrf: Posted, subscription: Linked, token: str, channel: Channel
+        request: Request, _csrf: Posted, subscription: Linked, token: str, channel: PortalChannel
     ) -> Response:
         try:
             await service.remove_contact(token, channel, client_key(request))
