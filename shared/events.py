@@ -317,7 +317,7 @@ class FeedSilence(Payload):
 
 
 class OpsAlert(Payload):
-    kind: Literal["feed_stale", "feed_recovered", "storm_held", "storm_released", "storm_discarded"]
+    kind: Literal["feed_stale", "feed_recovered", "storm_held", "storm_released", "storm_discarded", "email_refused"]
     agency_id: str
     message: str
     at: datetime

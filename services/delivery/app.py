@@ -9,6 +9,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from services.delivery.api import ApiContext, acknowledgement_router, callbacks_router, history_router
+from services.delivery.bounces import bounces_router
 from services.delivery.consumers import DeliveryHandlers
 from services.delivery.dispatcher import CONSUMER_GROUP, Clock, Dispatcher, StatusLookup, utc_now
 from services.delivery.domain import RetryPolicy
@@ -165,7 +166,12 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
         runtime,
         title="Custody Watch delivery",
         description="Sends SMS and email notices once, with receipts, retries, failover, quiet hours and repeats.",
-        routers=[callbacks_router(context), acknowledgement_router(context), history_router(context)],
+        routers=[
+            callbacks_router(context),
+            acknowledgement_router(context),
+            history_router(context),
+            bounces_router(context),
+        ],
         on_start=start,
         on_stop=stop,
     )

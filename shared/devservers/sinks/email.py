@@ -5,9 +5,12 @@
 - Recipients in ``bounce_addresses`` are refused at RCPT with ``550 5.1.1`` (a hard bounce); recipients in
   ``tempfail_addresses`` with ``451 4.3.0`` (try again later); senders in ``refused_senders`` at MAIL FROM and
   messages containing one of ``refused_content`` at DATA with ``550 5.7.1`` (a refusal of us, not of the victim).
+- Recipients in ``late_bounce_addresses`` are accepted and stored, then bounce later as a relay's do: the sink posts
+  a delivery status notification (RFC 3464, ``5.1.1``) to ``bounce_webhook_url``, signed with
+  ``bounce_webhook_secret`` (``X-Bounce-Signature``, as delivery's ``/v1/bounces/{sender}`` checks it).
 - HTTP on ``http_port``: ``GET /sink/emails`` (optional ``?to=``) lists, ``DELETE /sink/emails`` clears,
   ``GET``/``POST /sink/config`` read and change the addresses above (``EMAIL_SINK_BOUNCE_ADDRESSES`` and
-  ``EMAIL_SINK_TEMPFAIL_ADDRESSES``, comma-separated, set the initial values).
+  ``EMAIL_SINK_TEMPFAIL_ADDRESSES``..., comma-separated, set the initial values).
 
 In-process use::
 
@@ -18,6 +21,10 @@ In-process use::
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import hmac
+import logging
 import os
 import threading
 import uuid
@@ -26,9 +33,11 @@ from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from email.utils import formatdate
 from types import TracebackType
 from typing import Any, cast
 
+import httpx
 from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,16 +53,54 @@ class EmailSinkConfig(BaseModel):
     tempfail_addresses: list[str] = Field(default_factory=list, description="Refused with 451 (temporary).")
     refused_senders: list[str] = Field(default_factory=list, description="MAIL FROM refused with 550 5.7.1.")
     refused_content: list[str] = Field(default_factory=list, description="DATA containing one: 550 5.7.1.")
+    late_bounce_addresses: list[str] = Field(
+        default_factory=list, description="Accepted, then a signed 5.1.1 DSN is posted to bounce_webhook_url."
+    )
+    bounce_webhook_url: str | None = None
+    bounce_webhook_secret: str | None = None
+
+
+LIST_FIELDS = ("bounce_addresses", "tempfail_addresses", "refused_senders", "refused_content", "late_bounce_addresses")
+logger = logging.getLogger(__name__)
 
 
 def config_from_environment(environ: Mapping[str, str] | None = None) -> EmailSinkConfig:
     environ = os.environ if environ is None else environ
-    values = {
-        name: [item.strip() for item in environ[f"EMAIL_SINK_{name.upper()}"].split(",") if item.strip()]
+    values: dict[str, object] = {
+        name: environ[f"EMAIL_SINK_{name.upper()}"]
         for name in EmailSinkConfig.model_fields
         if f"EMAIL_SINK_{name.upper()}" in environ
     }
+    for name in LIST_FIELDS:
+        if isinstance(value := values.get(name), str):
+            values[name] = [item.strip() for item in value.split(",") if item.strip()]
     return EmailSinkConfig.model_validate(values)
+
+
+def delivery_status_notification(original: bytes, *, recipient: str, status: str, diagnostic: str) -> bytes:
+    """A relay's DSN (RFC 3464) for one failed recipient of ``original``, returning its headers."""
+    headers = original.replace(b"\r\n", b"\n").split(b"\n\n", 1)[0].decode("utf-8", "replace")
+    boundary = f"dsn-{uuid.uuid4().hex}"
+    report = (
+        "From: MAILER-DAEMON@sink.localhost\n"
+        "Subject: Undelivered Mail Returned to Sender\n"
+        f"Date: {formatdate(usegmt=True)}\n"
+        "Auto-Submitted: auto-replied\n"
+        "MIME-Version: 1.0\n"
+        f'Content-Type: multipart/report; report-type=delivery-status; boundary="{boundary}"\n\n'
+        f"--{boundary}\nContent-Type: text/plain\n\nYour message could not be delivered.\n\n"
+        f"--{boundary}\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; sink.localhost\n\n"
+        f"Final-Recipient: rfc822; {recipient}\nAction: failed\nStatus: {status}\n"
+        f"Diagnostic-Code: smtp; {diagnostic}\n\n"
+        f"--{boundary}\nContent-Type: text/rfc822-headers\n\n{headers}\n\n"
+        f"--{boundary}--\n"
+    )
+    return report.encode()
+
+
+def bounce_signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def _part(message: EmailMessage, subtype: str) -> str | None:
@@ -113,6 +160,7 @@ class SinkSmtpHandler:
 
     def __init__(self, store: EmailStore) -> None:
         self.store = store
+        self._posting: set[asyncio.Task[None]] = set()
 
     async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
@@ -139,7 +187,31 @@ class SinkSmtpHandler:
         if any(marker.encode() in bytes(raw) for marker in self.store.config.refused_content):
             return "550 5.7.1 Message content rejected"
         self.store.add(parse_email(bytes(raw), mail_from=str(envelope.mail_from), rcpt_tos=list(envelope.rcpt_tos)))
+        late = {address.lower() for address in self.store.config.late_bounce_addresses}
+        for recipient in (address for address in envelope.rcpt_tos if address.lower() in late):
+            task = asyncio.create_task(self._post_bounce(bytes(raw), recipient))
+            self._posting.add(task)
+            task.add_done_callback(self._posting.discard)
         return "250 Message accepted for delivery"
+
+    async def _post_bounce(self, original: bytes, recipient: str) -> None:
+        config = self.store.config
+        if not (config.bounce_webhook_url and config.bounce_webhook_secret):
+            logger.warning("a late bounce is configured but no bounce_webhook_url and secret")
+            return
+        report = delivery_status_notification(
+            original, recipient=recipient, status="5.1.1", diagnostic="550 5.1.1 mailbox unavailable"
+        )
+        headers = {
+            "Content-Type": "message/rfc822",
+            "X-Bounce-Signature": bounce_signature(config.bounce_webhook_secret, report),
+        }
+        try:
+            async with httpx.AsyncClient(timeout=10) as client:
+                response = await client.post(config.bounce_webhook_url, content=report, headers=headers)
+            logger.info("posted a late bounce: HTTP %s", response.status_code)
+        except httpx.HTTPError as error:
+            logger.warning("could not post a late bounce (%s)", type(error).__name__)
 
 
 def create_email_sink_app(store: EmailStore) -> FastAPI:
