@@ -12,8 +12,8 @@ from fastapi import FastAPI
 
 from services.matching import store
 from services.matching.api import stats_router
-from services.matching.consumers import Matcher
-from services.matching.reminders import Clock, ReminderSender, system_clock
+from services.matching.consumers import Clock, Matcher, system_clock
+from services.matching.reminders import ReminderSender
 from services.matching.settings import MatchingSettings
 from shared.http import create_service_app
 from shared.kafka import ConsumerRunner, create_producer
@@ -35,9 +35,10 @@ CONSUMED_TOPICS = [AGENCY_PROFILE, SUBSCRIPTION_STATE, CUSTODY_STATUS_CHANGED, S
 class MatchingWorker:
     """Owns the transactional producer and the consumer; restarted as one by the runtime if it crashes."""
 
-    def __init__(self, runtime: ServiceRuntime, settings: MatchingSettings) -> None:
+    def __init__(self, runtime: ServiceRuntime, settings: MatchingSettings, clock: Clock) -> None:
         self._runtime = runtime
         self._settings = settings
+        self._clock = clock
         self.runner: ConsumerRunner | None = None
         self._producer: AIOKafkaProducer | None = None
 
@@ -55,7 +56,7 @@ class MatchingWorker:
         if producer is None:  # restarted after a crash: a fresh producer, fencing the one that failed
             producer = await create_producer(settings.kafka, transactional_id=settings.transactional_id)
         try:
-            matcher = Matcher(self._runtime.pool, settings.kafka, producer)
+            matcher = Matcher(self._runtime.pool, settings.kafka, producer, self._clock)
             runner = ConsumerRunner(
                 settings.kafka,
                 group_id=settings.consumer_group,
@@ -121,7 +122,7 @@ def create_app(settings: MatchingSettings, clock: Clock = system_clock) -> FastA
         consumer_groups=[settings.consumer_group],
         outbox=False,  # notification requests go out in Kafka transactions, not through the outbox
     )
-    worker = MatchingWorker(runtime, settings)
+    worker = MatchingWorker(runtime, settings, clock)
 
     async def start_worker(runtime: ServiceRuntime) -> None:
         log.info("matching instance %s starting", settings.instance_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,6 +45,15 @@ from shared.topics import NOTIFICATION_REQUESTED
 log = logging.getLogger(__name__)
 
 EVENT_SOURCE = "/services/matching"
+
+Clock = Callable[[], datetime]
+"""What time it is; tests pass one they move, so reminders come due without waiting."""
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
 STALE_CHANGE = "stale_change"
 
 
@@ -100,22 +109,25 @@ def encode_notice(notice: NotificationRequested, *, trace_id: str, at: datetime)
 class Matcher:
     """Handles ``subscription.state``, ``custody.status-changed``, ``custody.subject-sealed`` and feed silences."""
 
-    def __init__(self, pool: asyncpg.Pool, kafka: KafkaSettings, producer: AIOKafkaProducer) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, kafka: KafkaSettings, producer: AIOKafkaProducer, clock: Clock = system_clock
+    ) -> None:
         self._pool = pool
+        self._clock = clock
         self._producer = producer
         self._notification_topic = kafka.topic(NOTIFICATION_REQUESTED.name)
         self._sends: list[asyncio.Future[Any]] = []
 
     async def handle(self, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
         """One event in its own transaction (the fallback when a batch fails: the culprit is retried alone)."""
-        now = datetime.now(UTC)
+        now = self._clock()
         async with self._pool.acquire() as connection, connection.transaction():
             decision = await self._decide(connection, event, record, now)
         await self._conclude([decision])
 
     async def handle_batch(self, records: Sequence[DecodedRecord]) -> None:
         """A whole fetched batch in one transaction: one commit for hundreds of events instead of one each."""
-        now = datetime.now(UTC)
+        now = self._clock()
         decisions = []
         async with self._pool.acquire() as connection, connection.transaction():
             for event, record in records:
@@ -219,10 +231,13 @@ class Matcher:
             [] if change.case_information_only else domain.status_change_notices(event.id, change, subscriptions, now)
         )
         previous = schedule.ScheduledDates.of(before.change.case if before else None)
-        notices += await self._schedule(
+        recorded = await self._record(connection, event, notices, now)
+        announced = await self._schedule(
             connection, event.id, change, previous=previous, subscriptions=subscriptions, now=now
         )
-        recorded = await self._record(connection, event, notices, now)
+        for kind, scheduled in announced.items():
+            about = domain.feed_notice_key(kind, event.id)
+            recorded += await self._record(connection, event, scheduled, now, about=about)
         return Outcome(encoded=recorded, custody_change=True, matched=bool(subscriptions))
 
     async def _apply_subscription_state(
@@ -250,22 +265,26 @@ class Matcher:
         previous: schedule.ScheduledDates,
         subscriptions: list[SubscriptionState],
         now: datetime,
-    ) -> list[NotificationRequested]:
+    ) -> dict[NotificationKind, list[NotificationRequested]]:
         """A new scheduled release or court date is announced and its reminders planned; a changed one replaces
-        them; a release that happened first cancels the rest."""
+        them; a release that happened first cancels the rest. Returns the announcements by kind."""
         ended = schedule.ended_reminders(change.status)
         if ended:
             await store.cancel_reminders(connection, change.agency_id, change.subject_id, ended)
         dates = schedule.dates_after(change.status, change.case)
         ours = [subscription for subscription in subscriptions if subscription.agency_id == change.agency_id]
         state = domain.KnownCustodyState(custody_event_id=custody_event_id, change=change)
-        notices: list[NotificationRequested] = []
-        for kind in schedule.announcements(previous, dates, now):
-            for subscription in ours:
-                notices += domain.scheduled_notices(kind, custody_event_id, state, subscription, now)
+        announced = {
+            kind: [
+                notice
+                for subscription in ours
+                for notice in domain.scheduled_notices(kind, custody_event_id, state, subscription, now)
+            ]
+            for kind in schedule.announcements(previous, dates, now)
+        }
         if dates != previous:
             await self._plan_reminders(connection, change, dates, ours, now)
-        return notices
+        return announced
 
     async def _plan_reminders(
         self,

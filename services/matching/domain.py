@@ -92,9 +92,10 @@ def feed_notice_id(kind: NotificationKind, silence_id: str, subscription_id: str
     return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"{kind}|{silence_id}|{subscription_id}|{channel}"))
 
 
-def feed_notice_key(kind: NotificationKind, silence_id: str) -> str:
-    """What a feed-silence notice is about, in place of a custody event: one per contact point and outage."""
-    return f"{kind}:{silence_id}"
+def feed_notice_key(kind: NotificationKind, cause: str) -> str:
+    """What a notice is about when that is not a custody change as such (the ``custody_event_id`` recorded with it,
+    one notice per contact point): a feed outage, a date announced by a custody change, a reminder."""
+    return f"{kind}:{cause}"
 
 
 def reachable_contacts(subscription: SubscriptionState) -> list[ContactPointState]:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from services.matching import domain, metrics, schedule, store
-from services.matching.consumers import encode_notice
+from services.matching.consumers import Clock, encode_notice, system_clock
 from services.matching.schedule import Reminder
 from shared.db import Connection
 from shared.events import NotificationRequested
@@ -26,12 +25,6 @@ from shared.settings import KafkaSettings
 from shared.topics import NOTIFICATION_REQUESTED
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def system_clock() -> datetime:
-    return datetime.now(UTC)
 
 
 def still_due(reminder: Reminder, state: domain.KnownCustodyState | None) -> bool:
@@ -92,7 +85,8 @@ class ReminderSender:
                 continue
             decided = domain.scheduled_notices(reminder.kind, reminder.reminder_id, state, subscription, now)
             encoded = [(notice, encode_notice(notice, trace_id=reminder.reminder_id, at=now)) for notice in decided]
-            notices += await store.record_notifications(connection, reminder.reminder_id, encoded)
+            about = domain.feed_notice_key(reminder.kind, reminder.reminder_id)
+            notices += await store.record_notifications(connection, reminder.reminder_id, encoded, about)
         return notices, cancelled
 
     async def run_forever(self, interval_seconds: float) -> None:
