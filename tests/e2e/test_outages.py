@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -27,6 +26,7 @@ from shared.devservers.driver import NO_STORM_HOLD, SystemDriver
 from shared.devservers.kafka import LocalKafka
 from shared.devservers.stack import Stack
 from shared.settings import KafkaSettings
+from tests.dbutil import refuse_connections
 from tests.e2e.faults import Feed, Recipient, artifacts_dir, check_exactly_once, fault_environment, own_servers
 from tests.kafkautil import read_topic
 
@@ -68,19 +68,6 @@ def outage_system() -> Iterator[OutageSystem]:
             stack.stop()
             (logs / "stack" / "secrets.env").unlink(missing_ok=True)
             print(f"\noutage run logs: {stack.log_dir}")
-
-
-async def refuse_connections(admin_dsn: str, database: str, *, refuse: bool) -> None:
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {"false" if refuse else "true"}')
-        if refuse:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                database,
-            )
-    finally:
-        await admin.close()
 
 
 @dataclass

@@ -10,7 +10,6 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
-import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
 
@@ -20,6 +19,7 @@ from shared.idempotency import apply_once
 from shared.kafka import ConsumerRunner, DecodedRecord, create_producer
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED, consumer_group_topics, dead_letter_topic, ensure_topics, retry_topic
+from tests.dbutil import refuse_connections
 from tests.kafkautil import produce_raw, read_topic, running
 from tests.shared.test_plumbing_integration import custody_event
 
@@ -34,19 +34,6 @@ async def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> No
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.1)
-
-
-async def refuse_connections(admin_dsn: str, database: str, *, refuse: bool) -> None:
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS {"false" if refuse else "true"}')
-        if refuse:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-                database,
-            )
-    finally:
-        await admin.close()
 
 
 async def topic_is_empty(settings: KafkaSettings, topic: str) -> bool:
