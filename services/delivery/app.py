@@ -101,7 +101,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
                 window_seconds=settings.retry_window_seconds,
                 max_attempts=settings.retry_max_attempts,
             ),
-            repeat_interval_seconds=settings.repeat_interval_seconds,
+            repeats=settings.repeats(),
             lease_seconds=settings.sending_lease_seconds,
         ),
     )
@@ -127,7 +127,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
             pool=runtime.pool,
             cipher=cipher,
             bookkeeper=bookkeeper,
-            repeat_window_seconds=settings.repeat_window_seconds,
+            repeats=settings.repeats(),
             clock=clock,
             on_due=dispatcher.wake,
         )

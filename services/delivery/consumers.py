@@ -10,7 +10,7 @@ import asyncpg
 from aiokafka import ConsumerRecord
 
 from services.delivery import store
-from services.delivery.domain import due_at
+from services.delivery.domain import RepeatPatterns, due_at
 from services.delivery.flows import Bookkeeper
 from shared.crypto import ContactCipher, ContactDecryptError
 from shared.db import Connection
@@ -26,7 +26,7 @@ from shared.events import (
 from shared.idempotency import claim_event
 from shared.kafka import DecodedRecord, header
 from shared.logging import trace_context
-from shared.vocabulary import Channel, Urgency, normalise_identifier
+from shared.vocabulary import Channel, normalise_identifier
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class DeliveryHandlers:
         pool: asyncpg.Pool,
         cipher: ContactCipher,
         bookkeeper: Bookkeeper,
-        repeat_window_seconds: float,
+        repeats: RepeatPatterns,
         clock: Callable[[], datetime],
         on_due: Callable[[], None] = lambda: None,
     ) -> None:
@@ -66,7 +66,7 @@ class DeliveryHandlers:
         self._on_due = on_due
         self._cipher = cipher
         self._book = bookkeeper
-        self._repeat_window = timedelta(seconds=repeat_window_seconds)
+        self._repeats = repeats
         self._clock = clock
 
     async def handle(self, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
@@ -152,6 +152,7 @@ class DeliveryHandlers:
     def _new_notification(
         self, event_id: str, trace_id: str, request: NotificationRequested, now: datetime
     ) -> store.NewNotification:
+        pattern = self._repeats.of(request.urgency, request.channel)
         due = due_at(
             now,
             kind=request.kind,
@@ -166,7 +167,7 @@ class DeliveryHandlers:
             trace_id=trace_id,
             contact_index=contact_index(self._cipher, request.channel, request.contact_ciphertext),
             next_attempt_at=due,
-            repeat_until=due + self._repeat_window if request.urgency is Urgency.URGENT else None,
+            repeat_until=due + timedelta(seconds=pattern.window_seconds) if pattern.repeats else None,
         )
 
     def _stored(self, stored: Sequence[store.NewNotification], inserted: set[str], now: datetime) -> None:

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from shared.events import DeliveryStatus, NotificationKind
 from shared.vocabulary import Channel, Urgency
 
@@ -129,6 +131,43 @@ class RetryPolicy:
         return when
 
 
+class RepeatPattern(BaseModel):
+    """How a notice of one event class is sent again on one channel until the victim acknowledges it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    interval_seconds: float | None = Field(default=None, gt=0, description="Between repeats; none: sent once.")
+    window_seconds: float = Field(default=24 * 3600.0, gt=0, description="Repeats end this long after the first.")
+    unconfirmed_interval_seconds: float | None = Field(
+        default=None, gt=0, description="Between calls after a machine or an answer without the PIN (voice)."
+    )
+    failures_wait_for_repeat: bool = Field(
+        default=False, description="A busy line or no answer is tried again at the next repeat, not sooner (voice)."
+    )
+
+    @property
+    def repeats(self) -> bool:
+        return self.interval_seconds is not None
+
+
+SENT_ONCE = RepeatPattern()
+
+
+class RepeatPatterns(BaseModel):
+    """The calling pattern per event class and channel; a pair without one repeats urgent notices by ``urgent``."""
+
+    model_config = ConfigDict(frozen=True)
+
+    urgent: RepeatPattern
+    by_class: dict[Urgency, dict[Channel, RepeatPattern]] = Field(default_factory=dict)
+
+    def of(self, urgency: Urgency, channel: Channel) -> RepeatPattern:
+        configured = self.by_class.get(urgency, {}).get(channel)
+        if configured is not None:
+            return configured
+        return self.urgent if urgency is Urgency.URGENT else SENT_ONCE
+
+
 def next_repeat_at(now: datetime, *, repeat_until: datetime | None, interval_seconds: float) -> datetime | None:
     """The next repeat of an unacknowledged urgent notice, or None once the repeat window is over."""
     if repeat_until is None:
@@ -149,6 +188,8 @@ class Receipt:
     status: DeliveryStatus
     error_code: str | None = None
     disable: DisableReason | None = None
+    unconfirmed: bool = False
+    """Reached a machine, or a person who did not confirm: the next call waits the pattern's unconfirmed interval."""
 
 
 def twilio_receipt(message_status: str, error_code: str | None) -> Receipt | None:

@@ -16,6 +16,8 @@ from services.delivery.domain import (
     STOPPED_BY_OPERATOR,
     SUBJECT_WAS_SEALED,
     Receipt,
+    RepeatPattern,
+    RepeatPatterns,
     RetryPolicy,
     SubscriptionGate,
     attempt_reference,
@@ -37,7 +39,7 @@ from shared.events import new_event as make_event
 from shared.outbox import enqueue
 from shared.settings import KafkaSettings
 from shared.topics import CONTACT_POINT_DISABLED, NOTIFICATION_ACKNOWLEDGED, NOTIFICATION_STATUS_CHANGED
-from shared.vocabulary import Channel, Urgency, normalise_identifier
+from shared.vocabulary import Channel, normalise_identifier
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +51,12 @@ class Scheduling:
     """The timing rules the bookkeeping applies (from settings)."""
 
     retry: RetryPolicy
-    repeat_interval_seconds: float
+    repeats: RepeatPatterns
     lease_seconds: float
+
+    def repeat_pattern(self, notification: NotificationRow) -> RepeatPattern:
+        request = notification.request
+        return self.repeats.of(request.urgency, request.channel)
 
 
 @dataclass(frozen=True)
@@ -350,12 +356,9 @@ class Bookkeeper:
                 metrics.LATENCY.labels("handoff").observe((now - custody.feed_received_at).total_seconds())
         if notification.in_flight_attempt_id == attempt.attempt_id:
             next_at = None
-            if notification.outcome is None and notification.request.urgency is Urgency.URGENT:
-                next_at = next_repeat_at(
-                    now,
-                    repeat_until=notification.repeat_until,
-                    interval_seconds=self.scheduling.repeat_interval_seconds,
-                )
+            interval = self.scheduling.repeat_pattern(notification).interval_seconds
+            if notification.outcome is None and interval is not None:
+                next_at = next_repeat_at(now, repeat_until=notification.repeat_until, interval_seconds=interval)
             outcome = notification.outcome
             failures = notification.failure_count
             if notification.request.channel is Channel.EMAIL:
@@ -438,7 +441,7 @@ class Bookkeeper:
             # ended at the subscriber's wish (whose verdict stays): history only.
             return True
         if receipt.status is DeliveryStatus.DELIVERED:
-            await self._delivered(connection, notification, now)
+            await self._delivered(connection, notification, attempt, receipt, now)
         elif receipt.status is DeliveryStatus.TEMPORARY_FAILURE:
             await self._temporary_failure(connection, notification, attempt, receipt, now)
         elif receipt.status in {DeliveryStatus.PERMANENT_FAILURE, DeliveryStatus.TECHNICAL_FAILURE}:
@@ -447,9 +450,26 @@ class Bookkeeper:
             await self._close(connection, notification, outcome, receipt.status, reason)
         return True
 
-    async def _delivered(self, connection: Connection, notification: NotificationRow, now: datetime) -> None:
+    async def _delivered(
+        self,
+        connection: Connection,
+        notification: NotificationRow,
+        attempt: AttemptRow,
+        receipt: Receipt,
+        now: datetime,
+    ) -> None:
         changes: dict[str, object] = {"failure_count": 0, "status": DeliveryStatus.DELIVERED.value}
-        if notification.outcome is None and notification.next_attempt_at is None:
+        next_at = notification.next_attempt_at
+        unconfirmed_interval = self.scheduling.repeat_pattern(notification).unconfirmed_interval_seconds
+        if receipt.unconfirmed and unconfirmed_interval is not None and next_at is not None:
+            # A machine took the message, or a person hung up without the PIN: call back later than after no answer.
+            next_at = next_repeat_at(
+                attempt.handed_off_at or now,
+                repeat_until=notification.repeat_until,
+                interval_seconds=unconfirmed_interval,
+            )
+            changes["next_attempt_at"] = next_at
+        if notification.outcome is None and next_at is None:
             changes["outcome"] = "delivered"
         await store.update_notification(connection, notification.notification_id, **changes)
         custody = notification.request.custody
@@ -474,6 +494,11 @@ class Bookkeeper:
         retry_at = self.scheduling.retry.next_try(
             now, failures=failures, first_attempt_at=notification.first_attempt_at or now
         )
+        pattern = self.scheduling.repeat_pattern(notification)
+        if retry_at is not None and pattern.failures_wait_for_repeat and pattern.interval_seconds is not None:
+            retry_at = next_repeat_at(
+                now, repeat_until=notification.repeat_until, interval_seconds=pattern.interval_seconds
+            )
         if retry_at is None:
             await store.update_notification(connection, notification.notification_id, failure_count=failures)
             reason = f"gave up after {failures} temporary failures (last code {receipt.error_code or 'none'})"

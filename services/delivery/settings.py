@@ -7,7 +7,9 @@ from typing import ClassVar
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.delivery.domain import RepeatPattern, RepeatPatterns
 from shared.settings import ContactCryptoSettings, placeholder_reason
+from shared.vocabulary import Channel, Urgency
 
 # Usable only in development and test (the contact keys are shared with the subscription service's, so a local
 # stack works out of the box); the service refuses to start in production with any of them.
@@ -104,6 +106,22 @@ class DeliverySettings(ContactCryptoSettings):
     retry_max_attempts: int = Field(default=30, ge=1)
     repeat_interval_seconds: float = Field(default=30 * 60.0, gt=0, description="Urgent notices repeat this often.")
     repeat_window_seconds: float = Field(default=24 * 3600.0, gt=0, description="...for at most this long.")
+    repeat_patterns: dict[Urgency, dict[Channel, RepeatPattern]] = Field(
+        default_factory=lambda: {
+            Urgency.URGENT: {
+                Channel.VOICE: RepeatPattern(
+                    interval_seconds=30 * 60.0,
+                    window_seconds=24 * 3600.0,
+                    unconfirmed_interval_seconds=2 * 3600.0,
+                    failures_wait_for_repeat=True,
+                )
+            }
+        },
+        description=(
+            "The calling pattern per event class and channel (JSON); a pair not named here repeats urgent notices"
+            " by repeat_interval_seconds and repeat_window_seconds and sends informational ones once."
+        ),
+    )
     reconcile_after_seconds: float = Field(
         default=600.0, gt=0, description="Ask the provider about an SMS sent this long ago with no final receipt."
     )
@@ -158,6 +176,10 @@ class DeliverySettings(ContactCryptoSettings):
         if self.smtp.password is not None:
             secrets["DELIVERY_SMTP__PASSWORD"] = self.smtp.password
         return [f"{name} {reason}" for name, value in secrets.items() if (reason := placeholder_reason(value))]
+
+    def repeats(self) -> RepeatPatterns:
+        urgent = RepeatPattern(interval_seconds=self.repeat_interval_seconds, window_seconds=self.repeat_window_seconds)
+        return RepeatPatterns(urgent=urgent, by_class=self.repeat_patterns)
 
     def sms_provider(self, name: str) -> SmsProviderSettings | None:
         return next((provider for provider in self.sms_providers if provider.name == name), None)

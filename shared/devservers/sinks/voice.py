@@ -1,0 +1,567 @@
+"""A local voice provider with the Twilio Programmable Voice shape, for ``make run`` and tests: it plays the callee.
+
+- ``POST /2010-04-01/Accounts/{sid}/Calls.json`` (form: To, From, Url or Twiml, StatusCallback, StatusCallbackEvent
+  repeated, MachineDetection; HTTP basic auth, 401 otherwise) answers 201 with a Call resource (``CA…`` sid, status
+  ``queued``). Every accepted POST is a new call: no deduplication, as at Twilio.
+- Then the call rings and is answered as the number is configured (:class:`VoiceSinkConfig`): by a person, by a
+  machine, or not (busy, no-answer, failed). Status callbacks (initiated, ringing, answered, completed, as asked for
+  with ``StatusCallbackEvent``; the final one always) are POSTed signed with the account's auth token
+  (``X-Twilio-Signature``), ``AnsweredBy`` included when ``MachineDetection`` was asked for.
+- An answered call fetches its ``Url`` (signed POST with CallSid, From, To, CallStatus, AnsweredBy) or reads its
+  ``Twiml``, and plays it: ``<Say>`` is recorded as said; ``<Gather>`` takes the next digits queued for the call's
+  number (``POST /sink/press``), or none after its timeout, and POSTs them to its ``action`` (signed) unless nothing
+  was pressed and ``actionOnEmptyResult`` is not true; ``<Redirect>`` fetches again; ``<Dial>`` is recorded and ends
+  the call; ``<Hangup>`` or the end of the document ends it. A machine never presses anything.
+- ``POST /sink/inbound`` ({"from", "to", "url"}) plays a caller dialling in: the webhook at ``url`` is POSTed like
+  Twilio's incoming-call webhook (``Direction=inbound``) and its TwiML played the same way.
+- ``GET …/Calls/{CallSid}.json`` and ``GET …/Calls.json`` (To, From, newest first, paged) as Twilio answers them.
+- ``GET /sink/calls`` (optional ``?to=``) lists the calls with what was said and pressed; ``DELETE`` clears.
+- ``GET``/``POST /sink/config`` read and change :class:`VoiceSinkConfig`; ``VOICE_SINK_<FIELD>`` sets it at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hmac
+import json
+import logging
+import os
+import random
+import secrets
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from xml.etree.ElementTree import Element
+
+import httpx
+from defusedxml import ElementTree
+from fastapi import FastAPI, Header, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.devservers.ports import free_port
+from shared.devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
+from shared.devservers.sinks.sms import API_PREFIX, E164, MAX_PAGE_SIZE, RFC2822, twilio_error
+from shared.twilio import twilio_signature
+
+logger = logging.getLogger(__name__)
+
+Answer = Literal["person", "machine", "busy", "no-answer", "failed"]
+AuthorizationHeader = Annotated[str | None, Header()]
+MAX_TWIML_CHARACTERS = 4000
+MAX_PLAYED_VERBS = 200
+"""A TwiML loop (Redirect to itself, an action answering the same Gather forever) ends the call here."""
+
+
+class VoiceSinkConfig(BaseModel):
+    """Who answers. A number in ``answers`` always answers so; others draw from the rates (seeded), else a person."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    answers: dict[str, Answer] = Field(default_factory=dict, description="Per number: how the call is answered.")
+    machine_rate: float = Field(default=0.0, ge=0, le=1)
+    busy_rate: float = Field(default=0.0, ge=0, le=1)
+    no_answer_rate: float = Field(default=0.0, ge=0, le=1)
+    failure_rate: float = Field(default=0.0, ge=0, le=1, description="Calls POSTs answered 503 (temporary).")
+    ring_seconds: float = Field(default=0.05, ge=0, le=60, description="Between queued, ringing and the answer.")
+    gather_wait_seconds: float = Field(
+        default=0.5, ge=0, le=60, description="How long a <Gather> waits for queued digits (its timeout, scaled)."
+    )
+    seed: int | None = None
+
+
+def config_from_environment(environ: Mapping[str, str] | None = None) -> VoiceSinkConfig:
+    """``VOICE_SINK_MACHINE_RATE=0.2``, ``VOICE_SINK_ANSWERS={"+15005550100": "machine"}`` (JSON values) and so on."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name in VoiceSinkConfig.model_fields:
+        raw = environ.get(f"VOICE_SINK_{name.upper()}")
+        if raw is not None:
+            try:
+                values[name] = json.loads(raw)
+            except ValueError:
+                values[name] = raw
+    return VoiceSinkConfig.model_validate(values)
+
+
+@dataclass
+class StoredCall:
+    sid: str
+    account_sid: str
+    to: str
+    from_: str
+    direction: str
+    url: str | None
+    twiml: str | None
+    status_callback: str | None
+    callback_events: frozenset[str]
+    machine_detection: bool
+    created_at: datetime
+    status: str = "queued"
+    answered_by: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    said: list[dict[str, str]] = field(default_factory=list)
+    pressed: list[str] = field(default_factory=list)
+    dialed: list[str] = field(default_factory=list)
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def reference(self) -> str | None:
+        """The ``ref`` query parameter of the status-callback URL (delivery's attempt id), if any."""
+        if not self.status_callback:
+            return None
+        values = parse_qs(urlsplit(self.status_callback).query).get("ref")
+        return values[0] if values else None
+
+    def twilio_json(self) -> dict[str, Any]:
+        return {
+            "sid": self.sid,
+            "account_sid": self.account_sid,
+            "to": self.to,
+            "from": self.from_,
+            "status": self.status,
+            "direction": self.direction,
+            "answered_by": self.answered_by,
+            "api_version": "2010-04-01",
+            "date_created": self.created_at.strftime(RFC2822),
+            "date_updated": datetime.now(UTC).strftime(RFC2822),
+            "start_time": self.started_at.strftime(RFC2822) if self.started_at else None,
+            "end_time": self.ended_at.strftime(RFC2822) if self.ended_at else None,
+            "uri": f"/2010-04-01/Accounts/{self.account_sid}/Calls/{self.sid}.json",
+        }
+
+    def listing(self) -> dict[str, Any]:
+        return self.twilio_json() | {
+            "reference": self.reference,
+            "said": list(self.said),
+            "text": " ".join(entry["text"] for entry in self.said),
+            "pressed": list(self.pressed),
+            "dialed": list(self.dialed),
+            "callbacks": list(self.callbacks),
+            "errors": list(self.errors),
+        }
+
+
+class VoiceSinkState:
+    def __init__(self, *, account_sid: str, auth_token: str, config: VoiceSinkConfig) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self.config = config
+        self.random = random.Random(config.seed)
+        self.calls: dict[str, StoredCall] = {}
+        self.presses: dict[str, deque[str]] = {}
+        self.pressed = asyncio.Event()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.http: httpx.AsyncClient | None = None
+
+    def configure(self, changes: Mapping[str, Any]) -> VoiceSinkConfig:
+        self.config = VoiceSinkConfig.model_validate(self.config.model_dump() | dict(changes))
+        if "seed" in changes:
+            self.random = random.Random(self.config.seed)
+        return self.config
+
+    def clear(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.calls.clear()
+        self.presses.clear()
+
+    def authorised(self, authorization: str | None) -> bool:
+        if not authorization or not authorization.lower().startswith("basic "):
+            return False
+        try:
+            decoded = base64.b64decode(authorization[6:], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        username, _, password = decoded.partition(":")
+        return hmac.compare_digest(username, self.account_sid) & hmac.compare_digest(password, self.auth_token)
+
+    def answer_of(self, number: str) -> Answer:
+        configured = self.config.answers.get(number)
+        if configured is not None:
+            return configured
+        draw = self.random.random()
+        for answer, rate in (
+            ("machine", self.config.machine_rate),
+            ("busy", self.config.busy_rate),
+            ("no-answer", self.config.no_answer_rate),
+        ):
+            if draw < rate:
+                return answer  # type: ignore[return-value]
+            draw -= rate
+        return "person"
+
+    def spawn(self, call: StoredCall) -> None:
+        task = asyncio.create_task(_run_call(self, call))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+
+def _call_params(call: StoredCall) -> dict[str, str]:
+    params = {
+        "CallSid": call.sid,
+        "AccountSid": call.account_sid,
+        "From": call.from_,
+        "To": call.to,
+        "CallStatus": call.status,
+        "Direction": call.direction,
+        "ApiVersion": "2010-04-01",
+    }
+    if call.answered_by is not None:
+        params["AnsweredBy"] = call.answered_by
+    return params
+
+
+async def _signed_post(state: VoiceSinkState, url: str, params: dict[str, str]) -> httpx.Response:
+    assert state.http is not None  # noqa: S101 - set for the app's lifetime
+    signature = twilio_signature(state.auth_token, url, params)
+    return await state.http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+
+
+async def _status_callback(state: VoiceSinkState, call: StoredCall, event: str, *, final: bool = False) -> None:
+    if not call.status_callback or (event not in call.callback_events and not final):
+        return
+    params = _call_params(call) | {"CallbackSource": "call-progress-events", "Timestamp": _now_rfc2822()}
+    if call.ended_at and call.started_at:
+        params["CallDuration"] = str(int((call.ended_at - call.started_at).total_seconds()))
+    try:
+        response = await _signed_post(state, call.status_callback, params)
+    except httpx.HTTPError as error:
+        call.callbacks.append({"status": call.status, "result": f"error: {type(error).__name__}"})
+        return
+    call.callbacks.append({"status": call.status, "result": response.status_code})
+
+
+def _now_rfc2822() -> str:
+    return datetime.now(UTC).strftime(RFC2822)
+
+
+async def _fetch_twiml(state: VoiceSinkState, call: StoredCall, url: str, extra: dict[str, str]) -> Element | None:
+    try:
+        response = await _signed_post(state, url, _call_params(call) | extra)
+    except httpx.HTTPError as error:
+        call.errors.append(f"{url}: {type(error).__name__}")
+        return None
+    if response.status_code != 200:
+        call.errors.append(f"{url}: HTTP {response.status_code}")
+        return None
+    return _parse(call, response.text)
+
+
+def _parse(call: StoredCall, twiml: str) -> Element | None:
+    try:
+        root: Element = ElementTree.fromstring(twiml)
+    except ElementTree.ParseError as error:
+        call.errors.append(f"TwiML is not valid XML: {error}")
+        return None
+    if root.tag != "Response":
+        call.errors.append(f"TwiML root is <{root.tag}>, not <Response>")
+        return None
+    return root
+
+
+async def _play(state: VoiceSinkState, call: StoredCall, document: Element | None, base_url: str | None) -> None:
+    """Execute TwiML verbs in order, following Gather actions and Redirects, until a hang-up or the end."""
+    played = 0
+    verbs = deque(document or [])
+    while verbs and played < MAX_PLAYED_VERBS:
+        verb = verbs.popleft()
+        played += 1
+        if verb.tag == "Say":
+            call.said.append({"text": (verb.text or "").strip(), "language": verb.get("language", "en-US")})
+        elif verb.tag == "Gather":
+            followed = await _gather(state, call, verb, base_url)
+            if followed is not None:  # the action's TwiML replaces the rest of the document, as at Twilio
+                verbs, base_url = deque(followed[1]), followed[0]
+        elif verb.tag == "Redirect" and verb.text:
+            url = urljoin(base_url or "", verb.text.strip())
+            verbs = deque(await _fetch_twiml(state, call, url, {}) or [])
+            base_url = url
+        elif verb.tag == "Dial":
+            call.dialed.append((verb.text or "").strip())
+            return
+        elif verb.tag in ("Hangup", "Reject"):
+            return
+
+
+async def _gather(
+    state: VoiceSinkState, call: StoredCall, gather: Element, base_url: str | None
+) -> tuple[str, list[Element]] | None:
+    """Say what the Gather says, take the digits pressed (a person only), and return the action's URL and TwiML;
+    None when no action is called (the call goes on after the Gather)."""
+    for nested in gather:
+        if nested.tag == "Say":
+            call.said.append({"text": (nested.text or "").strip(), "language": nested.get("language", "en-US")})
+    person = call.answered_by in (None, "human")
+    digits = await _next_digits(state, call.from_ if call.direction == "inbound" else call.to) if person else ""
+    if digits:
+        call.pressed.append(digits)
+    action = gather.get("action")
+    if not action or (not digits and gather.get("actionOnEmptyResult", "false").lower() != "true"):
+        return None
+    url = urljoin(base_url or "", action)
+    document = await _fetch_twiml(state, call, url, {"Digits": digits, "FinishedOnKey": ""})
+    return url, list(document or [])
+
+
+async def _next_digits(state: VoiceSinkState, number: str) -> str:
+    """The next digits queued for ``number``, waiting up to the Gather's (scaled) timeout; "" when none come."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + state.config.gather_wait_seconds
+    while True:
+        queue = state.presses.get(number)
+        if queue:
+            return queue.popleft()
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return ""
+        state.pressed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(state.pressed.wait(), remaining)
+
+
+async def _run_call(state: VoiceSinkState, call: StoredCall) -> None:
+    await asyncio.sleep(state.config.ring_seconds)
+    call.status = "initiated"
+    await _status_callback(state, call, "initiated")
+    call.status = "ringing"
+    await _status_callback(state, call, "ringing")
+    await asyncio.sleep(state.config.ring_seconds)
+    answer = "person" if call.direction == "inbound" else state.answer_of(call.to)
+    if answer in ("busy", "no-answer", "failed"):
+        call.status, call.ended_at = answer, datetime.now(UTC)
+        await _status_callback(state, call, "completed", final=True)
+        return
+    call.status, call.started_at = "in-progress", datetime.now(UTC)
+    if call.machine_detection:
+        call.answered_by = "machine_end_beep" if answer == "machine" else "human"
+    await _status_callback(state, call, "answered")
+    if call.url:
+        document = await _fetch_twiml(state, call, call.url, {})
+    else:
+        document = _parse(call, call.twiml or "")
+    await _play(state, call, document, call.url)
+    call.status, call.ended_at = "completed", datetime.now(UTC)
+    await _status_callback(state, call, "completed", final=True)
+
+
+def _refusal(form: Mapping[str, str], twiml: str | None, url: str | None) -> JSONResponse | None:
+    to, from_ = form.get("To"), form.get("From")
+    if not to or not E164.match(to):
+        return twilio_error(400, 21211, f"The 'To' number {'is missing' if not to else 'is not valid'}.")
+    if not from_:
+        return twilio_error(400, 21213, "The 'From' phone number is required.")
+    if not twiml and not url:
+        return twilio_error(400, 21205, "Url parameter is required.")
+    if twiml and len(twiml) > MAX_TWIML_CHARACTERS:
+        return twilio_error(400, 21205, f"Twiml is longer than {MAX_TWIML_CHARACTERS} characters.")
+    return None
+
+
+def _call_page(
+    chosen: list[StoredCall], page: int, page_size: int, path: str, query: list[tuple[str, str]]
+) -> dict[str, Any]:
+    kept = [(key, value) for key, value in query if key not in {"Page", "PageSize", "PageToken"}]
+
+    def page_uri(number: int) -> str:
+        return f"{path}?{urlencode([*kept, ('PageSize', str(page_size)), ('Page', str(number))])}"
+
+    shown = chosen[page * page_size : (page + 1) * page_size]
+    return {
+        "calls": [call.twilio_json() for call in shown],
+        "page": page,
+        "page_size": page_size,
+        "uri": page_uri(page),
+        "first_page_uri": page_uri(0),
+        "previous_page_uri": page_uri(page - 1) if page > 0 else None,
+        "next_page_uri": page_uri(page + 1) if (page + 1) * page_size < len(chosen) else None,
+    }
+
+
+class Presses(BaseModel):
+    """Digits a person will key in, in order, at the next ``<Gather>`` prompts of calls with this number."""
+
+    number: str = Field(pattern=E164.pattern)
+    digits: list[str] = Field(min_length=1)
+
+
+class InboundCall(BaseModel):
+    from_: str = Field(alias="from", pattern=E164.pattern)
+    to: str = Field(pattern=E164.pattern)
+    url: str = Field(pattern=r"^https?://")
+    digits: list[str] = Field(default_factory=list)
+
+
+def create_voice_sink_app(*, account_sid: str, auth_token: str, config: VoiceSinkConfig | None = None) -> FastAPI:
+    """The sink as an ASGI app; its state is ``app.state.sink`` (:class:`VoiceSinkState`)."""
+    state = VoiceSinkState(account_sid=account_sid, auth_token=auth_token, config=config or VoiceSinkConfig())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            state.http = client
+            yield
+            for task in list(state.tasks):
+                task.cancel()
+            await asyncio.gather(*state.tasks, return_exceptions=True)
+            state.http = None
+
+    app = FastAPI(title="Local voice sink (Twilio Programmable Voice shape)", lifespan=lifespan)
+    app.state.sink = state
+
+    @app.post(API_PREFIX + "/Calls.json", response_model=None)
+    async def create_call(
+        account_sid: str, request: Request, authorization: AuthorizationHeader = None
+    ) -> JSONResponse:
+        if not state.authorised(authorization):
+            return twilio_error(401, 20003)
+        if account_sid != state.account_sid:
+            return twilio_error(404, 20404)
+        form = await request.form()
+        values = {key: str(value) for key, value in form.items()}
+        if state.random.random() < state.config.failure_rate:
+            return twilio_error(503, 20503)
+        twiml, url = values.get("Twiml"), values.get("Url")
+        refusal = _refusal(values, twiml, url)
+        if refusal is not None:
+            return refusal
+        call = StoredCall(
+            sid="CA" + secrets.token_hex(16),
+            account_sid=account_sid,
+            to=values["To"],
+            from_=values["From"],
+            direction="outbound-api",
+            url=url,
+            twiml=None if url else twiml,
+            status_callback=values.get("StatusCallback"),
+            callback_events=frozenset(str(event) for event in form.getlist("StatusCallbackEvent")),
+            machine_detection=values.get("MachineDetection") in ("Enable", "DetectMessageEnd"),
+            created_at=datetime.now(UTC),
+        )
+        state.calls[call.sid] = call
+        state.spawn(call)
+        return JSONResponse(call.twilio_json(), status_code=201)
+
+    @app.get(API_PREFIX + "/Calls/{call_sid}.json", response_model=None)
+    async def fetch_call(account_sid: str, call_sid: str, authorization: AuthorizationHeader = None) -> JSONResponse:
+        if not state.authorised(authorization):
+            return twilio_error(401, 20003)
+        call = state.calls.get(call_sid)
+        if account_sid != state.account_sid or call is None:
+            return twilio_error(404, 20404)
+        return JSONResponse(call.twilio_json())
+
+    @app.get(API_PREFIX + "/Calls.json", response_model=None)
+    async def list_calls_like_twilio(
+        account_sid: str, request: Request, authorization: AuthorizationHeader = None
+    ) -> JSONResponse:
+        if not state.authorised(authorization):
+            return twilio_error(401, 20003)
+        if account_sid != state.account_sid:
+            return twilio_error(404, 20404)
+        query = request.query_params
+        try:
+            page_size = min(MAX_PAGE_SIZE, max(1, int(query.get("PageSize", "50"))))
+            page = max(0, int(query.get("Page", "0")))
+        except ValueError as error:
+            return twilio_error(400, 20001, f"Invalid paging: {error}")
+        chosen = [
+            call
+            for call in state.calls.values()
+            if query.get("To", call.to) == call.to and query.get("From", call.from_) == call.from_
+        ]
+        chosen.sort(key=lambda call: call.created_at, reverse=True)
+        return JSONResponse(_call_page(chosen, page, page_size, request.url.path, query.multi_items()))
+
+    @app.post("/sink/press", status_code=204)
+    async def press(presses: Presses) -> None:
+        state.presses.setdefault(presses.number, deque()).extend(presses.digits)
+        state.pressed.set()
+
+    @app.post("/sink/inbound", status_code=201)
+    async def inbound(caller: InboundCall) -> dict[str, Any]:
+        call = StoredCall(
+            sid="CA" + secrets.token_hex(16),
+            account_sid=state.account_sid,
+            to=caller.to,
+            from_=caller.from_,
+            direction="inbound",
+            url=caller.url,
+            twiml=None,
+            status_callback=None,
+            callback_events=frozenset(),
+            machine_detection=False,
+            created_at=datetime.now(UTC),
+        )
+        if caller.digits:
+            state.presses.setdefault(caller.from_, deque()).extend(caller.digits)
+        state.calls[call.sid] = call
+        state.spawn(call)
+        return {"sid": call.sid}
+
+    @app.get("/sink/calls")
+    async def list_calls(to: str | None = None) -> list[dict[str, Any]]:
+        return [call.listing() for call in state.calls.values() if to is None or call.to == to]
+
+    @app.delete("/sink/calls", status_code=204)
+    async def clear_calls() -> None:
+        state.clear()
+
+    add_config_routes(app, lambda: state.config, state.configure)
+    return app
+
+
+class VoiceSink:
+    """The voice sink on a local port, started and stopped from the caller's event loop."""
+
+    def __init__(
+        self,
+        *,
+        account_sid: str = "ACsink00000000000000000000000000",
+        auth_token: str | None = None,
+        config: VoiceSinkConfig | None = None,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token or secrets.token_hex(16)
+        self.host = host
+        self.port = port or free_port()
+        self.app = create_voice_sink_app(account_sid=account_sid, auth_token=self.auth_token, config=config)
+        self.state: VoiceSinkState = self.app.state.sink
+        self._server = EmbeddedHttpServer(self.app, host=host, port=self.port)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [call.listing() for call in self.state.calls.values()]
+
+    def configure(self, **changes: Any) -> VoiceSinkConfig:
+        return self.state.configure(changes)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self) -> None:
+        await self._server.stop()
+
+    async def __aenter__(self) -> VoiceSink:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.stop()
