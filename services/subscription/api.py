@@ -48,12 +48,8 @@ def wants_html(request: Request) -> bool:
 
 
 def client_key(request: Request) -> str:
-    """The caller's address; X-Forwarded-For is believed only as far as our own proxies append to it."""
-    hops: int = request.app.state.trusted_proxy_hops
-    if hops > 0:
-        forwarded = [part.strip() for part in request.headers.get("x-forwarded-for", "").split(",") if part.strip()]
-        if len(forwarded) >= hops:
-            return forwarded[-hops]
+    """The caller's address as the proxy-headers middleware resolved it: X-Forwarded-For is believed only from
+    ``SUBSCRIPTION_TRUSTED_PROXIES``."""
     return request.client.host if request.client else "unknown"
 
 

@@ -80,6 +80,5 @@ def create_app(settings: SubscriptionSettings) -> FastAPI:
 
     app.add_exception_handler(StarletteHTTPException, portal_error_page)
     app.add_exception_handler(RequestValidationError, portal_error_page)
-    app.state.trusted_proxy_hops = settings.trusted_proxy_hops
     app.state.portal = Views(service, pages)
     return app

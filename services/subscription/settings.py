@@ -46,9 +46,6 @@ class SubscriptionSettings(ContactCryptoSettings):
     resend_min_interval_seconds: int = Field(default=60, ge=0)
     resend_max_per_hour: int = Field(default=5, ge=1)
 
-    trusted_proxy_hops: int = Field(
-        default=0, ge=0, description="How many reverse proxies append to X-Forwarded-For; 0 ignores the header."
-    )
     subscribe_limit_per_client_per_hour: int = Field(default=20, ge=1)
     subscribe_limit_per_contact_per_day: int = Field(default=5, ge=1)
     lookup_limit_per_client_per_minute: int = Field(default=60, ge=1)

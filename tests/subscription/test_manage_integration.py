@@ -154,7 +154,7 @@ async def test_rate_limits_per_client_and_per_contact(
 ) -> None:
     settings = subscription_settings.model_copy(
         update={
-            "trusted_proxy_hops": 1,
+            "trusted_proxies": ["127.0.0.1"],  # the test client's address: our ingress
             "subscribe_limit_per_client_per_hour": 3,
             "subscribe_limit_per_contact_per_day": 2,
         }
@@ -182,6 +182,20 @@ async def test_rate_limits_per_client_and_per_contact(
         assert await subscribe("203.0.113.3", sms="+13125550199") == 201
         buckets = await pool.fetch("SELECT bucket FROM rate_limit_windows")
         assert all("203.0.113" not in row["bucket"] for row in buckets), "client addresses are stored hashed"
+
+    # From a peer that is not our proxy X-Forwarded-For is ignored: a new one each time buys no more tries.
+    async with started(settings.model_copy(update={"trusted_proxies": []}), pool) as direct:
+        statuses = [
+            (
+                await direct.client.post(
+                    "/v1/subscriptions",
+                    json={**body, "email": f"victim-{n}@example.org"},
+                    headers={"X-Forwarded-For": f"192.0.2.{n}"},
+                )
+            ).status_code
+            for n in range(1, 5)
+        ]
+    assert statuses == [201, 201, 201, 429]
 
 
 async def test_contact_disabled_by_delivery_is_applied_once(harness: Harness) -> None:
