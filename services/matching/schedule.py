@@ -25,7 +25,8 @@ REMINDER_NAMESPACE = uuid.UUID("0b7e4c1a-6f0d-4d7b-a3c2-8e5f1d9a2b64")
 """Fixed forever: reminder ids (and so their notices' ids) must not change between releases."""
 
 BEFORE_QUIET_HOURS = timedelta(minutes=15)
-"""How long before the subscriber's quiet hours a reminder goes that could not wait for them to end."""
+"""How long before the subscriber's quiet hours a reminder goes that could not wait for them to end (at most half
+of the hours that are not quiet)."""
 
 
 @dataclass(frozen=True)
@@ -52,20 +53,33 @@ def in_quiet_hours(local: time, start: time, end: time) -> bool:
     return local >= start or local < end
 
 
-def out_of_quiet_hours(moment: datetime, before: datetime, start: time, end: time) -> datetime:
-    """``moment`` (aware, in the subscriber's zone) moved out of quiet hours, still earlier than ``before``."""
-    if not in_quiet_hours(moment.time().replace(tzinfo=None), start, end):
+def _real(moment: datetime) -> datetime:
+    """A wall-clock time that exists: one in a daylight-saving gap becomes the instant it names."""
+    zone = moment.tzinfo
+    return moment.astimezone(UTC).astimezone(zone)
+
+
+def _quiet(moment: datetime, start: time, end: time) -> bool:
+    return in_quiet_hours(_real(moment).time().replace(tzinfo=None), start, end)
+
+
+def out_of_quiet_hours(moment: datetime, before: datetime, start: time, end: time) -> datetime | None:
+    """``moment`` (aware, in the subscriber's zone) moved out of quiet hours, still earlier than ``before``; None
+    when the hours that are not quiet are too short to hold it."""
+    if not _quiet(moment, start, end):
         return moment
     zone = moment.tzinfo
     ends = datetime.combine(moment.date(), end, tzinfo=zone)
     if ends <= moment:
         ends += timedelta(days=1)
-    if ends < before:
-        return ends
+    if ends < before and not _quiet(ends, start, end):
+        return _real(ends)
     began = datetime.combine(moment.date(), start, tzinfo=zone)
     if began > moment:
         began -= timedelta(days=1)
-    return began - BEFORE_QUIET_HOURS
+    awake = (datetime.combine(moment.date(), start) - datetime.combine(moment.date(), end)) % timedelta(days=1)
+    earlier = began - min(BEFORE_QUIET_HOURS, awake / 2)
+    return None if _quiet(earlier, start, end) else _real(earlier)
 
 
 def _days_before(event_local: datetime, days: int) -> datetime:
@@ -87,13 +101,13 @@ def reminder_times(
     """When to remind of an event at ``event_at``: each of ``days_before``, and on its morning (``morning_hour``,
     when given and still before the event), out of quiet hours; only times after ``now`` and before the event."""
     event_local = event_at.astimezone(zone)
-    wanted = [_days_before(event_local, days) for days in days_before]
+    wanted = [_real(_days_before(event_local, days)) for days in days_before]
     if morning_hour is not None:
         morning = datetime.combine(event_local.date(), time(morning_hour), tzinfo=zone)
         if morning < event_local:
-            wanted.append(morning)
+            wanted.append(_real(morning))
     moved = {out_of_quiet_hours(moment, event_local, quiet_start, quiet_end) for moment in wanted}
-    return sorted(moment.astimezone(event_at.tzinfo) for moment in moved if now < moment < event_local)
+    return sorted(moment.astimezone(event_at.tzinfo) for moment in moved if moment and now < moment < event_local)
 
 
 def release_reminder_times(

@@ -42,6 +42,7 @@ def create_handler(service: SubscriptionService) -> Handler:
                 return
             if isinstance(data, AgencyProfile):
                 await store.upsert_agency(connection, data)
+                await store.save_agency_resources(connection, data)
             elif isinstance(data, CustodyStatusChanged):
                 await store.link_identifiers(connection, data.agency_id, data.subject_id, _normalised(data.identifiers))
                 await store.record_custody_status(
@@ -54,9 +55,11 @@ def create_handler(service: SubscriptionService) -> Handler:
                     now=now,
                     display_name=data.display_name,
                 )
+                await store.record_case_information(connection, event.id, data)
             elif isinstance(data, SubjectSealed):
                 await store.link_identifiers(connection, data.agency_id, data.subject_id, _normalised(data.identifiers))
                 await store.seal_subject(connection, data.agency_id, data.subject_id, now)
+                await store.forget_case(connection, data.agency_id, data.subject_id)
             elif isinstance(data, ContactPointDisabled):
                 await service.disable_contact(connection, data.subscription_id, data.channel, data.reason, now)
             else:

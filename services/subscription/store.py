@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
+from services.subscription.domain.case import CaseFile, HistoryEntry
 from services.subscription.domain.names import HELD_NOW, name_words
 from services.subscription.domain.subscription import Contact, Subscription
 from services.subscription.domain.verification import Challenge
 from shared.db import Connection
-from shared.events import AgencyProfile, SubjectIdentifier
-from shared.vocabulary import Channel, CustodyStatus, IdentifierKind, Language
+from shared.events import AgencyProfile, AgencyResources, CaseInformation, CustodyStatusChanged, SubjectIdentifier
+from shared.vocabulary import Channel, CustodyStatus, IdentifierKind, Language, normalise_identifier
 
 # --- agencies ---------------------------------------------------------------------------------------------------
 
@@ -476,3 +478,80 @@ async def claim_inbound_sms(connection: Connection, message_sid: str, keyword: s
 
 async def forget_inbound_sms(connection: Connection, before: datetime) -> None:
     await connection.execute("DELETE FROM inbound_sms WHERE received_at < $1", before)
+
+
+# --- case information, custody history and agency resources (verified subscribers only) -------------------------
+
+
+async def save_agency_resources(connection: Connection, profile: AgencyProfile) -> None:
+    """After :func:`upsert_agency`: the resources of the profile it kept (none of an older one arriving late)."""
+    await connection.execute(
+        "UPDATE agencies SET resources = $2 WHERE agency_id = $1 AND updated_at = $3",
+        profile.agency_id,
+        profile.resources.model_dump(mode="json"),
+        profile.updated_at,
+    )
+
+
+async def agency_resources(connection: Connection, agency_id: str) -> AgencyResources:
+    resources: Any = await connection.fetchval("SELECT resources FROM agencies WHERE agency_id = $1", agency_id)
+    return AgencyResources.model_validate(resources or {})
+
+
+async def record_case_information(connection: Connection, custody_event_id: str, change: CustodyStatusChanged) -> None:
+    """After :func:`record_custody_status`: a status change joins the subject's history; the case information of
+    the subject's newest change is the one kept."""
+    if not change.case_information_only:
+        await connection.execute(
+            "INSERT INTO custody_history (custody_event_id, agency_id, subject_id, status, facility, effective_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            custody_event_id,
+            change.agency_id,
+            change.subject_id,
+            change.status.value,
+            change.facility,
+            change.effective_at,
+        )
+    await connection.execute(
+        "UPDATE custody_subjects SET case_info = $3 WHERE agency_id = $1 AND subject_id = $2 AND effective_at = $4"
+        " AND NOT sealed",
+        change.agency_id,
+        change.subject_id,
+        change.case.model_dump(mode="json") if change.case else None,
+        change.effective_at,
+    )
+
+
+async def forget_case(connection: Connection, agency_id: str, subject_id: str) -> None:
+    """A sealed subject's case information and history are never shown again."""
+    await connection.execute(
+        "UPDATE custody_subjects SET case_info = NULL WHERE agency_id = $1 AND subject_id = $2", agency_id, subject_id
+    )
+    await connection.execute(
+        "DELETE FROM custody_history WHERE agency_id = $1 AND subject_id = $2", agency_id, subject_id
+    )
+
+
+async def case_file(connection: Connection, agency_id: str, identifier: SubjectIdentifier) -> CaseFile | None:
+    """The case information and custody history (newest first) behind this identifier; None when unknown or
+    sealed."""
+    subject = await connection.fetchrow(
+        "SELECT s.subject_id, s.case_info FROM custody_identifiers i"
+        " JOIN custody_subjects s ON s.agency_id = i.agency_id AND s.subject_id = i.subject_id"
+        " WHERE i.agency_id = $1 AND i.identifier_kind = $2 AND i.identifier_value = $3 AND NOT s.sealed",
+        agency_id,
+        identifier.kind.value,
+        normalise_identifier(identifier.value),
+    )
+    if subject is None:
+        return None
+    history = await connection.fetch(
+        "SELECT status, facility, effective_at FROM custody_history WHERE agency_id = $1 AND subject_id = $2"
+        " ORDER BY effective_at DESC, recorded_at DESC",
+        agency_id,
+        subject["subject_id"],
+    )
+    return CaseFile(
+        case=None if subject["case_info"] is None else CaseInformation.model_validate(subject["case_info"]),
+        history=[HistoryEntry.model_validate(dict(row)) for row in history],
+    )

@@ -43,6 +43,44 @@ OPTION_CONTEXT: dict[str, Any] = {
 }
 ERROR = [FieldError(field="number", key="number.missing")]
 NAME_ERRORS = [FieldError(field="last_name", key="last_name.missing")]
+RESOURCES = {
+    "contacts": [
+        {
+            "role": "hotline",
+            "name": "Victim line",
+            "phone": "+15125550100",
+            "email": None,
+            "hours": "24/7",
+            "languages": ["en", "es"],
+        }
+    ],
+    "referrals": [
+        {
+            "name": "Safe House",
+            "category": "shelter",
+            "phone": None,
+            "url": "https://safe.example/",
+            "languages": [],
+            "hours": None,
+            "description": "Beds tonight",
+        }
+    ],
+}
+CASE_CONTEXT = {
+    "case": {
+        "charges": [{"description": "Assault", "statute": "PC 1", "severity": "felony"}],
+        "next_court_at": "2026-12-03 09:00 CST",
+        "court_name": "Court 2",
+        "scheduled_release_at": "2026-12-20 15:00 CST",
+        "immigration_stage": "final_order_of_removal",
+        "bond_amount": "5,000.00",
+        "hold_reason": "Immigration detainer",
+        "victim_contact_role": "hotline",
+    },
+    "history": [{"status": "in_custody", "facility": "Main Jail", "at": "2026-11-27 14:05 CST"}],
+    "assigned": RESOURCES["contacts"][0],
+    "resources": RESOURCES,
+}
 PAGES: dict[str, dict[str, Any]] = {
     "start": {},
     "find": {"form": FindForm(), "agencies": [("cook", "Cook County Jail")], "errors": ERROR, "name_search": True},
@@ -53,6 +91,7 @@ PAGES: dict[str, dict[str, Any]] = {
         "status": "released",
         "facility": "Main Jail",
         "since": "2026-11-27 14:05 CST",
+        "resources": RESOURCES,
     },
     "find_name": {"form": NameForm(), "agencies": [("cook", "Cook County Jail")], "errors": NAME_ERRORS},
     "find_name_results": {
@@ -85,6 +124,7 @@ PAGES: dict[str, dict[str, Any]] = {
         "summary": {**SUMMARY, "change": False},
         "addable": ["email"],
         "removable": ["sms"],
+        **CASE_CONTEXT,
     },
     "settings": {**OPTION_CONTEXT, "base": "/manage/t"},
     "add_contact": {"base": "/manage/t", "channel": "email", "form": {"value": ""}},

@@ -14,6 +14,7 @@ from services.subscription.domain.errors import (
     TooManyRequestsError,
 )
 from services.subscription.domain.names import MAX_RESULTS
+from services.subscription.portal.case import resources_context
 from services.subscription.portal.forms import (
     FieldError,
     FindForm,
@@ -171,6 +172,7 @@ def find_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noq
             status=status,
             facility=facility,
             since=since,
+            **await resources_context(service, draft.agency_id),
         )
 
     return router

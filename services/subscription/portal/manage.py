@@ -18,6 +18,7 @@ from services.subscription.domain.errors import (
     TooManyRequestsError,
 )
 from services.subscription.domain.subscription import Subscription
+from services.subscription.portal.case import case_context
 from services.subscription.portal.forms import (
     AddContactForm,
     CodeForm,
@@ -149,6 +150,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
             ),
             addable=[channel.value for channel in get_args(PortalChannel) if not subscription.has(channel)],
             removable=[c.channel.value for c in subscription.contacts if len(working) > 1 or c not in working],
+            **await case_context(service, subscription),
         )
 
     @router.get("/manage/{token}")
