@@ -6,13 +6,16 @@ topic and consumer group (lag, dead letters) and writes the event topics, becaus
 dead letter to its original topic (audited on the dashboard).
 
 ``python -m shared.acls [--prefix P] [--bootstrap-server HOST:PORT]`` prints the ``kafka-acls.sh`` commands of a
-deployment; the local broker (``shared/devservers/kafka.py``) and the tests apply the same list with
-:func:`create_acls`.
+deployment; ``--apply`` creates them instead, as the super user ``admin`` over SASL_PLAINTEXT with the password in
+``CW_KAFKA_ADMIN_PASSWORD`` (docker-compose.yml's ``kafka-acls`` job). The local broker
+(``shared/devservers/kafka.py``) and the tests apply the same list with :func:`create_acls`.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
@@ -145,7 +148,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--prefix", default="", help="the deployment's topic prefix (KAFKA__TOPIC_PREFIX)")
     parser.add_argument("--bootstrap-server", default="kafka:9093")
+    parser.add_argument("--apply", action="store_true", help="create the ACLs as admin (CW_KAFKA_ADMIN_PASSWORD)")
     arguments = parser.parse_args()
+    if arguments.apply:
+        admin = KafkaSettings(
+            bootstrap_servers=arguments.bootstrap_server,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_username="admin",
+            sasl_password=os.environ["CW_KAFKA_ADMIN_PASSWORD"],
+        )
+        asyncio.run(create_acls(admin, all_acls(arguments.prefix)))
+        print(f"created {len(all_acls(arguments.prefix))} ACLs")
+        return
     for acl in all_acls(arguments.prefix):
         print(kafka_acls_command(acl, arguments.bootstrap_server))
 

@@ -4,6 +4,7 @@ every setting they pass exists in the service's settings class."""
 from __future__ import annotations
 
 import importlib
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,63 @@ def test_compose_runs_every_service_with_settings_it_understands() -> None:
         assert definition["command"] == ["python", "-m", f"services.{service}"]
         assert definition["build"]["dockerfile"] == "deploy/Dockerfile"
         assert unknown_settings(definition["environment"]) == []
+
+
+def compose_broker_properties() -> dict[str, str]:
+    """The server.properties deploy/compose/kafka-start.sh writes for the compose broker."""
+    script = (ROOT / "deploy/compose/kafka-start.sh").read_text()
+    body = script.split("<<PROPERTIES\n", 1)[1].split("\nPROPERTIES\n", 1)[0]
+    return dict(line.split("=", 1) for line in body.splitlines())
+
+
+def test_the_compose_broker_speaks_only_scram_and_denies_what_no_acl_allows() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    kafka = compose["services"]["kafka"]
+    assert kafka["command"] == ["/bin/bash", "/compose/kafka-start.sh"]
+    assert kafka["env_file"] == [".local/compose/kafka.env"]
+    properties = compose_broker_properties()
+    assert properties["listeners"] == "SASL_PLAINTEXT://:9092,CONTROLLER://localhost:9093"
+    assert properties["listener.security.protocol.map"] == "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+    assert properties["sasl.enabled.mechanisms"] == "SCRAM-SHA-512"
+    assert properties["authorizer.class.name"].endswith("StandardAuthorizer")
+    assert properties["allow.everyone.if.no.acl.found"] == "false"
+    acls = compose["services"]["kafka-acls"]
+    assert acls["command"][:4] == ["python", "-m", "shared.acls", "--apply"]
+    assert acls["env_file"] == [".local/compose/acls.env"]
+
+
+def test_each_compose_service_is_its_own_principal_with_only_its_own_password() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for service in SERVICES:
+        definition = services[service]
+        prefix = service.upper()
+        environment = definition["environment"]
+        assert environment[f"{prefix}_KAFKA__SECURITY_PROTOCOL"] == "SASL_PLAINTEXT"
+        assert environment[f"{prefix}_KAFKA__SASL_USERNAME"] == service
+        assert f"{prefix}_KAFKA__SASL_PASSWORD" not in environment, "passwords are generated, never committed"
+        assert definition["env_file"] == [f".local/compose/{service}.env"]
+        assert definition["depends_on"]["kafka-acls"] == {"condition": "service_completed_successfully"}
+
+
+def test_the_compose_secrets_script_gives_each_service_its_own_generated_password(tmp_path: Path) -> None:
+    out = tmp_path / "compose"
+    script = ROOT / "deploy/compose/secrets.sh"
+    subprocess.run(["bash", str(script), str(out)], check=True, capture_output=True, timeout=30)
+    broker = dict(line.split("=", 1) for line in (out / "kafka.env").read_text().splitlines())
+    assert set(broker) == {f"CW_SCRAM_USER_{user}" for user in ("admin", *SERVICES)}
+    passwords = set()
+    for service in SERVICES:
+        [line] = (out / f"{service}.env").read_text().splitlines()
+        name, password = line.split("=", 1)
+        assert name == f"{service.upper()}_KAFKA__SASL_PASSWORD"
+        assert password == broker[f"CW_SCRAM_USER_{service}"]
+        assert placeholder_reason(password) is None
+        passwords.add(password)
+    assert len(passwords) == len(SERVICES)
+    assert (out / "acls.env").read_text() == f"CW_KAFKA_ADMIN_PASSWORD={broker['CW_SCRAM_USER_admin']}\n"
+    before = (out / "kafka.env").read_text()
+    subprocess.run(["bash", str(script), str(out)], check=True, capture_output=True, timeout=30)
+    assert (out / "kafka.env").read_text() == before, "kept: the broker's accounts were made with these"
 
 
 def k8s_documents() -> list[dict[str, Any]]:
@@ -166,6 +224,9 @@ def test_the_ingress_routes_only_public_paths_and_the_services_trust_only_it() -
 
 def test_every_service_is_its_own_kafka_principal_over_tls() -> None:
     (config,) = [d for d in k8s_documents() if d["kind"] == "ConfigMap"]
+    secrets = {d["metadata"]["name"]: d["stringData"] for d in k8s_documents() if d["kind"] == "Secret"}
     for service in SERVICES:
         assert config["data"][f"{service.upper()}_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
         assert config["data"][f"{service.upper()}_KAFKA__SASL_USERNAME"] == service
+        assert f"{service.upper()}_KAFKA__SASL_PASSWORD" in secrets[f"{service}-secrets"]
+        assert f"{service.upper()}_KAFKA__SASL_PASSWORD" not in config["data"]
