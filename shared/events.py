@@ -167,6 +167,9 @@ class ContactPointState(Payload):
     masked: str
     verified: bool
     active: bool = Field(description="False after STOP, an opt-out or a hard bounce.")
+    pin_hash: str | None = Field(
+        default=None, description="Voice only: keyed hash of the PIN that confirms a call (shared.pin)."
+    )
 
 
 class SubscriptionState(Payload):

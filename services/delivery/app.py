@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.delivery.api import ApiContext, acknowledgement_router, callbacks_router, history_router
 from services.delivery.bounces import bounces_router
+from services.delivery.calls import VoiceContext, voice_router
 from services.delivery.consumers import DeliveryHandlers
 from services.delivery.dispatcher import CONSUMER_GROUP, Clock, Dispatcher, StatusLookup, utc_now
 from services.delivery.domain import RetryPolicy
@@ -19,6 +20,7 @@ from services.delivery.providers.base import EmailProvider
 from services.delivery.providers.failover import FailoverSmsProvider
 from services.delivery.providers.smtp import SmtpEmailProvider
 from services.delivery.providers.twilio import TwilioSmsProvider
+from services.delivery.providers.twilio_voice import TwilioVoiceProvider
 from services.delivery.rendering import NoticeRenderer
 from services.delivery.sendrate import SharedSendRate
 from services.delivery.settings import FAILOVER_ROUTE, DeliverySettings
@@ -57,6 +59,18 @@ def build_sms(
     limiters = {p.name: SharedSendRate(pool, f"sms:{p.name}", p.rate_per_second) for p in settings.sms_providers}
     failover = FailoverSmsProvider(providers, name=route, rate_limiters=limiters)
     return failover, {provider.name: provider for provider in providers}
+
+
+def build_voice(settings: DeliverySettings) -> TwilioVoiceProvider:
+    voice = settings.voice_provider
+    return TwilioVoiceProvider(
+        name=voice.name,
+        account_sid=voice.account_sid,
+        auth_token=voice.auth_token,
+        from_number=voice.from_number,
+        base_url=voice.base_url,
+        timeout=voice.timeout,
+    )
 
 
 def build_email(settings: DeliverySettings) -> EmailProvider:
@@ -107,6 +121,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
     )
     sms, status_lookups = build_sms(settings, lambda: runtime.pool)
     email = build_email(settings)
+    voice = build_voice(settings)
     renderer = NoticeRenderer(Path(settings.templates_directory)) if settings.templates_directory else NoticeRenderer()
 
     async def start(runtime: ServiceRuntime) -> None:
@@ -118,6 +133,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
             tokens=tokens,
             sms=sms,
             email=email,
+            voice=voice,
             status_lookups=status_lookups,
             producer=runtime.producer,
             renderer=renderer,
@@ -158,6 +174,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
     async def stop(_: ServiceRuntime) -> None:
         await sms.close()
         await email.close()
+        await voice.close()
 
     context = ApiContext(
         settings=settings, runtime=runtime, bookkeeper=bookkeeper, tokens=tokens, clock=clock, sms_route=sms.name
@@ -171,6 +188,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
             acknowledgement_router(context),
             history_router(context),
             bounces_router(context),
+            voice_router(VoiceContext(api=context, renderer=renderer, cipher=cipher)),
         ],
         on_start=start,
         on_stop=stop,

@@ -50,7 +50,8 @@ from services.delivery.providers.base import (
     body_fingerprint,
 )
 from services.delivery.providers.failover import AMBIGUOUS_ERROR_CODE
-from services.delivery.rendering import NoticeLinks, NoticeRenderer, TemplateError
+from services.delivery.providers.twilio_voice import OutboundCall, TwilioVoiceProvider
+from services.delivery.rendering import CallStep, NoticeLinks, NoticeRenderer, TemplateError
 from services.delivery.sendrate import SharedSendRate
 from services.delivery.settings import DeliverySettings
 from services.delivery.store import AttemptRow
@@ -71,6 +72,7 @@ AGENCY_CACHE_SECONDS = 5.0
 """How stale an agency's name and phone numbers in a notice may be (pausing is checked at every claim)."""
 
 Clock = Callable[[], datetime]
+Outbound = OutboundSms | OutboundEmail | OutboundCall
 
 
 def utc_now() -> datetime:
@@ -94,6 +96,7 @@ class Dispatcher:
         tokens: AcknowledgementTokens,
         sms: SmsProvider,
         email: EmailProvider,
+        voice: TwilioVoiceProvider,
         status_lookups: Mapping[str, StatusLookup],
         producer: AIOKafkaProducer,
         renderer: NoticeRenderer,
@@ -108,6 +111,10 @@ class Dispatcher:
         self._sms = sms
         self._email = email
         self._email_limiter = SharedSendRate(lambda: pool, "email:smtp", settings.smtp.rate_per_second)
+        self._voice = voice
+        self._voice_limiter = SharedSendRate(
+            lambda: pool, f"voice:{voice.name}", settings.voice_provider.rate_per_second
+        )
         self._status_lookups = status_lookups
         self._producer = producer
         self._clock = clock
@@ -216,6 +223,9 @@ class Dispatcher:
         try:
             if isinstance(outbound, OutboundSms):
                 receipt = await self._sms.send(outbound)
+            elif isinstance(outbound, OutboundCall):
+                await self._voice_limiter.acquire()
+                receipt = await self._voice.call(outbound)
             else:
                 await self._email_limiter.acquire()
                 receipt = await self._email.send(outbound)
@@ -234,10 +244,12 @@ class Dispatcher:
         self._crash_if_asked(claim, self._settings.crash_after_handoff_marker, "right after handing off")
         await self._handed_off(claim, receipt)
 
-    async def _record_calling(self, claim: Claim, outbound: OutboundSms | OutboundEmail) -> None:
+    async def _record_calling(self, claim: Claim, outbound: Outbound) -> None:
         """Commit what identifies the message before the call, so a take-over can look for it."""
         async with self._pool.acquire() as connection:
-            if isinstance(outbound, OutboundSms):
+            if isinstance(outbound, OutboundCall):
+                await store.record_calling(connection, claim.attempt_id, self._clock())  # when: calls list by time
+            elif isinstance(outbound, OutboundSms):
                 await store.record_calling(
                     connection, claim.attempt_id, self._clock(), body_fingerprint=body_fingerprint(outbound.body)
                 )
@@ -246,7 +258,7 @@ class Dispatcher:
                     connection, claim.attempt_id, self._clock(), email_message_id=outbound.message_id
                 )
 
-    async def _taken_before(self, claim: Claim, outbound: OutboundSms | OutboundEmail) -> ProviderReceipt | None:
+    async def _taken_before(self, claim: Claim, outbound: Outbound) -> ProviderReceipt | None:
         """Whether the provider took this attempt before it was stranded (see the module docstring); None if not."""
         async with self._pool.acquire() as connection:
             attempt = await store.get_attempt(connection, claim.attempt_id)
@@ -255,8 +267,12 @@ class Dispatcher:
         if isinstance(outbound, OutboundEmail):
             await self._note_possible_duplicate(attempt)
             return None
+        if isinstance(outbound, OutboundCall) and attempt.provider_message_id is None:
+            return await self._call_placed_before(outbound, attempt.calling_at)
         if attempt.provider_message_id is not None:
-            lookup = self._status_lookups.get(attempt.provider or "")
+            lookup = (
+                self._voice if isinstance(outbound, OutboundCall) else self._status_lookups.get(attempt.provider or "")
+            )
             status = await lookup.fetch_status(attempt.provider_message_id) if lookup is not None else None
             return ProviderReceipt(
                 provider=attempt.provider or self._sms.name,
@@ -266,6 +282,19 @@ class Dispatcher:
         if attempt.body_fingerprint is None:
             return None
         return await self._sms.find_sent(outbound.to, attempt.calling_at, attempt.body_fingerprint)
+
+    async def _call_placed_before(self, outbound: OutboundCall, since: datetime) -> ProviderReceipt | None:
+        """A call to this number since the attempt began that no attempt of ours claims is this attempt's call.
+
+        Twilio's call resource does not carry our TwiML or reference; a call of another notice to the same number
+        is told apart by its SID, which its own attempt recorded (from the answer or the first status callback).
+        """
+        placed = await self._voice.placed_since(outbound.to, since)
+        if not placed:
+            return None
+        async with self._pool.acquire() as connection:
+            known = await store.known_provider_messages(connection, [call.provider_message_id for call in placed])
+        return next((call for call in placed if call.provider_message_id not in known), None)
 
     async def _note_possible_duplicate(self, attempt: AttemptRow) -> None:
         metrics.POSSIBLE_DUPLICATES.labels(attempt.channel).inc()
@@ -280,7 +309,7 @@ class Dispatcher:
                 detail="sent again after a crash during the SMTP hand-off: a duplicate is possible (same Message-ID)",
             )
 
-    async def _prepare(self, claim: Claim) -> OutboundSms | OutboundEmail:
+    async def _prepare(self, claim: Claim) -> Outbound:
         """Decrypt the contact (only now, just before the call) and render the notice."""
         request = claim.notification.request
         agency = await self._agency(request.agency_id)
@@ -299,6 +328,20 @@ class Dispatcher:
             acknowledge_url=acknowledge_url,
             verify_url=self._decrypt(request.verify_url_ciphertext),
         )
+        if request.channel is Channel.VOICE:
+            base = self._settings.public_base_url.rstrip("/")
+            reference = quote(claim.attempt_id, safe="")
+            # The call fetches its TwiML when answered (then Twilio says whether a person or a machine answered).
+            self._renderer.render_call(
+                request, agency, step=CallStep.NOTICE, confirm=False, action_url=None, secret=secret
+            )
+            return OutboundCall(
+                to=contact,
+                twiml="",
+                url=f"{base}/v1/calls/{reference}/twiml",
+                reference=claim.attempt_id,
+                status_callback_url=f"{base}/v1/callbacks/voice?ref={reference}",
+            )
         if request.channel is Channel.SMS:
             sms = self._renderer.render_sms(request, agency, links, secret=secret)
             return OutboundSms(

@@ -45,6 +45,17 @@ class SmtpSettings(BaseModel):
     rate_per_second: float = Field(default=20.0, gt=0)
 
 
+def _dev_voice_provider() -> SmsProviderSettings:
+    return SmsProviderSettings(
+        name="voice-local",
+        account_sid="ACdev",
+        auth_token=DEV_TWILIO_AUTH_TOKEN,
+        from_number="+15005550006",
+        base_url="http://127.0.0.1:8027",
+        rate_per_second=1.0,
+    )
+
+
 def _dev_sms_providers() -> list[SmsProviderSettings]:
     return [
         SmsProviderSettings(
@@ -77,6 +88,10 @@ class DeliverySettings(ContactCryptoSettings):
         default_factory=_dev_sms_providers, description="First is primary, the rest take over on failure."
     )
     smtp: SmtpSettings = SmtpSettings()
+    voice_provider: SmsProviderSettings = Field(
+        default_factory=_dev_voice_provider,
+        description="Twilio Programmable Voice (same fields as an SMS provider); its auth_token signs the webhooks.",
+    )
     bounce_secrets: dict[str, str] = Field(
         default_factory=dict,
         description="Per sender of asynchronous bounces (the SMTP relay, an email provider's webhook): the HMAC-SHA256 "
@@ -154,6 +169,8 @@ class DeliverySettings(ContactCryptoSettings):
                 for index, p in enumerate(self.sms_providers)
                 if p.auth_token == DEV_TWILIO_AUTH_TOKEN
             ]
+            if self.voice_provider.auth_token == DEV_TWILIO_AUTH_TOKEN:
+                unsafe.append("DELIVERY_VOICE_PROVIDER__AUTH_TOKEN")
             if unsafe:
                 raise ValueError("refusing to start in production with development defaults for: " + ", ".join(unsafe))
             if placeholders := self._nested_placeholders():
@@ -172,6 +189,7 @@ class DeliverySettings(ContactCryptoSettings):
         secrets = {
             f"DELIVERY_SMS_PROVIDERS[{index}].auth_token": p.auth_token for index, p in enumerate(self.sms_providers)
         }
+        secrets["DELIVERY_VOICE_PROVIDER__AUTH_TOKEN"] = self.voice_provider.auth_token
         secrets |= {f"DELIVERY_BOUNCE_SECRETS[{name}]": secret for name, secret in self.bounce_secrets.items()}
         if self.smtp.password is not None:
             secrets["DELIVERY_SMTP__PASSWORD"] = self.smtp.password

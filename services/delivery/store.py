@@ -116,7 +116,12 @@ async def get_agency(connection: Connection, agency_id: str) -> AgencyProfile | 
 async def upsert_subscription_state(connection: Connection, state: SubscriptionState) -> bool:
     """Keep the newest version of each subscription's state; False for an older or repeated version."""
     contacts = {
-        contact.channel.value: {"active": contact.active, "verified": contact.verified, "masked": contact.masked}
+        contact.channel.value: {
+            "active": contact.active,
+            "verified": contact.verified,
+            "masked": contact.masked,
+            "pin_hash": contact.pin_hash,
+        }
         for contact in state.contacts
     }
     updated = await connection.fetchval(
@@ -153,6 +158,23 @@ async def get_subscription_gate(connection: Connection, subscription_id: str) ->
         "SELECT status, version, contacts FROM subscription_states WHERE subscription_id = $1", subscription_id
     )
     return None if row is None else _gate(row)
+
+
+async def voice_pin_hash(connection: Connection, subscription_id: str) -> str | None:
+    """The hash of the PIN the subscriber chose for voice calls, from their latest state; None without one."""
+    value = await connection.fetchval(
+        "SELECT contacts -> 'voice' ->> 'pin_hash' FROM subscription_states WHERE subscription_id = $1",
+        subscription_id,
+    )
+    return None if value is None else str(value)
+
+
+async def known_provider_messages(connection: Connection, provider_message_ids: list[str]) -> set[str]:
+    """Which of these provider ids (call SIDs) some attempt already recorded."""
+    rows = await connection.fetch(
+        "SELECT provider_message_id FROM attempts WHERE provider_message_id = ANY($1::text[])", provider_message_ids
+    )
+    return {row["provider_message_id"] for row in rows}
 
 
 async def get_subscription_gates(connection: Connection, subscription_ids: list[str]) -> dict[str, SubscriptionGate]:

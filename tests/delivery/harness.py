@@ -8,7 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from datetime import time as clock_time
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ from shared.devservers.ports import free_port
 from shared.devservers.sinks.email import EmailSink
 from shared.devservers.sinks.http_server import EmbeddedHttpServer
 from shared.devservers.sinks.sms import SmsSink
+from shared.devservers.sinks.voice import VoiceSink, VoiceSinkConfig
 from shared.events import (
     AgencyProfile,
     CustodyFacts,
@@ -63,6 +64,7 @@ def delivery_settings(
     sms_sink: SmsSink,
     email_sink: EmailSink,
     port: int,
+    voice_sink: VoiceSink | None = None,
     backup_sms_providers: list[dict[str, Any]] | None = None,
     sms_rate_per_second: float = 200.0,
     **overrides: Any,
@@ -89,6 +91,15 @@ def delivery_settings(
         ],
         "smtp": {"host": email_sink.host, "port": email_sink.smtp_port, "unsubscribe_mailto": "stop@example.org"},
     }
+    if voice_sink is not None:
+        values["voice_provider"] = {
+            "name": "voice-local",
+            "account_sid": voice_sink.account_sid,
+            "auth_token": voice_sink.auth_token,
+            "from_number": "+15005550007",
+            "base_url": voice_sink.url,
+            "rate_per_second": 50.0,
+        }
     return DeliverySettings(**(values | FAST | overrides))
 
 
@@ -105,6 +116,7 @@ class Delivery:
     sms_sink: SmsSink
     email_sink: EmailSink
     http: httpx.AsyncClient
+    voice_sink: VoiceSink
     cipher: ContactCipher = field(init=False)
     tokens: AcknowledgementTokens = field(init=False)
 
@@ -135,8 +147,8 @@ class Delivery:
         case: str = "CR-2026-0042",
     ) -> NotificationRequested:
         if contact is None:
-            contact = phone_number() if channel is Channel.SMS else f"victim-{uuid.uuid4().hex[:8]}@example.org"
-        masked = mask_phone(contact) if channel is Channel.SMS else mask_email(contact)
+            contact = phone_number() if channel is not Channel.EMAIL else f"victim-{uuid.uuid4().hex[:8]}@example.org"
+        masked = mask_email(contact) if channel is Channel.EMAIL else mask_phone(contact)
         now = datetime.now(UTC)
         return NotificationRequested(
             notification_id=f"n-{uuid.uuid4().hex[:16]}",
@@ -208,6 +220,12 @@ class Delivery:
         )
         return None if value is None else str(value)
 
+    def calls_for(self, notification_id: str) -> list[dict[str, Any]]:
+        """Calls the voice sink placed for one notification (any attempt)."""
+        return [
+            call for call in self.voice_sink.calls() if (call["reference"] or "").startswith(f"{notification_id}.a")
+        ]
+
     def sms_for(self, notification_id: str) -> list[dict[str, Any]]:
         """Messages the SMS sink stored for one notification (any attempt)."""
         return [
@@ -215,6 +233,19 @@ class Delivery:
             for message in self.sms_sink.messages()
             if (message["reference"] or "").startswith(f"{notification_id}.a")
         ]
+
+
+class MovableClock:
+    """Real time plus an offset that a test moves forward (so repeats come due without waiting hours)."""
+
+    def __init__(self) -> None:
+        self.offset = timedelta()
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def advance(self, **amount: float) -> None:
+        self.offset += timedelta(**amount)
 
 
 async def eventually(
@@ -233,17 +264,33 @@ async def eventually(
 
 @asynccontextmanager
 async def running_delivery(
-    *, database_url: str, kafka: KafkaSettings, pool: asyncpg.Pool, sms_config: Any = None, **overrides: Any
+    *,
+    database_url: str,
+    kafka: KafkaSettings,
+    pool: asyncpg.Pool,
+    sms_config: Any = None,
+    voice_config: VoiceSinkConfig | None = None,
+    clock: Callable[[], datetime] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[Delivery]:
-    """Sinks on free ports, and the delivery service serving HTTP on a real port (the sink calls it back)."""
+    """Sinks on free ports, and the delivery service serving HTTP on a real port (the sinks call it back)."""
     sms_sink = SmsSink(account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN, config=sms_config)
     email_sink = EmailSink()
+    voice_sink = VoiceSink(account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN, config=voice_config)
     port = free_port()
-    async with sms_sink, email_sink:
+    async with sms_sink, email_sink, voice_sink:
         settings = delivery_settings(
-            database_url=database_url, kafka=kafka, sms_sink=sms_sink, email_sink=email_sink, port=port, **overrides
+            database_url=database_url,
+            kafka=kafka,
+            sms_sink=sms_sink,
+            email_sink=email_sink,
+            voice_sink=voice_sink,
+            port=port,
+            **overrides,
         )
-        server = EmbeddedHttpServer(create_app(settings), host="127.0.0.1", port=port)
+        server = EmbeddedHttpServer(
+            create_app(settings, clock=clock) if clock else create_app(settings), host="127.0.0.1", port=port
+        )
         server.ready_timeout = 60.0
         await server.start()
         try:
@@ -251,7 +298,7 @@ async def running_delivery(
                 await eventually(
                     lambda: http.get("/readyz"), check=lambda r: r.status_code == 200, timeout=30, what="ready"
                 )
-                yield Delivery(settings, kafka, pool, sms_sink, email_sink, http)
+                yield Delivery(settings, kafka, pool, sms_sink, email_sink, http, voice_sink)
         finally:
             await server.stop()
 

@@ -18,6 +18,7 @@ import pytest
 
 from shared.devservers.sinks.email import EmailSink
 from shared.devservers.sinks.sms import SmsSink, SmsSinkConfig
+from shared.devservers.sinks.voice import VoiceSink
 from shared.settings import KafkaSettings
 from shared.vocabulary import Channel
 from tests.apps import ServiceProcess
@@ -39,6 +40,7 @@ def process_environment(
     kafka: KafkaSettings,
     sms_sink: SmsSink,
     email_sink: EmailSink,
+    voice_sink: VoiceSink,
     marker: Path | None,
     hook: str = "DELIVERY_CRASH_AFTER_HANDOFF_MARKER",
 ) -> dict[str, str]:
@@ -64,6 +66,16 @@ def process_environment(
         "DELIVERY_SMTP__HOST": email_sink.host,
         "DELIVERY_SMTP__PORT": str(email_sink.smtp_port),
         "DELIVERY_RECONCILE_AFTER_SECONDS": "1",
+        "DELIVERY_VOICE_PROVIDER": json.dumps(
+            {
+                "name": "voice-local",
+                "account_sid": voice_sink.account_sid,
+                "auth_token": voice_sink.auth_token,
+                "from_number": "+15005550007",
+                "base_url": voice_sink.url,
+                "rate_per_second": 200,
+            }
+        ),
     }
     if marker is not None:
         env[hook] = str(marker)
@@ -86,9 +98,16 @@ async def delivery_process(
     """Delivery as a process of its own (so it can be killed) with its sinks; stopped on the way out, the sinks'
     records kept for the checks."""
     sms_sink = SmsSink(account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN, config=sms_config)
-    async with sms_sink, EmailSink() as email:
+    voice_sink = VoiceSink(account_sid=TEST_ACCOUNT_SID, auth_token=TEST_AUTH_TOKEN)
+    async with sms_sink, EmailSink() as email, voice_sink:
         env = process_environment(
-            database_url=database_url, kafka=kafka, sms_sink=sms_sink, email_sink=email, marker=marker, hook=hook
+            database_url=database_url,
+            kafka=kafka,
+            sms_sink=sms_sink,
+            email_sink=email,
+            voice_sink=voice_sink,
+            marker=marker,
+            hook=hook,
         )
         process = ServiceProcess("services.delivery", env, port_variable="DELIVERY_HTTP_PORT", log_dir=log_dir)
         settings = delivery_settings(
@@ -97,7 +116,7 @@ async def delivery_process(
         process.start()
         try:
             async with httpx.AsyncClient(base_url=process.url) as http:
-                yield Delivery(settings, kafka, pool, sms_sink, email, http), process
+                yield Delivery(settings, kafka, pool, sms_sink, email, http, voice_sink), process
         finally:
             process.stop()
 

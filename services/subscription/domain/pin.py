@@ -1,20 +1,20 @@
 """The 4-digit PIN a victim chooses for voice calls: entered on the keypad to confirm they heard an urgent notice.
 
-Stored only as a keyed hash bound to the subscription (10,000 PINs are trivial to try against a bare hash). Guessable
+Stored only as a keyed hash bound to the subscription (:mod:`shared.pin`, which delivery checks calls with). Guessable
 PINs are refused: the same digit four times, a run up or down (1234, 9876), two repeated pairs (1212, 1122), and
 the years people pick first (19xx, 20xx).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from itertools import pairwise
 
 from services.subscription.domain.errors import InvalidRequestError
+from shared.pin import hash_pin, pin_matches
+
+__all__ = ["PIN_DIGITS", "clean_pin", "hash_pin", "pin_matches", "pin_problem"]
 
 PIN_DIGITS = 4
-PIN_HASH_CONTEXT = "voice-pin"
 
 
 def _is_run(digits: str) -> bool:
@@ -44,14 +44,3 @@ def clean_pin(raw: str) -> str:
     if problem is not None:
         raise InvalidRequestError(problem)
     return digits
-
-
-def hash_pin(key: str, subscription_id: str, pin: str) -> str:
-    """Keyed and bound to the subscription: the same PIN of two victims hashes differently."""
-    message = f"{PIN_HASH_CONTEXT}:{subscription_id}:{pin}".encode()
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
-
-
-def pin_matches(key: str, subscription_id: str, entered: str, pin_hash: str) -> bool:
-    """Constant-time comparison of what was keyed in with the stored hash."""
-    return hmac.compare_digest(hash_pin(key, subscription_id, entered), pin_hash)
