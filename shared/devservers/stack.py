@@ -66,6 +66,7 @@ def load_secrets(path: Path) -> dict[str, str]:
         "OPERATOR_TOKEN": secrets.token_urlsafe(24),
         "OPS_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "SMS_AUTH_TOKEN": secrets.token_hex(16),
+        "BOUNCE_SECRET": secrets.token_urlsafe(24),
         **{kafka_password_name(user): secrets.token_urlsafe(24) for user in (SUPER_USER, *SERVICES)},
     }
     kept = dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line) if path.exists() else {}
@@ -150,6 +151,7 @@ class Stack:
             "DELIVERY_SMTP__HOST": "127.0.0.1",
             "DELIVERY_SMTP__PORT": str(self.ports["smtp_sink"]),
             "DELIVERY_SMTP__FROM_ADDRESS": "notices@custodywatch.local",
+            "DELIVERY_BOUNCE_SECRETS": json.dumps({"relay": s["BOUNCE_SECRET"]}),
             "DELIVERY_MANAGE_BASE_URL": self.url("subscription"),
             "OPS_INGEST_URL": self.url("ingest"),
             "OPS_INGEST_ADMIN_TOKEN": s["ADMIN_TOKEN"],
@@ -201,7 +203,10 @@ class Stack:
                 "--sms-auth-token",
                 self.secrets["SMS_AUTH_TOKEN"],
             ],
-            {},
+            {  # the email sink posts the bounces of late_bounce_addresses as our relay would
+                "EMAIL_SINK_BOUNCE_WEBHOOK_URL": f"{self.url('delivery')}/v1/bounces/relay",
+                "EMAIL_SINK_BOUNCE_WEBHOOK_SECRET": self.secrets["BOUNCE_SECRET"],
+            },
         )
         self.env = self.service_environment(bootstrap, databases) | self.extra_env
         for service in SERVICES:

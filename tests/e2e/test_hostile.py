@@ -14,6 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -322,6 +323,71 @@ async def test_a_ten_mib_unsigned_webhook_is_refused_before_it_is_parsed(stack: 
         assert "65536 bytes" in answer.json()["detail"]
         unsigned = await client.post(path, data={"Body": "STOP", "From": "+15125550100"})
         assert unsigned.status_code in (401, 403)  # a small body gets as far as the signature check
+
+
+# --- 2c. email refusals: only the recipient's own fault disables an address -------------------------------------
+
+
+@asynccontextmanager
+async def email_sink_configured(system: SystemDriver, **changes: list[str]) -> AsyncIterator[None]:
+    """The session's email sink misbehaving as asked for the block, and as before afterwards."""
+    config = f"{system.stack.url('email_sink')}/sink/config"
+    before = (await system.http.get(config)).json()
+    (await system.http.post(config, json=changes)).raise_for_status()
+    try:
+        yield
+    finally:
+        (await system.http.post(config, json={name: before[name] for name in changes})).raise_for_status()
+
+
+async def ended_email_notice(system: SystemDriver, subscription_id: str, within: float = 60.0) -> dict[str, Any]:
+    """The subscription's status-change email notice, once delivery has settled its outcome (operator API)."""
+    headers = {"Authorization": f"Bearer {system.stack.secrets['OPERATOR_TOKEN']}"}
+    deadline = time.monotonic() + within
+    while True:
+        answer = await system.http.get(
+            f"{system.stack.url('delivery')}/v1/notifications",
+            params={"subscription_id": subscription_id},
+            headers=headers,
+        )
+        answer.raise_for_status()
+        ended = [
+            notice
+            for notice in answer.json()["notifications"]
+            if notice["channel"] == "email" and notice["kind"] == "status_change" and notice["outcome"] is not None
+        ]
+        if ended:
+            return dict(ended[0])
+        assert time.monotonic() < deadline, "delivery never settled the email notice"
+        await asyncio.sleep(0.25)
+
+
+async def test_a_550_to_our_sender_leaves_the_victims_email_active(stack: Stack, system: SystemDriver) -> None:
+    token = uuid.uuid4().hex[:8]
+    agency, key, case, victim = await subscribed_victim(system, token)
+    assert victim.email is not None
+    await system.wait_for_matching(agency, reachable_contacts=2)
+    async with email_sink_configured(system, refused_senders=[stack.env["DELIVERY_SMTP__FROM_ADDRESS"]]):
+        await system.push(agency, key, [custody_record(f"r1-{token}", case, "BOOKED")])
+        refused = await ended_email_notice(system, victim.subscription_id)
+    assert (refused["status"], refused["attempts"][-1]["error_code"]) == ("technical-failure", "MAIL 550")
+    before = len(await system.received("email", victim.email))
+    await system.push(agency, key, [custody_record(f"r2-{token}", case, "RELEASED")])
+    await system.wait_for("email", victim.email, lambda messages: len(messages) > before)
+    await system.wait_for_matching(agency, reachable_contacts=2)
+
+
+async def test_a_late_bounce_of_the_victims_address_disables_it(stack: Stack, system: SystemDriver) -> None:
+    token = uuid.uuid4().hex[:8]
+    agency, key, case, victim = await subscribed_victim(system, token)
+    assert victim.email is not None
+    await system.wait_for_matching(agency, reachable_contacts=2)
+    async with email_sink_configured(system, late_bounce_addresses=[victim.email]):
+        await system.push(agency, key, [custody_record(f"r1-{token}", case, "BOOKED")])
+        bounced = await ended_email_notice(system, victim.subscription_id)
+    assert (bounced["outcome"], bounced["attempts"][-1]["error_code"]) == ("stopped", "5.1.1")
+    # The address is off everywhere: subscription disabled it and matching no longer counts it.
+    await system.wait_for_matching(agency, reachable_contacts=1)
 
 
 # --- 3. privacy: last, so it sees what every test before it left ----------------------------------------------------
