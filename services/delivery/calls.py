@@ -19,6 +19,7 @@ from fastapi.responses import Response
 
 from services.delivery import metrics, store
 from services.delivery.api import ApiContext, already_known, receipt_attempt
+from services.delivery.domain import IMMEDIATE_KINDS
 from services.delivery.providers.twilio_voice import call_receipt, is_machine
 from services.delivery.rendering import CallStep, NoticeRenderer, TemplateError
 from services.delivery.schemas import CallbackResult
@@ -90,7 +91,9 @@ def voice_router(context: VoiceContext) -> APIRouter:  # noqa: PLR0915 - one rou
         return f"{base}/v1/calls/{quote(attempt_id, safe='')}/pin?try={tries}&heard={heard}"
 
     async def asks_for_pin(notification: store.NotificationRow) -> bool:
-        if notification.request.urgency is not Urgency.URGENT or notification.acknowledged_at is not None:
+        """Urgent custody notices ask for the PIN; a code or a HELP reply is urgent only in that it cannot wait."""
+        request = notification.request
+        if request.urgency is not Urgency.URGENT or request.kind in IMMEDIATE_KINDS or notification.acknowledged_at:
             return False
         async with api.runtime.pool.acquire() as connection:
             return await store.voice_pin_hash(connection, notification.request.subscription_id) is not None

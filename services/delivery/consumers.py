@@ -152,7 +152,7 @@ class DeliveryHandlers:
     def _new_notification(
         self, event_id: str, trace_id: str, request: NotificationRequested, now: datetime
     ) -> store.NewNotification:
-        pattern = self._repeats.of(request.urgency, request.channel)
+        pattern = self._repeats.of(request.kind, request.urgency, request.channel)
         due = due_at(
             now,
             kind=request.kind,

@@ -154,14 +154,20 @@ SENT_ONCE = RepeatPattern()
 
 
 class RepeatPatterns(BaseModel):
-    """The calling pattern per event class and channel; a pair without one repeats urgent notices by ``urgent``."""
+    """The calling pattern per event class and channel; a pair without one repeats urgent notices by ``urgent``.
+
+    Notices a person asked for just now (a code, a HELP reply, "your settings changed") are sent once whatever their
+    urgency: their urgency only says they may not wait for morning.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     urgent: RepeatPattern
     by_class: dict[Urgency, dict[Channel, RepeatPattern]] = Field(default_factory=dict)
 
-    def of(self, urgency: Urgency, channel: Channel) -> RepeatPattern:
+    def of(self, kind: NotificationKind, urgency: Urgency, channel: Channel) -> RepeatPattern:
+        if kind in IMMEDIATE_KINDS:
+            return SENT_ONCE
         configured = self.by_class.get(urgency, {}).get(channel)
         if configured is not None:
             return configured

@@ -56,7 +56,7 @@ class Scheduling:
 
     def repeat_pattern(self, notification: NotificationRow) -> RepeatPattern:
         request = notification.request
-        return self.repeats.of(request.urgency, request.channel)
+        return self.repeats.of(request.kind, request.urgency, request.channel)
 
 
 @dataclass(frozen=True)

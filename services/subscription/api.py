@@ -75,6 +75,8 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
                 identifier=SubjectIdentifier(kind=body.identifier.kind, value=body.identifier.value),
                 sms=body.sms,
                 email=body.email,
+                voice=body.voice,
+                pin=body.pin,
                 language=body.language,
                 timezone=body.timezone,
                 event_types=body.event_types,

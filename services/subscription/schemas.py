@@ -31,6 +31,14 @@ class SubscribeRequest(Body):
     identifier: IdentifierBody
     sms: str | None = Field(default=None, max_length=40, description="A mobile number; +country code if not US.")
     email: str | None = Field(default=None, max_length=254)
+    voice: str | None = Field(
+        default=None, max_length=40, description="A number for calls (mobile or landline); needs a pin."
+    )
+    pin: str | None = Field(
+        default=None,
+        max_length=16,
+        description="4 digits that confirm an urgent call; not 0000, 1234 or another easy guess.",
+    )
     language: Language = Language.ENGLISH
     timezone: str = Field(min_length=1, max_length=64, description="IANA time zone, e.g. America/Chicago.")
     event_types: list[CustodyStatus] | None = Field(default=None, description="Leave out to get every event.")

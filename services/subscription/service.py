@@ -15,7 +15,12 @@ import asyncpg
 
 from services.subscription import store
 from services.subscription.domain import sms
-from services.subscription.domain.contacts import email_index_form, normalise_email, normalise_phone
+from services.subscription.domain.contacts import (
+    email_index_form,
+    normalise_email,
+    normalise_phone,
+    normalise_voice_number,
+)
 from services.subscription.domain.errors import (
     ConflictError,
     ForbiddenError,
@@ -28,6 +33,7 @@ from services.subscription.domain.errors import (
 )
 from services.subscription.domain.names import MAX_RESULTS as MAX_NAME_RESULTS
 from services.subscription.domain.names import RELEASED_WITHIN, name_words
+from services.subscription.domain.pin import clean_pin, hash_pin
 from services.subscription.domain.ratelimit import Limit, retry_after, window_start
 from services.subscription.domain.subscription import (
     Contact,
@@ -93,6 +99,8 @@ class NewSubscription:
     timezone: str
     event_types: list[CustodyStatus] | None
     quiet_hours: tuple[time, time] | None
+    voice: str | None = None
+    pin: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,8 +178,9 @@ class SubscriptionService:
 
     async def subscribe(self, request: NewSubscription, client: str) -> Created:
         await self.limit(self.client_limits()["subscribe"], client)
-        if request.sms is None and request.email is None:
-            raise InvalidRequestError("give a mobile number (sms), an email address, or both")
+        if request.sms is None and request.email is None and request.voice is None:
+            raise InvalidRequestError("give a mobile number (sms), an email address, a number to call (voice), or more")
+        pin = self._voice_pin(request)
         timezone = validate_timezone(request.timezone)
         event_types = normalise_event_types(request.event_types)
         identifier = SubjectIdentifier(
@@ -179,7 +188,11 @@ class SubscriptionService:
         )
         contacts = [
             (channel, *self._normalised_contact(channel, raw))
-            for channel, raw in ((Channel.SMS, request.sms), (Channel.EMAIL, request.email))
+            for channel, raw in (
+                (Channel.SMS, request.sms),
+                (Channel.EMAIL, request.email),
+                (Channel.VOICE, request.voice),
+            )
             if raw is not None
         ]
         async with self.pool.acquire() as connection:
@@ -189,12 +202,17 @@ class SubscriptionService:
 
         now = self._now()
         quiet_start, quiet_end = request.quiet_hours or (time(21, 0), time(7, 0))
+        subscription_id = str(uuid.uuid4())
+        pin_hash = hash_pin(self.settings.blind_index_key, subscription_id, pin) if pin else None
         subscription = Subscription(
-            subscription_id=str(uuid.uuid4()),
+            subscription_id=subscription_id,
             agency_id=request.agency_id,
             identifier=identifier,
             status="pending",
-            contacts=tuple(self._new_contact(channel, value, index_form) for channel, value, index_form in contacts),
+            contacts=tuple(
+                self._new_contact(channel, value, index_form, pin_hash=pin_hash if channel is Channel.VOICE else None)
+                for channel, value, index_form in contacts
+            ),
             language=request.language,
             timezone=timezone,
             event_types=tuple(event_types),
@@ -226,16 +244,31 @@ class SubscriptionService:
         if channel is Channel.SMS:
             phone = normalise_phone(raw, self.settings.default_phone_region)
             return phone, phone
+        if channel is Channel.VOICE:
+            number = normalise_voice_number(raw, self.settings.default_phone_region)
+            return number, number
         address = normalise_email(raw)
         return address, email_index_form(address)
 
-    def _new_contact(self, channel: Channel, value: str, index_form: str) -> Contact:
+    def _new_contact(self, channel: Channel, value: str, index_form: str, *, pin_hash: str | None = None) -> Contact:
         return Contact(
             channel=channel,
             ciphertext=self.cipher.encrypt(value),
-            masked=mask_phone(value) if channel is Channel.SMS else mask_email(value),
+            masked=mask_email(value) if channel is Channel.EMAIL else mask_phone(value),
             blind_index=self.cipher.blind_index(index_form),
+            pin_hash=pin_hash,
         )
+
+    @staticmethod
+    def _voice_pin(request: NewSubscription) -> str | None:
+        """The PIN a voice number needs (checked against easy guesses); none without a voice number."""
+        if request.voice is None:
+            if request.pin is not None:
+                raise InvalidRequestError("a PIN is only for voice calls: give a number to call (voice) too")
+            return None
+        if request.pin is None:
+            raise InvalidRequestError("choose a 4-digit PIN for voice calls: you key it in to confirm a call")
+        return clean_pin(request.pin)
 
     def _contact_limit(self) -> Limit:
         return Limit("subscribe-contact", self.settings.subscribe_limit_per_contact_per_day, timedelta(days=1))

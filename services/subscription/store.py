@@ -126,11 +126,12 @@ async def _save_contacts(connection: Connection, subscription: Subscription) -> 
     await connection.executemany(
         """
         INSERT INTO contact_points (subscription_id, channel, ciphertext, masked, blind_index, verified, active,
-            disabled_reason)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            disabled_reason, pin_hash)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         ON CONFLICT (subscription_id, channel) DO UPDATE
             SET ciphertext = EXCLUDED.ciphertext, masked = EXCLUDED.masked, blind_index = EXCLUDED.blind_index,
-                verified = EXCLUDED.verified, active = EXCLUDED.active, disabled_reason = EXCLUDED.disabled_reason
+                verified = EXCLUDED.verified, active = EXCLUDED.active, disabled_reason = EXCLUDED.disabled_reason,
+                pin_hash = EXCLUDED.pin_hash
         """,
         [
             (
@@ -142,6 +143,7 @@ async def _save_contacts(connection: Connection, subscription: Subscription) -> 
                 contact.verified,
                 contact.active,
                 contact.disabled_reason,
+                contact.pin_hash,
             )
             for contact in subscription.contacts
         ],
@@ -179,6 +181,7 @@ def _subscription(row: asyncpg.Record, contact_rows: Sequence[asyncpg.Record]) -
                 verified=c["verified"],
                 active=c["active"],
                 disabled_reason=c["disabled_reason"],
+                pin_hash=c["pin_hash"],
             )
             for c in contact_rows
         ),

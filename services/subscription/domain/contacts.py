@@ -29,6 +29,20 @@ def normalise_phone(raw: str, default_region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def normalise_voice_number(raw: str, default_region: str) -> str:
+    """A number to call (mobile or landline) in E.164, or refused with a message saying what is wrong."""
+    text = raw.strip()
+    if not text or len(text) > MAX_PHONE_INPUT:
+        raise InvalidContactError("enter a phone number to call, for example +1 415 555 2671")
+    try:
+        number = phonenumbers.parse(text, default_region)
+    except NumberParseException:
+        raise InvalidContactError("this is not a phone number we can read; include the country code, e.g. +1") from None
+    if not phonenumbers.is_valid_number(number):
+        raise InvalidContactError("this phone number is not valid; check the digits and the country code")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
 def normalise_email(raw: str) -> str:
     """Return the normalised address (domain lower-cased), or refuse it with the validator's reason."""
     text = raw.strip()

@@ -53,6 +53,8 @@ class Contact(BaseModel):
     verified: bool = False
     active: bool = True
     disabled_reason: DisabledReason | None = None
+    pin_hash: str | None = None
+    """Voice only: the keyed hash of the PIN that confirms a call (``shared.pin``)."""
 
     def state(self) -> ContactPointState:
         return ContactPointState(
@@ -61,6 +63,7 @@ class Contact(BaseModel):
             masked=self.masked,
             verified=self.verified,
             active=self.active,
+            pin_hash=self.pin_hash,
         )
 
 
