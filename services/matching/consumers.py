@@ -41,6 +41,7 @@ from shared.failures import transient_dependency
 from shared.kafka import H_ORIGINAL_OFFSET, H_ORIGINAL_PARTITION, H_ORIGINAL_TOPIC, DecodedRecord, header
 from shared.settings import KafkaSettings
 from shared.topics import NOTIFICATION_REQUESTED
+from shared.vocabulary import CustodyStatus
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def system_clock() -> datetime:
 
 
 STALE_CHANGE = "stale_change"
+BOOKED = frozenset({CustodyStatus.IN_CUSTODY, CustodyStatus.RETURNED_TO_CUSTODY})
 
 
 @dataclass
@@ -238,6 +240,9 @@ class Matcher:
         for kind, scheduled in announced.items():
             about = domain.feed_notice_key(kind, event.id)
             recorded += await self._record(connection, event, scheduled, now, about=about)
+        recorded += await self._record(
+            connection, event, await self._to_followers(connection, event.id, change, now), now
+        )
         return Outcome(encoded=recorded, custody_change=True, matched=bool(subscriptions))
 
     async def _apply_subscription_state(
@@ -255,6 +260,33 @@ class Matcher:
             await self._plan_reminders(connection, known_state.change, dates, [state], now)
         notices = domain.current_status_notices(before, state, known, now)
         return Outcome(encoded=await self._record(connection, event, notices, now))
+
+    async def _to_followers(
+        self, connection: Connection, custody_event_id: str, change: CustodyStatusChanged, now: datetime
+    ) -> list[NotificationRequested]:
+        """A booking of a person another agency transferred here (same person number, within 30 days) carries that
+        agency's subscriptions over; every change of the subject then goes to them too."""
+        newly: set[str] = set()
+        if change.status in BOOKED:
+            since = change.effective_at - domain.FOLLOW_WINDOW
+            for came_from in await store.transferred_to(
+                connection, change.agency_id, domain.person_numbers(change), since
+            ):
+                theirs = await store.active_subscriptions_for(connection, came_from.keys)
+                ids = [s.subscription_id for s in theirs if s.agency_id == came_from.agency_id]
+                newly |= await store.follow(connection, ids, change.agency_id, change.subject_id, came_from)
+        followers = await store.followers_of(connection, change.agency_id, change.subject_id)
+        if not followers:
+            return []
+        profile = await store.agency_profile(connection, change.agency_id)
+        return domain.follower_notices(
+            custody_event_id,
+            change,
+            followers,
+            newly_following=newly,
+            agency_name=profile.name if profile else change.agency_id,
+            requested_at=now,
+        )
 
     async def _schedule(
         self,
