@@ -41,6 +41,7 @@ PREFERRED_PORTS = {
     "sms_sink": 8025,
     "smtp_sink": 2525,
     "email_sink": 8026,
+    "voice_sink": 8027,
 }
 SMS_ACCOUNT_SID = "AClocal0000000000000000000000000000"
 SMS_FROM_NUMBER = "+15005550006"
@@ -148,6 +149,9 @@ class Stack:
             "DELIVERY_OPERATOR_TOKEN": s["OPERATOR_TOKEN"],
             "MATCHING_OPERATOR_TOKEN": s["OPERATOR_TOKEN"],
             "DELIVERY_SMS_PROVIDERS": json.dumps([sms_provider]),
+            "DELIVERY_VOICE_PROVIDER": json.dumps(
+                sms_provider | {"name": "local-voice", "base_url": self.url("voice_sink")}
+            ),
             "DELIVERY_SMTP__HOST": "127.0.0.1",
             "DELIVERY_SMTP__PORT": str(self.ports["smtp_sink"]),
             "DELIVERY_SMTP__FROM_ADDRESS": "notices@custodywatch.local",
@@ -198,6 +202,8 @@ class Stack:
                 str(self.ports["smtp_sink"]),
                 "--email-http-port",
                 str(self.ports["email_sink"]),
+                "--voice-port",
+                str(self.ports["voice_sink"]),
                 "--sms-account-sid",
                 SMS_ACCOUNT_SID,
                 "--sms-auth-token",
@@ -338,6 +344,7 @@ Custody Watch is running.
   delivery      {self.url("delivery")}/docs
   SMS sink      {self.url("sms_sink")}/sink/messages      (texts the system sent)
   email sink    {self.url("email_sink")}/sink/emails  (SMTP on port {self.ports["smtp_sink"]})
+  voice sink    {self.url("voice_sink")}/sink/calls        (calls the system placed, what they said)
   logs          {self.log_dir}/
 
 Demo agency: demo-county-jail    API key: {api_key}

@@ -1,4 +1,5 @@
-"""``python -m shared.devservers.sinks --sms-port P --smtp-port Q --email-http-port R``: both sinks until Ctrl-C."""
+"""``python -m shared.devservers.sinks --sms-port P --smtp-port Q --email-http-port R --voice-port V``: the SMS,
+email and voice sinks until Ctrl-C (the voice sink shares the SMS sink's account and auth token)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from shared.devservers.sinks.email import EmailSink
 from shared.devservers.sinks.email import config_from_environment as email_config_from_environment
 from shared.devservers.sinks.sms import SmsSink
 from shared.devservers.sinks.sms import config_from_environment as sms_config_from_environment
+from shared.devservers.sinks.voice import VoiceSink
+from shared.devservers.sinks.voice import config_from_environment as voice_config_from_environment
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,6 +24,7 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sms-port", type=int, default=8025)
     parser.add_argument("--smtp-port", type=int, default=2525)
     parser.add_argument("--email-http-port", type=int, default=8026)
+    parser.add_argument("--voice-port", type=int, default=8027)
     parser.add_argument("--sms-account-sid", default="AClocal0000000000000000000000000000")
     parser.add_argument("--sms-auth-token", required=True, help="Checks basic auth and signs status callbacks.")
     return parser.parse_args(argv)
@@ -44,10 +48,17 @@ async def run(arguments: argparse.Namespace) -> None:
         smtp_port=arguments.smtp_port,
         http_port=arguments.email_http_port,
     )
-    async with sms, email:
+    voice = VoiceSink(
+        account_sid=arguments.sms_account_sid,
+        auth_token=arguments.sms_auth_token,
+        config=voice_config_from_environment(),
+        host=arguments.host,
+        port=arguments.voice_port,
+    )
+    async with sms, email, voice:
         print(
             f"SMS sink {sms.url}/sink/messages; SMTP sink {arguments.host}:{email.smtp_port}, "
-            f"emails at {email.url}/sink/emails",
+            f"emails at {email.url}/sink/emails; voice sink {voice.url}/sink/calls",
             file=sys.stderr,
             flush=True,
         )
