@@ -10,9 +10,9 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from services.delivery.settings import DeliverySettings
 from shared.devservers.ports import repo_root
-from tests.delivery.test_settings_and_links import PROVIDER
-from tests.delivery.test_settings_and_links import production as delivery_in_production
+from tests.delivery.test_settings_and_links import PROVIDER, production
 
 PLACEHOLDERS = {
     "ingest": ("INGEST_ADMIN_TOKEN", "CHANGE-ME-at-least-32-characters-long"),
@@ -44,12 +44,21 @@ def test_a_placeholder_secret_stops_the_service_at_start(service: str) -> None:
     assert any(word in refusal for word in ("placeholder", "too little entropy", "too short"))
 
 
+def delivery_in_production(**overrides: object) -> DeliverySettings:
+    """Delivery's production settings with generated secrets everywhere, but for ``overrides``."""
+    return production(**({"voice_provider": PROVIDER | {"name": "voice"}} | overrides))
+
+
 @pytest.mark.parametrize(
     ("unsafe", "variable"),
     [
         ({"sms_providers": [PROVIDER, PROVIDER | {"name": "backup", "auth_token": "CHANGE-ME"}]}, "[1].auth_token"),
         ({"smtp": {"username": "notices", "password": "changeme-please-now"}}, "DELIVERY_SMTP__PASSWORD"),
         ({"bounce_secrets": {"relay": "x" * 40}}, "DELIVERY_BOUNCE_SECRETS[relay]"),
+        (
+            {"voice_provider": PROVIDER | {"name": "voice", "auth_token": "example-voice-token-1234"}},
+            "DELIVERY_VOICE_PROVIDER__AUTH_TOKEN",
+        ),
     ],
 )
 def test_delivery_refuses_a_placeholder_nested_secret_and_names_it(unsafe: dict[str, object], variable: str) -> None:
