@@ -49,6 +49,7 @@ from services.subscription.domain.subscription import (
     renew_link,
     require_open,
     resume_sms,
+    stop_phone,
     unsubscribe_email,
     validate_timezone,
 )
@@ -687,17 +688,19 @@ class SubscriptionService:
         async with self.pool.acquire() as connection, connection.transaction():
             if not await store.claim_inbound_sms(connection, message_sid, keyword.value):
                 raise ConflictError("this message was already processed")
-            ids = (
-                []
-                if phone is None
-                else await store.subscription_ids_by_contact(connection, Channel.SMS, self.cipher.blind_index(phone))
-            )
+            index = self.cipher.blind_index(phone) if phone is not None else None
+            ids = [] if index is None else await store.subscription_ids_by_contact(connection, Channel.SMS, index)
+            if index is not None and keyword is sms.Keyword.STOP:  # calls to the number end too
+                voice_ids = await store.subscription_ids_by_contact(connection, Channel.VOICE, index)
+                ids = sorted({*ids, *voice_ids})
             changed_count = 0
             for subscription_id in ids:
                 subscription = await self._load(connection, subscription_id)
                 if subscription_id == ids[0]:
                     language = subscription.language
-                changed_count += await self._apply_keyword(connection, subscription, keyword, message_sid, now)
+                changed_count += await self._apply_keyword(
+                    connection, subscription, keyword, message_sid, now=now, sender_index=index or ""
+                )
         log.info(
             "inbound SMS handled",
             extra={"keyword": keyword.value, "message_sid": message_sid, "subscriptions_changed": changed_count},
@@ -713,7 +716,14 @@ class SubscriptionService:
         )
 
     async def _apply_keyword(
-        self, connection: Connection, subscription: Subscription, keyword: sms.Keyword, message_sid: str, now: datetime
+        self,
+        connection: Connection,
+        subscription: Subscription,
+        keyword: sms.Keyword,
+        message_sid: str,
+        *,
+        now: datetime,
+        sender_index: str,
     ) -> int:
         if keyword is sms.Keyword.ACKNOWLEDGE:
             contact = subscription.contact(Channel.SMS)
@@ -725,7 +735,7 @@ class SubscriptionService:
             await enqueue(connection, self._ack_topic, subscription.subscription_id, event)
             return 0
         if keyword is sms.Keyword.STOP:
-            changed = disable_contact(subscription, Channel.SMS, "opted_out", now)
+            changed = stop_phone(subscription, sender_index, now)
         elif keyword is sms.Keyword.START:
             changed = resume_sms(subscription, now)
         else:

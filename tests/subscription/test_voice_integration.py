@@ -73,3 +73,18 @@ async def test_a_bad_pin_or_number_is_a_clear_422(harness: Harness, fields: dict
     )
     assert response.status_code == 422, response.text
     assert detail in str(response.json()["detail"])
+
+
+async def test_stop_texted_from_the_number_ends_its_calls_too(harness: Harness) -> None:
+    mobile = "+14155552671"
+    created = await harness.subscribe(sms=mobile, voice=mobile, pin=PIN)
+    other = await harness.subscribe(voice="+13125550143", pin=PIN)  # another number: untouched
+    stopped = await harness.inbound_sms(mobile, "STOP", "SMstopvoice0001")
+    assert stopped.status_code == 200, stopped.text
+    view = await harness.manage(created)
+    assert contact(view, "sms")["active"] is False
+    assert contact(view, "voice")["active"] is False
+    states = await harness.states(created["subscription_id"], min_version=2)
+    voice = next(c for c in states[-1].contacts if c.channel.value == "voice")
+    assert not voice.active
+    assert contact(await harness.manage(other), "voice")["active"] is True

@@ -154,6 +154,20 @@ def disable_contact(
     return _changed(subscription, now, contacts=_with_contact(subscription, replacement))
 
 
+def stop_phone(subscription: Subscription, blind_index: str, now: datetime) -> Subscription | None:
+    """STOP texted from a phone ends what goes to that number: its texts and its calls; None when nothing changes."""
+    stopped: dict[Channel, Contact] = {
+        contact.channel: contact.model_copy(update={"active": False, "disabled_reason": "opted_out"})
+        for contact in subscription.contacts
+        if contact.channel in (Channel.SMS, Channel.VOICE)
+        and contact.blind_index == blind_index
+        and (contact.active or contact.disabled_reason != "opted_out")
+    }
+    if not stopped:
+        return None
+    return _changed(subscription, now, contacts=tuple(stopped.get(c.channel, c) for c in subscription.contacts))
+
+
 def resume_sms(subscription: Subscription, now: datetime) -> Subscription | None:
     """START undoes STOP, and only STOP: a bounced or unsubscribed contact stays off."""
     if subscription.status == "cancelled" or not subscription.has(Channel.SMS):
