@@ -29,6 +29,7 @@ def production(**overrides: object) -> DeliverySettings:
         "token_secret": "JaLkCMYqflZ_2iwuWB9eziue8ALY8IHAqlshdDRy",
         "operator_token": "e2IgCizqFvAlOhVk-a9W-sekT_dubTnWtFLUlFn3",
         "sms_providers": [PROVIDER],
+        "voice_provider": PROVIDER | {"name": "twilio-voice", "auth_token": "another-real-looking-token"},
         "kafka": PRODUCTION_KAFKA,
     }
     return DeliverySettings(**(values | overrides))  # type: ignore[arg-type]
@@ -45,6 +46,8 @@ def test_production_with_real_secrets_is_accepted() -> None:
         {"token_secret": DeliverySettings().token_secret},
         {"operator_token": DeliverySettings().operator_token},
         {"sms_providers": [p.model_dump() for p in DeliverySettings().sms_providers]},
+        {"voice_provider": DeliverySettings().voice_provider.model_dump()},
+        {"voice_provider": PROVIDER | {"auth_token": "CHANGE-ME-please-0123456789"}},
         {"public_base_url": "http://notify.example.org"},
         {"crash_after_handoff_marker": "/tmp/crash"},
         {"crash_before_call_marker": "/tmp/crash"},
