@@ -30,6 +30,7 @@ from services.ops.context import OpsContext
 from services.ops.domain import Role
 from services.ops.feeds import FeedMonitor
 from services.ops.pipeline import PipelineMonitor
+from services.ops.resources import resources_actions, resources_pages
 from services.ops.settings import OpsSettings
 from services.ops.storms import StormMonitor
 from shared.http import create_service_app
@@ -136,7 +137,7 @@ def create_app(
             "Deliveries, failures, feed health, pipeline lag and held storms for operators; replays, pauses,"
             " storm decisions, status overrides and notice blocks for admins."
         ),
-        routers=[login_router, pages_router, json_router, actions_router],
+        routers=[login_router, pages_router, json_router, actions_router, resources_pages, resources_actions],
         on_start=on_start,
         on_stop=on_stop,
     )

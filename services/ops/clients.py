@@ -202,6 +202,16 @@ class IngestClient(_AdminClient):
         )
         return self._parsed(lambda: parse_one(Override, document, "override"), "override")
 
+    async def resources(self, agency_id: str) -> dict[str, Any]:
+        document = await self._call("GET", f"/v1/admin/agencies/{_path(agency_id)}")
+        resources = document.get("resources") if isinstance(document, dict) else None
+        if not isinstance(resources, dict):
+            raise IngestError("ingest answered an agency without its resources")
+        return resources
+
+    async def replace_resources(self, agency_id: str, body: dict[str, Any]) -> None:
+        await self._call("PUT", f"/v1/admin/agencies/{_path(agency_id)}/resources", json=body)
+
     async def overrides(self, agency_id: str) -> list[Override]:
         document = await self._call("GET", f"/v1/admin/agencies/{_path(agency_id)}/overrides")
         return self._parsed(lambda: parse_items(Override, document, "override"), "overrides")

@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+from pydantic import ValidationError
 
+from services.ingest.schemas import ResourcesIn
 from shared.vocabulary import CustodyStatus
 
 INGEST_TOKEN = "test-ingest-admin-token"
@@ -114,6 +116,7 @@ class IngestStandIn(StandIn):
             "notices_paused": False,
             "active": True,
             "expected_feed_interval_minutes": 60,
+            "resources": {"contacts": [], "referrals": []},
         }
 
     def add_hold(self, hold: dict[str, Any]) -> None:
@@ -140,11 +143,24 @@ class IngestStandIn(StandIn):
                 return self.decide(hold_id, decision, body)
             case "POST", ["agencies", agency_id, "overrides"]:
                 return self.override(agency_id, body)
+            case "PUT", ["agencies", agency_id, "resources"]:
+                return self.replace_resources(agency_id, body)
             case "GET", ["agencies", agency_id, "overrides"]:
                 if agency_id not in self.agencies:
                     return problem(404, f"no agency {agency_id!r}")
                 return httpx.Response(200, json=list(reversed(self.overrides.get(agency_id, [])))[:100])
         return problem(404, "Not Found")
+
+    def replace_resources(self, agency_id: str, body: Any) -> httpx.Response:
+        """Checked by ingest's own request model, as ingest would."""
+        if agency_id not in self.agencies:
+            return problem(404, f"unknown agency {agency_id!r}")
+        try:
+            resources = ResourcesIn.model_validate(body)
+        except ValidationError as error:
+            return problem(422, error.errors(include_url=False, include_context=False))
+        self.agencies[agency_id]["resources"] = resources.model_dump(mode="json")
+        return httpx.Response(200, json=self.agencies[agency_id])
 
     def list_holds(self, state: str | None) -> httpx.Response:
         if state is not None and state not in {"holding", "released", "discarded"}:

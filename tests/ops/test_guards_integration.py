@@ -3,6 +3,7 @@ answer through ``httpx.MockTransport`` stand-ins that keep to their contracts (s
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -492,3 +493,47 @@ async def test_admin_actions_are_rate_limited_per_operator(
         assert (
             await viewer.post("/actions/storm-holds/h-none/release", data={"csrf_token": viewer_csrf})
         ).status_code == 403
+
+
+# An agency's contacts and referrals (services/ops/resources.py)
+
+AGENCY_RESOURCES = {
+    "contacts": [{"role": "hotline", "name": "Victim line", "phone": "+15125550100", "languages": ["en", "es"]}],
+    "referrals": [{"name": "Safe House", "category": "shelter", "url": "https://safe.example/"}],
+}
+
+
+async def test_an_admin_replaces_resources_audited_and_a_viewer_cannot(
+    ops: httpx.AsyncClient, ingest: IngestStandIn, pool: asyncpg.Pool, unique: str
+) -> None:
+    agency = f"jail-{unique}"
+    ingest.add_agency(agency)
+    csrf = await log_in(ops, *ADMIN)
+    page = await ops.get("/resources", params={"agency_id": agency})
+    assert page.status_code == 200
+    assert 'name="resources"' in page.text
+
+    form = {"csrf_token": csrf, "agency_id": agency, "resources": json.dumps(AGENCY_RESOURCES)}
+    assert (await ops.post("/actions/resources", data=form | {"csrf_token": "forged"}, headers=HTML)).status_code == 403
+    saved = await ops.post("/actions/resources", data=form, headers=HTML)
+    assert saved.status_code == 200, saved.text
+    assert "Saved 1 contacts and 1 referrals" in saved.text
+    (sent,) = ingest.sent("PUT", f"/v1/admin/agencies/{agency}/resources")
+    assert sent.body["contacts"][0]["name"] == "Victim line"
+    assert "Victim line" in (await ops.get("/resources", params={"agency_id": agency})).text
+
+    not_json = await ops.post("/actions/resources", data=form | {"resources": "{nope"}, headers=HTML)
+    assert not_json.status_code == 422
+    assert "not JSON" in not_json.text
+    bad_role = {"contacts": [{"role": "sheriff", "name": "X"}]}
+    refused = await ops.post("/actions/resources", data=form | {"resources": json.dumps(bad_role)}, headers=HTML)
+    assert refused.status_code == 422
+    assert "Not saved by ingest" in refused.text
+
+    async with viewer_client(ops) as (viewer, viewer_csrf):
+        shown = await viewer.get("/resources", params={"agency_id": agency})
+        assert "readonly" in shown.text
+        forbidden = await viewer.post("/actions/resources", data=form | {"csrf_token": viewer_csrf}, headers=HTML)
+        assert forbidden.status_code == 403
+    outcomes = [(row[1], row[2]) for row in await audit_rows(pool, "replace_resources")]
+    assert outcomes == [(agency, "ok"), (agency, "refused"), (agency, "forbidden")]

@@ -1,0 +1,116 @@
+"""An agency's contacts and referrals on the dashboard: shown to operators, replaced by an admin (CSRF-checked,
+rate-limited, audited) through ingest's admin API, which publishes them to the portal and the notices."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from services.ops import auth, metrics, store
+from services.ops.api import Context, CurrentOperator, admin_only, audited_refusal, render, upstream_status
+from services.ops.auth import Operator
+from services.ops.clients import IngestError
+from services.ops.context import OpsContext
+from services.ops.domain import AgencyChoice
+
+resources_pages = APIRouter(tags=["pages"])
+resources_actions = APIRouter(prefix="/actions", tags=["actions"])
+ACTION = "replace_resources"
+EMPTY: dict[str, list[Any]] = {"contacts": [], "referrals": []}
+
+
+async def render_resources(
+    request: Request,
+    context: OpsContext,
+    operator: Operator,
+    agency_id: str,
+    status_code: int = 200,
+    *,
+    message: str | None = None,
+    tone: str = "ok",
+    entered: str | None = None,
+) -> HTMLResponse:
+    agencies: list[AgencyChoice] = []
+    problems: list[str] = []
+    shown = entered
+    try:
+        agencies = await context.ingest.agencies()
+    except IngestError as error:
+        problems.append(f"Agencies unavailable: {error}")
+    if agency_id and shown is None:
+        try:
+            shown = json.dumps(await context.ingest.resources(agency_id), indent=2, ensure_ascii=False)
+        except IngestError as error:
+            problems.append(f"Resources of {agency_id} unavailable: {error}")
+    return render(
+        request,
+        "resources.html",
+        status_code,
+        operator=operator,
+        agencies=agencies,
+        agency_id=agency_id,
+        resources_json=shown or json.dumps(EMPTY, indent=2),
+        problems=problems,
+        message=message,
+        tone=tone,
+    )
+
+
+@resources_pages.get("/resources", response_class=HTMLResponse, summary="An agency's contacts and referrals")
+async def resources_page(
+    request: Request,
+    context: Context,
+    operator: CurrentOperator,
+    agency_id: Annotated[str, Query(max_length=100)] = "",
+) -> HTMLResponse:
+    return await render_resources(request, context, operator, agency_id.strip())
+
+
+@resources_actions.post("/resources", summary="Replace an agency's contacts and referrals (admin)")
+async def replace_resources(
+    request: Request,
+    context: Context,
+    operator: CurrentOperator,
+    agency_id: Annotated[str, Form(max_length=100)],
+    resources: Annotated[str, Form(max_length=60_000)],
+) -> Response:
+    agency_id = agency_id.strip()
+    await auth.require_csrf(request, operator)
+    await admin_only(context, operator, ACTION, agency_id)
+    try:
+        body: Any = json.loads(resources)
+    except json.JSONDecodeError as error:
+        message = f"Not saved: the resources are not JSON ({error.msg}, line {error.lineno} column {error.colno})."
+        return await render_resources(
+            request, context, operator, agency_id, 422, message=message, tone="error", entered=resources
+        )
+    if not isinstance(body, dict):
+        message = 'Not saved: give an object with "contacts" and "referrals".'
+        return await render_resources(
+            request, context, operator, agency_id, 422, message=message, tone="error", entered=resources
+        )
+    try:
+        await context.ingest.replace_resources(agency_id, body)
+    except IngestError as error:
+        await audited_refusal(
+            request, context, operator, action=ACTION, target=agency_id, error=error, verb="Not saved"
+        )
+        return await render_resources(
+            request,
+            context,
+            operator,
+            agency_id,
+            upstream_status(error),
+            message=f"Not saved by ingest: {error}",
+            tone="error",
+            entered=resources,
+        )
+    detail = {"contacts": len(body.get("contacts") or []), "referrals": len(body.get("referrals") or [])}
+    async with context.runtime.pool.acquire() as connection:
+        await store.audit(connection, operator.username, ACTION, agency_id, outcome="ok", detail=detail)
+    metrics.ADMIN_ACTIONS.labels(ACTION, "ok").inc()
+    message = f"Saved {detail['contacts']} contacts and {detail['referrals']} referrals of {agency_id}."
+    return await render_resources(request, context, operator, agency_id, message=message)
