@@ -87,3 +87,14 @@ def test_scheduled_notices_say_the_date_in_the_subscribers_zone(language: Langua
         email = render_email(scheduled(kind, language, Channel.EMAIL), WITH_HOTLINE, LINKS)
         assert when in email.text_body
         assert when in email.html_body
+
+
+@pytest.mark.parametrize("language", list(Language))
+def test_the_registration_confirmation_names_the_hotline_within_budget(language: Language) -> None:
+    confirmation = notice(NotificationKind.CURRENT_STATUS, language)
+    sms = render_sms(confirmation, WITH_HOTLINE, LINKS)
+    assert HOTLINE in sms.body
+    assert sms.segments <= SMS_SEGMENT_BUDGET
+    email = render_email(notice(NotificationKind.CURRENT_STATUS, language, Channel.EMAIL), WITH_HOTLINE, LINKS)
+    assert HOTLINE in email.text_body
+    assert HOTLINE in email.html_body
