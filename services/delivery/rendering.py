@@ -25,7 +25,10 @@ from shared.vocabulary import Language, Urgency
 
 TEMPLATE_DIRECTORY = Path(__file__).parent / "templates"
 SMS_SEGMENT_BUDGET = 2
-"""Most segments a notice may take; a longer one first loses its "More: <link>" to fit."""
+"""Most segments a notice may take."""
+SMS_SHORTENINGS: tuple[dict[str, None], ...] = ({"help_url": None}, {"acknowledge_url": None})
+"""What a notice over budget loses, in turn, to fit: "More: <link>", then the tap-to-confirm link (replying OK
+still confirms). The hotline's number stays."""
 BRAND = "Custody Watch"
 
 # GSM 03.38: the basic set costs one septet, the extension set two (escape + character); anything else is UCS-2.
@@ -190,8 +193,11 @@ class NoticeRenderer:
     ) -> RenderedSms:
         context = notice_context(notice, agency, links, secret=secret)
         body = self._sms_body(notice, context)
-        if sms_segments(body) > SMS_SEGMENT_BUDGET and context["help_url"]:
-            body = self._sms_body(notice, context | {"help_url": None})  # the hotline stays; "More: <link>" goes
+        for shorter in SMS_SHORTENINGS:
+            if sms_segments(body) <= SMS_SEGMENT_BUDGET:
+                break
+            context |= shorter
+            body = self._sms_body(notice, context)
         return RenderedSms(body=body, segments=sms_segments(body))
 
     def _sms_body(self, notice: NotificationRequested, context: Mapping[str, Any]) -> str:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.delivery.rendering import SMS_SEGMENT_BUDGET, render_email, render_sms
+from services.delivery.rendering import SMS_SEGMENT_BUDGET, NoticeLinks, render_email, render_sms
 from shared.events import AgencyContact, AgencyResources, NotificationKind, NotificationRequested
 from shared.vocabulary import URGENT_STATUSES, Channel, ContactRole, CustodyStatus, Language, Urgency
 from tests.delivery.test_rendering import AGENCY, LINKS, facts, notice
@@ -98,3 +98,14 @@ def test_the_registration_confirmation_names_the_hotline_within_budget(language:
     email = render_email(notice(NotificationKind.CURRENT_STATUS, language, Channel.EMAIL), WITH_HOTLINE, LINKS)
     assert HOTLINE in email.text_body
     assert HOTLINE in email.html_body
+
+
+def test_a_long_confirmation_link_goes_before_the_hotline() -> None:
+    long_link = NoticeLinks(acknowledge_url="https://notify.example.org/v1/ack/" + "x" * 90)
+    english = notice(NotificationKind.STATUS_CHANGE, Language.ENGLISH, status=CustodyStatus.RELEASED)
+    sms = render_sms(english, WITH_HOTLINE, long_link)
+    assert sms.segments <= SMS_SEGMENT_BUDGET
+    assert f"Need help now? {HOTLINE}." in sms.body
+    assert "Reply OK to confirm." in sms.body
+    assert "x" * 90 not in sms.body
+    assert str(LINKS.acknowledge_url) in render_sms(english, WITH_HOTLINE, LINKS).body  # kept when it fits
