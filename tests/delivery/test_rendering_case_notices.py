@@ -90,12 +90,15 @@ def test_scheduled_notices_say_the_date_in_the_subscribers_zone(language: Langua
 
 
 @pytest.mark.parametrize("language", list(Language))
-def test_the_registration_confirmation_names_the_hotline_within_budget(language: Language) -> None:
-    confirmation = notice(NotificationKind.CURRENT_STATUS, language)
+@pytest.mark.parametrize("kind", [NotificationKind.CURRENT_STATUS, NotificationKind.NOW_HELD_BY])
+def test_the_registration_confirmation_and_a_new_agency_name_the_hotline_within_budget(
+    language: Language, kind: NotificationKind
+) -> None:
+    confirmation = notice(kind, language)
     sms = render_sms(confirmation, WITH_HOTLINE, LINKS)
     assert HOTLINE in sms.body
     assert sms.segments <= SMS_SEGMENT_BUDGET
-    email = render_email(notice(NotificationKind.CURRENT_STATUS, language, Channel.EMAIL), WITH_HOTLINE, LINKS)
+    email = render_email(notice(kind, language, Channel.EMAIL), WITH_HOTLINE, LINKS)
     assert HOTLINE in email.text_body
     assert HOTLINE in email.html_body
 
