@@ -180,7 +180,9 @@ class SubscriptionService:
     async def subscribe(self, request: NewSubscription, client: str) -> Created:
         await self.limit(self.client_limits()["subscribe"], client)
         if request.sms is None and request.email is None and request.voice is None:
-            raise InvalidRequestError("give a mobile number (sms), an email address, a number to call (voice), or more")
+            raise InvalidRequestError(
+                "give a mobile number (sms), an email address, or both; or a number to call (voice)"
+            )
         pin = self._voice_pin(request)
         timezone = validate_timezone(request.timezone)
         event_types = normalise_event_types(request.event_types)

@@ -8,9 +8,10 @@ from datetime import time
 
 from pydantic import BaseModel, ConfigDict
 
-from services.subscription.domain.contacts import normalise_email, normalise_phone
+from services.subscription.domain.contacts import normalise_email, normalise_phone, normalise_voice_number
 from services.subscription.domain.errors import InvalidContactError, InvalidRequestError
 from services.subscription.domain.names import name_words
+from services.subscription.domain.pin import pin_problem
 from services.subscription.domain.subscription import ALL_EVENT_TYPES, validate_timezone
 from shared.vocabulary import CustodyStatus, IdentifierKind, Language
 
@@ -64,12 +65,14 @@ class NameForm(Form):
 class ContactForm(Form):
     sms: str = ""
     email: str = ""
+    voice: str = ""
+    pin: str = ""
 
     def normalised(self, phone_region: str) -> tuple[ContactForm, list[FieldError]]:
         """The contacts as we will store them, or what is wrong with them."""
         errors = []
-        sms, email = self.sms, self.email
-        if not sms and not email:
+        sms, email, voice, pin = self.sms, self.email, self.voice, "".join(self.pin.split())
+        if not sms and not email and not voice:
             errors.append(FieldError(field="sms", key="sms.missing"))
         if sms:
             try:
@@ -81,7 +84,18 @@ class ContactForm(Form):
                 email = normalise_email(email)
             except InvalidContactError:
                 errors.append(FieldError(field="email", key="email.invalid"))
-        return ContactForm(sms=sms, email=email), errors
+        if voice:
+            try:
+                voice = normalise_voice_number(voice, phone_region)
+            except InvalidContactError:
+                errors.append(FieldError(field="voice", key="voice.invalid"))
+            if not pin:
+                errors.append(FieldError(field="pin", key="pin.missing"))
+            elif pin_problem(pin) is not None:
+                errors.append(FieldError(field="pin", key="pin.weak"))
+        elif pin:
+            errors.append(FieldError(field="pin", key="pin.unused"))
+        return ContactForm(sms=sms, email=email, voice=voice, pin=pin), errors
 
 
 class OptionsForm(Form):
@@ -158,13 +172,15 @@ class Draft(Form):
     first_name: str = ""
     sms: str = ""
     email: str = ""
+    voice: str = ""
+    pin: str = ""
     options: OptionsForm | None = None
 
     def found(self) -> bool:
         return bool(self.agency_id and self.kind and self.number)
 
     def reachable(self) -> bool:
-        return self.found() and bool(self.sms or self.email)
+        return self.found() and bool(self.sms or self.email or self.voice)
 
 
 def _clock(value: str) -> time | None:

@@ -31,7 +31,7 @@ from services.subscription.service import Preferences, SubscriptionService
 from shared.vocabulary import Channel, Language
 
 PortalChannel = Literal[Channel.SMS, Channel.EMAIL]
-"""The channels a victim adds or verifies on these pages (voice numbers are not offered here yet)."""
+"""The channels a victim can add on these pages (a number for calls also needs a PIN: chosen when registering)."""
 DONE = frozenset({"active", "verified", "changed", "unchanged", "cancelled", "contact_added", "contact_removed"})
 
 
@@ -65,14 +65,14 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
         )
 
     @router.get("/manage/{token}/code/{channel}")
-    async def code(request: Request, subscription: Linked, token: str, channel: PortalChannel) -> Response:
+    async def code(request: Request, subscription: Linked, token: str, channel: Channel) -> Response:
         if not subscription.has(channel) or subscription.contact(channel).verified:
             return RedirectResponse(f"/manage/{token}", status_code=303)
         return code_page(request, subscription, token, channel, form=CodeForm(), errors=[])
 
     @router.post("/manage/{token}/code/{channel}")
     async def code_post(
-        request: Request, fields: Posted, subscription: Linked, token: str, channel: PortalChannel
+        request: Request, fields: Posted, subscription: Linked, token: str, channel: Channel
     ) -> Response:
         form = CodeForm.model_validate(fields)
         if not form.code:
@@ -94,7 +94,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
 
     @router.post("/manage/{token}/code/{channel}/resend")
     async def code_resend(
-        request: Request, _csrf: Posted, subscription: Linked, token: str, channel: PortalChannel
+        request: Request, _csrf: Posted, subscription: Linked, token: str, channel: Channel
     ) -> Response:
         try:
             await service.resend(subscription.subscription_id, token, channel, client_key(request))
@@ -233,7 +233,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
 
     @router.post("/manage/{token}/contacts/{channel}/remove")
     async def remove_contact(
-        request: Request, _csrf: Posted, subscription: Linked, token: str, channel: PortalChannel
+        request: Request, _csrf: Posted, subscription: Linked, token: str, channel: Channel
     ) -> Response:
         try:
             await service.remove_contact(token, channel, client_key(request))

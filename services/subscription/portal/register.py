@@ -34,7 +34,7 @@ def register_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         draft = pages.draft(request)
         if not draft.found():
             return RedirectResponse("/find", status_code=303)
-        form = ContactForm(sms=draft.sms, email=draft.email)
+        form = ContactForm(sms=draft.sms, email=draft.email, voice=draft.voice)
         return pages.render(request, "register_contact", pages.language(request), form=form)
 
     @router.post("/register/contact")
@@ -44,7 +44,9 @@ def register_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         if errors:
             language = pages.language(request)
             return pages.render(request, "register_contact", language, status_code=422, form=form, errors=errors)
-        draft = pages.draft(request).model_copy(update={"sms": normalised.sms, "email": normalised.email})
+        draft = pages.draft(request).model_copy(
+            update={"sms": normalised.sms, "email": normalised.email, "voice": normalised.voice, "pin": normalised.pin}
+        )
         return pages.redirect("/register/options", draft=draft)
 
     async def draft_options(request: Request, draft: Draft) -> tuple[OptionsForm, str]:
@@ -93,7 +95,7 @@ def register_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         language = pages.language(request)
         contacts: list[dict[str, str | None]] = [
             {"channel": channel, "shown": value, "state": None}
-            for channel, value in (("sms", draft.sms), ("email", draft.email))
+            for channel, value in (("sms", draft.sms), ("email", draft.email), ("voice", draft.voice))
             if value
         ]
         answers = views.summary(
@@ -120,6 +122,8 @@ def register_router(service: SubscriptionService, pages: Pages) -> APIRouter:
                     identifier=SubjectIdentifier(kind=IdentifierKind(draft.kind), value=draft.number),
                     sms=draft.sms or None,
                     email=draft.email or None,
+                    voice=draft.voice or None,
+                    pin=draft.pin or None,
                     language=Language(options.language),
                     timezone=options.timezone,
                     event_types=options.chosen_events(),
