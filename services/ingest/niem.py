@@ -42,6 +42,14 @@ status_code                 booking: ``BOOKED`` (or ``IN_CUSTODY``); release: th
 transfer_destination        ``nc:ReleaseRecipient`` organisation name, when the status means a transfer
 court_date                  ``NextCourtEvent`` (cyfs) or ``j:CourtEvent`` ``nc:ActivityDate``, when the status means a
                             court date
+next_court_at               the same, for any other status (case information: verified subscribers only)
+court_name                  ``j:CourtEventCourt/j:CourtName`` of that court event
+charges                     each ``j:Charge`` linked to the part by ``j:ActivityChargeAssociation`` or
+                            ``j:BookingChargeAssociation`` (or of a custody wrapper holding at most one booking):
+                            ``j:ChargeDescriptionText``, ``j:ChargeStatute/
+                            j:StatuteCodeSectionIdentification`` (or ``j:StatuteCodeIdentification``), and felony or
+                            misdemeanor when ``j:ChargeSeverityText`` or ``j:ChargeSeverityLevel/
+                            j:SeverityLevelDescriptionText`` says so
 ==========================  ===============================================================================
 
 Addresses, phone numbers, SSNs and other personal details in the exchange are never read.
@@ -504,6 +512,51 @@ class _Part:
                 return when
         return None
 
+    def court_name(self) -> str | None:
+        for event in _children(self.scope, _ANY, "NextCourtEvent") + _children(self.scope, JXDM, "CourtEvent"):
+            name = _text(_child(_child(event, JXDM, "CourtEventCourt"), JXDM, "CourtName"))
+            if name:
+                return name
+        return None
+
+    def _charge_elements(self) -> list[Element]:
+        """Charges linked to this booking or part (``j:ActivityChargeAssociation`` / ``j:BookingChargeAssociation``),
+        or those of a custody wrapper holding at most one booking: another person's charges are never taken."""
+        linked_ids = {
+            element.get(STRUCTURES_ID, "") for element in (self.booking, self.activity) if element is not None
+        } - {""}
+        charges: list[Element] = []
+        for association in self.document.root.iter():
+            if not (
+                _is(association, JXDM, "ActivityChargeAssociation")
+                or _is(association, JXDM, "BookingChargeAssociation")
+            ):
+                continue
+            activities = _children(association, _NC, "Activity") + _children(association, JXDM, "Booking")
+            if any(self.document.refers_to(activity, linked_ids) for activity in activities):
+                charges += [c for c in map(self.document.resolve, _children(association, JXDM, "Charge")) if c]
+        if len(_children(self.scope, JXDM, "Booking")) <= 1:
+            charges += [c for c in _children(self.scope, JXDM, "Charge") if c.get(STRUCTURES_REF) is None]
+        return list(dict.fromkeys(charges))
+
+    def charges(self) -> list[dict[str, str | None]]:
+        found: list[dict[str, str | None]] = []
+        for charge in self._charge_elements():
+            description = _text(_child(charge, JXDM, "ChargeDescriptionText"))
+            if not description:
+                continue
+            statute = _child(charge, JXDM, "ChargeStatute")
+            section = _identification(_child(statute, JXDM, "StatuteCodeSectionIdentification"))
+            level = _child(charge, JXDM, "ChargeSeverityLevel")
+            severity_text = _text(_child(charge, JXDM, "ChargeSeverityText")) or _text(
+                _child(level, JXDM, "SeverityLevelDescriptionText")
+            )
+            words = (severity_text or "").lower()
+            severity = next((name for name in ("felony", "misdemeanor") if name in words), None)
+            code = section or _identification(_child(statute, JXDM, "StatuteCodeIdentification"))
+            found.append({"description": description, "statute": code, "severity": severity})
+        return found
+
     def transfer_destination(self) -> str | None:
         releases = [self.activity] if self.kind == "release" else _children(self.scope, _NC, "Release")
         for release in releases:
@@ -549,7 +602,10 @@ class _Part:
             record["transfer_destination"] = self.transfer_destination()
         if mapping is not None and mapping.status is CustodyStatus.COURT_DATE_SET:
             record["court_date"] = self.court_date()
-        return record
+        shared: dict[str, Any] = {"court_name": self.court_name(), "charges": self.charges()}
+        if mapping is None or mapping.status is not CustodyStatus.COURT_DATE_SET:
+            shared["next_court_at"] = self.court_date()
+        return record | {name: value for name, value in shared.items() if value}
 
 
 def _scopes(root: Element) -> list[Element]:

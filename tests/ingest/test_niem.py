@@ -180,6 +180,7 @@ def test_the_status_change_sample_maps_its_status_and_court_date() -> None:
             "status_code": "COURT_DATE_SET",
             "effective_at": "2026-11-24T08:55:00-06:00",
             "court_date": "2026-12-15T09:30:00-06:00",
+            "court_name": "Harlan County District Court",
         }
     ]
 
@@ -436,3 +437,20 @@ def test_any_damaged_document_is_read_or_refused_never_crashes(cut: int, noise: 
         assert outcome.status_code in (400, 413, 422)
     else:
         assert all(isinstance(part, dict | RecordRejectedError) for part in outcome.parts)
+
+
+def test_charges_are_read_only_when_linked_to_the_booking() -> None:
+    """The sample's charge names no booking of the two: nobody's victim is shown it. Linked, it goes to that one."""
+    assert all("charges" not in record for record in records(read(sample("booking_report.xml"))))
+    linked = (
+        sample("booking_report.xml")
+        .replace(
+            b"</br-doc:BookingReport>",
+            b'<j:ActivityChargeAssociation><nc:Activity structures:ref="Booking_02"/>'
+            b'<j:Charge structures:ref="Charge_01"/></j:ActivityChargeAssociation></br-doc:BookingReport>',
+        )
+        .replace(b"<j:ChargeStatute>", b"<j:ChargeSeverityText>Class 3 FELONY</j:ChargeSeverityText><j:ChargeStatute>")
+    )
+    first, second = records(read(linked))
+    assert "charges" not in first
+    assert second["charges"] == [{"description": "Aggravated assault", "statute": "13-1204", "severity": "felony"}]
