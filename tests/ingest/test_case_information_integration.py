@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from tests.kafkautil import read_exactly
 
 pytestmark = pytest.mark.integration
 
-RESOURCES = {
+RESOURCES: dict[str, Any] = {
     "contacts": [
         {"role": "hotline", "name": "Victim line", "phone": "+15125550100", "hours": "24/7", "languages": ["en", "es"]},
         {"role": "victim_advocate", "name": "Ana Ruiz", "email": "ana.ruiz@county.example", "languages": ["es"]},
@@ -41,7 +42,7 @@ async def test_case_information_travels_and_a_new_scheduled_release_alone_is_a_c
 ) -> None:
     auth = await create_agency(ingest, "county")
     release_at = (datetime.now(UTC) + timedelta(days=14)).replace(microsecond=0)
-    shared = {
+    shared: dict[str, Any] = {
         "charges": [{"description": "Aggravated assault", "statute": "PC 22.02", "severity": "felony"}],
         "next_court_at": (release_at - timedelta(days=3)).isoformat(),
         "court_name": "County Court 2",
@@ -61,7 +62,8 @@ async def test_case_information_travels_and_a_new_scheduled_release_alone_is_a_c
     assert results(without) == ["duplicate"]  # a record that shares nothing keeps what the last one shared
 
     booked, rescheduled = await custody_changes(kafka_settings, 2)
-    assert booked.case is not None and not booked.case_information_only
+    assert booked.case is not None
+    assert not booked.case_information_only
     assert booked.case.charges[0].severity is ChargeSeverity.FELONY
     assert booked.case.immigration_stage is ImmigrationStage.IN_REMOVAL_PROCEEDINGS
     assert booked.case.bond_amount == Decimal("5000.00")
@@ -69,7 +71,8 @@ async def test_case_information_travels_and_a_new_scheduled_release_alone_is_a_c
     assert booked.case.scheduled_release_at == release_at
     assert rescheduled.case_information_only
     assert rescheduled.status == rescheduled.previous_status == "in_custody"
-    assert rescheduled.case is not None and rescheduled.case.scheduled_release_at == release_at + timedelta(days=2)
+    assert rescheduled.case is not None
+    assert rescheduled.case.scheduled_release_at == release_at + timedelta(days=2)
 
 
 async def test_bad_case_information_is_a_specific_rejection(ingest: httpx.AsyncClient) -> None:
@@ -121,7 +124,8 @@ async def test_resources_are_set_by_the_admin_and_published_on_the_profile(
     assert (await ingest.put(url, json=RESOURCES)).status_code == 401
     two_hotlines = {"contacts": [RESOURCES["contacts"][0], RESOURCES["contacts"][0]]}
     refused = await ingest.put(url, json=two_hotlines, headers=ADMIN)
-    assert refused.status_code == 422 and "at most one contact with role 'hotline'" in refused.text
+    assert refused.status_code == 422
+    assert "at most one contact with role 'hotline'" in refused.text
     bad_url = {"referrals": [RESOURCES["referrals"][0] | {"url": "not a url"}]}
     assert (await ingest.put(url, json=bad_url, headers=ADMIN)).status_code == 422
     assert (await ingest.put("/v1/admin/agencies/nowhere/resources", json=RESOURCES, headers=ADMIN)).status_code == 404
@@ -137,6 +141,7 @@ async def test_resources_are_set_by_the_admin_and_published_on_the_profile(
     messages = await read_exactly(kafka_settings, kafka_settings.topic(AGENCY_PROFILE.name), 3)
     profile = decode(messages[-1].value).data
     assert isinstance(profile, AgencyProfile)
-    assert profile.resources.hotline is not None and profile.resources.hotline.phone == "+15125550100"
+    assert profile.resources.hotline is not None
+    assert profile.resources.hotline.phone == "+15125550100"
     assert profile.resources.referrals[0].url == "https://safe.example/"
     assert profile.reminders.release_days_before == [7, 1]

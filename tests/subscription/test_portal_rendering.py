@@ -43,7 +43,7 @@ OPTION_CONTEXT: dict[str, Any] = {
 }
 ERROR = [FieldError(field="number", key="number.missing")]
 NAME_ERRORS = [FieldError(field="last_name", key="last_name.missing")]
-RESOURCES = {
+RESOURCES: dict[str, Any] = {
     "contacts": [
         {
             "role": "hotline",
