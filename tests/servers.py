@@ -6,7 +6,9 @@ For each server, in this order:
    ``.local/infra.env`` after ``python -m shared.devservers up``, or CI services);
 2. ``docker``: testcontainers, if a Docker engine answers (checked in < 2 s);
 3. ``local``: :class:`LocalKafka` / :class:`LocalPostgres` processes under
-   ``<repo>/.local/test-servers/``, removed again afterwards.
+   ``<repo>/.local/test-servers/``, removed again afterwards. The local broker runs with service identity
+   (SASL/SCRAM, ACLs) for the services of the e2e stack (:func:`kafka_identity`); the tests themselves get its
+   harness listener, PLAINTEXT on 127.0.0.1, whose clients are a super user.
 
 ``CUSTODY_WATCH_TEST_SERVERS=docker|local`` skips the detection (the
 environment variables still win). ``CUSTODY_WATCH_KAFKA_IMAGE`` and
@@ -22,15 +24,18 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
-from shared.devservers.kafka import LocalKafka
+from shared.acls import SERVICES
+from shared.devservers.kafka import SUPER_USER, LocalKafka
 from shared.devservers.ports import pid_alive, repo_root
 from shared.devservers.postgres import LocalPostgres, replace_database
 
@@ -38,6 +43,7 @@ __all__ = [
     "create_database",
     "docker_available",
     "kafka_bootstrap_servers",
+    "kafka_identity",
     "postgres_admin_dsn",
     "which_source",
 ]
@@ -111,6 +117,25 @@ def _purge_stale(kind: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class KafkaIdentity:
+    """The SASL/SCRAM side of the session's broker: where the services connect, and each principal's password."""
+
+    bootstrap: str
+    passwords: dict[str, str]
+    harness: str
+    """The PLAINTEXT listener of the test process (what ``kafka_bootstrap_servers`` yields)."""
+
+
+_kafka_identity: KafkaIdentity | None = None
+
+
+def kafka_identity() -> KafkaIdentity | None:
+    """Service identity on the session's broker while this process runs it (``local``); None for a broker from the
+    environment or a container, which stays PLAINTEXT."""
+    return _kafka_identity
+
+
 # -- the three sources, per server ------------------------------------------------
 @contextmanager
 def _kafka_from(source: str) -> Iterator[str]:
@@ -124,10 +149,16 @@ def _kafka_from(source: str) -> Iterator[str]:
     else:
         _purge_stale("kafka")
         data_dir = _test_servers_dir() / f"kafka-{os.getpid()}"
-        broker = LocalKafka(repo_root(), f"test-{os.getpid()}", data_dir=data_dir)
+        global _kafka_identity  # noqa: PLW0603 - the one session broker of this process
+        passwords = {user: secrets.token_urlsafe(24) for user in (SUPER_USER, *SERVICES)}
+        broker = LocalKafka(
+            repo_root(), f"test-{os.getpid()}", data_dir=data_dir, scram_users=passwords, harness_listener=True
+        )
         try:
-            yield broker.start()
+            _kafka_identity = KafkaIdentity(broker.start(), passwords, broker.harness_bootstrap)
+            yield broker.harness_bootstrap
         finally:
+            _kafka_identity = None
             broker.stop()
             shutil.rmtree(data_dir, ignore_errors=True)
 

@@ -165,6 +165,7 @@ class LocalKafka:
         controller_port: int | None = None,
         start_timeout: float = START_TIMEOUT,
         scram_users: Mapping[str, str] | None = None,
+        harness_listener: bool = False,
     ) -> None:
         if not _NAME_RE.match(name) or name == "libs":
             raise ValueError(f"invalid Kafka instance name: {name!r}")
@@ -180,6 +181,12 @@ class LocalKafka:
         without: PLAINTEXT, as a throw-away development broker."""
         if self.scram_users and SUPER_USER not in self.scram_users:
             raise ValueError(f"a SASL broker needs the super user {SUPER_USER!r} among its SCRAM users")
+        if harness_listener and not self.scram_users:
+            raise ValueError("a harness listener is the PLAINTEXT side door of a SASL broker: give it SCRAM users")
+        self.harness_listener = harness_listener
+        """A second, PLAINTEXT listener on 127.0.0.1 for the test process alone (its clients are ANONYMOUS, a super
+        user), so tests that read and write any topic keep working while the services authenticate."""
+        self.harness_port: int | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pid: int | None = None
         self.cluster_id: str | None = None
@@ -229,6 +236,13 @@ class LocalKafka:
         if self.port is None:
             raise RuntimeError("the broker has not been started yet")
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def harness_bootstrap(self) -> str:
+        """``127.0.0.1:PORT`` of the harness listener (PLAINTEXT, the test process's own)."""
+        if self.harness_port is None:
+            raise RuntimeError("the broker has no harness listener, or has not been started yet")
+        return f"127.0.0.1:{self.harness_port}"
 
     def admin_settings(self) -> KafkaSettings:
         """How a super user reaches this broker (the tests' and the devservers' own admin client)."""
@@ -405,6 +419,10 @@ class LocalKafka:
             self.controller_port = free_port()
             while self.controller_port == self.port:
                 self.controller_port = free_port()
+        if self.harness_listener and (self.harness_port is None or not port_is_free(self.harness_port)):
+            self.harness_port = free_port()
+            while self.harness_port in {self.port, self.controller_port}:
+                self.harness_port = free_port()
 
     def _jvm_args(self) -> list[str]:
         return [
@@ -466,16 +484,20 @@ class LocalKafka:
             "org.apache.kafka.common.security.scram.ScramLoginModule required"
             f' username="{SUPER_USER}" password="{self.scram_users[SUPER_USER]}";'
         )
+        harness = f",HARNESS://127.0.0.1:{self.harness_port}" if self.harness_listener else ""
         return {
-            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}",
+            "listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+            + harness,
+            "advertised.listeners": f"SASL_PLAINTEXT://127.0.0.1:{self.port}{harness}",
             "inter.broker.listener.name": "SASL_PLAINTEXT",
-            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT"
+            + (",HARNESS:PLAINTEXT" if self.harness_listener else ""),
             "sasl.enabled.mechanisms": "SCRAM-SHA-512",
             "sasl.mechanism.inter.broker.protocol": "SCRAM-SHA-512",
             "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": login,
             "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            "super.users": f"User:{SUPER_USER};User:ANONYMOUS",  # ANONYMOUS: the controller listener only
+            # ANONYMOUS: the controller listener, and the harness listener of a test session's broker
+            "super.users": f"User:{SUPER_USER};User:ANONYMOUS",
             "allow.everyone.if.no.acl.found": "false",
         }
 

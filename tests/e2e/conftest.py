@@ -8,18 +8,30 @@ import httpx
 import pytest
 
 from shared.devservers.driver import SystemDriver
-from shared.devservers.stack import Stack
+from shared.devservers.stack import Stack, kafka_password_name
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
 def stack(kafka_bootstrap: str, postgres_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """The whole system (sinks + every service as real processes) on the test session's Kafka and PostgreSQL."""
+    """The whole system (sinks + every service as real processes) on the test session's Kafka and PostgreSQL.
+
+    On the session's own broker every service is its own SCRAM principal under the generated ACLs, as in ``make
+    run``; the tests read and write through the broker's PLAINTEXT harness listener (``kafka_bootstrap``). A broker
+    from the environment or a container has no accounts: the stack then runs PLAINTEXT."""
+    from tests import servers
+
     token = uuid.uuid4().hex[:8]
+    run_dir = tmp_path_factory.mktemp("stack")
+    identity = servers.kafka_identity()
+    if identity is not None:  # the stack's secrets start with the principals' passwords the broker was formatted with
+        lines = [f"{kafka_password_name(user)}={password}\n" for user, password in identity.passwords.items()]
+        (run_dir / "secrets.env").write_text("".join(lines))
     stack = Stack(
         ROOT,
-        tmp_path_factory.mktemp("stack"),
+        run_dir,
+        kafka_identity=identity is not None,
         topic_prefix=f"e2e{token}.",
         prefer_default_ports=False,
         # Every test subscribes from 127.0.0.1 and acts as the one admin; the abuse limits would throttle the suite.
@@ -34,7 +46,8 @@ def stack(kafka_bootstrap: str, postgres_admin_dsn: str, tmp_path_factory: pytes
         },
     )
     try:
-        stack.start(kafka_bootstrap, postgres_admin_dsn, database_prefix=f"e2e_{token}")
+        bootstrap = identity.bootstrap if identity is not None else kafka_bootstrap
+        stack.start(bootstrap, postgres_admin_dsn, database_prefix=f"e2e_{token}")
         yield stack
     finally:
         stack.stop()

@@ -1,6 +1,7 @@
 """Service identity on Kafka: a SASL/SCRAM broker with the ACLs generated from the topic table.
 
-Runs its own broker (the session's shared one stays PLAINTEXT until every client connects with credentials)."""
+Runs its own broker with a harness listener, as the test session's broker has one: PLAINTEXT on 127.0.0.1 for the
+test process, beside the SASL listener the services use."""
 
 from __future__ import annotations
 
@@ -28,7 +29,11 @@ PREFIX = "id."
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
     users = {user: secrets.token_urlsafe(18) for user in (SUPER_USER, *SERVICES)}
     kafka = LocalKafka(
-        repo_root(), f"identity-{uuid.uuid4().hex[:6]}", data_dir=tmp_path_factory.mktemp("kafka"), scram_users=users
+        repo_root(),
+        f"identity-{uuid.uuid4().hex[:6]}",
+        data_dir=tmp_path_factory.mktemp("kafka"),
+        scram_users=users,
+        harness_listener=True,
     )
     kafka.start()
     try:
@@ -78,6 +83,14 @@ async def test_a_client_without_credentials_is_refused(with_acls: LocalKafka) ->
     wrong = as_service(with_acls, "ingest").model_copy(update={"sasl_password": "not-the-password-at-all"})
     with pytest.raises(KafkaError):
         await produce(wrong, CUSTODY_STATUS_CHANGED.name)
+
+
+async def test_only_the_harness_listener_takes_a_client_without_credentials(with_acls: LocalKafka) -> None:
+    harness = KafkaSettings(bootstrap_servers=with_acls.harness_bootstrap, topic_prefix=PREFIX)
+    await produce(harness, NOTIFICATION_REQUESTED.name)  # the test process: a super user, as a test needs
+    anonymous = harness.model_copy(update={"bootstrap_servers": with_acls.bootstrap, "request_timeout_ms": 5000})
+    with pytest.raises(KafkaError):
+        await produce(anonymous, NOTIFICATION_REQUESTED.name)
 
 
 async def test_each_principal_writes_only_its_own_topics(with_acls: LocalKafka) -> None:
