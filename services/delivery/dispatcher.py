@@ -50,7 +50,7 @@ from services.delivery.providers.base import (
     body_fingerprint,
 )
 from services.delivery.providers.failover import AMBIGUOUS_ERROR_CODE
-from services.delivery.providers.twilio_voice import OutboundCall, TwilioVoiceProvider
+from services.delivery.providers.twilio_voice import OutboundCall, TwilioVoiceProvider, call_receipt
 from services.delivery.rendering import CallStep, NoticeLinks, NoticeRenderer, TemplateError
 from services.delivery.sendrate import SharedSendRate
 from services.delivery.settings import DeliverySettings
@@ -490,11 +490,17 @@ class Dispatcher:
             )
         applied = 0
         for attempt in attempts:
-            lookup = self._status_lookups.get(attempt.provider or "")
-            if lookup is None or attempt.provider_message_id is None:
+            if attempt.provider_message_id is None:
                 continue
-            status = await lookup.fetch_status(attempt.provider_message_id)
-            receipt = twilio_receipt(status, None) if status else None
+            if attempt.channel == Channel.VOICE.value:
+                status = await self._voice.fetch_status(attempt.provider_message_id)
+                receipt = call_receipt(status) if status else None
+            else:
+                lookup = self._status_lookups.get(attempt.provider or "")
+                if lookup is None:
+                    continue
+                status = await lookup.fetch_status(attempt.provider_message_id)
+                receipt = twilio_receipt(status, None) if status else None
             async with self._pool.acquire() as connection, connection.transaction():
                 await store.update_attempt(connection, attempt.attempt_id, self._clock(), last_checked_at=now)
                 if receipt is not None:

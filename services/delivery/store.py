@@ -496,10 +496,10 @@ async def attempts_awaiting_receipt(
     checked_before: datetime,
     limit: int,
 ) -> list[AttemptRow]:
-    """SMS attempts handed off a while ago whose final receipt never came (a missed status callback)."""
+    """SMS and call attempts handed off a while ago whose final receipt never came (a missed status callback)."""
     rows = await connection.fetch(
         f"SELECT {_ATTEMPT_COLUMNS} FROM attempts"  # noqa: S608
-        " WHERE status IN ('sending', 'sent') AND channel = 'sms' AND provider_message_id IS NOT NULL"
+        " WHERE status IN ('sending', 'sent') AND channel IN ('sms', 'voice') AND provider_message_id IS NOT NULL"
         " AND handed_off_at < $1 AND handed_off_at > $2"
         " AND (last_checked_at IS NULL OR last_checked_at < $3) ORDER BY handed_off_at LIMIT $4",
         handed_off_before,

@@ -210,3 +210,22 @@ async def test_voice_webhooks_refuse_a_bad_signature(delivery: Delivery) -> None
     for path in ("/v1/callbacks/voice?ref=n-x.a1", "/v1/calls/n-x.a1/twiml", "/v1/calls/n-x.a1/pin?try=1"):
         answer = await delivery.http.post(path, data=forged, headers={"X-Twilio-Signature": "forged"})
         assert answer.status_code == 403, path
+
+
+async def test_a_call_whose_status_callbacks_were_lost_is_settled_by_asking_twilio(delivery: Delivery) -> None:
+    delivery.voice_sink.configure(callback_loss_rate=1.0)
+    request = delivery.request(channel=Channel.VOICE, status=CustodyStatus.TRANSFERRED)  # informational: once
+    await delivery.publish(request)
+    await eventually(
+        lambda: asyncio.sleep(0, delivery.calls_for(request.notification_id)),
+        check=lambda calls: len(calls) == 1 and calls[0]["end_time"] is not None,
+        what="the call placed and ended",
+    )
+    assert {callback["result"] for callback in delivery.calls_for(request.notification_id)[0]["callbacks"]} == {
+        "dropped"
+    }
+    assert await eventually(
+        lambda: delivery.outcome(request.notification_id), check=lambda outcome: outcome == "delivered", timeout=30
+    )
+    history = await delivery.history(request.notification_id)
+    assert [attempt["status"] for attempt in history["attempts"]] == ["delivered"]

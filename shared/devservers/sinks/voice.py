@@ -71,6 +71,7 @@ class VoiceSinkConfig(BaseModel):
     busy_rate: float = Field(default=0.0, ge=0, le=1)
     no_answer_rate: float = Field(default=0.0, ge=0, le=1)
     failure_rate: float = Field(default=0.0, ge=0, le=1, description="Calls POSTs answered 503 (temporary).")
+    callback_loss_rate: float = Field(default=0.0, ge=0, le=1, description="Status callbacks never sent (missed).")
     ring_seconds: float = Field(default=0.05, ge=0, le=60, description="Between queued, ringing and the answer.")
     gather_wait_seconds: float = Field(
         default=0.5, ge=0, le=60, description="How long a <Gather> waits for queued digits (its timeout, scaled)."
@@ -230,6 +231,9 @@ async def _signed_post(state: VoiceSinkState, url: str, params: dict[str, str]) 
 
 async def _status_callback(state: VoiceSinkState, call: StoredCall, event: str, *, final: bool = False) -> None:
     if not call.status_callback or (event not in call.callback_events and not final):
+        return
+    if state.random.random() < state.config.callback_loss_rate:
+        call.callbacks.append({"status": call.status, "result": "dropped"})
         return
     params = _call_params(call) | {"CallbackSource": "call-progress-events", "Timestamp": _now_rfc2822()}
     if call.ended_at and call.started_at:
