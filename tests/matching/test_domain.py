@@ -26,7 +26,7 @@ def test_fan_out_one_notice_per_reachable_contact_of_each_subscription() -> None
     notices = domain.status_change_notices("event-1", change(), subscriptions, NOW)
     assert len(notices) == 10
     assert {(n.subscription_id, n.channel) for n in notices} == {
-        (f"sub-{n}", channel) for n in range(5) for channel in Channel
+        (f"sub-{n}", channel) for n in range(5) for channel in (Channel.SMS, Channel.EMAIL)
     }
     assert len({n.notification_id for n in notices}) == 10
 

@@ -84,7 +84,7 @@ async def test_fan_out_to_every_reachable_subscriber_and_no_one_else(
         expected = {
             domain.status_change_notification_id(event_id, sub.subscription_id, channel)
             for sub in reachable
-            for channel in Channel
+            for channel in (Channel.SMS, Channel.EMAIL)
         }
         assert {n.notification_id for n in notices} == expected
         assert all(n.kind == NotificationKind.STATUS_CHANGE and n.urgency == Urgency.URGENT for n in notices)

@@ -67,7 +67,8 @@ async def test_a_replayed_dead_letter_sends_its_notices_once_however_often_it_is
         await replay(letter)
         notices = await read_notices(kafka_settings, 2)
         assert {n.notification_id for n in notices} == {
-            domain.status_change_notification_id(released[2], "sub-1", channel) for channel in Channel
+            domain.status_change_notification_id(released[2], "sub-1", channel)
+            for channel in (Channel.SMS, Channel.EMAIL)
         }
 
         with pytest.raises(AlreadyReplayedError):
