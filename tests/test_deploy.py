@@ -214,6 +214,7 @@ def test_the_ingress_routes_only_public_paths_and_the_services_trust_only_it() -
         ("subscription", "/"),
         ("delivery", "/v1/callbacks"),
         ("delivery", "/v1/ack"),
+        ("delivery", "/v1/bounces"),
         ("ops", "/"),
     }
     (config,) = [d for d in k8s_documents() if d["kind"] == "ConfigMap"]
