@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from services.ingest.storm import is_urgent
 from shared.events import CaseInformation, Charge, CustodyStatusChanged, SubjectIdentifier, encode, new_event
 from shared.vocabulary import (
     ContactRole,
@@ -496,6 +497,12 @@ class PlannedEvent:
     subject_id: str
     status: CustodyStatus
     value: bytes
+    case_information_only: bool = False
+
+    @property
+    def urgent(self) -> bool:
+        """Counts towards a storm: a new urgent status, not new case information of a person already released."""
+        return is_urgent(self.status) and not self.case_information_only
 
     @property
     def payload(self) -> CustodyStatusChanged:
@@ -659,7 +666,9 @@ def _apply(
     )
     key = event_key(agency_id, subject.subject_id)
     value = encode(new_event(payload, source=EVENT_SOURCE, subject=key, event_id=event_id, at=received_at))
-    plan.events.append(PlannedEvent(event_id, key, subject.subject_id, record.status, value))
+    plan.events.append(
+        PlannedEvent(event_id, key, subject.subject_id, record.status, value, change is Change.SAME_STATUS)
+    )
     plan.applied.append(AppliedRecord(record, subject.subject_id, RecordResult.ACCEPTED, event_id))
     return Outcome(0, record.record_id, RecordResult.ACCEPTED, None, subject.subject_id, event_id)
 

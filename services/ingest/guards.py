@@ -25,7 +25,7 @@ from services.ingest.domain import (
 )
 from services.ingest.settings import IngestSettings
 from services.ingest.store import Agency, HeldEvent, StormHold
-from services.ingest.storm import BASELINE_PERIOD, check_storm, is_urgent
+from services.ingest.storm import BASELINE_PERIOD, check_storm
 from shared.db import Connection
 from shared.events import CloudEvent, OpsAlert, new_event
 from shared.outbox import enqueue
@@ -67,7 +67,7 @@ async def hold_if_storm(
         return None
     hold_id = await store.open_hold_of(connection, agency.agency_id)
     if hold_id is None:
-        urgent_in_batch = sum(1 for event in planned if is_urgent(event.status))
+        urgent_in_batch = sum(1 for event in planned if event.urgent)
         if urgent_in_batch == 0:
             return None
         policy = agency.storm_policy
@@ -106,7 +106,7 @@ async def hold_if_storm(
             key=event.key,
             value=event.value,
             status=event.status.value,
-            urgent=is_urgent(event.status),
+            urgent=event.urgent,
         )
         for event in planned
     ]
