@@ -331,6 +331,18 @@ async def test_a_ten_mib_unsigned_webhook_is_refused_before_it_is_parsed(stack: 
         assert unsigned.status_code in (401, 403)  # a small body gets as far as the signature check
 
 
+async def test_an_unsigned_bounce_report_is_refused_by_its_size_before_its_signature(stack: Stack) -> None:
+    headers = {"Content-Type": "message/rfc822"}
+    async with httpx.AsyncClient(base_url=stack.url("delivery"), timeout=60) as client:
+        huge = await client.post("/v1/bounces/relay", content=b"x" * (10 * 1024 * 1024), headers=headers)
+        assert huge.status_code == 413
+        large = await client.post("/v1/bounces/relay", content=b"x" * (100 * 1024), headers=headers)
+        assert large.status_code == 413
+        assert "65536 bytes" in large.json()["detail"]
+        small = await client.post("/v1/bounces/relay", content=b"Subject: hi\n\nnot signed\n", headers=headers)
+        assert small.status_code == 403
+
+
 # --- 2c. email refusals: only the recipient's own fault disables an address -------------------------------------
 
 
