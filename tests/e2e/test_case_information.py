@@ -10,9 +10,12 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from playwright.async_api import expect
 
 from services.delivery.rendering import SMS_SEGMENT_BUDGET, sms_segments
 from shared.devservers.driver import SystemDriver, Victim, custody_record
+from tests.e2e.browser import chromium
+from tests.e2e.test_portal import PHONE, Walk
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -148,3 +151,34 @@ async def test_bad_resources_are_a_specific_4xx(system: SystemDriver) -> None:
     assert answer.status_code == 422
     assert "role" in answer.text
     assert isinstance(answer, httpx.Response)
+
+
+async def test_the_manage_page_with_case_information_passes_axe_in_both_languages(system: SystemDriver) -> None:
+    token = uuid.uuid4().hex[:6]
+    agency, case = f"axe-{token}", f"CR-{token}"
+    key = await system.create_agency(agency)
+    assert (await system.admin("PUT", f"/agencies/{agency}/resources", json=RESOURCES)).status_code == 200
+    victims = {
+        language: await system.subscribe(agency, case, sms=phone(5000 + n + int(token, 16) % 4000), language=language)
+        for n, language in enumerate(("en", "es"))
+    }
+    for victim in victims.values():
+        await system.verify(victim, "sms")
+    release_at = datetime.now(UTC) + timedelta(days=30)
+    fields = CASE_FIELDS | {"scheduled_release_at": release_at.isoformat(), "next_court_at": release_at.isoformat()}
+    await system.push(agency, key, [custody_record(f"r1-{token}", case, "BOOKED", **fields)])
+    portal = system.stack.url("subscription")
+    async with chromium() as browser:
+        for language, victim in victims.items():
+            context = await browser.new_context(viewport=PHONE)
+            page = await context.new_page()
+            try:
+                for _ in range(100):
+                    await page.goto(f"{portal}/manage/{victim.manage_token}?lang={language}")
+                    if await page.locator("ol.history li").count():
+                        break
+                    await asyncio.sleep(0.2)
+                await expect(page.locator("html")).to_have_attribute("lang", language)
+                await Walk(page, language, audit=True).looked_at("manage-case-information")
+            finally:
+                await context.close()
