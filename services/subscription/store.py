@@ -507,7 +507,9 @@ async def record_case_information(connection: Connection, custody_event_id: str,
     if not change.case_information_only:
         await connection.execute(
             "INSERT INTO custody_history (custody_event_id, agency_id, subject_id, status, facility, effective_at)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            " SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM custody_subjects"
+            "   WHERE agency_id = $2 AND subject_id = $3 AND sealed)"  # a change read after the seal is not kept
+            " ON CONFLICT DO NOTHING",
             custody_event_id,
             change.agency_id,
             change.subject_id,
