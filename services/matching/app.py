@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from services.matching import store
 from services.matching.api import stats_router
-from services.matching.consumers import Clock, Matcher, system_clock
+from services.matching.consumers import Clock, Matcher, file_clock, system_clock
 from services.matching.reminders import ReminderSender
 from services.matching.settings import MatchingSettings
 from shared.http import create_service_app
@@ -112,8 +112,10 @@ def reminder_sender(runtime: ServiceRuntime, settings: MatchingSettings, clock: 
     return send_forever
 
 
-def create_app(settings: MatchingSettings, clock: Clock = system_clock) -> FastAPI:
-    """``clock`` decides when reminders are due: tests pass one they move."""
+def create_app(settings: MatchingSettings, clock: Clock | None = None) -> FastAPI:
+    """``clock`` decides when reminders are due: tests pass one they move (or, for a process, its clock file)."""
+    if clock is None:
+        clock = file_clock(settings.clock_file) if settings.clock_file else system_clock
     runtime = ServiceRuntime(
         settings,
         name="matching",

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -53,6 +54,19 @@ Clock = Callable[[], datetime]
 
 def system_clock() -> datetime:
     return datetime.now(UTC)
+
+
+def file_clock(path: Path) -> Clock:
+    """The time written in ``path`` (ISO 8601), else the system's: read each time, so a test can move it."""
+
+    def now() -> datetime:
+        try:
+            text = path.read_text().strip()
+        except FileNotFoundError:
+            return system_clock()
+        return datetime.fromisoformat(text) if text else system_clock()
+
+    return now
 
 
 STALE_CHANGE = "stale_change"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -37,6 +38,18 @@ class MatchingSettings(OperatorTokenSettings):
     reminder_interval_seconds: float = Field(
         default=30.0, gt=0, le=3600, description="How often due reminders of release and court dates are looked for."
     )
+
+    clock_file: Path | None = Field(
+        default=None,
+        description="Development and tests only: a file holding the ISO date-time matching takes as now (a test "
+        "moves it to bring reminders due); absent or empty, the system clock. Refused in production.",
+    )
+
+    @model_validator(mode="after")
+    def _no_clock_file_in_production(self) -> MatchingSettings:
+        if self.environment == "production" and self.clock_file is not None:
+            raise ValueError("MATCHING_CLOCK_FILE is for development and tests; production uses the system clock")
+        return self
 
     @model_validator(mode="after")
     def _stable_instance_in_production(self) -> MatchingSettings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -210,3 +211,15 @@ def test_production_needs_a_stable_instance_id() -> None:
         environment="production", instance_id="matching-1", operator_token=token, kafka=PRODUCTION_KAFKA
     )
     assert production.instance_id == "matching-1"
+
+
+def test_a_clock_file_is_refused_in_production() -> None:
+    token = "k7Yq2-Rv9Lm4TxWb8NcZ3pHs6JdF1gQe"
+    with pytest.raises(ValidationError, match="MATCHING_CLOCK_FILE"):
+        MatchingSettings(
+            environment="production",
+            instance_id="matching-1",
+            operator_token=token,
+            kafka=PRODUCTION_KAFKA,
+            clock_file=Path("/tmp/clock"),
+        )
