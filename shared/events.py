@@ -6,14 +6,16 @@ Contact points travel only as ciphertext (see :mod:`shared.crypto`) plus a maske
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import uuid
 from datetime import UTC, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared.vocabulary import (
     Channel,
@@ -343,8 +345,33 @@ TYPE_OF: dict[type[Payload], str] = {model: name for name, model in EVENT_TYPES.
 DataT = TypeVar("DataT", bound=Payload)
 
 
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+KAFKA_HEADERS: list[tuple[str, bytes]] = [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+"""The headers of every record we publish: structured content mode of the CloudEvents Kafka binding (the whole
+event in the value, no ``ce_`` headers), which the official SDKs read."""
+
+TRACEPARENT = re.compile(r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")
+
+
+def event_source(service: str) -> str:
+    """The CloudEvents ``source`` of everything ``service`` publishes: one spelling per service."""
+    return f"/custody-watch/{service}"
+
+
+def _hex(value: str, length: int) -> str:
+    if re.fullmatch(f"[0-9a-f]{{{length}}}", value):
+        return value
+    return hashlib.sha256(value.encode()).hexdigest()[:length]
+
+
+def traceparent(trace_id: str, span_of: str) -> str:
+    """A W3C ``traceparent`` for the trace ``trace_id`` (32 hex digits, or any id, hashed to them) and a span that
+    is the event ``span_of``: deterministic, so an event encoded twice is encoded the same."""
+    return f"00-{_hex(trace_id, 32)}-{_hex(span_of, 16)}-01"
+
+
 class CloudEvent(BaseModel, Generic[DataT]):
-    """A CloudEvents 1.0 envelope; ``traceid`` is an extension attribute carried end to end."""
+    """A CloudEvents 1.0 envelope with the distributed-tracing extension's ``traceparent``, carried end to end."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -355,8 +382,22 @@ class CloudEvent(BaseModel, Generic[DataT]):
     subject: str | None = None
     time: datetime
     datacontenttype: Literal["application/json"] = "application/json"
-    traceid: str
+    traceparent: str = Field(pattern=TRACEPARENT.pattern)
     data: DataT
+
+    @model_validator(mode="before")
+    @classmethod
+    def _traceid_of_earlier_releases(cls, document: Any) -> Any:
+        """Events written before ``traceparent`` carried a ``traceid``: still readable, on the same trace."""
+        if isinstance(document, dict) and "traceparent" not in document and isinstance(document.get("traceid"), str):
+            earlier = {key: value for key, value in document.items() if key != "traceid"}
+            earlier["traceparent"] = traceparent(document["traceid"], str(document.get("id", "")))
+            return earlier
+        return document
+
+    @property
+    def trace_id(self) -> str:
+        return self.traceparent.split("-")[1]
 
 
 class EventDecodeError(ValueError):
@@ -379,7 +420,7 @@ def new_event(
         type=TYPE_OF[type(data)],
         subject=subject,
         time=at or datetime.now(UTC),
-        traceid=trace_id or event_id,
+        traceparent=traceparent(trace_id or event_id, event_id),
         data=data,
     )
 

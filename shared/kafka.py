@@ -406,7 +406,7 @@ class ConsumerRunner:
         source_topic = header(record, H_ORIGINAL_TOPIC) or record.topic
         labels = (self.group_id, source_topic)
         attempt = int(header(record, H_ATTEMPT) or 1)
-        with trace_context(event.traceid):
+        with trace_context(event.trace_id):
             started = time.perf_counter()
             try:
                 await self._handler(event, record)

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared import metrics
 from shared.db import Connection
-from shared.events import CloudEvent, encode
+from shared.events import KAFKA_HEADERS, CloudEvent, encode
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +91,7 @@ class OutboxRelay:
                 row["topic"],
                 value=bytes(row["value"]),
                 key=row["key"].encode(),
-                headers=[
-                    ("content-type", b"application/cloudevents+json"),
-                    ("ce_id", row["event_id"].encode()),
-                ],
+                headers=KAFKA_HEADERS,
             )
             for row in rows
         ]

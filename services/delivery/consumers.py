@@ -73,9 +73,9 @@ class DeliveryHandlers:
         data = event.data
         replayed_from = header(record, H_REPLAYED_FROM)
         if isinstance(data, NotificationRequested) and replayed_from is not None:
-            await self.replayed(event.id, event.traceid, data, replayed_from=replayed_from)
+            await self.replayed(event.id, event.trace_id, data, replayed_from=replayed_from)
         elif isinstance(data, NotificationRequested):
-            await self.notification_requested(event.id, event.traceid, data)
+            await self.notification_requested(event.id, event.trace_id, data)
         elif isinstance(data, AgencyProfile):
             async with self._pool.acquire() as connection:
                 await store.upsert_agency(connection, data)
@@ -95,7 +95,7 @@ class DeliveryHandlers:
         """
         now = self._clock()
         requested = [
-            self._new_notification(event.id, event.traceid, event.data, now)
+            self._new_notification(event.id, event.trace_id, event.data, now)
             for event, record in batch
             if isinstance(event.data, NotificationRequested) and header(record, H_REPLAYED_FROM) is None
         ]
@@ -105,7 +105,7 @@ class DeliveryHandlers:
             self._stored(requested, inserted, now)
         for event, record in batch:
             if not isinstance(event.data, NotificationRequested) or header(record, H_REPLAYED_FROM) is not None:
-                with trace_context(event.traceid):
+                with trace_context(event.trace_id):
                     await self.handle(event, record)
 
     async def notification_requested(self, event_id: str, trace_id: str, request: NotificationRequested) -> None:

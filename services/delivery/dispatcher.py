@@ -37,7 +37,7 @@ from services.delivery.domain import (
     failure_receipt,
     twilio_receipt,
 )
-from services.delivery.flows import Bookkeeper, Claim
+from services.delivery.flows import SOURCE, Bookkeeper, Claim
 from services.delivery.links import AcknowledgementTokens
 from services.delivery.providers.base import (
     EmailProvider,
@@ -56,7 +56,7 @@ from services.delivery.sendrate import SharedSendRate
 from services.delivery.settings import DeliverySettings
 from services.delivery.store import AttemptRow
 from shared.crypto import ContactCipher, ContactDecryptError
-from shared.events import AgencyProfile, DeliveryStatus, encode, new_event
+from shared.events import KAFKA_HEADERS, AgencyProfile, DeliveryStatus, encode, new_event
 from shared.kafka import H_ERROR, H_ORIGINAL_TOPIC
 from shared.logging import redact
 from shared.topics import NOTIFICATION_REQUESTED, dead_letter_topic
@@ -456,7 +456,7 @@ class Dispatcher:
                 ]
                 event = new_event(
                     row.request,
-                    source="custody-watch/delivery",
+                    source=SOURCE,
                     subject=row.notification_id,
                     event_id=row.event_id,
                     trace_id=row.trace_id,
@@ -466,6 +466,7 @@ class Dispatcher:
                     value=encode(event),
                     key=row.notification_id.encode(),
                     headers=[
+                        *KAFKA_HEADERS,
                         (H_ORIGINAL_TOPIC, origin.encode()),
                         (H_ERROR, (row.parked_reason or "gave up")[:2000].encode()),
                         (H_HISTORY, json.dumps(history).encode()),

@@ -34,6 +34,7 @@ from shared.events import (
     NotificationStatusChanged,
     SubjectSealed,
     SubscriptionState,
+    event_source,
 )
 from shared.events import new_event as make_event
 from shared.outbox import enqueue
@@ -43,7 +44,7 @@ from shared.vocabulary import Channel, normalise_identifier
 
 log = logging.getLogger(__name__)
 
-SOURCE = "custody-watch/delivery"
+SOURCE = event_source("delivery")
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,15 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from services.ingest.storm import is_urgent
-from shared.events import CaseInformation, Charge, CustodyStatusChanged, SubjectIdentifier, encode, new_event
+from shared.events import (
+    CaseInformation,
+    Charge,
+    CustodyStatusChanged,
+    SubjectIdentifier,
+    encode,
+    event_source,
+    new_event,
+)
 from shared.vocabulary import (
     ContactRole,
     CustodyStatus,
@@ -31,7 +39,7 @@ from shared.vocabulary import (
 )
 
 EVENT_NAMESPACE = uuid.UUID("5b0c1f5e-3f55-4a57-9b4c-2f0d6c2a9e11")
-EVENT_SOURCE = "/custody-watch/ingest"
+EVENT_SOURCE = event_source("ingest")
 EARLIEST_EFFECTIVE = datetime(1900, 1, 1, tzinfo=UTC)
 MAX_IDENTIFIER_LENGTH = 64
 

@@ -25,6 +25,7 @@ from services.matching import domain, metrics, schedule, store
 from services.matching.store import SourcePosition, StoredNotification
 from shared.db import Connection
 from shared.events import (
+    KAFKA_HEADERS,
     AgencyProfile,
     CloudEvent,
     CustodyStatusChanged,
@@ -36,6 +37,7 @@ from shared.events import (
     SubjectSealed,
     SubscriptionState,
     encode,
+    event_source,
     new_event,
 )
 from shared.failures import transient_dependency
@@ -46,7 +48,7 @@ from shared.vocabulary import CustodyStatus
 
 log = logging.getLogger(__name__)
 
-EVENT_SOURCE = "/services/matching"
+EVENT_SOURCE = event_source("matching")
 
 Clock = Callable[[], datetime]
 """What time it is; tests pass one they move, so reminders come due without waiting."""
@@ -188,7 +190,10 @@ class Matcher:
         """
         try:
             future: asyncio.Future[Any] = await self._producer.send(
-                self._notification_topic, key=notification.notification_id.encode(), value=notification.value
+                self._notification_topic,
+                key=notification.notification_id.encode(),
+                value=notification.value,
+                headers=KAFKA_HEADERS,
             )
         except Exception as error:
             if transient_dependency(error) is not None:
@@ -390,7 +395,7 @@ class Matcher:
         now: datetime,
         about: str | None = None,
     ) -> list[tuple[NotificationRequested, bytes]]:
-        encoded = [(notice, encode_notice(notice, trace_id=event.traceid, at=now)) for notice in notices]
+        encoded = [(notice, encode_notice(notice, trace_id=event.trace_id, at=now)) for notice in notices]
         return await store.record_notifications(connection, event.id, encoded, about)
 
     @staticmethod

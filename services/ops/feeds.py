@@ -18,7 +18,7 @@ from services.ops.domain import (
     is_stale,
 )
 from services.ops.settings import OpsSettings
-from shared.events import OpsAlert, new_event
+from shared.events import OpsAlert, event_source, new_event
 from shared.outbox import enqueue
 from shared.topics import OPS_ALERT
 
@@ -79,7 +79,7 @@ class FeedMonitor:
                 alert = OpsAlert(kind=kind, agency_id=agency, message=feed_alert_message(feed, kind, now), at=now)
                 event = new_event(
                     alert,
-                    source="custodywatch/ops",
+                    source=event_source("ops"),
                     subject=agency,
                     event_id=feed_alert_event_id(agency, kind, outage_started or now),
                 )

@@ -75,6 +75,7 @@ from shared.events import (
     NotificationRequested,
     SubjectIdentifier,
     SubscriptionChange,
+    event_source,
     new_event,
 )
 from shared.outbox import enqueue
@@ -84,7 +85,7 @@ from shared.vocabulary import Channel, CustodyStatus, Language, Urgency, normali
 
 log = logging.getLogger(__name__)
 
-SOURCE = "/custody-watch/subscription"
+SOURCE = event_source("subscription")
 ACK_NAMESPACE = uuid.UUID("a7d1c3e5-2b4f-4a6c-8e0d-9f1b3d5c7e9a")
 CHANGE_NAMESPACE = uuid.UUID("3f6b8d2a-71c4-4e95-a0d3-5b7e9c1f2a48")
 INBOUND_SMS_PATH = "/v1/sms/inbound"

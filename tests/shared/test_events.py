@@ -1,4 +1,5 @@
 import contextlib
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -6,11 +7,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from shared.events import (
+    TRACEPARENT,
     CustodyStatusChanged,
     EventDecodeError,
     SubjectIdentifier,
     decode,
     encode,
+    event_source,
     new_event,
 )
 from shared.vocabulary import CustodyStatus, IdentifierKind, Urgency, normalise_identifier, urgency_of
@@ -37,7 +40,26 @@ def test_round_trip_keeps_every_field() -> None:
     assert decoded == event
     assert isinstance(decoded.data, CustodyStatusChanged)
     assert decoded.type == "org.custodywatch.custody.status-changed.v1"
-    assert decoded.traceid == event.id
+    assert decoded.traceparent == event.traceparent
+    assert TRACEPARENT.match(event.traceparent), "W3C trace context, as the distributed-tracing extension says"
+
+
+def test_a_trace_goes_on_through_the_events_it_causes() -> None:
+    cause = new_event(custody_change(), source=event_source("ingest"))
+    effect = new_event(custody_change(), source=event_source("matching"), trace_id=cause.trace_id)
+    assert effect.trace_id == cause.trace_id
+    assert effect.traceparent != cause.traceparent, "each event is a span of its own"
+    again = [new_event(custody_change(), source="/t", event_id="e-1", at=cause.time) for _ in range(2)]
+    assert again[0].traceparent == again[1].traceparent, "an event encoded twice is encoded the same"
+
+
+def test_an_event_of_an_earlier_release_with_traceid_is_still_read_on_its_trace() -> None:
+    event = new_event(custody_change(), source=event_source("ingest"), event_id="e-1")
+    document = json.loads(encode(event))
+    document.pop("traceparent")
+    document["traceid"] = "e-1"
+    decoded = decode(json.dumps(document).encode())
+    assert decoded.traceparent == event.traceparent
 
 
 @pytest.mark.parametrize(
