@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 import uuid
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
@@ -71,6 +71,11 @@ class CustodyStatusChanged(Payload):
     subject_id: str = Field(description="Ingest's stable id for the subject at this agency.")
     identifiers: list[SubjectIdentifier] = Field(min_length=1)
     display_name: str | None = None
+    date_of_birth: date | None = Field(
+        default=None,
+        description="Where the agency shares it: a victim without a number may find the person by last name and "
+        "date of birth. Never shown to anyone.",
+    )
     facility: str | None = None
     status: CustodyStatus
     previous_status: CustodyStatus | None = None

@@ -10,7 +10,7 @@ import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from functools import cached_property
@@ -88,6 +88,7 @@ CSV_FIELDS: tuple[str, ...] = (
     "booking_number",
     "case_numbers",
     "name",
+    "date_of_birth",
     "facility",
     "status_code",
     "effective_at",
@@ -147,6 +148,11 @@ class RecordIn(BaseModel):
     booking_number: str | None = Field(default=None, max_length=MAX_IDENTIFIER_LENGTH)
     case_numbers: list[str] = Field(default_factory=list, max_length=50)
     name: str | None = Field(default=None, max_length=200, description="Name for display.")
+    date_of_birth: date | None = Field(
+        default=None,
+        description="Where the agency shares it: lets a victim without a number find the person by last name and "
+        "date of birth (only where the agency allows a search by name). Never shown.",
+    )
     facility: str | None = Field(default=None, max_length=200)
     status_code: str = Field(min_length=1, max_length=64, description="The agency's code, mapped by its status map.")
     effective_at: datetime = Field(
@@ -249,6 +255,7 @@ class CustodyRecord:
     effective_at: datetime
     sequence: int | None
     display_name: str | None = None
+    date_of_birth: date | None = None
     facility: str | None = None
     transfer_destination: str | None = None
     court_date: datetime | None = None
@@ -337,6 +344,9 @@ def _normalise(
         )
     if court_date is not None and court_date < EARLIEST_EFFECTIVE:
         raise RecordRejectedError(f"court_date {court_date.isoformat()} is before 1900")
+    birth = record.date_of_birth
+    if birth is not None and not EARLIEST_EFFECTIVE.date() <= birth <= now.astimezone(timezone).date():
+        raise RecordRejectedError(f"date_of_birth {birth.isoformat()} is before 1900 or in the future")
     release_reason = mapping.release_reason
     if mapping.status is CustodyStatus.RELEASED and release_reason is None:
         release_reason = ReleaseReason.OTHER
@@ -351,6 +361,7 @@ def _normalise(
         effective_at=effective_at,
         sequence=record.sequence,
         display_name=record.name,
+        date_of_birth=record.date_of_birth,
         facility=record.facility,
         transfer_destination=record.transfer_destination if mapping.status is CustodyStatus.TRANSFERRED else None,
         court_date=court_date if mapping.status is CustodyStatus.COURT_DATE_SET else None,
@@ -656,6 +667,7 @@ def _apply(
         subject_id=subject.subject_id,
         identifiers=sorted_identifiers(subject.identifiers.values()),
         display_name=subject.display_name,
+        date_of_birth=record.date_of_birth,
         facility=subject.facility,
         status=record.status,
         previous_status=previous_status,

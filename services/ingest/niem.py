@@ -28,6 +28,7 @@ case_numbers                ``nc:CaseDocketID`` and ``nc:CaseTrackingID`` of the
                             at most one booking), and ``j:BookingCourtCaseIdentification``
 name                        ``nc:PersonName`` (``nc:PersonFullName``, else given, middle, surname and suffix) of the
                             ``nc:Person`` that ``j:BookingSubject/nc:RoleOfPerson`` or ``nc:ReleasePerson`` names
+date_of_birth               ``nc:PersonBirthDate/nc:Date`` of that person
 facility                    ``nc:FacilityName`` or ``nc:FacilityIdentification`` of ``nc:SupervisionFacility``
                             (status change), ``j:BookingDetentionFacility`` or ``j:BookingFacility``
 effective_at                ``nc:ActivityDate`` (``nc:DateTime`` or ``nc:Date``) of the booking or release; for a
@@ -360,6 +361,10 @@ def _person_name(person: Element | None) -> str | None:
     return " ".join(part for part in parts if part) or None
 
 
+def _birth_date(person: Element | None) -> str | None:
+    return _text(_child(_child(person, _NC, "PersonBirthDate"), _NC, "Date"))
+
+
 def _facility_name(facility: Element | None) -> str | None:
     return _text(_child(facility, _NC, "FacilityName")) or _identification(
         _child(facility, _NC, "FacilityIdentification")
@@ -598,6 +603,9 @@ class _Part:
             "status_code": status_code,
             "effective_at": self.effective_at(),
         }
+        birth_date = _birth_date(self.subject_person())
+        if birth_date is not None:
+            record["date_of_birth"] = birth_date
         if mapping is not None and mapping.status is CustodyStatus.TRANSFERRED:
             record["transfer_destination"] = self.transfer_destination()
         if mapping is not None and mapping.status is CustodyStatus.COURT_DATE_SET:

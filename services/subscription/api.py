@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
@@ -246,10 +247,11 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
     async def people(
         agency_id: Annotated[str, Path(min_length=1, max_length=64, pattern=AGENCY_PATTERN)],
         last_name: Annotated[str, Query(min_length=1, max_length=100)],
-        first_name: Annotated[str, Query(min_length=1, max_length=100)],
         client: ClientAddress,
+        first_name: Annotated[str, Query(max_length=100, description="Or a date_of_birth instead")] = "",
+        date_of_birth: Annotated[date | None, Query(description="YYYY-MM-DD; or a first_name instead")] = None,
     ) -> PeopleView:
-        found = await service.search_by_name(agency_id, last_name, first_name, client)
+        found = await service.search_by_name(agency_id, last_name, first_name, client, date_of_birth)
         return PeopleView(
             people=[
                 PersonView(

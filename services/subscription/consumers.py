@@ -54,6 +54,7 @@ def create_handler(service: SubscriptionService) -> Handler:
                     effective_at=data.effective_at,
                     now=now,
                     display_name=data.display_name,
+                    birth_date=data.date_of_birth,
                 )
                 await store.record_case_information(connection, event.id, data)
             elif isinstance(data, SubjectSealed):

@@ -9,7 +9,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import asyncpg
 
@@ -785,21 +785,21 @@ class SubscriptionService:
         return view
 
     async def search_by_name(
-        self, agency_id: str, last_name: str, first_name: str, client: str
+        self, agency_id: str, last_name: str, first_name: str, client: str, birth_date: date | None = None
     ) -> list[store.NameMatch]:
-        """People an agency that allows it holds now or released in the last 30 days, by last and first name;
-        never a sealed one; at most ten; the same rate limit as the lookup."""
+        """People an agency that allows it holds now or released in the last 30 days, by last name and first name
+        or date of birth (or both); never a sealed one; at most ten; the same rate limit as the lookup."""
         await self.limit(self.client_limits()["lookup"], client)
         last, first = name_words(last_name), name_words(first_name)
-        if not last or not first:
-            raise InvalidRequestError("give a last name and a first name")
+        if not last or not (first or birth_date):
+            raise InvalidRequestError("give a last name, and a first name or a date of birth")
         async with self.pool.acquire() as connection:
             agency = await store.get_agency(connection, agency_id)
             if agency is None or not agency.public_name_search:
                 raise NotFoundError("this agency does not offer a search by name")
             released_since = self._now() - RELEASED_WITHIN
             return await store.people_named(
-                connection, agency_id, sorted({*last, *first}), released_since, MAX_NAME_RESULTS
+                connection, agency_id, sorted({*last, *first}), released_since, MAX_NAME_RESULTS, birth_date=birth_date
             )
 
     # --- key rotation ------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import asyncpg
@@ -362,18 +362,20 @@ async def record_custody_status(
     effective_at: datetime,
     now: datetime,
     display_name: str | None = None,
+    birth_date: date | None = None,
 ) -> None:
     """Keep the latest status by effective time; a late, older change does not overwrite a newer one. A change
-    without a name keeps the name already known."""
+    without a name (or a date of birth) keeps the one already known."""
     await connection.execute(
         """
         INSERT INTO custody_subjects (agency_id, subject_id, status, facility, effective_at, updated_at,
-            display_name, name_words)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+            display_name, name_words, birth_date)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
         ON CONFLICT (agency_id, subject_id) DO UPDATE
             SET status = EXCLUDED.status, facility = EXCLUDED.facility, effective_at = EXCLUDED.effective_at,
                 updated_at = EXCLUDED.updated_at,
                 display_name = COALESCE(EXCLUDED.display_name, custody_subjects.display_name),
+                birth_date = COALESCE(EXCLUDED.birth_date, custody_subjects.birth_date),
                 name_words = CASE WHEN EXCLUDED.display_name IS NULL THEN custody_subjects.name_words
                                   ELSE EXCLUDED.name_words END
             WHERE custody_subjects.effective_at IS NULL OR custody_subjects.effective_at <= EXCLUDED.effective_at
@@ -386,6 +388,7 @@ async def record_custody_status(
         now,
         display_name,
         name_words(display_name),
+        birth_date,
     )
 
 
@@ -399,10 +402,17 @@ class NameMatch:
 
 
 async def people_named(
-    connection: Connection, agency_id: str, words: Sequence[str], released_since: datetime, limit: int
+    connection: Connection,
+    agency_id: str,
+    words: Sequence[str],
+    released_since: datetime,
+    limit: int,
+    *,
+    birth_date: date | None = None,
 ) -> list[NameMatch]:
-    """Unsealed people of the agency whose name has all these words, held now or released since then; each with
-    the identifier a victim registers with (booking number first)."""
+    """Unsealed people of the agency whose name has all these words (and who were born on ``birth_date``, when
+    given), held now or released since then; each with the identifier a victim registers with (booking number
+    first)."""
     rows = await connection.fetch(
         """
         SELECT s.display_name, s.status, s.effective_at, s.facility, i.identifier_kind, i.identifier_value
@@ -416,6 +426,7 @@ async def people_named(
         ) i ON true
         WHERE s.agency_id = $1 AND s.name_words @> $2::text[] AND NOT s.sealed AND s.display_name IS NOT NULL
             AND (s.status = ANY($3::text[]) OR (s.status = 'released' AND s.effective_at >= $4))
+            AND ($6::date IS NULL OR s.birth_date = $6)
         ORDER BY s.display_name, s.subject_id
         LIMIT $5
         """,
@@ -424,6 +435,7 @@ async def people_named(
         [status.value for status in HELD_NOW],
         released_since,
         limit,
+        birth_date,
     )
     return [
         NameMatch(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -83,6 +83,15 @@ def test_impossible_dates_are_rejected() -> None:
     assert "in the future" in rejection(raw_record(effective_at="2026-06-01T12:06:00Z"))
     assert "before 1900" in rejection(raw_record(effective_at="1899-12-31T00:00:00Z"))
     normalise(raw_record(effective_at="2026-06-01T12:04:00Z"))  # within the skew
+
+
+def test_a_date_of_birth_is_kept_when_real() -> None:
+    assert normalise(raw_record(date_of_birth="1985-03-27")).date_of_birth == date(1985, 3, 27)
+    assert normalise(raw_record()).date_of_birth is None
+    assert "date_of_birth" in rejection(raw_record(date_of_birth="1985-02-30"))
+    assert "before 1900 or in the future" in rejection(raw_record(date_of_birth="2026-06-02"))
+    assert "before 1900 or in the future" in rejection(raw_record(date_of_birth="1899-12-31"))
+    assert "date_of_birth" in parse_csv_columns({})
 
 
 def test_wrong_types_and_missing_fields_name_the_field() -> None:

@@ -120,6 +120,7 @@ def test_the_booking_report_sample_maps_each_booking_to_a_booked_record() -> Non
             "facility": "Harlan County Detention Center",
             "status_code": "BOOKED",
             "effective_at": "2026-11-20T22:14:00",
+            "date_of_birth": "1988-04-02",
         },
         {
             "record_id": "booking:BKG-99120",

@@ -4,7 +4,7 @@ the same rate limit as the lookup; through the JSON API and the portal."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
@@ -99,3 +99,45 @@ async def test_only_people_held_now_or_lately_released_and_never_sealed(harness:
 
     await allow_name_search(harness, False)
     assert (await harness.client.get(url, params=query)).status_code == 404
+
+
+async def test_last_name_and_date_of_birth_find_a_person_without_a_first_name(harness: Harness) -> None:
+    url = PEOPLE.format(agency=AGENCY_ID)
+    await allow_name_search(harness, True)
+    for subject, name, born in (
+        ("b-1", "Ana Ruiz", date(1985, 3, 27)),
+        ("b-2", "Beatriz Ruiz", date(1990, 1, 2)),
+        ("b-3", "Carla Ruiz", None),
+    ):
+        event = change(
+            subject, CustodyStatus.IN_CUSTODY, NOW - timedelta(days=1), (IdentifierKind.BOOKING_NUMBER, f"B-{subject}")
+        )
+        await harness.publish(
+            CUSTODY_STATUS_CHANGED.name,
+            f"{AGENCY_ID}/{subject}",
+            event.model_copy(update={"display_name": name, "date_of_birth": born}),
+        )
+    await harness.wait_for("SELECT count(*) = 3 FROM custody_subjects", what="people")
+
+    found = (await harness.client.get(url, params={"last_name": "ruiz", "date_of_birth": "1985-03-27"})).json()
+    assert [p["display_name"] for p in found["people"]] == ["Ana Ruiz"]
+    assert "1985" not in str(found), "the date of birth finds a person; it is never shown"
+    both = await harness.client.get(
+        url, params={"last_name": "ruiz", "first_name": "beatriz", "date_of_birth": "1985-03-27"}
+    )
+    assert both.json()["people"] == [], "a first name and a date of birth must both match"
+    assert (await harness.client.get(url, params={"last_name": "ruiz"})).status_code == 422
+
+    form = {"csrf_token": await csrf_token(harness.client, "/find/name"), "agency_id": AGENCY_ID, "last_name": "Ruiz"}
+    refused = await harness.client.post(
+        "/find/name", data=form | {"birth_day": "31", "birth_month": "2", "birth_year": "1985"}
+    )
+    assert refused.status_code == 422
+    assert "Enter a real date of birth" in refused.text
+    page = await harness.client.post(
+        "/find/name", data=form | {"birth_day": "27", "birth_month": "3", "birth_year": "1985"}
+    )
+    assert page.headers["location"] == "/find/name/results"
+    results = await harness.client.get("/find/name/results")
+    assert "Ana Ruiz" in results.text
+    assert "Beatriz" not in results.text

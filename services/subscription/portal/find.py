@@ -19,6 +19,7 @@ from services.subscription.portal.forms import (
     FieldError,
     FindForm,
     NameForm,
+    name_form,
 )
 from services.subscription.portal.views import Posted, Views
 from services.subscription.portal.web import Pages
@@ -74,9 +75,7 @@ def find_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noq
 
     @router.get("/find/name")
     async def find_name(request: Request) -> Response:
-        draft = pages.draft(request)
-        form = NameForm(agency_id=draft.agency_id, last_name=draft.last_name, first_name=draft.first_name)
-        return await name_page(request, form, [], 200)
+        return await name_page(request, name_form(pages.draft(request)), [], 200)
 
     @router.post("/find/name")
     async def find_name_post(request: Request, fields: Posted) -> Response:
@@ -84,20 +83,18 @@ def find_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noq
         errors = form.problems({agency_id for agency_id, _ in await name_search_agencies()})
         if errors:
             return await name_page(request, form, errors, 422)
-        draft = pages.draft(request).model_copy(
-            update={"agency_id": form.agency_id, "last_name": form.last_name, "first_name": form.first_name}
-        )
+        draft = pages.draft(request).model_copy(update=form.model_dump())
         return pages.redirect("/find/name/results", draft=draft)
 
     @router.get("/find/name/results")
     async def find_name_results(request: Request) -> Response:
         draft = pages.draft(request)
-        form = NameForm(agency_id=draft.agency_id, last_name=draft.last_name, first_name=draft.first_name)
+        form = name_form(draft)
         if form.problems({draft.agency_id}):
             return RedirectResponse("/find/name", status_code=303)
         try:
             found = await service.search_by_name(
-                draft.agency_id, draft.last_name, draft.first_name, client_key(request)
+                draft.agency_id, draft.last_name, draft.first_name, client_key(request), form.birth_date()
             )
         except TooManyRequestsError:
             return await name_page(request, form, [FieldError(field="last_name", key="name.too_many")], 429)

@@ -4,7 +4,7 @@ functions the JSON API uses."""
 
 from __future__ import annotations
 
-from datetime import time
+from datetime import UTC, date, datetime, time
 
 from pydantic import BaseModel, ConfigDict
 
@@ -16,6 +16,7 @@ from services.subscription.domain.subscription import ALL_EVENT_TYPES, validate_
 from shared.vocabulary import CustodyStatus, IdentifierKind, Language
 
 MAX_NUMBER = 64
+EARLIEST_BIRTH = date(1900, 1, 1)
 DEFAULT_QUIET = ("21:00", "07:00")
 
 
@@ -47,9 +48,22 @@ class FindForm(Form):
 
 
 class NameForm(Form):
+    """Last name, and a first name or a date of birth (day, month and year in boxes of their own)."""
+
     agency_id: str = ""
     last_name: str = ""
     first_name: str = ""
+    birth_day: str = ""
+    birth_month: str = ""
+    birth_year: str = ""
+
+    def birth_date(self) -> date | None:
+        """The date of birth given, or None when none (or not a real date) was given."""
+        try:
+            born = date(int(self.birth_year), int(self.birth_month), int(self.birth_day))
+        except ValueError:
+            return None
+        return born if EARLIEST_BIRTH <= born <= datetime.now(UTC).date() else None
 
     def problems(self, agency_ids: set[str]) -> list[FieldError]:
         errors = []
@@ -57,7 +71,10 @@ class NameForm(Form):
             errors.append(FieldError(field="agency_id", key="agency_id.missing"))
         if not name_words(self.last_name):
             errors.append(FieldError(field="last_name", key="last_name.missing"))
-        if not name_words(self.first_name):
+        birth_given = any((self.birth_day, self.birth_month, self.birth_year))
+        if birth_given and self.birth_date() is None:
+            errors.append(FieldError(field="birth_day", key="birth_date.invalid"))
+        elif not name_words(self.first_name) and not birth_given:
             errors.append(FieldError(field="first_name", key="first_name.missing"))
         return errors
 
@@ -170,6 +187,9 @@ class Draft(Form):
     number: str = ""
     last_name: str = ""
     first_name: str = ""
+    birth_day: str = ""
+    birth_month: str = ""
+    birth_year: str = ""
     sms: str = ""
     email: str = ""
     voice: str = ""
@@ -181,6 +201,11 @@ class Draft(Form):
 
     def reachable(self) -> bool:
         return self.found() and bool(self.sms or self.email or self.voice)
+
+
+def name_form(draft: Draft) -> NameForm:
+    """The name search a registration being filled in holds."""
+    return NameForm.model_validate(draft.model_dump(include=set(NameForm.model_fields)))
 
 
 def _clock(value: str) -> time | None:
