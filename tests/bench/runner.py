@@ -19,10 +19,11 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared.acls import SERVICES
 from shared.devservers.kafka import LocalKafka
 from shared.devservers.ports import repo_root
 from shared.devservers.postgres import LocalPostgres, ensure_database
-from shared.devservers.stack import SERVICES, Stack
+from shared.devservers.stack import Stack
 from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_REQUESTED
 from tests.bench import limits, stages
 from tests.bench.analysis import PhaseResult

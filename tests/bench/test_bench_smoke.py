@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.devservers.stack import SERVICES
+from shared.acls import SERVICES
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
