@@ -126,9 +126,11 @@ def differences(root: Path) -> list[str]:
 
 
 def write_all(root: Path) -> None:
+    """Render every contract first, so code that fails to import leaves ``contracts/`` as it was."""
+    rendered = render_all()
     for stale in root.rglob("*.json") if root.exists() else []:
         stale.unlink()
-    for path, content in render_all().items():
+    for path, content in rendered.items():
         target = root / path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(content)
