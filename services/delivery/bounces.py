@@ -27,7 +27,7 @@ from services.delivery import metrics, store
 from services.delivery.api import ApiContext
 from services.delivery.domain import failure_receipt, is_progress
 from shared.db import Connection
-from shared.events import DeliveryStatus, OpsAlert
+from shared.events import DeliveryStatus, OpsAlert, event_source
 from shared.events import new_event as make_event
 from shared.outbox import enqueue
 from shared.topics import OPS_ALERT
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Bounce-Signature"
 SIGNATURE_SCHEME = "sha256="
-SOURCE = "custody-watch/delivery"
+SOURCE = event_source("delivery")
 
 
 class BounceFormatError(ValueError):
