@@ -182,6 +182,16 @@ class DeliverySettings(ContactCryptoSettings):
                     raise ValueError(f"{hook} is a test hook and is refused in production")
         if not self.sms_providers:
             raise ValueError("at least one SMS provider is required")
+        slowest = max(
+            [provider.timeout for provider in [*self.sms_providers, self.voice_provider]] + [self.smtp.timeout]
+        )
+        if self.sending_lease_seconds <= slowest:
+            # A take-over asks the provider whether the stranded call went through; asked before the call could
+            # have timed out, the provider may still be taking it, and the notice would go out twice.
+            raise ValueError(
+                f"sending_lease_seconds ({self.sending_lease_seconds:g}) must exceed every provider's timeout "
+                f"({slowest:g} s)"
+            )
         return self
 
     def _nested_placeholders(self) -> list[str]:

@@ -44,6 +44,8 @@ T = TypeVar("T")
 TEST_ACCOUNT_SID = "ACtest0000000000000000000000000000"
 TEST_AUTH_TOKEN = "test-sink-auth-token-0123456789"
 OPERATOR_TOKEN = "test-operator-token-0123456789"
+PROVIDER_TIMEOUT = 2.0
+"""Well inside the sending lease below: a take-over asks the provider only once the stranded call has timed out."""
 FAST = {
     "dispatch_interval_seconds": 0.1,
     "sending_lease_seconds": 5.0,
@@ -85,21 +87,26 @@ def delivery_settings(
                 "from_number": "+15005550006",
                 "base_url": sms_sink.url,
                 "rate_per_second": sms_rate_per_second,
-                "timeout": 5,
+                "timeout": PROVIDER_TIMEOUT,
             },
             *(backup_sms_providers or []),
         ],
-        "smtp": {"host": email_sink.host, "port": email_sink.smtp_port, "unsubscribe_mailto": "stop@example.org"},
+        "smtp": {
+            "host": email_sink.host,
+            "port": email_sink.smtp_port,
+            "unsubscribe_mailto": "stop@example.org",
+            "timeout": PROVIDER_TIMEOUT,
+        },
     }
-    if voice_sink is not None:
-        values["voice_provider"] = {
-            "name": "voice-local",
-            "account_sid": voice_sink.account_sid,
-            "auth_token": voice_sink.auth_token,
-            "from_number": "+15005550007",
-            "base_url": voice_sink.url,
-            "rate_per_second": 50.0,
-        }
+    values["voice_provider"] = {
+        "name": "voice-local",
+        "account_sid": voice_sink.account_sid if voice_sink else TEST_ACCOUNT_SID,
+        "auth_token": voice_sink.auth_token if voice_sink else TEST_AUTH_TOKEN,
+        "from_number": "+15005550007",
+        "base_url": voice_sink.url if voice_sink else "http://127.0.0.1:9",  # no call is placed without a sink
+        "rate_per_second": 50.0,
+        "timeout": PROVIDER_TIMEOUT,
+    }
     return DeliverySettings(**(values | FAST | overrides))
 
 

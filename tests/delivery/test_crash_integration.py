@@ -24,6 +24,7 @@ from shared.vocabulary import Channel
 from tests.apps import ServiceProcess
 from tests.delivery.harness import (
     FAST,
+    PROVIDER_TIMEOUT,
     TEST_ACCOUNT_SID,
     TEST_AUTH_TOKEN,
     Delivery,
@@ -60,11 +61,13 @@ def process_environment(
                     "from_number": "+15005550006",
                     "base_url": sms_sink.url,
                     "rate_per_second": 200,
+                    "timeout": PROVIDER_TIMEOUT,
                 }
             ]
         ),
         "DELIVERY_SMTP__HOST": email_sink.host,
         "DELIVERY_SMTP__PORT": str(email_sink.smtp_port),
+        "DELIVERY_SMTP__TIMEOUT": str(PROVIDER_TIMEOUT),
         "DELIVERY_RECONCILE_AFTER_SECONDS": "1",
         "DELIVERY_VOICE_PROVIDER": json.dumps(
             {
@@ -74,13 +77,14 @@ def process_environment(
                 "from_number": "+15005550007",
                 "base_url": voice_sink.url,
                 "rate_per_second": 200,
+                "timeout": PROVIDER_TIMEOUT,
             }
         ),
     }
     if marker is not None:
         env[hook] = str(marker)
     env |= {f"DELIVERY_{name.upper()}": str(value) for name, value in FAST.items()}
-    env["DELIVERY_SENDING_LEASE_SECONDS"] = "2"
+    env["DELIVERY_SENDING_LEASE_SECONDS"] = str(2 * PROVIDER_TIMEOUT)
     return env
 
 

@@ -111,3 +111,10 @@ def test_the_app_builds_and_documents_its_api_without_any_server() -> None:
         "/v1/notifications/{notification_id}",
         "/v1/notifications/{notification_id}/stop",
     } <= set(schema["paths"])
+
+
+def test_a_lease_shorter_than_a_provider_s_timeout_is_refused() -> None:
+    """A take-over must not ask the provider about a call that could still be under way."""
+    with pytest.raises(ValidationError, match="sending_lease_seconds"):
+        DeliverySettings(environment="test", sending_lease_seconds=10.0)
+    DeliverySettings(environment="test", sending_lease_seconds=10.5)

@@ -31,7 +31,8 @@ DELIVERY_JITTER_SECONDS = 0.25
 CASES = 40
 SUBSCRIBERS = 2
 CHANGES = 160
-LEASE_SECONDS = 5.0
+LEASE_SECONDS = 12.0
+"""Longer than any provider's timeout (10 s), as delivery's settings require."""
 
 
 def phone(n: int) -> str:
