@@ -38,6 +38,7 @@ from tests.e2e.hostile import (
     run_sweep,
     sweep_session,
 )
+from tests.e2e.test_safety_guards import night_zone
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -381,6 +382,46 @@ async def ended_email_notice(
             return dict(ended[0])
         assert time.monotonic() < deadline, f"the email notice never became {outcome!r}"
         await asyncio.sleep(0.25)
+
+
+async def test_a_notice_held_for_quiet_hours_is_never_sent_once_its_subject_is_sealed(system: SystemDriver) -> None:
+    token = uuid.uuid4().hex[:8]
+    agency, case = f"seal-{token}", f"SE-{token}"
+    key = await system.create_agency(agency)
+    number = f"+1737559{int(token, 16) % 10_000:04d}"
+    victim = await system.subscribe(agency, case, sms=number, timezone=night_zone(), quiet_hours=True)
+    await system.verify(victim, "sms")
+    await system.wait_for_matching(agency, reachable_contacts=1)
+    await system.push(agency, key, [custody_record(f"book-{token}", case, "BOOKED")])  # informational: waits
+
+    delivery = system.stack.url("delivery")
+    operator = {"Authorization": f"Bearer {system.stack.secrets['OPERATOR_TOKEN']}"}
+    deadline = time.monotonic() + 30
+    while not (
+        held := (await system.http.get(f"{delivery}/v1/notifications", params={"case": case}, headers=operator)).json()[
+            "notifications"
+        ]
+    ):
+        assert time.monotonic() < deadline, "the notice never reached delivery"
+        await asyncio.sleep(0.25)
+    assert held[0]["next_attempt_at"] is not None, "held for the morning"
+
+    sealed = await system.http.post(
+        f"{system.stack.url('ingest')}/v1/agencies/{agency}/sealed-subjects",
+        json={"identifiers": [{"kind": "case_number", "value": case}]},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+    assert sealed.status_code == 200, sealed.text
+    deadline = time.monotonic() + 30
+    while (
+        view := (
+            await system.http.get(f"{delivery}/v1/notifications/{held[0]['notification_id']}", headers=operator)
+        ).json()
+    )["outcome"] != "stopped":
+        assert time.monotonic() < deadline, f"the held notice was not ended by the seal: {view['outcome']}"
+        await asyncio.sleep(0.25)
+    assert view["next_attempt_at"] is None
+    assert [m for m in await system.received("sms", number) if "code" not in m["body"].lower()] == []
 
 
 async def test_a_550_to_our_sender_leaves_the_victims_email_active(stack: Stack, system: SystemDriver) -> None:
