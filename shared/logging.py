@@ -124,7 +124,8 @@ def configure_logging(service: str, level: str = "INFO", stream: Any = None) -> 
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    for noisy in ("aiokafka", "kafka"):
+    # httpx logs every request's URL at INFO, and a provider's query string can hold a recipient's number.
+    for noisy in ("aiokafka", "kafka", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers = []

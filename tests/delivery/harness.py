@@ -89,7 +89,7 @@ def delivery_settings(
                 "rate_per_second": sms_rate_per_second,
                 "timeout": PROVIDER_TIMEOUT,
             },
-            *(backup_sms_providers or []),
+            *({"timeout": PROVIDER_TIMEOUT} | provider for provider in backup_sms_providers or []),
         ],
         "smtp": {
             "host": email_sink.host,

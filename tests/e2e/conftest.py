@@ -13,7 +13,7 @@ from shared.devservers.stack import Stack, kafka_password_name
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(kafka_bootstrap: str, postgres_admin_dsn: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The whole system (sinks + every service as real processes) on the test session's Kafka and PostgreSQL.
 
