@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import ValidationError
 
+from services.subscription.deps import ClientAddress, ManageToken, TwilioForm
 from services.subscription.domain.errors import InvalidRequestError, SubscriptionError
 from services.subscription.portal.web import Pages
 from services.subscription.schemas import (
@@ -46,23 +47,6 @@ def wants_html(request: Request) -> bool:
     accept = request.headers.get("accept", "").lower()
     html, json = accept.find("text/html"), accept.find("application/json")
     return html >= 0 and (json < 0 or html < json)
-
-
-def client_key(request: Request) -> str:
-    """The caller's address as the proxy-headers middleware resolved it: X-Forwarded-For is believed only from
-    ``SUBSCRIPTION_TRUSTED_PROXIES``."""
-    return request.client.host if request.client else "unknown"
-
-
-def bearer_token(authorization: Annotated[str | None, Header()] = None) -> str | None:
-    if authorization is None:
-        return None
-    scheme, _, token = authorization.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
-
-
-ClientAddress = Annotated[str, Depends(client_key)]
-ManageToken = Annotated[str | None, Depends(bearer_token)]
 
 
 def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
@@ -210,10 +194,8 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         response_class=Response,
         responses={200: {"content": {"application/xml": {}}}},
     )
-    async def inbound_sms(request: Request, x_twilio_signature: Annotated[str | None, Header()] = None) -> Response:
-        form = await request.form()
-        params = {name: value for name, value in form.items() if isinstance(value, str)}
-        twiml = await service.inbound_sms(params, x_twilio_signature)
+    async def inbound_sms(params: TwilioForm) -> Response:
+        twiml = await service.inbound_sms(params)
         return Response(twiml, media_type="application/xml")
 
     @router.get(

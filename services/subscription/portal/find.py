@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
-from services.subscription.api import client_key
+from services.subscription.deps import client_key
 from services.subscription.domain.errors import (
     NotFoundError,
     TooManyRequestsError,

@@ -8,7 +8,7 @@ from typing import Literal, get_args
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from services.subscription.api import client_key
+from services.subscription.deps import client_key
 from services.subscription.domain.errors import (
     ConflictError,
     GoneError,

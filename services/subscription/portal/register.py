@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from services.subscription.api import client_key
+from services.subscription.deps import client_key
 from services.subscription.domain.errors import (
     ConflictError,
     SubscriptionError,

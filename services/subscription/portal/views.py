@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from services.subscription.api import client_key
+from services.subscription.deps import client_key
 from services.subscription.domain.errors import NotFoundError, SubscriptionError
 from services.subscription.domain.subscription import ALL_EVENT_TYPES, Subscription
 from services.subscription.portal.forms import OptionsForm
