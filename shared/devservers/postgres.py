@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -185,6 +186,7 @@ class LocalPostgres:
         fast: bool = True,
         max_connections: int = 300,
         start_timeout: float = START_TIMEOUT,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         if not _NAME_RE.match(name):
             raise ValueError(f"invalid PostgreSQL instance name: {name!r}")
@@ -192,6 +194,8 @@ class LocalPostgres:
         self.name = name
         self.instance_dir = (instance_dir or self.root / ".local" / "postgres" / name).resolve()
         self.fast = fast
+        self.extra_settings = dict(settings or {})
+        """More ``postgresql.conf`` lines (the benchmark loads pg_stat_statements)."""
         self.max_connections = max_connections
         self.start_timeout = start_timeout
         self.port = port or self._saved_port()
@@ -414,6 +418,7 @@ class LocalPostgres:
         }
         if self.fast:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+        settings |= self.extra_settings
         conf = self.data_dir / "custody_watch.conf"
         conf.write_text("".join(f"{key} = {value}\n" for key, value in settings.items()))
         if os.geteuid() == 0:

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from tests.bench.config import parse_arguments
-from tests.bench.report import chart, table, verdicts, write_json
+from tests.bench.report import chart, send_path_verdicts, table, verdicts, write_json
 from tests.bench.runner import Runner
 
 
@@ -21,11 +21,16 @@ def main(argv: list[str] | None = None) -> int:
     runner = Runner(config)
     results = asyncio.run(runner.run())
     results["targets"] = verdicts(results)
+    results["send_path_targets"] = send_path_verdicts(results, results["targets"])
     write_json(results, config.out_dir / "bench.json")
     chart(runner.phases, config.out_dir / "bench.png")
     print()
     print(table(results))
     print(f"\nwrote {config.out_dir / 'bench.json'} and {config.out_dir / 'bench.png'}")
+    regression = results["cost"].get("regression")
+    if regression and not regression["ok"]:
+        print("CPU per notice grew by more than half against tests/bench/baseline.json", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from tests.bench import cost
 from tests.bench.system import Accepted, Handoff, PushStats
 
 
@@ -48,6 +49,9 @@ class PhaseResult:
     last_handoff: float | None = None
     drained: bool = False
     cpu_cores: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    statements: dict[str, int] = field(default_factory=dict)
+    """PostgreSQL statements per service database during the phase."""
 
     @classmethod
     def build(
@@ -149,5 +153,7 @@ class PhaseResult:
             if self.delivered
             else None,
             "cpu_cores": {name: round(value, 2) for name, value in sorted(self.cpu_cores.items())},
+            "cpu_ms_per_notice": cost.ms_per_notice(self.cpu_seconds, len(self.handoffs)),
+            "round_trips_per_notice": cost.round_trips_per_notice(self.statements, len(self.handoffs)),
             "per_second": self.per_second(),
         }

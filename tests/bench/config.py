@@ -42,6 +42,11 @@ class BenchConfig:
     fast_postgres: bool = False
     """fsync off: not the honest default, only for comparison."""
     quick: bool = False
+    delivery_processes: tuple[int, ...] = (1, 2)
+    """Delivery processes to measure the steady rates with (the first is the latency/throughput search's)."""
+    check_baseline: bool = False
+    """Fail (exit 3) when CPU per notice grew by more than half against tests/bench/baseline.json."""
+    write_baseline: bool = False
     env: tuple[tuple[str, str], ...] = ()
     """Extra service settings for an experiment (e.g. DELIVERY_DISPATCH_BATCH_SIZE=200); reported with the results."""
     work_dir: Path = field(default_factory=lambda: repo_root() / ".local" / "bench")
@@ -51,6 +56,7 @@ class BenchConfig:
         values = asdict(self)
         values["work_dir"], values["out_dir"] = str(self.work_dir), str(self.out_dir)
         values["steps"] = list(self.steps)
+        values["delivery_processes"] = list(self.delivery_processes)
         values["env"] = dict(self.env)
         return values
 
@@ -66,6 +72,7 @@ QUICK = {
     "burst_timeout": 15.0,
     "settle_timeout": 30.0,
     "limit_seconds": 1.0,
+    "delivery_processes": (1,),
 }
 
 
@@ -92,6 +99,12 @@ def parse_arguments(argv: list[str] | None = None) -> BenchConfig:
     parser.add_argument(
         "--settle-timeout", type=float, help="Seconds an earlier backlog may take to clear before a phase (600)."
     )
+    parser.add_argument(
+        "--delivery-processes",
+        help="Delivery process counts to run the steady rates with, comma-separated (default 1,2; quick: 1).",
+    )
+    parser.add_argument("--check-baseline", action="store_true", help="Exit 3 if CPU/notice grew > 50%% vs baseline.")
+    parser.add_argument("--write-baseline", action="store_true", help="Record this run's CPU/notice as the baseline.")
     parser.add_argument("--fast-postgres", action="store_true", help="PostgreSQL with fsync off (not honest).")
     parser.add_argument(
         "--env", action="append", default=[], metavar="KEY=VALUE", help="A service setting to try (repeatable)."
@@ -117,6 +130,9 @@ def parse_arguments(argv: list[str] | None = None) -> BenchConfig:
             values[name] = given
     if arguments.steps is not None:
         values["steps"] = tuple(float(step) for step in arguments.steps.split(",") if step.strip())
+    if arguments.delivery_processes is not None:
+        values["delivery_processes"] = tuple(int(n) for n in arguments.delivery_processes.split(",") if n.strip())
+    values["check_baseline"], values["write_baseline"] = arguments.check_baseline, arguments.write_baseline
     if arguments.fast_postgres:
         values["fast_postgres"] = True
     if arguments.env:
@@ -130,4 +146,7 @@ def parse_arguments(argv: list[str] | None = None) -> BenchConfig:
     config = BenchConfig(**values)
     if config.cases < 1 or config.subscribers < 1 or config.rate <= 0 or config.duration <= 0:
         parser.error("--cases, --subscribers, --rate and --duration must be positive")
+    counts = config.delivery_processes
+    if not counts or counts[0] != 1 or list(counts) != sorted(set(counts)):
+        parser.error("--delivery-processes starts at 1 and rises, e.g. 1,2")
     return config

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from tests.bench import cost
 from tests.bench.analysis import PhaseResult
 
 TARGETS = {
@@ -19,6 +20,11 @@ TARGETS = {
     "sustained_changes_per_second": 1_000.0,
     "burst_seconds": 30.0,
     "service_rss_mb": 150.0,
+}
+SEND_PATH_TARGETS = {
+    "sustained_changes_per_second": 100.0,
+    "burst_seconds": 150.0,
+    "cpu_ms_per_notice": cost.TARGET_MS_PER_NOTICE,
 }
 
 
@@ -65,6 +71,46 @@ def verdicts(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "sustained changes/s": sustained,
         "burst: last notice handed off (s)": burst_verdict,
         "largest service RSS (MB)": verdict(worst, TARGETS["service_rss_mb"]),
+    }
+
+
+def send_path_verdicts(results: dict[str, Any], judged: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Issue 20's targets: p99 at 100 changes/s (as issue 9's), 100 changes/s sustained, the whole burst within
+    150 s, CPU per notice, RSS; judged only on the load they name, like issue 9's."""
+    parameters = results.get("parameters", {})
+    throughput = results.get("throughput", {})
+    burst = results.get("burst", {})
+    best = max(
+        (v["sustained_changes_per_second"] or 0.0 for v in results.get("delivery_processes", {}).values()),
+        default=throughput.get("sustained_changes_per_second") or 0.0,
+    )
+    sustained_met = best >= SEND_PATH_TARGETS["sustained_changes_per_second"]
+    burst_seconds = burst.get("seconds_until_last_handed_off")
+    burst_met = burst_seconds is not None and burst_seconds <= SEND_PATH_TARGETS["burst_seconds"]
+    per_notice = results.get("cost", {}).get("cpu_ms_per_notice", {}).get("ours")
+    full_load = parameters.get("subscribers") == 3 and not parameters.get("quick")
+    return {
+        "p99 feed→hand-off at 100 changes/s (s)": judged["p99 feed→hand-off at the latency rate (s)"],
+        "sustained changes/s (any delivery process count)": {
+            "measured": best or "no rate",
+            "target": SEND_PATH_TARGETS["sustained_changes_per_second"],
+            "met": sustained_met if full_load or sustained_met else None,
+        },
+        "burst: every notice handed off (s)": {
+            "measured": burst_seconds
+            if burst_seconds is not None
+            else f"{burst.get('notices_handed_off')}/{burst.get('notices_expected')}",
+            "target": SEND_PATH_TARGETS["burst_seconds"],
+            "met": burst_met if parameters.get("burst", 0) >= 15_000 else None,
+        },
+        "CPU of ours per notice (ms)": {
+            "measured": per_notice,
+            "target": SEND_PATH_TARGETS["cpu_ms_per_notice"],
+            "met": None
+            if per_notice is None or not full_load
+            else per_notice <= SEND_PATH_TARGETS["cpu_ms_per_notice"],
+        },
+        "largest service RSS (MB)": judged["largest service RSS (MB)"],
     }
 
 
@@ -148,11 +194,43 @@ def table(results: dict[str, Any]) -> str:
     cpu = results.get("phases", {}).get("latency", {}).get("cpu_cores")
     if cpu:
         lines.append("CPU cores used in the latency phase: " + ", ".join(f"{n} {v:.2f}" for n, v in cpu.items()))
-    lines += ["", "Targets (issue 9):"]
-    for name, verdict in results.get("targets", {}).items():
-        met = {True: "met", False: "NOT MET", None: "not judged (other load or not measured)"}[verdict["met"]]
-        lines.append(f"  {name:<45} {verdict['measured']!s:>10}  target {verdict['target']:g}  {met}")
+    lines += cost_lines(results)
+    for title, key in (("Targets (issue 9):", "targets"), ("Targets (issue 20, the send path):", "send_path_targets")):
+        lines += ["", title]
+        for name, verdict in results.get(key, {}).items():
+            met = {True: "met", False: "NOT MET", None: "not judged (other load or not measured)"}[verdict["met"]]
+            lines.append(f"  {name:<50} {verdict['measured']!s:>12}  target {verdict['target']:g}  {met}")
     return "\n".join(lines)
+
+
+def cost_lines(results: dict[str, Any]) -> list[str]:
+    """What a notice costs, the delivery process counts, and the regression check."""
+    summary = results.get("cost", {})
+    lines = ["", f"Cost per handed-off notice over the measured phases ({summary.get('notices', 0)} notices):"]
+    per_notice = summary.get("cpu_ms_per_notice", {})
+    if per_notice:
+        lines.append("  CPU ms: " + ", ".join(f"{name} {value:.2f}" for name, value in per_notice.items()))
+    trips = summary.get("round_trips_per_notice", {})
+    if trips:
+        lines.append("  PostgreSQL statements: " + ", ".join(f"{name} {value:.1f}" for name, value in trips.items()))
+    for name, phase in results.get("phases", {}).items():
+        ours = phase.get("cpu_ms_per_notice", {}).get("ours")
+        statements = phase.get("round_trips_per_notice", {}).get("all")
+        if ours is not None:
+            lines.append(f"  {name:<22} CPU {ours:.2f} ms of ours, {statements} statements per notice")
+    processes = results.get("delivery_processes", {})
+    if len(processes) > 1:
+        lines.append(
+            "Highest sustained changes/s by delivery processes: "
+            + ", ".join(f"{n}: {value['sustained_changes_per_second'] or 'none'}" for n, value in processes.items())
+        )
+    check = summary.get("regression")
+    if check:
+        lines.append(
+            f"Regression check: {summary['ratio_to_reference']} reference units per notice against a baseline of "
+            f"{check['baseline_ratio']} (limit {check['limit']}): {'ok' if check['ok'] else 'FAILED'}"
+        )
+    return lines
 
 
 def write_json(results: dict[str, Any], path: Path) -> None:

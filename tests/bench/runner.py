@@ -25,28 +25,28 @@ from shared.devservers.ports import repo_root
 from shared.devservers.postgres import LocalPostgres, ensure_database
 from shared.devservers.stack import Stack
 from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_REQUESTED
-from tests.bench import limits, stages
+from tests.bench import cost, limits, stages
 from tests.bench.analysis import PhaseResult
 from tests.bench.config import BenchConfig
 from tests.bench.memory import MemorySampler
-from tests.bench.system import TOPIC_PREFIX, Bench, PushStats, running_system
+from tests.bench.system import DATABASE_PREFIX, TOPIC_PREFIX, Bench, PushStats, running_system
 
 log = logging.getLogger(__name__)
 
 
 class CpuMeter:
-    """CPU seconds of every process of the run (each service, the sinks, Kafka, PostgreSQL, this load generator)."""
+    """CPU seconds of every process of the run (each service and replica, the sinks, Kafka, PostgreSQL, this load
+    generator); a replica started later is measured from its start."""
 
     def __init__(self, stack: Stack, kafka: LocalKafka, postgres: LocalPostgres) -> None:
-        self._pids = {name: process.pid for name, process in stack.processes.items()}
-        self._pids["kafka"] = kafka.pid or 0
-        self._pids["postgres"] = postgres.pid or 0
-        self._pids["load generator"] = os.getpid()
+        self._stack = stack
+        self._servers = {"kafka": kafka.pid or 0, "postgres": postgres.pid or 0, "load generator": os.getpid()}
 
     def snapshot(self) -> dict[str, float]:
         """CPU seconds so far; children that already exited (PostgreSQL backends) count through their parent."""
+        pids = {name: process.pid for name, process in self._stack.processes.items() if process.poll() is None}
         seconds: dict[str, float] = {}
-        for name, pid in self._pids.items():
+        for name, pid in (pids | self._servers).items():
             try:
                 process = psutil.Process(pid)
                 times = process.cpu_times()
@@ -139,15 +139,18 @@ class Runner:
         }
         self.phases: dict[str, PhaseResult] = {}
         self.bootstrap = ""
+        self.admin_dsn = ""
 
     def say(self, message: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
     async def run(self) -> dict[str, Any]:
         started = time.monotonic()
+        self.reference_seconds = [cost.reference_cpu_seconds()]
         self.say(f"starting Kafka, PostgreSQL (fsync {'off' if self.config.fast_postgres else 'on'}) and the stack")
         with running_system(self.config) as (stack, kafka, postgres):
             self.results["startup_seconds"] = round(time.monotonic() - started, 1)
+            self.admin_dsn = postgres.dsn
             sampler = MemorySampler({name: stack.processes[name].pid for name in SERVICES})
             sampler.start()
             try:
@@ -160,7 +163,9 @@ class Runner:
                 phase: {name: round(value, 1) for name, value in peaks.items()}
                 for phase, peaks in sampler.peaks.items()
             }
+        self.reference_seconds.append(cost.reference_cpu_seconds())
         self.results["phases"] = {name: phase.as_json() for name, phase in self.phases.items()}
+        self.results["cost"] = self.cost()
         self.results["total_seconds"] = round(time.monotonic() - started, 1)
         self.results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         return self.results
@@ -202,6 +207,7 @@ class Runner:
             with_delivered=True,
         )
         await self.throughput(bench, cpu, sampler, latency)
+        await self.scale_out(stack, bench, cpu, sampler)
 
         sampler.phase = "limits"
         await bench.wait_quiet(timeout=config.settle_timeout)
@@ -294,6 +300,67 @@ class Runner:
             "notices_per_second": round(best.notices_per_second(), 1) if best else None,
         }
 
+    async def scale_out(self, stack: Stack, bench: Bench, cpu: CpuMeter, sampler: MemorySampler) -> None:
+        """The steady rates again with more delivery processes sharing the claims and the provider rate; the
+        replicas are stopped afterwards, so the burst measures one process like the rest."""
+        config = self.config
+        replicas: list[str] = []
+        outcome: dict[str, Any] = {}
+        try:
+            for processes in config.delivery_processes[1:]:
+                while len(replicas) < processes - 1:
+                    replicas.append(stack.start_replica("delivery"))
+                    await asyncio.to_thread(stack.wait_ready, replicas[-1])
+                best: float | None = None
+                for rate in (config.rate, *config.steps):
+                    name = f"delivery×{processes}@{rate:g}"
+                    self.say(f"{processes} delivery processes: {rate:g} changes/s for {config.step_duration:g} s")
+                    step = await self.phase(
+                        bench,
+                        cpu,
+                        sampler,
+                        name=name,
+                        rate=rate,
+                        load=functools.partial(bench.steady, name, rate, config.step_duration),
+                    )
+                    if step is None or not step.sustained(config.p99_limit, config.step_duration):
+                        break
+                    best = rate
+                outcome[str(processes)] = {"sustained_changes_per_second": best}
+        finally:
+            for name in replicas:
+                stack.stop_service(name)
+        one = self.results.get("throughput", {}).get("sustained_changes_per_second")
+        self.results["delivery_processes"] = {"1": {"sustained_changes_per_second": one}} | outcome
+
+    def cost(self) -> dict[str, Any]:
+        """CPU and statements per handed-off notice over the measured phases (the warm-up pays one-off costs, so it
+        is left out), the reference workload, and the check against the committed baseline."""
+        measured = [phase for name, phase in self.phases.items() if name != "warmup"]
+        notices = sum(len(phase.handoffs) for phase in measured)
+        cpu_seconds: dict[str, float] = {}
+        statements: dict[str, int] = {}
+        for phase in measured:
+            for process, seconds in phase.cpu_seconds.items():
+                cpu_seconds[process.split("#")[0]] = cpu_seconds.get(process.split("#")[0], 0.0) + seconds
+            for service, count in phase.statements.items():
+                statements[service] = statements.get(service, 0) + count
+        per_notice = cost.ms_per_notice(cpu_seconds, notices)
+        reference = min(self.reference_seconds)
+        ratio = cost.cost_ratio(per_notice["ours"], reference) if per_notice else None
+        summary: dict[str, Any] = {
+            "notices": notices,
+            "cpu_ms_per_notice": per_notice,
+            "round_trips_per_notice": cost.round_trips_per_notice(statements, notices),
+            "reference_cpu_seconds": round(reference, 4),
+            "ratio_to_reference": ratio,
+        }
+        if ratio is not None and self.config.check_baseline:
+            summary["regression"] = cost.regression(ratio, cost.read_baseline())
+        if ratio is not None and self.config.write_baseline:
+            cost.write_baseline(ratio, self.results["code"]["commit"])
+        return summary
+
     async def _one_feed(self, bench: Bench, phase: str, records: int) -> tuple[float, float]:
         start = time.time()
         await bench.push(bench.records(records), phase)
@@ -322,11 +389,13 @@ class Runner:
             return None
         since = datetime.now(UTC) - timedelta(seconds=1)
         sampler.phase = name
+        statements_before = await cost.statement_counts(self.admin_dsn)
         cpu_before, clock_before = cpu.snapshot(), time.monotonic()
         start, end = await load()
         expected = sum(1 for change in bench.changes.values() if change.phase == name) * self.config.subscribers
         drained = await bench.wait_handed_off(baseline, expected, timeout)
         cpu_after, clock_after = cpu.snapshot(), time.monotonic()
+        statements_after = await cost.statement_counts(self.admin_dsn)
         sampler.phase = "collect"
         if not drained:
             self.say(f"  {name}: not every notice was handed off within {timeout:g} s of the last push")
@@ -358,7 +427,11 @@ class Runner:
             delivered=delivered,
         )
         wall = max(clock_after - clock_before, 1e-9)
-        result.cpu_cores = {process: max(0.0, cpu_after[process] - cpu_before[process]) / wall for process in cpu_after}
+        result.cpu_seconds = {
+            process: max(0.0, cpu_after[process] - cpu_before.get(process, 0.0)) for process in cpu_after
+        }
+        result.cpu_cores = {process: seconds / wall for process, seconds in result.cpu_seconds.items()}
+        result.statements = cost.statements_by_service(statements_before, statements_after, DATABASE_PREFIX)
         self.phases[name] = result
         return result
 

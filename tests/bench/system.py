@@ -36,6 +36,7 @@ T = TypeVar("T")
 UNLIMITED = "1000000000"
 AREA_CODES = ("512", "737", "214", "469", "972", "713", "281", "832", "210", "726")
 TOPIC_PREFIX = "bench."
+DATABASE_PREFIX = "bench"
 CHANGE_IN_BODY = re.compile(r"\bBench (\d+)\b")
 
 
@@ -75,13 +76,19 @@ def running_system(config: BenchConfig) -> Iterator[tuple[Stack, LocalKafka, Loc
     for path in (kafka_dir, postgres_dir, stack_dir):
         shutil.rmtree(path, ignore_errors=True)
     kafka = LocalKafka(root, "bench", data_dir=kafka_dir)
-    postgres = LocalPostgres(root, "bench", instance_dir=postgres_dir, fast=config.fast_postgres)
+    postgres = LocalPostgres(
+        root,
+        "bench",
+        instance_dir=postgres_dir,
+        fast=config.fast_postgres,
+        settings={"shared_preload_libraries": "'pg_stat_statements'", "pg_stat_statements.track": "all"},
+    )
     stack = Stack(root, stack_dir, topic_prefix=TOPIC_PREFIX, prefer_default_ports=False)
     stack.extra_env = bench_environment(stack, config)
     try:
         bootstrap = kafka.start()
         admin_dsn = postgres.start()
-        stack.start(bootstrap, admin_dsn, database_prefix="bench")
+        stack.start(bootstrap, admin_dsn, database_prefix=DATABASE_PREFIX)
         yield stack, kafka, postgres
     finally:
         stack.stop()

@@ -1,0 +1,122 @@
+"""What a handed-off notice costs: CPU per process, PostgreSQL statements, and the quick run's regression check.
+
+CPU comes from the kernel's accounting of each process (psutil reads ``/proc/<pid>/stat``), taken before and after a
+phase; PostgreSQL's backends count through the postmaster. Statements come from ``pg_stat_statements``, one count
+per service database: each statement is one round trip (the services send no multi-statement strings).
+
+The regression check must not depend on how busy the machine is, so it compares a *ratio within one run*: the CPU our
+processes spent per notice, divided by the CPU of a fixed pure-Python workload measured in the same run. The ratio is
+committed in ``baseline.json``; the quick run fails when it grows by more than half.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from shared.acls import SERVICES
+
+OURS = (*SERVICES, "postgres", "kafka")
+"""The processes whose CPU a notice costs (the issue's measure): the services, PostgreSQL and Kafka. The sinks play
+the provider and the load generator plays the agencies and victims; neither is ours to make cheaper."""
+
+BASELINE = Path(__file__).with_name("baseline.json")
+ALLOWED_GROWTH = 1.5
+TARGET_MS_PER_NOTICE = 2.0
+
+
+def ms_per_notice(cpu_seconds: Mapping[str, float], notices: int) -> dict[str, float]:
+    """CPU milliseconds per handed-off notice, per process and for ``ours`` together."""
+    if notices <= 0:
+        return {}
+    per_process = {name: round(1000 * seconds / notices, 3) for name, seconds in sorted(cpu_seconds.items())}
+    ours = sum(seconds for name, seconds in cpu_seconds.items() if name.split("#")[0] in OURS)  # replicas count too
+    per_process["ours"] = round(1000 * ours / notices, 3)
+    return per_process
+
+
+async def statement_counts(admin_dsn: str) -> dict[str, int]:
+    """Statements executed so far, per database (``pg_stat_statements``; the extension is created on first use)."""
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        await connection.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        rows = await connection.fetch(
+            "SELECT d.datname, sum(s.calls)::bigint AS calls FROM pg_stat_statements s "
+            "JOIN pg_database d ON d.oid = s.dbid GROUP BY d.datname"
+        )
+    finally:
+        await connection.close()
+    return {row["datname"]: int(row["calls"]) for row in rows}
+
+
+def statements_by_service(before: Mapping[str, int], after: Mapping[str, int], prefix: str) -> dict[str, int]:
+    """Per service, the statements between two counts (databases are named ``<prefix>_<service>``)."""
+    return {
+        service: after.get(f"{prefix}_{service}", 0) - before.get(f"{prefix}_{service}", 0)
+        for service in SERVICES
+        if f"{prefix}_{service}" in after
+    }
+
+
+def round_trips_per_notice(statements: Mapping[str, int], notices: int) -> dict[str, float]:
+    if notices <= 0:
+        return {}
+    per_service = {service: round(count / notices, 2) for service, count in statements.items()}
+    per_service["all"] = round(sum(statements.values()) / notices, 2)
+    return per_service
+
+
+def reference_cpu_seconds(repeats: int = 5) -> float:
+    """CPU seconds of a fixed workload like ours (JSON and hashing), the least of several tries (noise only adds)."""
+    document = [{"id": n, "name": f"person {n}", "status": "RELEASED", "at": "2026-12-01T00:00Z"} for n in range(200)]
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.process_time()
+        for _ in range(200):
+            encoded = json.dumps(document).encode()
+            hashlib.sha256(encoded).hexdigest()
+            json.loads(encoded)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def cost_ratio(ours_ms_per_notice: float, reference_seconds: float) -> float:
+    """Our CPU per notice in units of the reference workload: comparable across machines and loads."""
+    return round(ours_ms_per_notice / (1000 * reference_seconds), 4)
+
+
+def regression(measured_ratio: float, baseline: Mapping[str, Any]) -> dict[str, Any]:
+    limit = round(float(baseline["quick_cost_ratio"]) * ALLOWED_GROWTH, 4)
+    return {
+        "baseline_ratio": baseline["quick_cost_ratio"],
+        "baseline_commit": baseline.get("commit"),
+        "measured_ratio": measured_ratio,
+        "limit": limit,
+        "ok": measured_ratio <= limit,
+    }
+
+
+def read_baseline() -> dict[str, Any]:
+    return dict(json.loads(BASELINE.read_text()))
+
+
+def write_baseline(ratio: float, commit: str | None) -> None:
+    BASELINE.write_text(
+        json.dumps(
+            {
+                "quick_cost_ratio": ratio,
+                "commit": commit,
+                "what": "CPU of our processes per handed-off notice over every phase of `make bench ARGS=--quick`, "
+                "in units of tests/bench/cost.py's reference workload; the quick run fails above "
+                f"{ALLOWED_GROWTH}× this",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
