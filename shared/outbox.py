@@ -17,6 +17,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from shared import metrics
+from shared.backoff import Backoff, until_available
 from shared.db import Connection
 from shared.events import KAFKA_HEADERS, CloudEvent, encode
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "outbox"
 # Only one relay per database publishes at a time, so events leave in the order they were written.
 RELAY_LOCK_ID = 7_312_002
+RELAY_BACKOFF = Backoff(initial=0.25, maximum=1.0)
 
 
 @dataclass(frozen=True)
@@ -103,16 +105,14 @@ class OutboxRelay:
         return len(rows)
 
     async def run(self) -> None:
-        """Publish until cancelled; woken by NOTIFY for low latency, polling as a fallback."""
-        while True:
-            try:
-                async with self._pool.acquire() as connection:
-                    await self._lead(connection)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("outbox relay failed; restarting in 1 s")
-                await asyncio.sleep(1)
+        """Publish until cancelled; woken by NOTIFY for low latency, polling as a fallback. An outage of the
+        database or broker is waited out (publishing resumes within a second of its end); any other failure ends
+        the loop, for the service's supervisor to log and restart it."""
+        await until_available(self._lead_on_own_connection, what="outbox relay", backoff=RELAY_BACKOFF)
+
+    async def _lead_on_own_connection(self) -> None:
+        async with self._pool.acquire() as connection:
+            await self._lead(connection)
 
     async def _lead(self, connection: Connection) -> None:
         # Polling the lock is the point: another replica holds it until its connection ends.

@@ -1,7 +1,14 @@
 """What every service holds while it runs: its pool, its producer, its background tasks, and its health.
 
-A service's ``app.py`` builds one :class:`ServiceRuntime`, registers its consumers and loops with
-:meth:`ServiceRuntime.spawn`, and hands it to :func:`shared.http.create_service_app`.
+A service's ``app.py`` builds one :class:`ServiceRuntime` from what its ``consumers.py`` declares
+(``CONSUMER_GROUP``, ``CONSUMED_TOPICS``, ``PRODUCED_TOPICS``), registers its consumers and loops with
+:meth:`ServiceRuntime.add_consumer` and :meth:`ServiceRuntime.spawn`, and hands it to
+:func:`shared.http.create_service_app`.
+
+The declaration is enforced, so it cannot drift from what the service does: a consumer that reads other topics than
+``consumed_topics`` is refused when it is registered, and the service's producers refuse to write to a topic outside
+``produced_topics`` (and its group's retry and dead-letter topics). ``tests/test_wiring.py`` checks the declarations
+against :mod:`shared.topics`, and so against ``contracts/asyncapi.json``.
 """
 
 from __future__ import annotations
@@ -16,15 +23,20 @@ from aiokafka import AIOKafkaProducer
 from shared.backoff import Backoff, until_available
 from shared.db import apply_migrations, create_pool
 from shared.failures import transient_dependency
-from shared.kafka import ConsumerRunner, create_producer
+from shared.kafka.consumer import ConsumerRunner
+from shared.kafka.producer import EventProducer, create_producer
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
-from shared.topics import TopicSpec, consumer_group_topics, ensure_topics
+from shared.topics import TopicSpec, consumer_group_topics, dead_letter_topic, ensure_topics, retry_topic
 
 log = logging.getLogger(__name__)
 
 RESTART_BACKOFF = Backoff(initial=0.5, maximum=10.0)
 BROKER_CHECK_SECONDS = 3.0
+
+
+class WiringError(RuntimeError):
+    """A service runs a consumer its declaration does not list (see the module's docstring)."""
 
 
 class ServiceRuntime:
@@ -34,15 +46,27 @@ class ServiceRuntime:
         *,
         name: str,
         migrations: Sequence[str],
-        topics: Sequence[TopicSpec],
+        consumer_group: str | None = None,
+        consumed_topics: Sequence[TopicSpec] = (),
+        produced_topics: Sequence[TopicSpec] = (),
+        topics: Sequence[TopicSpec] = (),
         consumer_groups: Sequence[str] = (),
         outbox: bool = True,
     ) -> None:
+        """``consumer_group`` (None for a service that consumes nothing), ``consumed_topics`` and
+        ``produced_topics`` are the service's declaration, enforced. ``topics`` and ``consumer_groups`` only
+        create topics, with nothing enforced: for services not yet declaring what they consume and produce."""
+        if consumed_topics and consumer_group is None:
+            raise WiringError(f"{name}: consumed topics without a consumer group")
         self.settings = settings
         self.name = name
+        self.consumer_group = consumer_group
+        self.consumed_topics = tuple(consumed_topics)
+        self.produced_topics: tuple[TopicSpec, ...] | None = tuple(produced_topics) if produced_topics else None
         self._migrations = ["shared", *migrations]
-        self._topics = list(topics)
-        for group in consumer_groups:
+        groups = [*consumer_groups, *([consumer_group] if consumer_group else [])]
+        self._topics = list({spec.name: spec for spec in [*topics, *consumed_topics, *produced_topics]}.values())
+        for group in groups:
             self._topics += consumer_group_topics(group)
         self._outbox = outbox
         self._pool: asyncpg.Pool | None = None
@@ -70,8 +94,39 @@ class ServiceRuntime:
         else:
             self._tasks[name] = asyncio.create_task(self._supervise(name, loop), name=name)
 
-    def add_consumer(self, runner: ConsumerRunner) -> None:
+    @property
+    def writable_topics(self) -> list[str] | None:
+        """The base names this service's producers may write to (None: not declared, anything goes)."""
+        if self.produced_topics is None:
+            return None
+        group = (
+            [retry_topic(self.consumer_group), dead_letter_topic(self.consumer_group)] if self.consumer_group else []
+        )
+        return [*(spec.name for spec in self.produced_topics), *group]
+
+    async def create_producer(self, transactional_id: str | None = None) -> EventProducer:
+        """A producer limited to :attr:`writable_topics` (for a service that needs one of its own, transactional)."""
+        return await create_producer(
+            self.settings.kafka, transactional_id=transactional_id, allowed_topics=self.writable_topics
+        )
+
+    def register_consumer(self, runner: ConsumerRunner) -> None:
+        """Show ``runner`` in readiness (in place of an earlier runner of its group), once it matches the declaration.
+
+        Raises :class:`WiringError` if it reads other topics than the service declares, or for another group."""
+        if self.consumer_group is not None:
+            declared = sorted(spec.name for spec in self.consumed_topics)
+            reads = sorted(spec.name for spec in runner.consumed_topics)
+            if runner.group_id != self.consumer_group or reads != declared:
+                raise WiringError(
+                    f"{self.name}: consumer {runner.group_id} reads {reads}, but the service declares group "
+                    f"{self.consumer_group} reading {declared}"
+                )
+        self.consumers[:] = [known for known in self.consumers if known.group_id != runner.group_id]
         self.consumers.append(runner)
+
+    def add_consumer(self, runner: ConsumerRunner) -> None:
+        self.register_consumer(runner)
         self.spawn(f"consumer:{runner.group_id}", runner.run)
 
     async def _supervise(self, name: str, loop: Callable[[], Awaitable[None]]) -> None:
@@ -110,7 +165,7 @@ class ServiceRuntime:
         pool = await self._connect_database()
         await apply_migrations(pool, self._migrations)
         await ensure_topics(settings.kafka, self._topics)
-        self._producer = await create_producer(settings.kafka)
+        self._producer = await self.create_producer()
         self._pool = pool
         if self._outbox:
             relay = OutboxRelay(pool, self._producer, service=self.name)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from shared.backoff import Backoff, until_available
 from shared.events import (
     AgencyProfile,
     ContactPointDisabled,
@@ -173,18 +174,10 @@ def consumer_group_topics(group_id: str) -> list[TopicSpec]:
     ]
 
 
-async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec], attempts: int = 30) -> None:
+async def ensure_topics(settings: KafkaSettings, specs: list[TopicSpec]) -> None:
     """Create the topics a service needs (idempotent); waits for a broker that is still starting."""
     admin = AIOKafkaAdminClient(**settings.common_kwargs())
-    for attempt in range(1, attempts + 1):
-        try:
-            await admin.start()
-            break
-        except Exception as error:  # the broker may still be starting
-            if attempt == attempts:
-                raise
-            log.warning("kafka admin not ready (%s), retrying", type(error).__name__)
-            await asyncio.sleep(1)
+    await until_available(admin.start, what="kafka admin start", backoff=Backoff(initial=0.5, maximum=5.0))
     try:
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if settings.topic(spec.name) not in existing]

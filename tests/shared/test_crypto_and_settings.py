@@ -4,7 +4,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared.crypto import ContactCipher, ContactDecryptError, generate_key, mask_email, mask_phone
-from shared.kafka import RetryPolicy
+from shared.kafka.retry_topics import RetryTopicPolicy
 from shared.settings import KafkaSettings, ServiceSettings
 from tests.kafkautil import PRODUCTION_KAFKA
 
@@ -66,7 +66,7 @@ def test_kafka_settings_make_safe_clients() -> None:
 
 
 def test_retry_backoff_grows_and_is_bounded() -> None:
-    policy = RetryPolicy(base_delay=1, max_delay=10)
+    policy = RetryTopicPolicy(base_delay=1, max_delay=10)
     assert 0.5 <= policy.delay(1) <= 1
     assert 4 <= policy.delay(4) <= 8
     assert policy.delay(30) <= 10

@@ -16,7 +16,8 @@ from aiokafka import ConsumerRecord
 from shared.db import Connection, apply_migrations, create_pool
 from shared.events import CloudEvent, Payload, encode
 from shared.idempotency import apply_once
-from shared.kafka import ConsumerRunner, DecodedRecord, create_producer
+from shared.kafka.consumer import ConsumerRunner, DecodedRecord
+from shared.kafka.producer import create_producer
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED, consumer_group_topics, dead_letter_topic, ensure_topics, retry_topic
 from tests.dbutil import refuse_connections
@@ -77,7 +78,7 @@ async def test_a_database_outage_stalls_the_consumer_and_loses_nothing(
     runner = ConsumerRunner(
         kafka_settings,
         group_id=group,
-        topics=[CUSTODY_STATUS_CHANGED.name],
+        topics=[CUSTODY_STATUS_CHANGED],
         handler=handler,
         producer=producer,
         transactional=transactional,

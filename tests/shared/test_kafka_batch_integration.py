@@ -11,7 +11,10 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
 from shared.events import CloudEvent, CustodyStatusChanged, Payload, SubjectIdentifier, decode, encode, new_event
-from shared.kafka import H_ATTEMPT, ConsumerRunner, DecodedRecord, RetryPolicy, create_producer, header
+from shared.kafka.consumer import ConsumerRunner, DecodedRecord
+from shared.kafka.producer import create_producer
+from shared.kafka.records import H_ATTEMPT, header
+from shared.kafka.retry_topics import RetryTopicPolicy
 from shared.settings import KafkaSettings
 from shared.topics import (
     CUSTODY_STATUS_CHANGED,
@@ -67,7 +70,7 @@ async def test_batches_go_to_the_batch_handler_and_offsets_follow(kafka_settings
     runner = ConsumerRunner(
         kafka_settings,
         group_id=group,
-        topics=[CUSTODY_STATUS_CHANGED.name],
+        topics=[CUSTODY_STATUS_CHANGED],
         handler=handler,
         batch_handler=batch_handler,
         producer=producer,
@@ -127,11 +130,11 @@ async def test_a_failing_batch_falls_back_so_only_the_bad_record_is_retried(kafk
     runner = ConsumerRunner(
         kafka_settings,
         group_id=group,
-        topics=[CUSTODY_STATUS_CHANGED.name],
+        topics=[CUSTODY_STATUS_CHANGED],
         handler=handler,
         batch_handler=batch_handler,
         producer=producer,
-        retry=RetryPolicy(max_attempts=2, base_delay=0.1, max_delay=0.2),
+        retry=RetryTopicPolicy(max_attempts=2, base_delay=0.1, max_delay=0.2),
     )
     async with running(runner):
         dead = await read_topic(
@@ -177,11 +180,11 @@ async def test_in_a_transaction_a_failed_batch_is_aborted_so_its_sends_are_never
     runner = ConsumerRunner(
         kafka_settings,
         group_id=group,
-        topics=[CUSTODY_STATUS_CHANGED.name],
+        topics=[CUSTODY_STATUS_CHANGED],
         handler=handler,
         batch_handler=batch_handler,
         producer=producer,
-        retry=RetryPolicy(max_attempts=1),
+        retry=RetryTopicPolicy(max_attempts=1),
         transactional=True,
     )
     async with running(runner):

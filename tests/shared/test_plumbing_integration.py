@@ -11,12 +11,30 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from shared.db import apply_migrations
-from shared.events import CloudEvent, CustodyStatusChanged, Payload, SubjectIdentifier, decode, encode, new_event
+from shared.events import (
+    CloudEvent,
+    CustodyStatusChanged,
+    Payload,
+    SubjectIdentifier,
+    SubjectSealed,
+    decode,
+    encode,
+    new_event,
+)
 from shared.idempotency import apply_once
-from shared.kafka import H_ATTEMPT, H_ERROR, ConsumerRunner, RetryPolicy, create_producer, header
+from shared.kafka.consumer import ConsumerRunner, UnexpectedEventError
+from shared.kafka.producer import UndeclaredTopicError, create_producer
+from shared.kafka.records import H_ATTEMPT, H_ERROR, header
+from shared.kafka.retry_topics import RetryTopicPolicy
 from shared.outbox import OutboxRelay, enqueue
 from shared.settings import KafkaSettings
-from shared.topics import CUSTODY_STATUS_CHANGED, consumer_group_topics, dead_letter_topic, ensure_topics
+from shared.topics import (
+    CUSTODY_STATUS_CHANGED,
+    SUBJECT_SEALED,
+    consumer_group_topics,
+    dead_letter_topic,
+    ensure_topics,
+)
 from shared.vocabulary import CustodyStatus, IdentifierKind
 from tests.kafkautil import produce_raw, read_exactly, read_topic, running
 
@@ -119,7 +137,7 @@ async def test_poison_message_goes_to_dlq_and_the_partition_flows_on(kafka_setti
     await produce_raw(kafka_settings, topic, [(b"same", b"{not json"), (b"same", encode(good))])
     producer = await create_producer(kafka_settings)
     runner = ConsumerRunner(
-        kafka_settings, group_id=group, topics=[CUSTODY_STATUS_CHANGED.name], handler=handler, producer=producer
+        kafka_settings, group_id=group, topics=[CUSTODY_STATUS_CHANGED], handler=handler, producer=producer
     )
     async with running(runner):
         dead = await read_topic(
@@ -151,10 +169,10 @@ async def test_failures_retry_without_blocking_then_dead_letter(kafka_settings: 
     runner = ConsumerRunner(
         kafka_settings,
         group_id=group,
-        topics=[CUSTODY_STATUS_CHANGED.name],
+        topics=[CUSTODY_STATUS_CHANGED],
         handler=handler,
         producer=producer,
-        retry=RetryPolicy(max_attempts=3, base_delay=0.2, max_delay=0.5),
+        retry=RetryTopicPolicy(max_attempts=3, base_delay=0.2, max_delay=0.5),
     )
     async with running(runner):
         dead = await read_topic(
@@ -166,3 +184,64 @@ async def test_failures_retry_without_blocking_then_dead_letter(kafka_settings: 
     assert decode(dead[0].value).id == doomed.id
     assert header(dead[0], H_ATTEMPT) == "3"
     assert "downstream unavailable" in (header(dead[0], H_ERROR) or "")
+
+
+async def test_an_event_the_topic_does_not_carry_is_dead_lettered_at_once(kafka_settings: KafkaSettings) -> None:
+    """A contract break (another type on the topic, or a type the handler refuses) is never retried nor dropped."""
+    group = "contract-break-test"
+    topic = kafka_settings.topic(CUSTODY_STATUS_CHANGED.name)
+    await ensure_topics(kafka_settings, [CUSTODY_STATUS_CHANGED, *consumer_group_topics(group)])
+    foreign = new_event(
+        SubjectSealed(
+            agency_id="agency-a",
+            subject_id="s-1",
+            identifiers=[SubjectIdentifier(kind=IdentifierKind.CASE_NUMBER, value="CR-1")],
+            sealed_at=datetime.now(UTC),
+        ),
+        source="/test",
+    )
+    refused, fine = custody_event(1, "refused"), custody_event(2, "fine")
+    calls: list[str] = []
+
+    async def handler(event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
+        calls.append(event.id)
+        if event.id == refused.id:
+            raise UnexpectedEventError.of(event, record)
+
+    await produce_raw(kafka_settings, topic, [(b"k", encode(foreign)), (b"k", encode(refused)), (b"k", encode(fine))])
+    producer = await create_producer(kafka_settings)
+    runner = ConsumerRunner(
+        kafka_settings, group_id=group, topics=[CUSTODY_STATUS_CHANGED], handler=handler, producer=producer
+    )
+    async with running(runner):
+        dead = await read_topic(
+            kafka_settings, kafka_settings.topic(dead_letter_topic(group)), until=lambda r: len(r) >= 2
+        )
+        for _ in range(100):
+            if fine.id in calls:
+                break
+            await asyncio.sleep(0.1)
+    assert calls == [refused.id, fine.id], "the foreign type never reaches the handler; each is tried once"
+    assert [decode(record.value).id for record in dead] == [foreign.id, refused.id]
+    assert "a contract break" in (header(dead[0], H_ERROR) or "")
+    assert "not an event this consumer handles" in (header(dead[1], H_ERROR) or "")
+    assert all(header(record, H_ATTEMPT) is None for record in dead), "dead-lettered without retries"
+
+
+async def test_a_producer_writes_only_to_its_declared_topics(kafka_settings: KafkaSettings) -> None:
+    await ensure_topics(kafka_settings, [CUSTODY_STATUS_CHANGED, SUBJECT_SEALED])
+    producer = await create_producer(kafka_settings, allowed_topics=[CUSTODY_STATUS_CHANGED.name])
+    try:
+        with pytest.raises(UndeclaredTopicError, match=r"custody\.subject-sealed\.v1"):
+            await producer.send_and_wait(kafka_settings.topic(SUBJECT_SEALED.name), value=b"{}")
+        event = custody_event(1)
+        await producer.send_and_wait(kafka_settings.topic(CUSTODY_STATUS_CHANGED.name), value=encode(event))
+    finally:
+        await producer.stop()
+    records = await read_topic(
+        kafka_settings,
+        kafka_settings.topic(CUSTODY_STATUS_CHANGED.name),
+        until=lambda found: any(decode(r.value).id == event.id for r in found),
+    )
+    mine = next(record for record in records if decode(record.value).id == event.id)
+    assert header(mine, "content-type") == "application/cloudevents+json", "set even when the caller gave none"

@@ -8,7 +8,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from shared.events import CloudEvent, Payload, encode
-from shared.kafka import Batch, ConsumerRunner, create_producer
+from shared.kafka.consumer import Batch, ConsumerRunner
+from shared.kafka.producer import create_producer
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED, consumer_group_topics, ensure_topics
 from tests.kafkautil import produce_raw, running
@@ -48,7 +49,7 @@ async def test_a_batch_overtaken_by_a_rebalance_is_read_again(kafka_settings: Ka
     runner = RevokedOnceRunner(
         kafka_settings,
         group_id=group,
-        topics=[CUSTODY_STATUS_CHANGED.name],
+        topics=[CUSTODY_STATUS_CHANGED],
         handler=handle,
         producer=producer,
         transactional=True,

@@ -1,9 +1,17 @@
-"""Kafka clients built from settings, and the consumer loop every service uses.
+"""The consumer loop every service uses.
 
 The loop commits offsets only after a batch is processed (at-least-once; handlers are idempotent). A message whose
 handler fails on its own merits is re-published to the group's retry topic with a not-before time and its attempt
 count, so it never blocks its partition; after ``max_attempts`` it is parked on the group's dead-letter topic with the
-error. A message that cannot even be decoded (a poison message) goes straight to the dead-letter topic.
+error (:mod:`shared.kafka.retry_topics`).
+
+Straight to the dead-letter topic, without retries, goes a message that can never be processed:
+- a poison message, which cannot be decoded (not JSON, not CloudEvents 1.0, a type no version of ours knows, a
+  payload that breaks its schema);
+- an event of a type the topic does not carry (each :class:`~shared.topics.TopicSpec` carries one payload type),
+  or that the handler says it does not handle (:class:`UnexpectedEventError`). Event types are versioned in their
+  names and an incompatible change is a new type on a new topic, so a foreign type on a topic is never "a newer
+  version to skip": it is a contract break, kept on the dead-letter topic for operators, never silently dropped.
 
 A failure of a dependency (:mod:`shared.failures`: the database or broker down, a provider unreachable) is not the
 message's fault and never counts against it: the consumer commits what it finished, rewinds to the record that
@@ -17,7 +25,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
@@ -25,12 +32,15 @@ from aiokafka.structs import OffsetAndMetadata
 from prometheus_client import Counter
 
 from shared import metrics
-from shared.backoff import Backoff, until_available
-from shared.events import CloudEvent, EventDecodeError, Payload, decode
+from shared.backoff import Backoff
+from shared.events import TYPE_OF, CloudEvent, EventDecodeError, Payload, decode
 from shared.failures import transient_dependency
+from shared.kafka.producer import start_with_retry
+from shared.kafka.records import source_topic
+from shared.kafka.retry_topics import RetryTopicPolicy, attempt_of, forward, not_before
 from shared.logging import trace_context
 from shared.settings import KafkaSettings
-from shared.topics import dead_letter_topic, retry_topic
+from shared.topics import TopicSpec, dead_letter_topic, retry_topic
 
 log = logging.getLogger(__name__)
 
@@ -40,42 +50,15 @@ BATCH_FALLBACKS = Counter(
     ["group"],
 )
 
-H_ATTEMPT = "cw-attempt"
-H_NOT_BEFORE = "cw-not-before"
-H_ORIGINAL_TOPIC = "cw-original-topic"
-H_ORIGINAL_PARTITION = "cw-original-partition"
-H_ORIGINAL_OFFSET = "cw-original-offset"
-H_ERROR = "cw-error"
 
+class UnexpectedEventError(EventDecodeError):
+    """An event of a type that has no business where it was read: dead-lettered at once, never retried.
 
-async def start_with_retry(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
-    """Start a client, waiting for a broker that is (re)starting, however long, rather than failing the service."""
-    await until_available(client.start, what="kafka client start", backoff=Backoff(initial=0.5, maximum=5.0))
+    Handlers raise it for a type they do not handle (``raise UnexpectedEventError.of(event, record)``)."""
 
-
-async def create_producer(settings: KafkaSettings, transactional_id: str | None = None) -> AIOKafkaProducer:
-    producer = AIOKafkaProducer(**settings.producer_kwargs(transactional_id))
-    await start_with_retry(producer)
-    return producer
-
-
-def header(message: ConsumerRecord[bytes, bytes], name: str) -> str | None:
-    for key, value in message.headers or ():
-        if key == name:
-            return str(value.decode(errors="replace"))
-    return None
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How a message that failed on its own merits goes round the retry topic before its dead letter."""
-
-    max_attempts: int = 5
-    base_delay: float = 1.0
-    max_delay: float = 300.0
-
-    def delay(self, attempt: int) -> float:
-        return Backoff(initial=self.base_delay, maximum=self.max_delay).delay(attempt)
+    @classmethod
+    def of(cls, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> UnexpectedEventError:
+        return cls(f"{event.type} is not an event this consumer handles (read on {source_topic(record)})")
 
 
 DEPENDENCY_BACKOFF = Backoff(initial=0.5, maximum=15.0)
@@ -104,14 +87,6 @@ class _StalledError(Exception):
 
 def _records(batch: Batch) -> list[ConsumerRecord[bytes, bytes]]:
     return [record for records in batch.values() for record in records]
-
-
-def _decode(record: ConsumerRecord[bytes, bytes]) -> tuple[CloudEvent[Payload] | None, EventDecodeError | None]:
-    """The record's event, or why it is a poison message."""
-    try:
-        return decode(record.value), None
-    except EventDecodeError as error:
-        return None, error
 
 
 class _WaitForBatchOnRevoke(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -150,10 +125,10 @@ class ConsumerRunner:
         settings: KafkaSettings,
         *,
         group_id: str,
-        topics: list[str],
+        topics: Sequence[TopicSpec],
         handler: Handler,
         producer: AIOKafkaProducer,
-        retry: RetryPolicy | None = None,
+        retry: RetryTopicPolicy | None = None,
         transactional: bool = False,
         batch_size: int = 500,
         before_commit: Callable[[], Awaitable[None]] | None = None,
@@ -163,14 +138,16 @@ class ConsumerRunner:
         self.group_id = group_id
         self.producer = producer
         self._handler = handler
-        self._retry = retry or RetryPolicy()
+        self._retry = retry or RetryTopicPolicy()
         self._transactional = transactional
         self._batch_size = batch_size
         self._before_commit = before_commit
         self._batch_handler = batch_handler
         self._retry_topic = settings.topic(retry_topic(group_id))
         self._dead_letter_topic = settings.topic(dead_letter_topic(group_id))
-        self._topics = [settings.topic(name) for name in topics] + [self._retry_topic]
+        self.consumed_topics = tuple(topics)
+        self._event_type_of = {settings.topic(spec.name): TYPE_OF[spec.payload] for spec in topics}
+        self._topics = [*self._event_type_of, self._retry_topic]
         self._paused_until: dict[TopicPartition, float] = {}
         self._batch_lock = asyncio.Lock()
         self._assignment_generation = 0
@@ -216,6 +193,21 @@ class ConsumerRunner:
     def degraded(self) -> str | None:
         """Why the consumer is waiting (``database unavailable``…), or None while it flows."""
         return self._degraded
+
+    def _decode(
+        self, record: ConsumerRecord[bytes, bytes]
+    ) -> tuple[CloudEvent[Payload] | None, EventDecodeError | None]:
+        """The record's event, or why it must go straight to the dead-letter topic (see the module's docstring)."""
+        try:
+            event = decode(record.value)
+        except EventDecodeError as error:
+            return None, error
+        topic = source_topic(record)
+        expected = self._event_type_of.get(topic)
+        if event.type != expected:
+            carries = f"which carries only {expected}" if expected else "which this consumer does not read"
+            return None, UnexpectedEventError(f"{event.type} on {topic}, {carries}: a contract break")
+        return event, None
 
     def _stalled(self, stall: _StalledError) -> None:
         if self._degraded is None:
@@ -327,11 +319,11 @@ class ConsumerRunner:
         due: list[ConsumerRecord[bytes, bytes]] = []
         for partition, records in batch.items():
             for record in records:
-                not_before = header(record, H_NOT_BEFORE)
-                if partition.topic == self._retry_topic and not_before and float(not_before) > time.time():
+                retry_at = not_before(record)
+                if partition.topic == self._retry_topic and retry_at is not None and retry_at > time.time():
                     consumer.seek(partition, record.offset)
                     consumer.pause(partition)
-                    self._paused_until[partition] = float(not_before)
+                    self._paused_until[partition] = retry_at
                     break
                 due.append(record)
         return due
@@ -342,7 +334,7 @@ class ConsumerRunner:
         poison: list[tuple[ConsumerRecord[bytes, bytes], EventDecodeError]] = []
         decoded: list[DecodedRecord] = []
         for record in due:
-            event, error = _decode(record)
+            event, error = self._decode(record)
             if error is not None:
                 poison.append((record, error))
             elif event is not None:
@@ -355,7 +347,7 @@ class ConsumerRunner:
                 pending.extend(await self._handle_one(event, record))
         # Dead letters only once the batch went through: a batch stalled by an outage is read again whole.
         for record, error in poison:
-            pending.append(await self._dead_letter_poison(record, error))
+            pending.append(await self._dead_letter_at_once(record, error))
         return pending
 
     async def _handle_as_batch(self, batch_handler: BatchHandler, decoded: list[DecodedRecord]) -> bool:
@@ -379,23 +371,23 @@ class ConsumerRunner:
             return False
         share = (time.perf_counter() - started) / len(decoded)
         for _, record in decoded:
-            labels = (self.group_id, header(record, H_ORIGINAL_TOPIC) or record.topic)
+            labels = (self.group_id, source_topic(record))
             metrics.CONSUMER_PROCESSED.labels(*labels).inc()
             metrics.CONSUMER_SECONDS.labels(*labels).observe(share)
         return True
 
-    async def _dead_letter_poison(
+    async def _dead_letter_at_once(
         self, record: ConsumerRecord[bytes, bytes], error: EventDecodeError
     ) -> asyncio.Future[Any]:
-        source_topic = header(record, H_ORIGINAL_TOPIC) or record.topic
-        log.warning("poison message on %s: %s", source_topic, error)
-        metrics.CONSUMER_DEAD_LETTERED.labels(self.group_id, source_topic).inc()
-        return await self._forward(record, self._dead_letter_topic, error=str(error))
+        topic = source_topic(record)
+        log.warning("dead-lettering a message of %s at once: %s", topic, error)
+        metrics.CONSUMER_DEAD_LETTERED.labels(self.group_id, topic).inc()
+        return await forward(self.producer, record, self._dead_letter_topic, error=str(error))
 
     async def _process_one(self, record: ConsumerRecord[bytes, bytes]) -> list[asyncio.Future[Any]]:
-        event, error = _decode(record)
+        event, error = self._decode(record)
         if error is not None:
-            return [await self._dead_letter_poison(record, error)]
+            return [await self._dead_letter_at_once(record, error)]
         if event is None:
             return []
         return await self._handle_one(event, record)
@@ -403,13 +395,14 @@ class ConsumerRunner:
     async def _handle_one(
         self, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]
     ) -> list[asyncio.Future[Any]]:
-        source_topic = header(record, H_ORIGINAL_TOPIC) or record.topic
-        labels = (self.group_id, source_topic)
-        attempt = int(header(record, H_ATTEMPT) or 1)
+        labels = (self.group_id, source_topic(record))
+        attempt = attempt_of(record)
         with trace_context(event.trace_id):
             started = time.perf_counter()
             try:
                 await self._handler(event, record)
+            except UnexpectedEventError as error:
+                return [await self._dead_letter_at_once(record, error)]
             except Exception as error:  # an outage stalls; any other failure is retried, then dead-lettered
                 dependency = transient_dependency(error)
                 if dependency is not None:
@@ -418,46 +411,19 @@ class ConsumerRunner:
                 if attempt >= self._retry.max_attempts:
                     log.error("giving up on event %s after %d attempts: %s", event.id, attempt, reason)
                     metrics.CONSUMER_DEAD_LETTERED.labels(*labels).inc()
-                    return [await self._forward(record, self._dead_letter_topic, error=reason, attempt=attempt)]
+                    dead_letter = forward(self.producer, record, self._dead_letter_topic, error=reason, attempt=attempt)
+                    return [await dead_letter]
                 log.warning("event %s failed (attempt %d), will retry: %s", event.id, attempt, reason)
                 metrics.CONSUMER_RETRIED.labels(*labels).inc()
-                not_before = time.time() + self._retry.delay(attempt)
+                retry_at = time.time() + self._retry.delay(attempt)
                 return [
-                    await self._forward(
-                        record, self._retry_topic, error=reason, attempt=attempt + 1, not_before=not_before
+                    await forward(
+                        self.producer, record, self._retry_topic, error=reason, attempt=attempt + 1, retry_at=retry_at
                     )
                 ]
             metrics.CONSUMER_PROCESSED.labels(*labels).inc()
             metrics.CONSUMER_SECONDS.labels(*labels).observe(time.perf_counter() - started)
         return []
-
-    async def _forward(
-        self,
-        record: ConsumerRecord[bytes, bytes],
-        topic: str,
-        *,
-        error: str,
-        attempt: int | None = None,
-        not_before: float | None = None,
-    ) -> asyncio.Future[Any]:
-        """Copy a record to the retry or dead-letter topic, keeping where it first came from."""
-        kept = {H_ORIGINAL_TOPIC, H_ORIGINAL_PARTITION, H_ORIGINAL_OFFSET}
-        headers = [(k, v) for k, v in record.headers or () if k in kept or not k.startswith("cw-")]
-        if header(record, H_ORIGINAL_TOPIC) is None:
-            headers += [
-                (H_ORIGINAL_TOPIC, record.topic.encode()),
-                (H_ORIGINAL_PARTITION, str(record.partition).encode()),
-                (H_ORIGINAL_OFFSET, str(record.offset).encode()),
-            ]
-        headers.append((H_ERROR, error[:2000].encode()))
-        if attempt is not None:
-            headers.append((H_ATTEMPT, str(attempt).encode()))
-        if not_before is not None:
-            headers.append((H_NOT_BEFORE, f"{not_before:.3f}".encode()))
-        future: asyncio.Future[Any] = await self.producer.send(
-            topic, value=record.value, key=record.key, headers=headers
-        )
-        return future
 
     def _resume_due(self, consumer: AIOKafkaConsumer) -> None:
         now = time.time()
