@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
 from services.delivery.providers.base import PermanentProviderError
-from services.delivery.providers.twilio_voice import OutboundCall, TwilioVoiceProvider, call_receipt, is_machine
+from services.delivery.providers.twilio.voice import OutboundCall, TwilioVoiceProvider, call_receipt, is_machine
 from shared.devservers.ports import free_port
 from shared.devservers.sinks.http_server import EmbeddedHttpServer
 from shared.devservers.sinks.voice import VoiceSink, VoiceSinkConfig, config_from_environment
@@ -32,6 +32,12 @@ GATHER = (
     '<?xml version="1.0"?><Response><Gather input="dtmf" numDigits="4" actionOnEmptyResult="true" action="{action}">'
     '<Say language="en-US">Enter your PIN.</Say></Gather><Say>Goodbye.</Say></Response>'
 )
+
+MENU = (
+    '<Response><Say>Welcome.</Say><Gather input="dtmf" finishOnKey="#" actionOnEmptyResult="true" action="{action}">'
+    "<Say>Enter the number, then pound.</Say></Gather><Hangup/><Say>Never said.</Say></Response>"
+)
+HOTLINE = "+18005550100"
 
 
 @dataclass
@@ -63,6 +69,10 @@ async def webhooks() -> AsyncIterator[Webhooks]:
     recorded("/twiml", lambda _: GATHER.format(action=f"{hooks.base}/action?ref=a1&amp;try=1"))
     recorded("/action", lambda form: f"<Response><Say>You pressed {form.get('Digits') or 'nothing'}.</Say></Response>")
     recorded("/status", lambda _: "")
+    recorded("/menu", lambda _: MENU.format(action=f"{hooks.base}/action"))
+    recorded("/markup", lambda _: "<Response><Say>Hello <b>there</b></Say></Response>")
+    recorded("/nested", lambda _: f'<Response><Gather action="{hooks.base}/action"><Dial>+1</Dial></Gather></Response>')
+    recorded("/digits", lambda _: '<Response><Gather numDigits="four"><Say>PIN</Say></Gather></Response>')
     server = EmbeddedHttpServer(app, host="127.0.0.1", port=port)
     await server.start()
     yield hooks
@@ -185,18 +195,65 @@ async def test_twilios_refusals(sink: VoiceSink, webhooks: Webhooks) -> None:
     await bad.close()
 
 
-async def test_an_inbound_caller_dials_a_webhook_and_keys_in_what_it_was_given(
+async def dial_in(sink: VoiceSink, digits: list[str], to: str = HOTLINE) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=sink.url) as client:
+        return await client.post("/sink/inbound-calls", json={"from": VICTIM, "to": to, "digits": digits})
+
+
+async def test_an_inbound_caller_dials_our_number_and_keys_in_what_it_was_given(
     sink: VoiceSink, webhooks: Webhooks
 ) -> None:
-    async with httpx.AsyncClient(base_url=sink.url) as client:
-        answer = await client.post(
-            "/sink/inbound",
-            json={"from": VICTIM, "to": "+18005550100", "url": f"{webhooks.base}/twiml", "digits": ["7"]},
-        )
-    call = await finished(sink, answer.json()["sid"])
+    sink.configure(inbound_numbers={HOTLINE: f"{webhooks.base}/menu"})
+    answer = await dial_in(sink, ["1234#99"])
+    assert answer.status_code == 201
+    call = answer.json()
     assert call["direction"] == "inbound"
-    assert webhooks.of("/twiml")[0]["Direction"] == "inbound"
-    assert call["pressed"] == ["7"]
+    assert [entry["text"] for entry in call["said"]] == [
+        "Welcome.",
+        "Enter the number, then pound.",
+        "You pressed 1234.",
+    ]
+    assert call["pressed"] == ["1234#99"]
+    assert call["ended_by"] == "end"
+    [incoming] = webhooks.of("/menu")
+    assert incoming["Direction"] == "inbound"
+    assert incoming["From"] == VICTIM
+    [action] = webhooks.of("/action")
+    assert action["Digits"] == "1234"  # the finishing key is not among the digits, as at Twilio
+    assert action["FinishedOnKey"] == "#"
+    assert all(valid for _, _, valid in webhooks.received)
+    assert call["sid"] in {listed["sid"] for listed in sink.calls()}
+
+
+async def test_a_silent_caller_times_out_and_a_hangup_ends_the_call(sink: VoiceSink, webhooks: Webhooks) -> None:
+    sink.configure(inbound_numbers={HOTLINE: f"{webhooks.base}/menu"})
+    call = (await dial_in(sink, [])).json()
+    assert webhooks.of("/action")[0]["Digits"] == ""  # actionOnEmptyResult: the action hears the silence
+    sink.configure(inbound_numbers={HOTLINE: f"{webhooks.base}/twiml"})
+    call = (await dial_in(sink, [])).json()
+    assert call["ended_by"] == "end"
+    assert "Never said." not in call["text"]
+
+
+@pytest.mark.parametrize(
+    ("path", "problem"),
+    [("/markup", "<Say> holds markup"), ("/nested", "cannot be inside <Gather>"), ("/digits", "numDigits")],
+)
+async def test_twiml_that_breaks_the_schema_ends_the_call(
+    sink: VoiceSink, webhooks: Webhooks, path: str, problem: str
+) -> None:
+    sink.configure(inbound_numbers={HOTLINE: f"{webhooks.base}{path}"})
+    call = (await dial_in(sink, ["1"])).json()
+    assert call["ended_by"] == "error"
+    assert call["said"] == []
+    assert problem in call["errors"][0]
+    assert call["errors"][0].startswith("12200")
+
+
+async def test_an_inbound_call_to_a_number_we_do_not_have_or_with_keys_no_keypad_has(sink: VoiceSink) -> None:
+    assert (await dial_in(sink, ["1"], to="+18005550111")).status_code == 404
+    sink.configure(inbound_numbers={HOTLINE: "http://127.0.0.1:9/hotline"})
+    assert (await dial_in(sink, ["A-1234#"])).status_code == 422
 
 
 def test_configuration_from_the_environment() -> None:
@@ -205,3 +262,5 @@ def test_configuration_from_the_environment() -> None:
     )
     assert config.answers == {VICTIM: "machine"}
     assert config.busy_rate == 0.5
+    hotline = config_from_environment({"VOICE_SINK_INBOUND_NUMBERS": f'{{"{HOTLINE}": "http://127.0.0.1:8002/v"}}'})
+    assert hotline.inbound_numbers == {HOTLINE: "http://127.0.0.1:8002/v"}

@@ -12,8 +12,16 @@
   number (``POST /sink/press``), or none after its timeout, and POSTs them to its ``action`` (signed) unless nothing
   was pressed and ``actionOnEmptyResult`` is not true; ``<Redirect>`` fetches again; ``<Dial>`` is recorded and ends
   the call; ``<Hangup>`` or the end of the document ends it. A machine never presses anything.
-- ``POST /sink/inbound`` ({"from", "to", "url"}) plays a caller dialling in: the webhook at ``url`` is POSTed like
-  Twilio's incoming-call webhook (``Direction=inbound``) and its TwiML played the same way.
+- ``POST /sink/inbound-calls`` ({"from", "to", "digits"}) plays a caller dialling one of our numbers: the number's
+  webhook (``inbound_numbers`` in the config: number -> URL, as a Twilio number's "A call comes in" URL) is POSTed
+  like Twilio's incoming-call webhook (signed, ``Direction=inbound``), its TwiML played; each ``<Gather>`` takes the
+  next entry of ``digits`` (keypad keys only; "" or none left: the Gather times out), cut at its ``finishOnKey`` and
+  ``numDigits`` as Twilio does. The answer is the whole call: every ``<Say>``, what was pressed, ``<Dial>`` numbers,
+  how it ended; it is listed under ``/sink/calls`` too. A number without a webhook answers 404.
+- Harsh like Twilio: TwiML that is not valid XML, not a ``<Response>``, or breaks TwiML's schema (an unknown verb,
+  a ``<Say>`` over 4,096 characters or with markup inside, a ``<Gather>`` with a bad ``numDigits``, ``timeout``,
+  ``finishOnKey``, ``input`` or nested verb, an empty ``<Redirect>`` or ``<Dial>``) ends the call, recorded under
+  ``errors`` with Twilio's error code (12100 parse failure, 12200 schema).
 - ``GET …/Calls/{CallSid}.json`` and ``GET …/Calls.json`` (To, From, newest first, paged) as Twilio answers them.
 - ``GET /sink/calls`` (optional ``?to=``) lists the calls with what was said and pressed; ``DELETE`` clears.
 - ``GET``/``POST /sink/config`` read and change :class:`VoiceSinkConfig`; ``VOICE_SINK_<FIELD>`` sets it at start.
@@ -58,6 +66,11 @@ Answer = Literal["person", "machine", "busy", "no-answer", "failed"]
 AuthorizationHeader = Annotated[str | None, Header()]
 MAX_TWIML_CHARACTERS = 4000
 MAX_PLAYED_VERBS = 200
+MAX_SAY_CHARACTERS = 4096
+KEYPAD = r"^[0-9*#]*$"
+VERBS = frozenset({"Say", "Play", "Pause", "Gather", "Redirect", "Dial", "Hangup", "Reject"})
+GATHER_NESTED = frozenset({"Say", "Play", "Pause"})
+DIAL_NOUNS = frozenset({"Number", "Client", "Sip", "Conference", "Queue"})
 """A TwiML loop (Redirect to itself, an action answering the same Gather forever) ends the call here."""
 
 
@@ -77,6 +90,9 @@ class VoiceSinkConfig(BaseModel):
         default=0.5, ge=0, le=60, description="How long a <Gather> waits for queued digits (its timeout, scaled)."
     )
     seed: int | None = None
+    inbound_numbers: dict[str, str] = Field(
+        default_factory=dict, description="Our numbers callers can dial: number -> the webhook its calls POST to."
+    )
 
 
 def config_from_environment(environ: Mapping[str, str] | None = None) -> VoiceSinkConfig:
@@ -115,6 +131,10 @@ class StoredCall:
     dialed: list[str] = field(default_factory=list)
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    script: deque[str] | None = None
+    """A caller's keys, one entry per ``<Gather>`` (inbound calls); None: digits come from ``/sink/press``."""
+    ended_by: str | None = None
+    """"hangup", "dial", "end" (of the document), "error" (refused TwiML or a webhook that failed) or a status."""
 
     @property
     def reference(self) -> str | None:
@@ -148,6 +168,7 @@ class StoredCall:
             "text": " ".join(entry["text"] for entry in self.said),
             "pressed": list(self.pressed),
             "dialed": list(self.dialed),
+            "ended_by": self.ended_by,
             "callbacks": list(self.callbacks),
             "errors": list(self.errors),
         }
@@ -269,15 +290,88 @@ def _parse(call: StoredCall, twiml: str) -> Element | None:
         call.errors.append(f"TwiML is not valid XML: {error}")
         return None
     if root.tag != "Response":
-        call.errors.append(f"TwiML root is <{root.tag}>, not <Response>")
+        call.errors.append(f"12100: TwiML root is <{root.tag}>, not <Response>")
+        return None
+    problem = _schema_problem(root)
+    if problem is not None:
+        call.errors.append(f"12200: {problem}")
         return None
     return root
+
+
+def _schema_problem(root: Element) -> str | None:
+    """What breaks TwiML's schema in ``root`` (the first thing found), as Twilio refuses it; None when valid."""
+    for verb in root:
+        if verb.tag not in VERBS:
+            return f"<{verb.tag}> is not a TwiML verb"
+        problem = {"Say": _say_problem, "Gather": _gather_problem, "Dial": _dial_problem}.get(verb.tag, _bare_problem)(
+            verb
+        )
+        if problem is not None:
+            return problem
+    return None
+
+
+def _say_problem(say: Element) -> str | None:
+    text = (say.text or "").strip()
+    if len(say):
+        return "<Say> holds markup"
+    if not text:
+        return "<Say> is empty"
+    if len(text) > MAX_SAY_CHARACTERS:
+        return f"<Say> is {len(text)} characters, over {MAX_SAY_CHARACTERS}"
+    return None
+
+
+def _positive(value: str | None) -> bool:
+    return value is None or (value.isdigit() and int(value) > 0)
+
+
+def _gather_problem(gather: Element) -> str | None:
+    finish = gather.get("finishOnKey")
+    timeout = gather.get("timeout")
+    checks = (
+        (set((gather.get("input") or "dtmf").split()) <= {"dtmf", "speech"}, "input is not dtmf or speech"),
+        (_positive(gather.get("numDigits")), "numDigits is not a positive number"),
+        (_positive(timeout) or timeout == "auto", "timeout is not a positive number of seconds"),
+        (finish is None or (len(finish) <= 1 and finish in "0123456789*#"), "finishOnKey is not one keypad key"),
+        (gather.get("method", "POST").upper() in ("GET", "POST"), "method is not GET or POST"),
+        (gather.get("actionOnEmptyResult", "false").lower() in ("true", "false"), "actionOnEmptyResult is not a bool"),
+    )
+    for valid, problem in checks:
+        if not valid:
+            return f"<Gather> {problem}"
+    for nested in gather:
+        if nested.tag not in GATHER_NESTED:
+            return f"<{nested.tag}> cannot be inside <Gather>"
+        if nested.tag == "Say" and (said := _say_problem(nested)) is not None:
+            return said
+    return None
+
+
+def _dial_problem(dial: Element) -> str | None:
+    if any(noun.tag not in DIAL_NOUNS for noun in dial):
+        return "<Dial> holds something that is not a number, client, SIP address, conference or queue"
+    if not (dial.text or "").strip() and not len(dial):
+        return "<Dial> has nobody to call"
+    return None
+
+
+def _bare_problem(verb: Element) -> str | None:
+    if len(verb):
+        return f"<{verb.tag}> cannot hold other elements"
+    if verb.tag == "Redirect" and not (verb.text or "").strip():
+        return "<Redirect> has no URL"
+    return None
 
 
 async def _play(state: VoiceSinkState, call: StoredCall, document: Element | None, base_url: str | None) -> None:
     """Execute TwiML verbs in order, following Gather actions and Redirects, until a hang-up or the end."""
     played = 0
-    verbs = deque(document or [])
+    if document is None:
+        call.ended_by = "error"
+        return
+    verbs = deque(document)
     while verbs and played < MAX_PLAYED_VERBS:
         verb = verbs.popleft()
         played += 1
@@ -286,36 +380,64 @@ async def _play(state: VoiceSinkState, call: StoredCall, document: Element | Non
         elif verb.tag == "Gather":
             followed = await _gather(state, call, verb, base_url)
             if followed is not None:  # the action's TwiML replaces the rest of the document, as at Twilio
+                if followed[1] is None:
+                    call.ended_by = "error"
+                    return
                 verbs, base_url = deque(followed[1]), followed[0]
-        elif verb.tag == "Redirect" and verb.text:
-            url = urljoin(base_url or "", verb.text.strip())
-            verbs = deque(await _fetch_twiml(state, call, url, {}) or [])
-            base_url = url
+        elif verb.tag == "Redirect":
+            url = urljoin(base_url or "", (verb.text or "").strip())
+            redirected = await _fetch_twiml(state, call, url, {})
+            if redirected is None:
+                call.ended_by = "error"
+                return
+            verbs, base_url = deque(redirected), url
         elif verb.tag == "Dial":
-            call.dialed.append((verb.text or "").strip())
+            call.dialed.extend([(verb.text or "").strip()] if not len(verb) else [(n.text or "").strip() for n in verb])
+            call.ended_by = "dial"
             return
         elif verb.tag in ("Hangup", "Reject"):
+            call.ended_by = "hangup"
             return
+    call.ended_by = "end"
 
 
 async def _gather(
     state: VoiceSinkState, call: StoredCall, gather: Element, base_url: str | None
-) -> tuple[str, list[Element]] | None:
-    """Say what the Gather says, take the digits pressed (a person only), and return the action's URL and TwiML;
-    None when no action is called (the call goes on after the Gather)."""
+) -> tuple[str, list[Element] | None] | None:
+    """Say what the Gather says, take the keys pressed (a person only), and return the action's URL and TwiML
+    (None: refused); None when no action is called (the call goes on after the Gather)."""
     for nested in gather:
         if nested.tag == "Say":
             call.said.append({"text": (nested.text or "").strip(), "language": nested.get("language", "en-US")})
     person = call.answered_by in (None, "human")
-    digits = await _next_digits(state, call.from_ if call.direction == "inbound" else call.to) if person else ""
-    if digits:
-        call.pressed.append(digits)
+    keys = await _next_keys(state, call) if person else ""
+    if keys:
+        call.pressed.append(keys)
+    digits, finished_on = _gathered(keys, gather.get("finishOnKey", "#"), gather.get("numDigits"))
     action = gather.get("action")
     if not action or (not digits and gather.get("actionOnEmptyResult", "false").lower() != "true"):
         return None
     url = urljoin(base_url or "", action)
-    document = await _fetch_twiml(state, call, url, {"Digits": digits, "FinishedOnKey": ""})
-    return url, list(document or [])
+    document = await _fetch_twiml(state, call, url, {"Digits": digits, "FinishedOnKey": finished_on})
+    return url, None if document is None else list(document)
+
+
+def _gathered(keys: str, finish_on_key: str, num_digits: str | None) -> tuple[str, str]:
+    """What Twilio reports of the keys pressed at a Gather: the digits before its finishing key (which is not
+    among them), at most ``numDigits`` of them; and the finishing key, if that ended the Gather."""
+    limit = int(num_digits) if num_digits else None
+    if finish_on_key and finish_on_key in keys:
+        before = keys.split(finish_on_key, 1)[0]
+        if limit is None or len(before) < limit:
+            return before, finish_on_key
+    return keys[:limit], ""
+
+
+async def _next_keys(state: VoiceSinkState, call: StoredCall) -> str:
+    """A caller's next scripted entry (none left: silence), else the digits queued for the callee's number."""
+    if call.script is not None:
+        return call.script.popleft() if call.script else ""
+    return await _next_digits(state, call.to)
 
 
 async def _next_digits(state: VoiceSinkState, number: str) -> str:
@@ -400,10 +522,11 @@ class Presses(BaseModel):
 
 
 class InboundCall(BaseModel):
+    """A caller dialling one of our numbers, and the keys they will press at each ``<Gather>`` in turn."""
+
     from_: str = Field(alias="from", pattern=E164.pattern)
     to: str = Field(pattern=E164.pattern)
-    url: str = Field(pattern=r"^https?://")
-    digits: list[str] = Field(default_factory=list)
+    digits: list[Annotated[str, Field(pattern=KEYPAD, max_length=64)]] = Field(default_factory=list, max_length=100)
 
 
 def create_voice_sink_app(*, account_sid: str, auth_token: str, config: VoiceSinkConfig | None = None) -> FastAPI:
@@ -492,26 +615,28 @@ def create_voice_sink_app(*, account_sid: str, auth_token: str, config: VoiceSin
         state.presses.setdefault(presses.number, deque()).extend(presses.digits)
         state.pressed.set()
 
-    @app.post("/sink/inbound", status_code=201)
-    async def inbound(caller: InboundCall) -> dict[str, Any]:
+    @app.post("/sink/inbound-calls", status_code=201, response_model=None)
+    async def inbound(caller: InboundCall) -> JSONResponse:
+        webhook = state.config.inbound_numbers.get(caller.to)
+        if webhook is None:
+            return JSONResponse({"detail": f"{caller.to} is not one of our numbers (inbound_numbers)"}, 404)
         call = StoredCall(
             sid="CA" + secrets.token_hex(16),
             account_sid=state.account_sid,
             to=caller.to,
             from_=caller.from_,
             direction="inbound",
-            url=caller.url,
+            url=webhook,
             twiml=None,
             status_callback=None,
             callback_events=frozenset(),
             machine_detection=False,
             created_at=datetime.now(UTC),
+            script=deque(caller.digits),
         )
-        if caller.digits:
-            state.presses.setdefault(caller.from_, deque()).extend(caller.digits)
         state.calls[call.sid] = call
-        state.spawn(call)
-        return {"sid": call.sid}
+        await _run_call(state, call)
+        return JSONResponse(call.listing(), status_code=201)
 
     @app.get("/sink/calls")
     async def list_calls(to: str | None = None) -> list[dict[str, Any]]:
