@@ -8,24 +8,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from services.matching import store
+from services.matching.deps import Db
 from services.matching.schemas import MatchingStats
+from services.matching.store.stats import counts
 from shared.http import operator_token_guard
-from shared.runtime import ServiceRuntime
-from shared.settings import OperatorTokenSettings
 
 
-def stats_router(runtime: ServiceRuntime) -> APIRouter:
-    settings = runtime.settings
-    if not isinstance(settings, OperatorTokenSettings):
-        raise TypeError("matching's stats need settings with an operator token")
-    router = APIRouter(
-        prefix="/v1/matching", tags=["matching"], dependencies=[operator_token_guard(settings.operator_token)]
-    )
+def stats_router(operator_token: str) -> APIRouter:
+    router = APIRouter(prefix="/v1/matching", tags=["matching"], dependencies=[operator_token_guard(operator_token)])
 
     @router.get("/stats", summary="How many subscriptions, known subjects and notification requests matching holds")
-    async def stats(agency_id: str | None = None) -> MatchingStats:
-        async with runtime.pool.acquire() as connection:
-            return MatchingStats.model_validate(await store.counts(connection, agency_id))
+    async def stats(connection: Db, agency_id: str | None = None) -> MatchingStats:
+        return MatchingStats.model_validate(await counts(connection, agency_id))
 
     return router

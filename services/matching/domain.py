@@ -1,16 +1,19 @@
 """Who hears about a custody change, on which channel, and with which notification id. Pure: no I/O.
 
-Notification ids are UUIDv5 over the cause, so the same cause can never yield a second, different notice.
+Notification ids are UUIDv5 over the cause, so the same cause can never yield a second, different notice. The
+reminders of scheduled dates (:mod:`services.matching.reminders.domain`) and the subscriptions that follow a
+transferred person (:mod:`services.matching.transfers.domain`) build their notices with :func:`notices_to`.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from functools import partial
 
+from shared.envelope import encode, event_source, new_event
 from shared.events import (
     ContactPointState,
     CustodyFacts,
@@ -175,7 +178,7 @@ def _notice(
     )
 
 
-def _notices_to(
+def notices_to(
     subscription: SubscriptionState,
     contacts: list[ContactPointState],
     *,
@@ -209,7 +212,7 @@ def status_change_notices(
     for subscription in sorted(subscriptions, key=lambda s: s.subscription_id):
         if subscription.agency_id != change.agency_id or change.status not in subscription.event_types:
             continue
-        notices += _notices_to(
+        notices += notices_to(
             subscription,
             reachable_contacts(subscription),
             kind=NotificationKind.STATUS_CHANGE,
@@ -236,7 +239,7 @@ def current_status_notices(
     for state in sorted(known_states, key=lambda s: s.custody_event_id):
         if state.change.agency_id != after.agency_id:
             continue
-        notices += _notices_to(
+        notices += notices_to(
             after,
             contacts,
             kind=NotificationKind.CURRENT_STATUS,
@@ -266,7 +269,7 @@ def feed_silence_notices(
     for subscription, state in sorted(cases, key=lambda case: case[0].subscription_id):
         if not is_urgent_case(subscription, state):
             continue
-        notices += _notices_to(
+        notices += notices_to(
             subscription,
             reachable_contacts(subscription),
             kind=NotificationKind.FEED_SILENCE,
@@ -285,7 +288,7 @@ def feed_restored_notices(
     """Tell those who heard of the silence that updates arrive again (the changes themselves follow as usual)."""
     notices: list[NotificationRequested] = []
     for subscription in sorted(told, key=lambda s: s.subscription_id):
-        notices += _notices_to(
+        notices += notices_to(
             subscription,
             reachable_contacts(subscription),
             kind=NotificationKind.FEED_RESTORED,
@@ -298,104 +301,27 @@ def feed_restored_notices(
     return notices
 
 
-# Scheduled notices: announcements of a release or court date, and their reminders (see schedule.py)
-
-ANNOUNCED_TO: dict[NotificationKind, CustodyStatus] = {
-    NotificationKind.RELEASE_SCHEDULED: CustodyStatus.RELEASED,
-    NotificationKind.RELEASE_REMINDER: CustodyStatus.RELEASED,
-    NotificationKind.COURT_DATE_SCHEDULED: CustodyStatus.COURT_DATE_SET,
-    NotificationKind.COURT_REMINDER: CustodyStatus.COURT_DATE_SET,
-}
-"""Who a scheduled notice is for: those who asked to hear of releases, or of court dates."""
+EVENT_SOURCE = event_source("matching")
 
 
-def scheduled_notice_id(cause: str, kind: NotificationKind, subscription_id: str, channel: Channel) -> str:
-    """``cause``: the custody event that announced the date, or the reminder's own id."""
-    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"scheduled|{kind}|{cause}|{subscription_id}|{channel}"))
-
-
-def wants(subscription: SubscriptionState, kind: NotificationKind) -> bool:
-    return ANNOUNCED_TO[kind] in subscription.event_types
-
-
-def scheduled_notices(
-    kind: NotificationKind,
-    cause: str,
-    state: KnownCustodyState,
-    subscription: SubscriptionState,
-    requested_at: datetime,
-) -> list[NotificationRequested]:
-    """A scheduled release or court date announced, or reminded of, to each reachable contact: informational
-    (a date ahead is no emergency), with the date and court from the case the agency shares."""
-    case = state.change.case
-    if case is None or not wants(subscription, kind):
-        return []
-    court = kind in (NotificationKind.COURT_DATE_SCHEDULED, NotificationKind.COURT_REMINDER)
-    when = case.next_court_at if court else case.scheduled_release_at
-    notices = _notices_to(
-        subscription,
-        reachable_contacts(subscription),
-        kind=kind,
-        facts=custody_facts(state.custody_event_id, state.change, subscription.identifier),
-        notification_id=partial(scheduled_notice_id, cause, kind, subscription.subscription_id),
-        requested_at=requested_at,
-    )
-    extra = {"urgency": Urgency.INFORMATIONAL, "scheduled_for": when, "court_name": case.court_name if court else None}
-    return [notice.model_copy(update=extra) for notice in notices]
-
-
-# A person moved to another participating agency: the subscription follows
-
-FOLLOW_WINDOW = timedelta(days=30)
-"""How long after a transfer the receiving agency's booking of the same person number carries subscriptions over."""
-
-
-def person_numbers(change: CustodyStatusChanged) -> list[str]:
-    """Only a person / A-number names the same person across agencies (case and booking numbers are local)."""
-    return sorted({normalise_identifier(i.value) for i in change.identifiers if i.kind is IdentifierKind.PERSON_NUMBER})
-
-
-def now_held_by_notice_id(subscription_id: str, agency_id: str, subject_id: str, channel: Channel) -> str:
-    """Once per subscription and receiving subject, whichever of its changes first carried the subscription over."""
-    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"now_held_by|{subscription_id}|{agency_id}|{subject_id}|{channel}"))
-
-
-def follower_notices(
-    custody_event_id: str,
-    change: CustodyStatusChanged,
-    followers: list[SubscriptionState],
-    *,
-    newly_following: set[str],
-    agency_name: str,
-    requested_at: datetime,
-) -> list[NotificationRequested]:
-    """The receiving agency's notices to subscriptions that followed the person there: the first says, in words,
-    who holds the person now; later ones are its status changes. They are the receiving agency's notices (its
-    name and resources), about the subscriber's own case number."""
-    notices: list[NotificationRequested] = []
-    for subscription in sorted(followers, key=lambda s: s.subscription_id):
-        facts = custody_facts(custody_event_id, change, subscription.identifier)
-        new = subscription.subscription_id in newly_following
-        if new:
-            ids = partial(now_held_by_notice_id, subscription.subscription_id, change.agency_id, change.subject_id)
-            kind = NotificationKind.NOW_HELD_BY
-        elif change.status in subscription.event_types and not change.case_information_only:
-            ids = partial(status_change_notification_id, custody_event_id, subscription.subscription_id)
-            kind = NotificationKind.STATUS_CHANGE
-        else:
-            continue
-        extra: dict[str, object] = {"agency_id": change.agency_id}
-        if new:
-            extra |= {"now_held_by": agency_name, "urgency": Urgency.INFORMATIONAL}
-        notices += [
-            notice.model_copy(update=extra)
-            for notice in _notices_to(
-                subscription,
-                reachable_contacts(subscription),
-                kind=kind,
-                facts=facts,
-                notification_id=ids,
-                requested_at=requested_at,
-            )
-        ]
-    return notices
+def encode_notices(
+    notices: list[NotificationRequested], *, trace_id: str, at: datetime
+) -> list[tuple[NotificationRequested, bytes]]:
+    """Each notice as the CloudEvent matching sends; the event id is the notification id, so a consumer can
+    de-duplicate on either."""
+    return [
+        (
+            notice,
+            encode(
+                new_event(
+                    notice,
+                    source=EVENT_SOURCE,
+                    subject=notice.notification_id,
+                    event_id=notice.notification_id,
+                    trace_id=trace_id,
+                    at=at,
+                )
+            ),
+        )
+        for notice in notices
+    ]

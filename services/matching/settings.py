@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.matching.consumers import CONSUMER_GROUP
 from shared.settings import OperatorTokenSettings
 
 
@@ -30,7 +31,11 @@ class MatchingSettings(OperatorTokenSettings):
         description="Stable name of this process: a restarted process with the same id fences its crashed "
         "predecessor's open Kafka transaction.",
     )
-    consumer_group: str = Field(default="matching", min_length=1)
+    consumer_group: str = Field(
+        default=CONSUMER_GROUP,
+        min_length=1,
+        description="Kafka consumer group; its retry and dead-letter topics are named after it.",
+    )
     retention_days: int = Field(
         default=90, ge=1, description="How long handled events and decided notices are kept for de-duplication."
     )

@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.matching.app import CONSUMED_TOPICS as MATCHING_CONSUMES
+from services.matching.consumers import CONSUMED_TOPICS as MATCHING_CONSUMES
 from services.subscription.consumers import CONSUMED_TOPICS as SUBSCRIPTION_CONSUMES
 from shared.devservers.driver import SystemDriver, Victim, custody_record
 from shared.devservers.stack import Stack

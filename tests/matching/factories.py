@@ -4,15 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
 
-from shared.events import (
-    ContactPointState,
-    CustodyStatusChanged,
-    SubjectIdentifier,
-    SubjectSealed,
-    SubscriptionState,
-    encode,
-    new_event,
-)
+from shared.envelope import encode, new_event
+from shared.events import ContactPointState, CustodyStatusChanged, SubjectIdentifier, SubjectSealed, SubscriptionState
 from shared.vocabulary import Channel, CustodyStatus, IdentifierKind, Language
 
 AGENCY = "agency-a"

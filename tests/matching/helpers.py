@@ -10,11 +10,10 @@ from contextlib import asynccontextmanager
 from aiokafka import ConsumerRecord
 
 from services.matching.settings import MatchingSettings
-from services.ops.pipeline import PipelineMonitor
-from services.ops.settings import OpsSettings
 from shared.db import apply_migrations, create_pool
-from shared.events import NotificationRequested, decode
-from shared.kafka import create_producer
+from shared.envelope import decode
+from shared.events import NotificationRequested
+from shared.kafka.producer import create_producer
 from shared.settings import KafkaSettings
 from shared.topics import (
     CUSTODY_STATUS_CHANGED,
@@ -124,6 +123,8 @@ async def ops_replays(
     postgres_admin_dsn: str, unique: str, kafka: KafkaSettings, group: str
 ) -> AsyncIterator[Callable[[ConsumerRecord[bytes, bytes]], Awaitable[str]]]:
     """Replay a dead letter of ``group`` through ops' own replay (its database, claims and audit)."""
+    from services.ops.pipeline.flows import PipelineMonitor
+    from services.ops.settings import OpsSettings
     from tests import servers
 
     database_url = await servers.create_database(postgres_admin_dsn, f"ops_{unique}")

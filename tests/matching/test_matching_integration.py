@@ -12,8 +12,9 @@ from prometheus_client import REGISTRY
 
 from services.matching import domain
 from services.matching.app import create_app
-from shared.events import NotificationKind, SubjectIdentifier, encode, new_event
-from shared.kafka import H_ERROR, header
+from shared.envelope import encode, new_event
+from shared.events import NotificationKind, SubjectIdentifier
+from shared.kafka.records import H_ERROR, header
 from shared.settings import DEV_OPERATOR_TOKEN, KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED, dead_letter_topic
 from shared.vocabulary import Channel, CustodyStatus, IdentifierKind, Urgency

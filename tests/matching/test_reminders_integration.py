@@ -11,6 +11,7 @@ import pytest
 
 from services.matching.app import create_app
 from services.matching.settings import MatchingSettings
+from shared.envelope import encode, new_event
 from shared.events import (
     AgencyProfile,
     CaseInformation,
@@ -18,8 +19,6 @@ from shared.events import (
     NotificationKind,
     NotificationRequested,
     ReminderPolicy,
-    encode,
-    new_event,
 )
 from shared.settings import KafkaSettings
 from shared.topics import AGENCY_PROFILE

@@ -13,17 +13,9 @@ from zoneinfo import ZoneInfo
 import asyncpg
 import pytest
 
-from services.matching import domain
-from services.matching.schedule import dates_after, reminders_for
-from shared.events import (
-    AgencyProfile,
-    CaseInformation,
-    NotificationKind,
-    ReminderPolicy,
-    SubjectIdentifier,
-    encode,
-    new_event,
-)
+from services.matching.reminders.domain import dates_after, reminders_for, scheduled_notice_id
+from shared.envelope import encode, new_event
+from shared.events import AgencyProfile, CaseInformation, NotificationKind, ReminderPolicy, SubjectIdentifier
 from shared.settings import KafkaSettings
 from shared.topics import AGENCY_PROFILE
 from shared.vocabulary import Channel, CustodyStatus, IdentifierKind
@@ -107,7 +99,7 @@ async def test_killed_while_reminders_go_out_none_is_lost_none_gets_a_second_id(
             await restarted.wait_ready()
             await wait_until(lambda: reached(pool, sent, SUBSCRIBERS), timeout=60, what="every reminder sent")
             expected = {
-                domain.scheduled_notice_id(
+                scheduled_notice_id(
                     reminder.reminder_id, NotificationKind.RELEASE_REMINDER, state.subscription_id, Channel.SMS
                 )
                 for state in states

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.matching.schedule import (
+from services.matching.reminders.domain import (
     ScheduledDates,
     announcements,
     dates_after,

@@ -9,10 +9,10 @@ import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
 
-from services.matching import store
 from services.matching.consumers import Matcher
+from services.matching.store import notifications, subscriptions
 from shared.db import apply_migrations
-from shared.events import decode
+from shared.envelope import decode
 from shared.settings import KafkaSettings
 from shared.topics import NOTIFICATION_REQUESTED, ensure_topics
 from tests.matching.factories import change, custody_message, subscription
@@ -49,7 +49,7 @@ async def test_a_send_failing_after_the_commit_aborts_the_batch_and_the_event_re
     await apply_migrations(pool, ["shared", "services.matching"])
     await ensure_topics(kafka_settings, [NOTIFICATION_REQUESTED])
     async with pool.acquire() as connection:
-        await store.save_subscription(connection, subscription("sub-1"))
+        await subscriptions.save_subscription(connection, subscription("sub-1"))
     _, value, event_id = custody_message(change())
     record = consumed(value, offset=7)
 
@@ -65,7 +65,7 @@ async def test_a_send_failing_after_the_commit_aborts_the_batch_and_the_event_re
     finally:
         await refusing.stop()
     async with pool.acquire() as connection:
-        assert len(await store.notifications_caused_by(connection, event_id)) == 2, "the effect was committed"
+        assert len(await notifications.notifications_caused_by(connection, event_id)) == 2, "the effect was committed"
 
     producer = await transactional_producer(kafka_settings, f"matching-{unique}")
     try:

@@ -7,7 +7,8 @@ import asyncpg
 import pytest
 
 from services.matching.app import create_app
-from shared.events import AgencyProfile, NotificationKind, SubjectIdentifier, encode, new_event
+from shared.envelope import encode, new_event
+from shared.events import AgencyProfile, NotificationKind, SubjectIdentifier
 from shared.settings import KafkaSettings
 from shared.topics import AGENCY_PROFILE
 from shared.vocabulary import CustodyStatus, IdentifierKind, Urgency

@@ -1,6 +1,6 @@
 """Scheduled notices: a release or court date announced, then reminded before it. Pure: no I/O, no clock.
 
-Matching holds the reminders (stored in its database, sent by :mod:`services.matching.reminders`) because it is
+Matching holds the reminders (stored in its database, sent by :mod:`services.matching.reminders.flows`) because it is
 the one service that knows both sides: each subject's newest custody change, with the case information that
 carries the dates, and each case's verified subscribers with their time zones and quiet hours. Ingest knows no
 subscribers; delivery knows a notice only once it is requested, and a reminder due in 14 days is no notice yet.
@@ -16,10 +16,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
+from functools import partial
 from zoneinfo import ZoneInfo
 
-from shared.events import CaseInformation, NotificationKind, ReminderPolicy
-from shared.vocabulary import CustodyStatus
+from pydantic import BaseModel, ConfigDict
+
+from services.matching.domain import (
+    NOTIFICATION_NAMESPACE,
+    KnownCustodyState,
+    custody_facts,
+    notices_to,
+    reachable_contacts,
+)
+from shared.events import CaseInformation, NotificationKind, NotificationRequested, ReminderPolicy, SubscriptionState
+from shared.vocabulary import Channel, CustodyStatus, Urgency
 
 REMINDER_NAMESPACE = uuid.UUID("0b7e4c1a-6f0d-4d7b-a3c2-8e5f1d9a2b64")
 """Fixed forever: reminder ids (and so their notices' ids) must not change between releases."""
@@ -138,10 +148,11 @@ def court_reminder_times(
     )
 
 
-@dataclass(frozen=True)
-class Reminder:
-    """One reminder to one subscription; its id (and so its notices' ids) is the same however often it is
-    planned, so a re-planned or re-sent reminder can never become a second notice."""
+class Reminder(BaseModel):
+    """One reminder to one subscription (a row of ``scheduled_notices``); its id (and so its notices' ids) is the
+    same however often it is planned, so a re-planned or re-sent reminder can never become a second notice."""
+
+    model_config = ConfigDict(frozen=True)
 
     reminder_id: str
     subscription_id: str
@@ -240,3 +251,57 @@ def announcements(before: ScheduledDates, after: ScheduledDates, now: datetime) 
     if after.court_at is not None and after.court_at != before.court_at and after.court_at > now:
         kinds.append(NotificationKind.COURT_DATE_SCHEDULED)
     return kinds
+
+
+def still_due(reminder: Reminder, state: KnownCustodyState | None) -> bool:
+    """A reminder goes only if the subject still has that very date ahead (a release first, a changed date or a
+    seal would have cancelled it; this also covers one decided just before such a change committed)."""
+    if state is None:
+        return False
+    return reminded_date(reminder.kind, dates_after(state.change.status, state.change.case)) == reminder.scheduled_for
+
+
+# The notices: a date announced, or reminded of
+
+ANNOUNCED_TO: dict[NotificationKind, CustodyStatus] = {
+    NotificationKind.RELEASE_SCHEDULED: CustodyStatus.RELEASED,
+    NotificationKind.RELEASE_REMINDER: CustodyStatus.RELEASED,
+    NotificationKind.COURT_DATE_SCHEDULED: CustodyStatus.COURT_DATE_SET,
+    NotificationKind.COURT_REMINDER: CustodyStatus.COURT_DATE_SET,
+}
+"""Who a scheduled notice is for: those who asked to hear of releases, or of court dates."""
+
+
+def scheduled_notice_id(cause: str, kind: NotificationKind, subscription_id: str, channel: Channel) -> str:
+    """``cause``: the custody event that announced the date, or the reminder's own id."""
+    return str(uuid.uuid5(NOTIFICATION_NAMESPACE, f"scheduled|{kind}|{cause}|{subscription_id}|{channel}"))
+
+
+def wants(subscription: SubscriptionState, kind: NotificationKind) -> bool:
+    return ANNOUNCED_TO[kind] in subscription.event_types
+
+
+def scheduled_notices(
+    kind: NotificationKind,
+    cause: str,
+    state: KnownCustodyState,
+    subscription: SubscriptionState,
+    requested_at: datetime,
+) -> list[NotificationRequested]:
+    """A scheduled release or court date announced, or reminded of, to each reachable contact: informational
+    (a date ahead is no emergency), with the date and court from the case the agency shares."""
+    case = state.change.case
+    if case is None or not wants(subscription, kind):
+        return []
+    court = kind in (NotificationKind.COURT_DATE_SCHEDULED, NotificationKind.COURT_REMINDER)
+    when = case.next_court_at if court else case.scheduled_release_at
+    notices = notices_to(
+        subscription,
+        reachable_contacts(subscription),
+        kind=kind,
+        facts=custody_facts(state.custody_event_id, state.change, subscription.identifier),
+        notification_id=partial(scheduled_notice_id, cause, kind, subscription.subscription_id),
+        requested_at=requested_at,
+    )
+    extra = {"urgency": Urgency.INFORMATIONAL, "scheduled_for": when, "court_name": case.court_name if court else None}
+    return [notice.model_copy(update=extra) for notice in notices]
