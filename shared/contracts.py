@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.events import EVENT_TYPES, CloudEvent
+from shared.envelope import CloudEvent
+from shared.events import EVENT_TYPES
 from shared.topics import ALL_TOPICS, TopicSpec
 
 SERVICES: dict[str, str] = {

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaProducer
 from shared import metrics
 from shared.backoff import Backoff, until_available
 from shared.db import Connection
-from shared.events import KAFKA_HEADERS, CloudEvent, encode
+from shared.envelope import KAFKA_HEADERS, CloudEvent, encode
 
 log = logging.getLogger(__name__)
 

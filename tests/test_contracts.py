@@ -1,11 +1,15 @@
 """contracts/ is generated from the code; this fails when someone changed one without the other."""
 
+import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
 
 from shared.contracts import differences, event_schemas
-from shared.events import EVENT_TYPES
+from shared.envelope import encode, new_event
+from shared.events import EVENT_TYPES, CustodyStatusChanged, SubjectIdentifier
+from shared.vocabulary import CustodyStatus, IdentifierKind
 
 CONTRACTS = Path(__file__).resolve().parents[1] / "contracts"
 
@@ -23,12 +27,6 @@ def test_every_event_schema_is_valid_json_schema() -> None:
 
 
 def test_an_encoded_event_validates_against_its_published_schema() -> None:
-    import json
-    from datetime import UTC, datetime
-
-    from shared.events import CustodyStatusChanged, SubjectIdentifier, encode, new_event
-    from shared.vocabulary import CustodyStatus, IdentifierKind
-
     event = new_event(
         CustodyStatusChanged(
             agency_id="a",

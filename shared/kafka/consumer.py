@@ -33,7 +33,8 @@ from prometheus_client import Counter
 
 from shared import metrics
 from shared.backoff import Backoff
-from shared.events import TYPE_OF, CloudEvent, EventDecodeError, Payload, decode
+from shared.envelope import CloudEvent, EventDecodeError, decode
+from shared.events import TYPE_OF, Payload
 from shared.failures import transient_dependency
 from shared.kafka.producer import start_with_retry
 from shared.kafka.records import source_topic

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from typing_extensions import override
 
 from shared.backoff import Backoff, until_available
-from shared.events import KAFKA_HEADERS
+from shared.envelope import KAFKA_HEADERS
 from shared.settings import KafkaSettings
 
 Headers = Sequence[tuple[str, bytes]]

@@ -14,7 +14,8 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from shared.db import Connection, apply_migrations, create_pool
-from shared.events import CloudEvent, Payload, encode
+from shared.envelope import CloudEvent, encode
+from shared.events import Payload
 from shared.idempotency import apply_once
 from shared.kafka.consumer import ConsumerRunner, DecodedRecord
 from shared.kafka.producer import create_producer

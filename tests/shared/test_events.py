@@ -6,16 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.events import (
-    TRACEPARENT,
-    CustodyStatusChanged,
-    EventDecodeError,
-    SubjectIdentifier,
-    decode,
-    encode,
-    event_source,
-    new_event,
-)
+from shared.envelope import TRACEPARENT, EventDecodeError, decode, encode, event_source, new_event
+from shared.events import CustodyStatusChanged, SubjectIdentifier
 from shared.vocabulary import CustodyStatus, IdentifierKind, Urgency, normalise_identifier, urgency_of
 
 

@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 
-from shared.events import CloudEvent, CustodyStatusChanged, Payload, SubjectIdentifier, decode, encode, new_event
+from shared.envelope import CloudEvent, decode, encode, new_event
+from shared.events import CustodyStatusChanged, Payload, SubjectIdentifier
 from shared.kafka.consumer import ConsumerRunner, DecodedRecord
 from shared.kafka.producer import create_producer
 from shared.kafka.records import H_ATTEMPT, header

@@ -11,16 +11,8 @@ import pytest
 from aiokafka import ConsumerRecord
 
 from shared.db import apply_migrations
-from shared.events import (
-    CloudEvent,
-    CustodyStatusChanged,
-    Payload,
-    SubjectIdentifier,
-    SubjectSealed,
-    decode,
-    encode,
-    new_event,
-)
+from shared.envelope import CloudEvent, decode, encode, new_event
+from shared.events import CustodyStatusChanged, Payload, SubjectIdentifier, SubjectSealed
 from shared.idempotency import apply_once
 from shared.kafka.consumer import ConsumerRunner, UnexpectedEventError
 from shared.kafka.producer import UndeclaredTopicError, create_producer

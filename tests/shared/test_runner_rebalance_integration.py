@@ -7,7 +7,8 @@ import asyncio
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
-from shared.events import CloudEvent, Payload, encode
+from shared.envelope import CloudEvent, encode
+from shared.events import Payload
 from shared.kafka.consumer import Batch, ConsumerRunner
 from shared.kafka.producer import create_producer
 from shared.settings import KafkaSettings
