@@ -21,11 +21,11 @@ class Backoff:
     initial: float = 0.5
     maximum: float = 30.0
 
-    def delay(self, attempt: int) -> float:
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """The wait before try ``attempt + 1`` (``attempt`` counts from 1): between half and all of the capped
         exponential ceiling, so many waiters do not retry in lockstep."""
-        ceiling = min(self.maximum, self.initial * 2 ** max(0, attempt - 1))
-        return random.uniform(ceiling / 2, ceiling)
+        ceiling = min(self.maximum, self.initial * 2 ** min(max(0, attempt - 1), 32))
+        return (rng or random).uniform(ceiling / 2, ceiling)
 
 
 async def until_available(operation: Callable[[], Awaitable[T]], *, what: str, backoff: Backoff = Backoff()) -> T:
