@@ -5,14 +5,18 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, FastAPI, Path, Query, Request, Response
+from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.subscription import flows
 from services.subscription.deps import ClientAddress, ManageToken, TwilioForm
 from services.subscription.domain.errors import InvalidRequestError, SubscriptionError
-from services.subscription.portal.web import Pages
+from services.subscription.flows.context import Context
+from services.subscription.portal.web import Pages, PortalRefusal, refusal_page
 from services.subscription.schemas import (
     AGENCY_PATTERN,
     CreatedView,
@@ -28,7 +32,6 @@ from services.subscription.schemas import (
     VerifyLinkRequest,
     VerifyRequest,
 )
-from services.subscription.service import INBOUND_SMS_PATH, NewSubscription, Preferences, SubscriptionService
 from shared.events import SubjectIdentifier
 from shared.vocabulary import IdentifierKind
 
@@ -49,13 +52,37 @@ def wants_html(request: Request) -> bool:
     return html >= 0 and (json < 0 or html < json)
 
 
-def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
+def add_error_handlers(app: FastAPI, pages: Pages) -> None:
+    """Problems as JSON ``{"detail": ...}``; a browser on a portal address gets a page in its language instead."""
+
+    async def handle_problem(_: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, SubscriptionError)  # noqa: S101 - registered for this type only
+        return problem_response(error)
+
+    async def portal_error_page(request: Request, error: Exception) -> Response:
+        """A browser on a portal address gets a page in its language; programs and /v1 keep FastAPI's JSON."""
+        if wants_html(request) and not request.url.path.startswith("/v1/"):
+            status = error.status_code if isinstance(error, StarletteHTTPException) else 422
+            return pages.problem(request, "not_found" if status == 404 else "invalid", status)
+        if isinstance(error, RequestValidationError):
+            return await request_validation_exception_handler(request, error)
+        assert isinstance(error, StarletteHTTPException)  # noqa: S101 - registered for these two types only
+        return await http_exception_handler(request, error)
+
+    app.add_exception_handler(SubscriptionError, handle_problem)
+    app.add_exception_handler(PortalRefusal, refusal_page)
+    app.add_exception_handler(StarletteHTTPException, portal_error_page)
+    app.add_exception_handler(RequestValidationError, portal_error_page)
+
+
+def create_router(context: Context, pages: Pages) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["subscriptions"], responses=PROBLEMS)
 
     @router.post("/subscriptions", status_code=201, summary="Subscribe to a case at an agency")
     async def subscribe(body: SubscribeRequest, client: ClientAddress) -> CreatedView:
-        created = await service.subscribe(
-            NewSubscription(
+        created = await flows.subscribe.subscribe(
+            context,
+            flows.subscribe.NewSubscription(
                 agency_id=body.agency_id,
                 identifier=SubjectIdentifier(kind=body.identifier.kind, value=body.identifier.value),
                 sms=body.sms,
@@ -79,7 +106,9 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         token: ManageToken,
         client: ClientAddress,
     ) -> SubscriptionView:
-        return SubscriptionView.of(await service.verify_code(subscription_id, token, body.channel, body.code, client))
+        return SubscriptionView.of(
+            await flows.verify.verify_code(context, subscription_id, token, body.channel, body.code, client=client)
+        )
 
     @router.post("/subscriptions/{subscription_id}/resend", status_code=202, summary="Send a new verification code")
     async def resend(
@@ -88,7 +117,7 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         token: ManageToken,
         client: ClientAddress,
     ) -> SubscriptionView:
-        return SubscriptionView.of(await service.resend(subscription_id, token, body.channel, client))
+        return SubscriptionView.of(await flows.verify.resend(context, subscription_id, token, body.channel, client))
 
     @router.get(
         "/verify",
@@ -124,12 +153,14 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
             except ValidationError as error:
                 problems = error.errors(include_input=False, include_url=False)  # bytes input cannot be encoded
                 raise RequestValidationError([{**p, "loc": ("body", *p["loc"])} for p in problems]) from None
-            return JSONResponse(SubscriptionView.of(await service.verify_link(body.token)).model_dump(mode="json"))
+            return JSONResponse(
+                SubscriptionView.of(await flows.verify.verify_link(context, body.token)).model_dump(mode="json")
+            )
         fields = await pages.form(request)
         if fields is None:
             return pages.csrf_refused(request)
         try:
-            subscription = await service.verify_link(str(fields.get("token", ""))[:1024])
+            subscription = await flows.verify.verify_link(context, str(fields.get("token", ""))[:1024])
         except SubscriptionError as problem:
             return pages.error_page(request, problem)
         language = pages.language(request, subscription.language)
@@ -145,26 +176,28 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
     async def manage_view(token: str, request: Request, client: ClientAddress) -> Response:
         if wants_html(request):
             return RedirectResponse(f"/manage/{token}", status_code=303)
-        return JSONResponse(SubscriptionView.of(await service.manage_view(token, client)).model_dump(mode="json"))
+        return JSONResponse(
+            SubscriptionView.of(await flows.manage.manage_view(context, token, client)).model_dump(mode="json")
+        )
 
     @router.patch("/manage/{token}", summary="Change language, time zone, events or quiet hours")
     async def manage_update(token: str, body: PreferencesPatch, client: ClientAddress) -> SubscriptionView:
-        preferences = Preferences(
+        preferences = flows.manage.Preferences(
             language=body.language,
             timezone=body.timezone,
             event_types=body.event_types,
             quiet_hours=(body.quiet_hours.start, body.quiet_hours.end) if body.quiet_hours else None,
         )
-        return SubscriptionView.of(await service.manage_update(token, preferences, client))
+        return SubscriptionView.of(await flows.manage.manage_update(context, token, preferences, client))
 
     @router.delete("/manage/{token}", summary="Cancel the subscription")
     async def manage_cancel(token: str, client: ClientAddress) -> SubscriptionView:
-        return SubscriptionView.of(await service.manage_cancel(token, client))
+        return SubscriptionView.of(await flows.manage.manage_cancel(context, token, client))
 
     @router.get("/unsubscribe/{token}", response_class=HTMLResponse, summary="Confirmation page for stopping emails")
     async def unsubscribe_page(token: str, request: Request) -> Response:
         try:
-            subscription = await service.check_unsubscribe_token(token)
+            subscription = await flows.manage.check_unsubscribe_token(context, token)
         except SubscriptionError as problem:
             return pages.error_page(request, problem)
         language = pages.language(request, subscription.language)
@@ -182,20 +215,20 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         if form.get("List-Unsubscribe") != "One-Click":
             return pages.error_page(request, InvalidRequestError("expected the form field List-Unsubscribe=One-Click"))
         try:
-            subscription = await service.unsubscribe_email(token)
+            subscription = await flows.manage.unsubscribe_email(context, token)
         except SubscriptionError as problem:
             return pages.error_page(request, problem)
         language = pages.language(request, subscription.language)
         return pages.render(request, "message", language, page="unsubscribed", action=None, hidden=[], home=False)
 
     @router.post(
-        INBOUND_SMS_PATH.removeprefix("/v1"),
+        flows.inbound_sms.INBOUND_SMS_PATH.removeprefix("/v1"),
         summary="Twilio inbound SMS webhook (STOP, START, HELP, acknowledgements)",
         response_class=Response,
         responses={200: {"content": {"application/xml": {}}}},
     )
     async def inbound_sms(params: TwilioForm) -> Response:
-        twiml = await service.inbound_sms(params)
+        twiml = await flows.inbound_sms.inbound_sms(context, params)
         return Response(twiml, media_type="application/xml")
 
     @router.get(
@@ -212,7 +245,7 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         if not value.strip() or len(value) > 64:
             raise InvalidRequestError("the case identifier must have 1 to 64 characters")
         identifier = SubjectIdentifier(kind=kind, value=value)
-        view = await service.lookup(agency_id, identifier, client)
+        view = await flows.lookup.lookup(context, agency_id, identifier, client)
         return CustodyStatusView(
             agency_id=agency_id,
             identifier=IdentifierBody(kind=kind, value=value),
@@ -233,7 +266,9 @@ def create_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         first_name: Annotated[str, Query(max_length=100, description="Or a date_of_birth instead")] = "",
         date_of_birth: Annotated[date | None, Query(description="YYYY-MM-DD; or a first_name instead")] = None,
     ) -> PeopleView:
-        found = await service.search_by_name(agency_id, last_name, first_name, client, date_of_birth)
+        found = await flows.lookup.search_by_name(
+            context, agency_id, last_name, first_name, client, birth_date=date_of_birth
+        )
         return PeopleView(
             people=[
                 PersonView(

@@ -6,7 +6,8 @@ import asyncio
 
 import typer
 
-from services.subscription.service import SubscriptionService
+from services.subscription.flows.context import Context
+from services.subscription.flows.keys import rotate_contact_keys as rotate_keys
 from services.subscription.settings import SubscriptionSettings
 from shared.db import create_pool
 from shared.logging import configure_logging
@@ -23,7 +24,7 @@ def main() -> None:
 async def rotate(settings: SubscriptionSettings) -> int:
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
-        return await SubscriptionService(settings, lambda: pool).rotate_contact_keys()
+        return await rotate_keys(Context(settings, lambda: pool))
     finally:
         await pool.close()
 

@@ -2,68 +2,56 @@
 
 from __future__ import annotations
 
-import logging
-from datetime import UTC, datetime
-
 from aiokafka import ConsumerRecord
 
-from services.subscription import store
-from services.subscription.service import SubscriptionService
-from shared.events import (
-    AgencyProfile,
-    CloudEvent,
-    ContactPointDisabled,
-    CustodyStatusChanged,
-    Payload,
-    SubjectIdentifier,
-    SubjectSealed,
+from services.subscription.flows.context import Context
+from services.subscription.flows.custody import (
+    record_agency,
+    record_custody_change,
+    record_disabled_contact,
+    record_seal,
 )
+from shared.envelope import CloudEvent
+from shared.events import AgencyProfile, ContactPointDisabled, CustodyStatusChanged, Payload, SubjectSealed
 from shared.idempotency import claim_event
-from shared.kafka import Handler
-from shared.topics import AGENCY_PROFILE, CONTACT_POINT_DISABLED, CUSTODY_STATUS_CHANGED, SUBJECT_SEALED
-from shared.vocabulary import normalise_identifier
+from shared.kafka.consumer import Handler, UnexpectedEventError
+from shared.topics import (
+    AGENCY_PROFILE,
+    CONTACT_POINT_DISABLED,
+    CUSTODY_STATUS_CHANGED,
+    NOTIFICATION_ACKNOWLEDGED,
+    NOTIFICATION_REQUESTED,
+    SUBJECT_SEALED,
+    SUBSCRIPTION_STATE,
+    TopicSpec,
+)
 
-log = logging.getLogger(__name__)
+CONSUMER_GROUP: str = "subscription"
+CONSUMED_TOPICS: tuple[TopicSpec, ...] = (
+    AGENCY_PROFILE,
+    CUSTODY_STATUS_CHANGED,
+    SUBJECT_SEALED,
+    CONTACT_POINT_DISABLED,
+)
+PRODUCED_TOPICS: tuple[TopicSpec, ...] = (SUBSCRIPTION_STATE, NOTIFICATION_REQUESTED, NOTIFICATION_ACKNOWLEDGED)
 
-CONSUMER_GROUP = "subscription"
-CONSUMED_TOPICS = [AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, SUBJECT_SEALED, CONTACT_POINT_DISABLED]
 
-
-def _normalised(identifiers: list[SubjectIdentifier]) -> list[SubjectIdentifier]:
-    return [SubjectIdentifier(kind=i.kind, value=normalise_identifier(i.value)) for i in identifiers]
-
-
-def create_handler(service: SubscriptionService) -> Handler:
-    async def handle(event: CloudEvent[Payload], _: ConsumerRecord[bytes, bytes]) -> None:
+def create_handler(context: Context) -> Handler:
+    async def handle(event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
         data = event.data
-        now = datetime.now(UTC)
-        async with service.pool.acquire() as connection, connection.transaction():
+        now = context.now()
+        async with context.pool.acquire() as connection, connection.transaction():
             if not await claim_event(connection, CONSUMER_GROUP, event.id):
                 return
             if isinstance(data, AgencyProfile):
-                await store.upsert_agency(connection, data)
-                await store.save_agency_resources(connection, data)
+                await record_agency(connection, data)
             elif isinstance(data, CustodyStatusChanged):
-                await store.link_identifiers(connection, data.agency_id, data.subject_id, _normalised(data.identifiers))
-                await store.record_custody_status(
-                    connection,
-                    agency_id=data.agency_id,
-                    subject_id=data.subject_id,
-                    status=data.status,
-                    facility=data.facility,
-                    effective_at=data.effective_at,
-                    now=now,
-                    display_name=data.display_name,
-                    birth_date=data.date_of_birth,
-                )
-                await store.record_case_information(connection, event.id, data)
+                await record_custody_change(connection, event.id, data, now)
             elif isinstance(data, SubjectSealed):
-                await store.link_identifiers(connection, data.agency_id, data.subject_id, _normalised(data.identifiers))
-                await store.seal_subject(connection, data.agency_id, data.subject_id, now)
-                await store.forget_case(connection, data.agency_id, data.subject_id)
+                await record_seal(connection, data, now)
             elif isinstance(data, ContactPointDisabled):
-                await service.disable_contact(connection, data.subscription_id, data.channel, data.reason, now)
+                await record_disabled_contact(context, connection, data, now)
             else:
-                log.warning("ignoring unexpected event type %s", event.type)
+                raise UnexpectedEventError.of(event, record)
 
     return handle

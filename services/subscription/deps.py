@@ -6,10 +6,10 @@ import logging
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
-from twilio.request_validator import RequestValidator
 
 from services.subscription.domain.errors import ForbiddenError
 from services.subscription.settings import SubscriptionSettings
+from shared.twilio import signature_is_valid
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ async def signed_twilio_form(
     otherwise (a missing signature is never valid)."""
     form = await request.form()
     params = {name: value for name, value in form.items() if isinstance(value, str)}
-    validator = RequestValidator(settings.twilio_auth_token)
-    if not x_twilio_signature or not validator.validate(public_url(request, settings), params, x_twilio_signature):
+    if not signature_is_valid(settings.twilio_auth_token, public_url(request, settings), params, x_twilio_signature):
         log.warning("webhook with a missing or wrong Twilio signature refused", extra={"path": request.url.path})
         raise ForbiddenError("invalid Twilio signature")
     return params

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.subscription import store
+from services.subscription.store.custody import case_file
 from shared.events import CaseInformation, Charge, SubjectIdentifier, SubjectSealed
 from shared.topics import CUSTODY_STATUS_CHANGED, SUBJECT_SEALED
 from shared.vocabulary import CustodyStatus, IdentifierKind, ImmigrationStage
@@ -39,7 +39,7 @@ async def test_history_newest_first_case_information_of_the_newest_change_and_no
     )
     await harness.wait_for("SELECT true FROM processed_events WHERE event_id = $1", released.id, what="release")
     async with harness.pool.acquire() as connection:
-        found = await store.case_file(connection, AGENCY_ID, BY_BOOKING)
+        found = await case_file(connection, AGENCY_ID, BY_BOOKING)
     assert found is not None
     assert [entry.status for entry in found.history] == [CustodyStatus.RELEASED, CustodyStatus.IN_CUSTODY]
     assert found.case == moved
@@ -59,6 +59,6 @@ async def test_history_newest_first_case_information_of_the_newest_change_and_no
     for event in (sealed, late):
         await harness.wait_for("SELECT true FROM processed_events WHERE event_id = $1", event.id, what="seal")
     async with harness.pool.acquire() as connection:
-        assert await store.case_file(connection, AGENCY_ID, BY_BOOKING) is None
+        assert await case_file(connection, AGENCY_ID, BY_BOOKING) is None
         kept = await connection.fetchval("SELECT count(*) FROM custody_history WHERE subject_id = 's-7'")
         assert kept == 0

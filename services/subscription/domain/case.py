@@ -21,6 +21,16 @@ class HistoryEntry(BaseModel):
     effective_at: datetime
 
 
+class CustodyView(BaseModel):
+    """What the public lookup tells about a case: the latest status, nothing more."""
+
+    model_config = ConfigDict(frozen=True)
+
+    status: CustodyStatus
+    facility: str | None
+    effective_at: datetime
+
+
 class CaseFile(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from pydantic import BaseModel, ConfigDict
+
+from shared.events import SubjectIdentifier
 from shared.vocabulary import CustodyStatus
 
 MAX_RESULTS = 10
@@ -19,6 +22,18 @@ HELD_NOW: frozenset[CustodyStatus] = frozenset(
         CustodyStatus.COURT_DATE_SET,
     }
 )
+
+
+class NameMatch(BaseModel):
+    """One person a search by name found, with the identifier a victim registers with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    display_name: str
+    status: CustodyStatus
+    effective_at: datetime
+    facility: str | None
+    identifier: SubjectIdentifier
 
 
 def name_words(name: str | None) -> list[str]:

@@ -1,9 +1,11 @@
-"""Inbound SMS keywords and the TwiML envelope of a reply (the words are in ``templates/<language>/sms/``)."""
+"""Inbound SMS keywords, and the TwiML answer with a reply (built by the twilio package; the words are in
+``templates/<language>/sms/``)."""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from xml.sax.saxutils import escape
+
+from twilio.twiml.messaging_response import MessagingResponse
 
 
 class Keyword(StrEnum):
@@ -35,5 +37,8 @@ def classify(body: str) -> Keyword:
 
 
 def twiml(message: str | None) -> str:
-    body = f"<Message>{escape(message)}</Message>" if message else ""
-    return f'<?xml version="1.0" encoding="UTF-8"?><Response>{body}</Response>'
+    """The answer to Twilio's inbound webhook: the reply to send, or nothing."""
+    response = MessagingResponse()
+    if message:
+        response.message(message)
+    return str(response.to_xml(xml_declaration=True))

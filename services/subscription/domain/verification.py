@@ -10,9 +10,10 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict
 
 from services.subscription.domain.errors import ConflictError, GoneError, InvalidRequestError, TooManyRequestsError
 from shared.vocabulary import Channel
@@ -44,16 +45,17 @@ def clean_code(raw: str) -> str:
     return digits
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(BaseModel):
     """One issued code for one contact point of one subscription."""
+
+    model_config = ConfigDict(frozen=True)
 
     issue: int
     code_hash: str
     created_at: datetime
     expires_at: datetime
-    attempts: int
-    consumed_at: datetime | None
+    attempts: int = 0
+    consumed_at: datetime | None = None
 
 
 class CodeCheck(StrEnum):

@@ -8,12 +8,14 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
+from services.subscription import flows
 from services.subscription.deps import client_key
 from services.subscription.domain.errors import (
     NotFoundError,
     TooManyRequestsError,
 )
 from services.subscription.domain.names import MAX_RESULTS
+from services.subscription.flows.context import Context
 from services.subscription.portal.case import resources_context
 from services.subscription.portal.forms import (
     FieldError,
@@ -23,14 +25,13 @@ from services.subscription.portal.forms import (
 )
 from services.subscription.portal.views import Posted, Views
 from services.subscription.portal.web import Pages
-from services.subscription.service import SubscriptionService
 from shared.events import SubjectIdentifier
 from shared.vocabulary import CustodyStatus, IdentifierKind
 
 
-def find_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noqa: PLR0915 - one route each
+def find_router(context: Context, pages: Pages) -> APIRouter:  # noqa: PLR0915 - one route each
     router = APIRouter(include_in_schema=False)
-    views = Views(service, pages)
+    views = Views(context, pages)
 
     # --- start and find a case ---------------------------------------------------------------------------------
 
@@ -45,7 +46,7 @@ def find_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noq
         return pages.render(request, "start", pages.language(request))
 
     async def find_page(request: Request, form: FindForm, errors: list[FieldError], status_code: int) -> Response:
-        known = await service.agencies()
+        known = await flows.lookup.active_agencies(context)
         agencies = [(agency.agency_id, agency.name) for agency in known]
         return pages.render(
             request,
@@ -59,7 +60,11 @@ def find_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noq
         )
 
     async def name_search_agencies() -> list[tuple[str, str]]:
-        return [(agency.agency_id, agency.name) for agency in await service.agencies() if agency.public_name_search]
+        return [
+            (agency.agency_id, agency.name)
+            for agency in await flows.lookup.active_agencies(context)
+            if agency.public_name_search
+        ]
 
     async def name_page(request: Request, form: NameForm, errors: list[FieldError], status_code: int) -> Response:
         agencies = await name_search_agencies()
@@ -93,8 +98,13 @@ def find_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noq
         if form.problems({draft.agency_id}):
             return RedirectResponse("/find/name", status_code=303)
         try:
-            found = await service.search_by_name(
-                draft.agency_id, draft.last_name, draft.first_name, client_key(request), form.birth_date()
+            found = await flows.lookup.search_by_name(
+                context,
+                draft.agency_id,
+                draft.last_name,
+                draft.first_name,
+                client_key(request),
+                birth_date=form.birth_date(),
             )
         except TooManyRequestsError:
             return await name_page(request, form, [FieldError(field="last_name", key="name.too_many")], 429)
@@ -133,7 +143,7 @@ def find_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noq
     @router.post("/find")
     async def find_post(request: Request, fields: Posted) -> Response:
         form = FindForm.model_validate(fields)
-        errors = form.problems({agency.agency_id for agency in await service.agencies()})
+        errors = form.problems({agency.agency_id for agency in await flows.lookup.active_agencies(context)})
         if errors:
             return await find_page(request, form, errors, 422)
         draft = pages.draft(request).model_copy(
@@ -151,8 +161,10 @@ def find_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noq
         status: CustodyStatus | None = None
         facility = since = None
         try:
-            view = await service.lookup(draft.agency_id, identifier, client_key(request))
-            local = view.effective_at.astimezone(ZoneInfo((await service.agency(draft.agency_id)).timezone))
+            view = await flows.lookup.lookup(context, draft.agency_id, identifier, client_key(request))
+            local = view.effective_at.astimezone(
+                ZoneInfo((await flows.lookup.agency(context, draft.agency_id)).timezone)
+            )
             status, facility, since = view.status, view.facility, f"{local:%Y-%m-%d %H:%M %Z}"
         except TooManyRequestsError:
             form = FindForm(agency_id=draft.agency_id, kind=draft.kind, number=draft.number)
@@ -169,7 +181,7 @@ def find_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noq
             status=status,
             facility=facility,
             since=since,
-            **await resources_context(service, draft.agency_id),
+            **await resources_context(context, draft.agency_id),
         )
 
     return router

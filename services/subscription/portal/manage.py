@@ -8,6 +8,7 @@ from typing import Literal, get_args
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from services.subscription import flows
 from services.subscription.deps import client_key
 from services.subscription.domain.errors import (
     ConflictError,
@@ -18,6 +19,7 @@ from services.subscription.domain.errors import (
     TooManyRequestsError,
 )
 from services.subscription.domain.subscription import Subscription
+from services.subscription.flows.context import Context
 from services.subscription.portal.case import case_context
 from services.subscription.portal.forms import (
     AddContactForm,
@@ -27,7 +29,6 @@ from services.subscription.portal.forms import (
 )
 from services.subscription.portal.views import Linked, Posted, Views
 from services.subscription.portal.web import Pages
-from services.subscription.service import Preferences, SubscriptionService
 from shared.vocabulary import Channel, Language
 
 PortalChannel = Literal[Channel.SMS, Channel.EMAIL]
@@ -35,9 +36,9 @@ PortalChannel = Literal[Channel.SMS, Channel.EMAIL]
 DONE = frozenset({"active", "verified", "changed", "unchanged", "cancelled", "contact_added", "contact_removed"})
 
 
-def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # noqa: PLR0915 - one route each
+def manage_router(context: Context, pages: Pages) -> APIRouter:  # noqa: PLR0915 - one route each
     router = APIRouter(include_in_schema=False)
-    views = Views(service, pages)
+    views = Views(context, pages)
 
     # --- codes -------------------------------------------------------------------------------------------------
 
@@ -79,8 +80,8 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
             error = FieldError(field="code", key="code.missing")
             return code_page(request, subscription, token, channel, form=form, errors=[error], status_code=422)
         try:
-            verified = await service.verify_code(
-                subscription.subscription_id, token, channel, form.code, client_key(request)
+            verified = await flows.verify.verify_code(
+                context, subscription.subscription_id, token, channel, form.code, client=client_key(request)
             )
         except (InvalidRequestError, TooManyRequestsError, GoneError, ConflictError) as problem:
             error = FieldError(field="code", key=_code_problem(problem))
@@ -97,7 +98,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
         request: Request, _csrf: Posted, subscription: Linked, token: str, channel: Channel
     ) -> Response:
         try:
-            await service.resend(subscription.subscription_id, token, channel, client_key(request))
+            await flows.verify.resend(context, subscription.subscription_id, token, channel, client_key(request))
         except (TooManyRequestsError, ConflictError) as problem:
             key = "code.wait" if isinstance(problem, TooManyRequestsError) else "code.done"
             error = FieldError(field="code", key=key)
@@ -150,7 +151,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
             ),
             addable=[channel.value for channel in get_args(PortalChannel) if not subscription.has(channel)],
             removable=[c.channel.value for c in subscription.contacts if len(working) > 1 or c not in working],
-            **await case_context(service, subscription),
+            **await case_context(context, subscription),
         )
 
     @router.get("/manage/{token}")
@@ -187,14 +188,14 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
         errors = form.problems()
         if errors:
             return settings_page(request, subscription, token, form, errors)
-        preferences = Preferences(
+        preferences = flows.manage.Preferences(
             language=Language(form.language),
             timezone=form.timezone,
             event_types=form.chosen_events(),
             quiet_hours=form.quiet_hours(),
         )
         try:
-            changed = await service.manage_update(token, preferences, client_key(request))
+            changed = await flows.manage.manage_update(context, token, preferences, client_key(request))
         except SubscriptionError as problem:
             return pages.error_page(request, problem, subscription.language)
         done = "unchanged" if changed.version == subscription.version else "changed"
@@ -214,7 +215,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
     ) -> Response:
         form = AddContactForm.model_validate(fields)
         try:
-            await service.add_contact(token, channel, form.value, client_key(request))
+            await flows.manage.add_contact(context, token, channel, form.value, client_key(request))
         except (InvalidContactError, TooManyRequestsError) as problem:
             key = "value.too_many" if isinstance(problem, TooManyRequestsError) else f"value.invalid_{channel}"
             return pages.render(
@@ -236,7 +237,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
         request: Request, _csrf: Posted, subscription: Linked, token: str, channel: Channel
     ) -> Response:
         try:
-            await service.remove_contact(token, channel, client_key(request))
+            await flows.manage.remove_contact(context, token, channel, client_key(request))
         except ConflictError:
             return await manage_page(
                 request, subscription, token, [FieldError(field="main", key="remove.last")], status_code=409
@@ -248,7 +249,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
     @router.post("/manage/{token}/new-link")
     async def new_link(request: Request, _csrf: Posted, token: str) -> Response:
         try:
-            await service.renew_manage_link(token, client_key(request))
+            await flows.manage.renew_manage_link(context, token, client_key(request))
         except SubscriptionError as problem:
             return pages.error_page(request, problem)
         return pages.redirect("/link-sent")
@@ -266,7 +267,7 @@ def manage_router(service: SubscriptionService, pages: Pages) -> APIRouter:  # n
     @router.post("/manage/{token}/cancel")
     async def cancel_post(request: Request, _csrf: Posted, token: str) -> Response:
         try:
-            await service.manage_cancel(token, client_key(request))
+            await flows.manage.manage_cancel(context, token, client_key(request))
         except SubscriptionError as problem:
             return pages.error_page(request, problem)
         return pages.redirect(f"/manage/{token}?done=cancelled")

@@ -5,27 +5,28 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from services.subscription import flows
 from services.subscription.deps import client_key
 from services.subscription.domain.errors import (
     ConflictError,
     SubscriptionError,
 )
 from services.subscription.domain.subscription import ALL_EVENT_TYPES
+from services.subscription.flows.context import Context
 from services.subscription.portal.forms import (
     ContactForm,
     Draft,
     OptionsForm,
 )
-from services.subscription.portal.views import DEFAULT_QUIET_HOURS, Posted, Views
+from services.subscription.portal.views import Posted, Views
 from services.subscription.portal.web import Pages
-from services.subscription.service import NewSubscription, SubscriptionService
 from shared.events import SubjectIdentifier
 from shared.vocabulary import IdentifierKind, Language
 
 
-def register_router(service: SubscriptionService, pages: Pages) -> APIRouter:
+def register_router(context: Context, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
-    views = Views(service, pages)
+    views = Views(context, pages)
 
     # --- register ----------------------------------------------------------------------------------------------
 
@@ -40,7 +41,7 @@ def register_router(service: SubscriptionService, pages: Pages) -> APIRouter:
     @router.post("/register/contact")
     async def register_contact_post(request: Request, fields: Posted) -> Response:
         form = ContactForm.model_validate(fields)
-        normalised, errors = form.normalised(service.settings.default_phone_region)
+        normalised, errors = form.normalised(context.settings.default_phone_region)
         if errors:
             language = pages.language(request)
             return pages.render(request, "register_contact", language, status_code=422, form=form, errors=errors)
@@ -50,10 +51,12 @@ def register_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         return pages.redirect("/register/options", draft=draft)
 
     async def draft_options(request: Request, draft: Draft) -> tuple[OptionsForm, str]:
-        agency_timezone = (await service.agency(draft.agency_id)).timezone
+        agency_timezone = (await flows.lookup.agency(context, draft.agency_id)).timezone
         if draft.options is not None:
             return draft.options, agency_timezone
-        default = OptionsForm.of(pages.language(request), agency_timezone, ALL_EVENT_TYPES, DEFAULT_QUIET_HOURS)
+        default = OptionsForm.of(
+            pages.language(request), agency_timezone, ALL_EVENT_TYPES, flows.subscribe.DEFAULT_QUIET_HOURS
+        )
         return default, agency_timezone
 
     @router.get("/register/options")
@@ -76,7 +79,7 @@ def register_router(service: SubscriptionService, pages: Pages) -> APIRouter:
         errors = form.problems()
         if errors:
             language = pages.language(request)
-            agency_timezone = (await service.agency(draft.agency_id)).timezone
+            agency_timezone = (await flows.lookup.agency(context, draft.agency_id)).timezone
             return pages.render(
                 request,
                 "register_options",
@@ -116,8 +119,9 @@ def register_router(service: SubscriptionService, pages: Pages) -> APIRouter:
             return RedirectResponse("/register/options", status_code=303)
         options = draft.options
         try:
-            created = await service.subscribe(
-                NewSubscription(
+            created = await flows.subscribe.subscribe(
+                context,
+                flows.subscribe.NewSubscription(
                     agency_id=draft.agency_id,
                     identifier=SubjectIdentifier(kind=IdentifierKind(draft.kind), value=draft.number),
                     sms=draft.sms or None,

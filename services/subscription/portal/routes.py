@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from services.subscription.flows.context import Context
 from services.subscription.portal.find import find_router
 from services.subscription.portal.manage import manage_router
 from services.subscription.portal.register import register_router
 from services.subscription.portal.web import Pages
-from services.subscription.service import SubscriptionService
 
 
-def create_portal_router(service: SubscriptionService, pages: Pages) -> APIRouter:
+def create_portal_router(context: Context, pages: Pages) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     for part in (find_router, register_router, manage_router):
-        router.include_router(part(service, pages))
+        router.include_router(part(context, pages))
     return router

@@ -4,17 +4,17 @@ and the dependencies that check a form's CSRF token and a manage link."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import time
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from services.subscription import flows
 from services.subscription.deps import client_key
 from services.subscription.domain.errors import NotFoundError, SubscriptionError
 from services.subscription.domain.subscription import ALL_EVENT_TYPES, Subscription
+from services.subscription.flows.context import Context
 from services.subscription.portal.forms import OptionsForm
 from services.subscription.portal.web import Pages, PortalRefusal
-from services.subscription.service import SubscriptionService
 from shared.vocabulary import Language
 
 TIMEZONES = (
@@ -28,12 +28,11 @@ TIMEZONES = (
     "America/Puerto_Rico",
     "UTC",
 )
-DEFAULT_QUIET_HOURS = (time(21, 0), time(7, 0))
 
 
 @dataclass(frozen=True)
 class Views:
-    service: SubscriptionService
+    context: Context
     pages: Pages
 
     def timezone_options(self, language: Language, *extra: str) -> list[tuple[str, str]]:
@@ -78,7 +77,7 @@ class Views:
 
     async def agency_name(self, agency_id: str) -> str:
         try:
-            return (await self.service.agency(agency_id)).name
+            return (await flows.lookup.agency(self.context, agency_id)).name
         except NotFoundError:
             return agency_id
 
@@ -97,7 +96,7 @@ async def linked(request: Request, token: str) -> Subscription:
     """The subscription of the manage link in the path, or its problem page."""
     views = views_of(request)
     try:
-        return await views.service.manage_view(token, client_key(request))
+        return await flows.manage.manage_view(views.context, token, client_key(request))
     except SubscriptionError as problem:
         raise PortalRefusal(views.pages.error_page(request, problem)) from None
 
