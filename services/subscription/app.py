@@ -10,6 +10,7 @@ from services.subscription.api import add_error_handlers, create_router
 from services.subscription.consumers import CONSUMED_TOPICS, CONSUMER_GROUP, PRODUCED_TOPICS, create_handler
 from services.subscription.flows.context import Context
 from services.subscription.flows.limits import prune_forever
+from services.subscription.hotline.api import create_hotline_router
 from services.subscription.portal.routes import create_portal_router
 from services.subscription.portal.views import Views
 from services.subscription.portal.web import Pages
@@ -54,7 +55,7 @@ def create_app(settings: SubscriptionSettings) -> FastAPI:
         title="Custody Watch: subscriptions",
         description="Victims subscribe to a case, verify a phone or email, look up a custody status, and can "
         "always stop: manage link, RFC 8058 one-click unsubscribe, SMS STOP.",
-        routers=[create_router(context, pages), create_portal_router(context, pages)],
+        routers=[create_router(context, pages), create_portal_router(context, pages), create_hotline_router(context)],
         on_start=on_start,
     )
     add_error_handlers(app, pages)

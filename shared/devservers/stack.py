@@ -45,6 +45,8 @@ PREFERRED_PORTS = {
 }
 SMS_ACCOUNT_SID = "AClocal0000000000000000000000000000"
 SMS_FROM_NUMBER = "+15005550006"
+HOTLINE_NUMBER = "+18005550177"
+"""The toll-free number victims call locally: the voice sink sends its calls to subscription's hotline webhook."""
 
 
 def _port(name: str, prefer_defaults: bool) -> int:
@@ -212,6 +214,9 @@ class Stack:
             {  # the email sink posts the bounces of late_bounce_addresses as our relay would
                 "EMAIL_SINK_BOUNCE_WEBHOOK_URL": f"{self.url('delivery')}/v1/bounces/relay",
                 "EMAIL_SINK_BOUNCE_WEBHOOK_SECRET": self.secrets["BOUNCE_SECRET"],
+                "VOICE_SINK_INBOUND_NUMBERS": json.dumps(
+                    {HOTLINE_NUMBER: self.url("subscription") + "/v1/hotline/voice"}
+                ),
             },
         )
         self.env = self.service_environment(bootstrap, databases) | self.extra_env
@@ -345,6 +350,8 @@ Custody Watch is running.
   SMS sink      {self.url("sms_sink")}/sink/messages      (texts the system sent)
   email sink    {self.url("email_sink")}/sink/emails  (SMTP on port {self.ports["smtp_sink"]})
   voice sink    {self.url("voice_sink")}/sink/calls        (calls the system placed, what they said)
+  hotline       {HOTLINE_NUMBER}  (call it: POST {self.url("voice_sink")}/sink/inbound-calls
+                {{"from": "+13125550123", "to": "{HOTLINE_NUMBER}", "digits": ["1", "0"]}})
   logs          {self.log_dir}/
 
 Demo agency: demo-county-jail    API key: {api_key}

@@ -1,0 +1,29 @@
+"""The hotline's SQL: a keypad has no letters, so a case number is found by its digits."""
+
+from __future__ import annotations
+
+from shared.db import Connection
+from shared.events import SubjectIdentifier
+from shared.vocabulary import IdentifierKind
+
+MAX_CANDIDATES = 3
+
+
+async def identifiers_by_digits(connection: Connection, agency_id: str, digits: str) -> list[SubjectIdentifier]:
+    """The agency's case and booking numbers (then person numbers) whose digits are ``digits`` ("CR-2026-0001" for
+    20260001), booking numbers first. Sealed ones too: the lookup decides what may be said about each."""
+    rows = await connection.fetch(
+        """
+        SELECT identifier_kind, identifier_value FROM custody_identifiers
+        WHERE agency_id = $1 AND regexp_replace(identifier_value, '[^0-9]', '', 'g') = $2
+        ORDER BY array_position(ARRAY['booking_number', 'case_number', 'person_number'], identifier_kind),
+            identifier_value
+        LIMIT $3
+        """,
+        agency_id,
+        digits,
+        MAX_CANDIDATES,
+    )
+    return [
+        SubjectIdentifier(kind=IdentifierKind(row["identifier_kind"]), value=row["identifier_value"]) for row in rows
+    ]
