@@ -59,7 +59,7 @@ class UnexpectedEventError(EventDecodeError):
 
     @classmethod
     def of(cls, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> UnexpectedEventError:
-        return cls(f"{event.type} is not an event this consumer handles (read on {source_topic(record)})")
+        return cls(f"the handler does not handle {event.type} (read on {source_topic(record)})")
 
 
 DEPENDENCY_BACKOFF = Backoff(initial=0.5, maximum=15.0)
@@ -206,8 +206,10 @@ class ConsumerRunner:
         topic = source_topic(record)
         expected = self._event_type_of.get(topic)
         if event.type != expected:
-            carries = f"which carries only {expected}" if expected else "which this consumer does not read"
-            return None, UnexpectedEventError(f"{event.type} on {topic}, {carries}: a contract break")
+            carries = f"which carries only {expected}" if expected else "which it does not read"
+            return None, UnexpectedEventError(
+                f"{self.group_id} does not handle {event.type} on {topic}, {carries}: a contract break"
+            )
         return event, None
 
     def _stalled(self, stall: _StalledError) -> None:
