@@ -8,34 +8,90 @@ service's HTTP status (None when it could not be reached or its answer was not u
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import quote
 
 import httpx
+from pydantic import BaseModel, ValidationError
 
-from services.ops.domain import (
-    AgencyChoice,
-    AnswerFormatError,
-    FeedHealth,
-    FeedHealthFormatError,
-    HoldState,
-    MatchingCounts,
-    Override,
-    PendingNotice,
-    StoppedNotice,
-    StormHold,
-    explain_refusal,
-    parse_feed_health,
-    parse_items,
-    parse_one,
-    with_paused,
-)
+from services.ops.deliveries.domain import DeliveryNotice, StoppedNotice
+from services.ops.feeds.domain import FeedHealth, FeedHealthFormatError, parse_feed_health, with_paused
+from services.ops.overrides.domain import AgencyChoice, Override
 from services.ops.settings import OpsSettings
+from services.ops.storms.domain import HoldState, StormHold
 from shared.events import DeliveryStatus
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class MatchingCounts(BaseModel):
+    """Matching's sizes for one agency (or all): shown to logged-in operators only, never to an agency."""
+
+    active_subscriptions: int
+    reachable_contacts: int
+    subjects_with_status: int
+    sealed_subjects: int
+    notification_requests: int
+
+
+class AnswerFormatError(ValueError):
+    """Another service answered with something that is not the document its contract promises."""
+
+
+def parse_items(model: type[ModelT], document: Any, what: str) -> list[ModelT]:
+    """A JSON list of ``model``; says which item is wrong and why otherwise."""
+    if not isinstance(document, list):
+        raise AnswerFormatError(f"expected a list of {what}")
+    return [parse_one(model, item, f"{what} #{index}") for index, item in enumerate(document)]
+
+
+def parse_one(model: type[ModelT], document: Any, what: str) -> ModelT:
+    try:
+        return model.model_validate(document)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or what}: {e['msg']}" for e in error.errors())
+        raise AnswerFormatError(f"{what}: {problems}") from None
+
+
+FIELD_LABELS = {
+    "person_number": "person number",
+    "booking_number": "booking number",
+    "case_numbers": "case number",
+    "effective_at": "effective time",
+    "effective_local": "effective time",
+    "court_date": "court date",
+    "court_date_local": "court date",
+    "utc_offset": "UTC offset",
+    "release_reason": "release reason",
+    "transfer_destination": "transfer destination",
+    "hold_id": "storm hold",
+    "agency_id": "agency",
+}
+
+
+def explain_refusal(status_code: int, document: Any) -> str:
+    """Another service's error answer in plain words for an operator (FastAPI's ``detail``, string or list)."""
+    detail = document.get("detail") if isinstance(document, dict) else None
+    if isinstance(detail, str) and detail.strip():
+        return detail.strip()
+    if isinstance(detail, list) and detail:
+        problems = []
+        for issue in detail:
+            if not isinstance(issue, dict):
+                problems.append(str(issue))
+                continue
+            location = [str(part) for part in issue.get("loc", []) if part not in {"body", "query", "path"}]
+            field = FIELD_LABELS.get(location[0], location[0].replace("_", " ")) if location else ""
+            message = str(issue.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{field}: {message}" if field else message)
+        return "; ".join(problems)
+    return f"answered HTTP {status_code}"
 
 
 class UpstreamError(RuntimeError):
     """Another service could not be reached or refused the request; the message says which, in plain words."""
+
+    service: ClassVar[str] = "upstream"
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
@@ -43,15 +99,15 @@ class UpstreamError(RuntimeError):
 
 
 class IngestError(UpstreamError):
-    pass
+    service = "ingest"
 
 
 class DeliveryError(UpstreamError):
-    pass
+    service = "delivery"
 
 
 class MatchingError(UpstreamError):
-    pass
+    service = "matching"
 
 
 ResultT = TypeVar("ResultT")
@@ -64,8 +120,11 @@ def _path(value: str) -> str:
 class _AdminClient:
     """One bearer-authenticated HTTP client; ``_call`` turns every failure into the service's error type."""
 
-    service = "upstream"
     error: type[UpstreamError] = UpstreamError
+
+    @property
+    def service(self) -> str:
+        return self.error.service
 
     def __init__(self, base_url: str, token: str, timeout: float, transport: httpx.AsyncBaseTransport | None) -> None:
         self._client = httpx.AsyncClient(
@@ -113,7 +172,6 @@ class _AdminClient:
 
 
 class IngestClient(_AdminClient):
-    service = "ingest"
     error = IngestError
 
     def __init__(self, settings: OpsSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
@@ -218,7 +276,6 @@ class IngestClient(_AdminClient):
 
 
 class DeliveryClient(_AdminClient):
-    service = "delivery"
     error = DeliveryError
 
     def __init__(self, settings: OpsSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:
@@ -226,17 +283,17 @@ class DeliveryClient(_AdminClient):
             settings.delivery_url, settings.delivery_operator_token, settings.delivery_timeout_seconds, transport
         )
 
-    async def pending_notices(self, case: str) -> list[PendingNotice]:
+    async def pending_notices(self, case: str) -> list[DeliveryNotice]:
         """Notices of a case that delivery holds and has not handed off yet (ops learns of a notice at hand-off)."""
         document = await self._call(
             "GET", "/v1/notifications", params={"case": case, "status": DeliveryStatus.CREATED.value, "limit": 100}
         )
         items = document.get("notifications") if isinstance(document, dict) else None
-        return self._parsed(lambda: parse_items(PendingNotice, items, "notification"), "notification list")
+        return self._parsed(lambda: parse_items(DeliveryNotice, items, "notification"), "notification list")
 
-    async def notice(self, notification_id: str) -> PendingNotice:
+    async def notice(self, notification_id: str) -> DeliveryNotice:
         document = await self._call("GET", f"/v1/notifications/{_path(notification_id)}")
-        return self._parsed(lambda: parse_one(PendingNotice, document, "notification"), "notification")
+        return self._parsed(lambda: parse_one(DeliveryNotice, document, "notification"), "notification")
 
     async def stop_notification(self, notification_id: str) -> StoppedNotice:
         """Block a notice: delivery makes no further attempt (it answers 200 also for one that had ended)."""
@@ -245,7 +302,6 @@ class DeliveryClient(_AdminClient):
 
 
 class MatchingClient(_AdminClient):
-    service = "matching"
     error = MatchingError
 
     def __init__(self, settings: OpsSettings, transport: httpx.AsyncBaseTransport | None = None) -> None:

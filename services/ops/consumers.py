@@ -7,15 +7,22 @@ import logging
 import asyncpg
 from aiokafka import ConsumerRecord
 
-from services.ops import metrics, store
-from services.ops.domain import LATENCY_STAGES, latency_seconds
+from services.ops import metrics
+from services.ops.alerts.store import record_alert
+from services.ops.deliveries.domain import LATENCY_STAGES, latency_seconds
+from services.ops.deliveries.store import record_status_change
 from shared.db import Connection
-from shared.events import CloudEvent, NotificationStatusChanged, OpsAlert, Payload
+from shared.envelope import CloudEvent
+from shared.events import NotificationStatusChanged, OpsAlert, Payload
 from shared.idempotency import apply_once
+from shared.topics import NOTIFICATION_STATUS_CHANGED, OPS_ALERT, TopicSpec
 
 log = logging.getLogger(__name__)
 
-CONSUMER = "ops"
+CONSUMER_GROUP = "ops"
+CONSUMED_TOPICS: tuple[TopicSpec, ...] = (NOTIFICATION_STATUS_CHANGED, OPS_ALERT)
+PRODUCED_TOPICS: tuple[TopicSpec, ...] = (OPS_ALERT,)
+"""Feed-stale and feed-recovered alerts (through the outbox, by :mod:`services.ops.feeds.flows`)."""
 
 
 class OpsHandler:
@@ -35,9 +42,9 @@ class OpsHandler:
         latency = latency_seconds(change.status, change.at, change.feed_received_at)
 
         async def apply(connection: Connection) -> None:
-            await store.record_status_change(connection, event_id, change, latency)
+            await record_status_change(connection, event_id, change, latency)
 
-        if not await apply_once(self._pool, CONSUMER, event_id, apply):
+        if not await apply_once(self._pool, CONSUMER_GROUP, event_id, apply):
             return
         metrics.NOTIFICATIONS.labels(change.channel.value, change.provider or "none", change.status.value).inc()
         if latency is not None:
@@ -45,7 +52,7 @@ class OpsHandler:
 
     async def alert(self, event_id: str, source: str, alert: OpsAlert) -> None:
         async def apply(connection: Connection) -> None:
-            await store.record_alert(connection, event_id, source, alert)
+            await record_alert(connection, event_id, source, alert)
 
-        if await apply_once(self._pool, CONSUMER, event_id, apply):
+        if await apply_once(self._pool, CONSUMER_GROUP, event_id, apply):
             metrics.ALERTS.labels(alert.kind).inc()

@@ -6,7 +6,11 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from services.ops.domain import Override, StormHold
+from services.ops.alerts.domain import Alert
+from services.ops.deliveries.domain import Acknowledgement, ChartColumn, Failure, StatusEvent
+from services.ops.feeds.domain import FeedState
+from services.ops.overrides.domain import Override
+from services.ops.storms.domain import StormHold
 
 
 class CountsRow(BaseModel):
@@ -25,17 +29,6 @@ class LatencyStats(BaseModel):
     p50_seconds: float | None
     p90_seconds: float | None
     p99_seconds: float | None
-
-
-class ChartColumn(BaseModel):
-    x: float
-    width: float
-    delivered_y: float
-    delivered_height: float
-    failed_y: float
-    failed_height: float
-    label: str
-    title: str
 
 
 class NotificationSummary(BaseModel):
@@ -57,18 +50,6 @@ class NotificationSummary(BaseModel):
     last_at: datetime
 
 
-class Failure(BaseModel):
-    notification_id: str
-    agency_id: str
-    channel: str
-    provider: str | None
-    status: str
-    error_code: str | None
-    attempt: int
-    at: datetime
-    case: str | None
-
-
 class DeliverySection(BaseModel):
     last_hour: list[CountsRow]
     last_day: list[CountsRow]
@@ -79,19 +60,8 @@ class DeliverySection(BaseModel):
     newest_notifications: list[NotificationSummary]
 
 
-class Feed(BaseModel):
-    agency_id: str
-    name: str
-    last_feed_at: datetime | None
+class Feed(FeedState):
     quiet_minutes: int | None
-    records_accepted: int
-    records_rejected: int
-    in_custody: int
-    expected_feed_interval_minutes: int
-    notices_paused: bool | None
-    stale: bool
-    stale_since: datetime | None
-    checked_at: datetime
 
 
 class FeedsSection(BaseModel):
@@ -133,14 +103,6 @@ class PipelineSection(BaseModel):
     checked_at: datetime | None
 
 
-class Alert(BaseModel):
-    source: str
-    kind: str
-    agency_id: str
-    message: str
-    at: datetime
-
-
 class StormsSection(BaseModel):
     """Held storms waiting for a decision (oldest first) and the newest decided ones."""
 
@@ -159,14 +121,11 @@ class Dashboard(BaseModel):
     storms: StormsSection
 
 
-class HistoryEntry(BaseModel):
-    event_id: str
-    status: str
-    provider: str | None
-    error_code: str | None
-    attempt: int
-    at: datetime
-    latency_seconds: float | None
+class HistoryEntry(StatusEvent):
+    """A line of a notice's history; a call's line also says how the call went."""
+
+    call_status: str | None = None
+    answered_by: str | None = None
 
 
 class Block(BaseModel):
@@ -183,15 +142,8 @@ class NotificationDetail(BaseModel):
     notification: NotificationSummary
     history: list[HistoryEntry]
     blocks: list[Block]
-
-
-class AuditEntry(BaseModel):
-    at: datetime
-    username: str
-    action: str
-    target: str
-    outcome: str
-    detail: dict[str, object]
+    acknowledged: Acknowledgement | None = None
+    delivery_error: str | None = None
 
 
 class ActionResult(BaseModel):

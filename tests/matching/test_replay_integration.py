@@ -8,7 +8,7 @@ from prometheus_client import REGISTRY
 
 from services.matching import domain
 from services.matching.app import create_app
-from services.ops.pipeline.flows import AlreadyReplayedError
+from services.ops.pipeline.domain import AlreadyReplayedError
 from shared.events import SubjectIdentifier
 from shared.settings import KafkaSettings
 from shared.vocabulary import Channel, CustodyStatus, IdentifierKind

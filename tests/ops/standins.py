@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
-from services.ingest.schemas import ResourcesIn
+from services.ingest.agencies.schemas import ResourcesIn
 from shared.vocabulary import CustodyStatus
 
 INGEST_TOKEN = "test-ingest-admin-token"

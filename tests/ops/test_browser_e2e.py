@@ -16,11 +16,11 @@ from playwright.async_api import Browser, Page, expect
 from services.ingest.app import create_app as create_ingest_app
 from services.ingest.settings import IngestSettings
 from services.ops.app import create_app
-from services.ops.auth import hash_password
-from services.ops.domain import Role
+from services.ops.auth.domain import Role, hash_password
+from services.ops.auth.store import create_operator
 from services.ops.settings import OpsSettings
-from services.ops.store import create_operator
-from shared.events import DeliveryStatus, NotificationStatusChanged, SubjectIdentifier, decode, encode, new_event
+from shared.envelope import decode, encode, new_event
+from shared.events import DeliveryStatus, NotificationStatusChanged, SubjectIdentifier
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_STATUS_CHANGED, consumer_group_topics, ensure_topics
 from shared.vocabulary import Channel, IdentifierKind

@@ -7,27 +7,19 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from services.ops.api import safe_next
-from services.ops.auth import SessionSigner, authenticate, hash_password
-from services.ops.domain import (
-    Bar,
+from services.ops.auth.domain import Role, SessionSigner, hash_password, may_act, safe_next
+from services.ops.auth.flows import authenticate
+from services.ops.deliveries.domain import Bar, chart_columns, display_safe, group_counts, latency_seconds
+from services.ops.feeds.domain import (
     FeedHealth,
     FeedHealthFormatError,
-    ReplayRefusedError,
-    Role,
-    chart_columns,
-    consumer_lag,
-    display_safe,
     feed_alert_event_id,
     feed_transition,
-    group_counts,
     is_stale,
-    latency_seconds,
-    may_act,
     parse_feed_health,
-    replay_target,
     with_paused,
 )
+from services.ops.pipeline.domain import ReplayRefusedError, consumer_lag, replay_target
 from services.ops.settings import DEV_SESSION_SECRET, OpsSettings
 from shared.events import DeliveryStatus
 from tests.kafkautil import PRODUCTION_KAFKA
@@ -280,7 +272,7 @@ async def test_passwords_are_hashed_and_checked() -> None:
 
 def test_stand_in_feed_health_answers_in_ingests_own_shape() -> None:
     """The integration tests' stand-in must keep to the real ingest schema, which ops parses."""
-    from services.ingest.schemas import FeedHealth as IngestFeedHealth
+    from services.ingest.feed_health.schemas import FeedHealth as IngestFeedHealth
     from tests.ops.conftest import FeedHealthServer
 
     server = FeedHealthServer()

@@ -9,26 +9,20 @@ import pytest
 from pydantic import ValidationError
 
 from services.delivery.settings import DEV_OPERATOR_TOKEN
-from services.ops.domain import (
-    AnswerFormatError,
-    DecisionRefusedError,
-    HoldState,
+from services.ops.audit.domain import DecisionRefusedError, decision_reason
+from services.ops.clients import AnswerFormatError, explain_refusal, parse_items
+from services.ops.deliveries.domain import StoppedNotice, block_outcome
+from services.ops.overrides.domain import (
     Override,
     OverrideInput,
     OverrideRefusedError,
-    StoppedNotice,
-    StormHold,
-    block_outcome,
-    decision_reason,
     effective_time,
-    explain_refusal,
     override_message,
     override_request,
-    parse_items,
     parse_utc_offset,
-    split_holds,
 )
 from services.ops.settings import DEV_DELIVERY_OPERATOR_TOKEN, OpsSettings
+from services.ops.storms.domain import HoldState, StormHold, split_holds
 from shared.vocabulary import CustodyStatus, IdentifierKind
 from tests.kafkautil import PRODUCTION_KAFKA
 
@@ -307,7 +301,8 @@ def test_delivery_token_default_is_deliverys_and_refused_in_production() -> None
 def test_requests_and_stand_ins_keep_to_ingests_and_deliverys_own_schemas() -> None:
     """What ops sends validates against ingest's request models, and the stand-ins answer in the real shapes."""
     from services.delivery.schemas import NotificationView
-    from services.ingest.schemas import HoldDiscard, HoldRelease, OverrideCreate, OverrideOut, StormHoldOut
+    from services.ingest.overrides.schemas import OverrideCreate, OverrideOut
+    from services.ingest.storm_holds.schemas import HoldDiscard, HoldRelease, StormHoldOut
     from tests.ops.standins import DeliveryStandIn, IngestStandIn, storm_hold
 
     now = datetime.now(UTC)

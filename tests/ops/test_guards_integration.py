@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from services.ops.app import create_app
-from services.ops.auth import hash_password
-from services.ops.domain import Role
+from services.ops.auth.domain import Role, hash_password
+from services.ops.auth.store import create_operator
 from services.ops.settings import OpsSettings
-from services.ops.store import create_operator
-from shared.events import DeliveryStatus, OpsAlert, encode, new_event
+from shared.envelope import encode, new_event
+from shared.events import DeliveryStatus, OpsAlert
 from shared.settings import KafkaSettings
 from shared.topics import OPS_ALERT
 from tests.apps import running_app

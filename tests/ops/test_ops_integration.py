@@ -12,17 +12,9 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from shared.events import (
-    CustodyStatusChanged,
-    DeliveryStatus,
-    NotificationStatusChanged,
-    OpsAlert,
-    SubjectIdentifier,
-    decode,
-    encode,
-    new_event,
-)
-from shared.kafka import H_ERROR, H_ORIGINAL_TOPIC, header
+from shared.envelope import decode, encode, new_event
+from shared.events import CustodyStatusChanged, DeliveryStatus, NotificationStatusChanged, OpsAlert, SubjectIdentifier
+from shared.kafka.records import H_ERROR, H_ORIGINAL_TOPIC, header
 from shared.settings import KafkaSettings
 from shared.topics import (
     CUSTODY_STATUS_CHANGED,

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.ops.pipeline import AlreadyReplayedError
+from services.ops.pipeline.domain import AlreadyReplayedError
 from services.subscription.consumers import CONSUMER_GROUP
 from shared.events import ContactPointDisabled
 from shared.topics import CONTACT_POINT_DISABLED

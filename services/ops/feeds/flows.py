@@ -1,24 +1,32 @@
-"""Feed health: fetch it from the ingest service, judge staleness, raise one alert per outage."""
+"""Feed health: fetch it from the ingest service, judge staleness, raise one alert per outage; the dashboard's
+feeds section; pausing an agency's notices."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import asyncpg
 
-from services.ops import metrics, store
+from services.ops import metrics
+from services.ops.audit.store import audit
 from services.ops.clients import IngestClient, IngestError
-from services.ops.domain import (
+from services.ops.feeds import store
+from services.ops.feeds.domain import (
     FeedHealth,
+    FeedState,
     feed_alert_event_id,
     feed_alert_message,
     feed_transition,
     is_stale,
+    stale_since,
 )
+from services.ops.schemas import Feed, FeedsSection
 from services.ops.settings import OpsSettings
-from shared.events import OpsAlert, event_source, new_event
+from shared.db import Connection
+from shared.envelope import event_source, new_event
+from shared.events import OpsAlert
 from shared.outbox import enqueue
 from shared.topics import OPS_ALERT
 
@@ -65,17 +73,15 @@ class FeedMonitor:
         agency = feed.agency_id
         async with self._pool.acquire() as connection, connection.transaction():
             previous = await store.lock_feed(connection, agency)
-            kind = feed_transition(previous["stale"] if previous else None, stale)
-            stale_since = previous["stale_since"] if previous and previous["stale"] else None
-            if stale and stale_since is None:
-                stale_since = (
-                    feed.last_feed_at + timedelta(minutes=feed.expected_feed_interval_minutes)
-                    if feed.last_feed_at
-                    else now
-                )
-            await store.save_feed(connection, feed, stale=stale, stale_since=stale_since, checked_at=now)
+            kind = feed_transition(previous.stale if previous else None, stale)
+            since = stale_since(feed, previous, stale=stale, now=now)
+            state = FeedState.model_validate(
+                feed.model_dump(exclude={"stale"})
+                | {"name": feed.name or agency, "stale": stale, "stale_since": since, "checked_at": now}
+            )
+            await store.save_feed(connection, state)
             if kind is not None:
-                outage_started = stale_since if kind == "feed_stale" else previous["stale_since"] if previous else now
+                outage_started = since if kind == "feed_stale" else previous.stale_since if previous else now
                 alert = OpsAlert(kind=kind, agency_id=agency, message=feed_alert_message(feed, kind, now), at=now)
                 event = new_event(
                     alert,
@@ -95,3 +101,25 @@ class FeedMonitor:
         metrics.FEED_RECORDS.labels(agency, "rejected").set(feed.records_rejected)
         metrics.FEED_IN_CUSTODY.labels(agency).set(feed.in_custody)
         return kind
+
+
+async def feeds_section(connection: Connection, monitor: FeedMonitor, now: datetime) -> FeedsSection:
+    feeds = [
+        Feed.model_validate(
+            feed.model_dump()
+            | {
+                "quiet_minutes": int((now - feed.last_feed_at).total_seconds() // 60) if feed.last_feed_at else None,
+            }
+        )
+        for feed in await store.list_feeds(connection)
+    ]
+    return FeedsSection(feeds=feeds, error=monitor.last_error, checked_at=monitor.last_checked)
+
+
+async def record_notices_paused(
+    pool: asyncpg.Pool, username: str, action: str, agency_id: str, *, paused: bool
+) -> None:
+    """Ingest has paused (or resumed) the agency's notices: the feeds table and the audit log say so at once."""
+    async with pool.acquire() as connection, connection.transaction():
+        await store.set_feed_paused(connection, agency_id, paused=paused)
+        await audit(connection, username, action, agency_id, outcome="ok")

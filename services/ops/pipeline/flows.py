@@ -1,82 +1,38 @@
-"""Kafka as operators see it: consumer lag per group and topic, dead-letter topics, and replaying a dead letter."""
+"""Kafka as operators see it: consumer lag per group and topic, dead-letter topics, replaying a dead letter, and the
+dashboard's pipeline section."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from services.ops import metrics, store
-from services.ops.domain import ReplayRefusedError, consumer_lag, replay_target, strip_prefix
+from services.ops import metrics
+from services.ops.audit.store import audit
+from services.ops.pipeline import store
+from services.ops.pipeline.domain import (
+    AlreadyReplayedError,
+    DeadLetter,
+    PipelineSnapshot,
+    ReplayNotFoundError,
+    ReplayRefusedError,
+    consumer_lag,
+    describe_dead_letter,
+    replay_headers,
+    replay_target,
+    strip_prefix,
+)
+from services.ops.schemas import DeadLetterQueue, DeadLetterView, Lag, PipelineSection
 from services.ops.settings import OpsSettings
-from shared.kafka import H_ERROR, H_ORIGINAL_TOPIC, header
-from shared.logging import redact
+from shared.db import Connection
+from shared.kafka.records import H_ORIGINAL_TOPIC, header
 from shared.topics import ALL_TOPICS, dead_letter_topic
 
 log = logging.getLogger(__name__)
-
-H_REPLAYED_FROM = "cw-replayed-from"
-H_REPLAYED_BY = "cw-replayed-by"
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """What an operator needs to judge a dead letter; never its value (it may hold encrypted contacts)."""
-
-    topic: str
-    partition: int
-    offset: int
-    timestamp: datetime
-    original_topic: str | None
-    error: str | None
-    event_type: str | None
-    event_id: str | None
-
-
-@dataclass
-class PipelineSnapshot:
-    lag: dict[tuple[str, str], int] = field(default_factory=dict)
-    dlq_sizes: dict[str, int] = field(default_factory=dict)
-    dead_letters: dict[str, list[DeadLetter]] = field(default_factory=dict)
-    checked_at: datetime | None = None
-    error: str | None = None
-
-
-def describe_dead_letter(record: ConsumerRecord[bytes, bytes], prefix: str) -> DeadLetter:
-    event_type = event_id = None
-    try:
-        document = json.loads(record.value or b"")
-        if isinstance(document, dict):
-            event_type = str(document.get("type")) if document.get("type") else None
-            event_id = str(document.get("id")) if document.get("id") else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        pass
-    original = header(record, H_ORIGINAL_TOPIC)
-    error = header(record, H_ERROR)
-    return DeadLetter(
-        topic=strip_prefix(record.topic, prefix) or record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        timestamp=datetime.fromtimestamp(record.timestamp / 1000, UTC),
-        original_topic=(strip_prefix(original, prefix) or original) if original else None,
-        error=redact(error)[:500] if error else None,
-        event_type=event_type,
-        event_id=event_id,
-    )
-
-
-class ReplayNotFoundError(LookupError):
-    pass
-
-
-class AlreadyReplayedError(RuntimeError):
-    pass
 
 
 class PipelineMonitor:
@@ -203,18 +159,16 @@ class PipelineMonitor:
             header(record, H_ORIGINAL_TOPIC), self._kafka.topic_prefix, [spec.name for spec in ALL_TOPICS]
         )
         base_target = strip_prefix(target, self._kafka.topic_prefix) or target
-        headers = [(key, value) for key, value in record.headers or () if not key.startswith("cw-")]
-        headers += [
-            (H_REPLAYED_FROM, f"{dlq_topic}:{partition}:{offset}".encode()),
-            (H_REPLAYED_BY, username.encode()),
-        ]
+        headers = replay_headers(
+            record.headers or (), dlq_topic=dlq_topic, partition=partition, offset=offset, username=username
+        )
         async with pool.acquire() as connection, connection.transaction():
             if not await store.claim_replay(
                 connection, dlq_topic, partition, offset, target=base_target, username=username
             ):
                 raise AlreadyReplayedError(f"{dlq_topic} partition {partition} offset {offset} was replayed already")
             await producer.send_and_wait(target, value=record.value, key=record.key, headers=headers)
-            await store.audit(
+            await audit(
                 connection,
                 username,
                 "replay_dead_letter",
@@ -260,3 +214,26 @@ class PipelineMonitor:
             raise ReplayNotFoundError(f"timed out reading offset {offset}")
         finally:
             await consumer.stop()
+
+
+async def pipeline_section(connection: Connection, monitor: PipelineMonitor) -> PipelineSection:
+    snapshot = monitor.snapshot
+    replayed = await store.replayed_offsets(connection)
+    queues = []
+    for group, size in sorted(snapshot.dlq_sizes.items()):
+        newest = []
+        for letter in snapshot.dead_letters.get(group, []):
+            replay = replayed.get((letter.topic, letter.partition, letter.offset))
+            newest.append(
+                DeadLetterView.model_validate(
+                    vars(letter)
+                    | {"replayed_by": replay.username if replay else None, "replayed_at": replay.at if replay else None}
+                )
+            )
+        queues.append(DeadLetterQueue(group=group, topic=dead_letter_topic(group), size=size, newest=newest))
+    return PipelineSection(
+        lag=[Lag(group=group, topic=topic, lag=lag) for (group, topic), lag in sorted(snapshot.lag.items())],
+        dead_letter_queues=queues,
+        error=snapshot.error,
+        checked_at=snapshot.checked_at,
+    )

@@ -9,15 +9,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from services.ops import auth, metrics, store
-from services.ops.api import Context, CurrentOperator, admin_only, audited_refusal, render, upstream_status
-from services.ops.auth import Operator
+from services.ops.audit.flows import record_action
+from services.ops.auth.domain import Operator
 from services.ops.clients import IngestError
-from services.ops.context import OpsContext
-from services.ops.domain import AgencyChoice
+from services.ops.deps import Context, CurrentOperator, OpsContext, admin_action
+from services.ops.overrides.domain import AgencyChoice
+from services.ops.rendering import audited_refusal, render, upstream_status
 
-resources_pages = APIRouter(tags=["pages"])
-resources_actions = APIRouter(prefix="/actions", tags=["actions"])
+pages = APIRouter(tags=["pages"])
+actions = APIRouter(prefix="/actions", tags=["actions"])
 ACTION = "replace_resources"
 EMPTY: dict[str, list[Any]] = {"contacts": [], "referrals": []}
 
@@ -59,7 +59,7 @@ async def render_resources(
     )
 
 
-@resources_pages.get("/resources", response_class=HTMLResponse, summary="An agency's contacts and referrals")
+@pages.get("/resources", response_class=HTMLResponse, summary="An agency's contacts and referrals")
 async def resources_page(
     request: Request,
     context: Context,
@@ -69,7 +69,7 @@ async def resources_page(
     return await render_resources(request, context, operator, agency_id.strip())
 
 
-@resources_actions.post("/resources", summary="Replace an agency's contacts and referrals (admin)")
+@actions.post("/resources", summary="Replace an agency's contacts and referrals (admin)")
 async def replace_resources(
     request: Request,
     context: Context,
@@ -78,8 +78,7 @@ async def replace_resources(
     resources: Annotated[str, Form(max_length=60_000)],
 ) -> Response:
     agency_id = agency_id.strip()
-    await auth.require_csrf(request, operator)
-    await admin_only(context, operator, ACTION, agency_id)
+    await admin_action(request, context, operator, ACTION, agency_id)
     try:
         body: Any = json.loads(resources)
     except json.JSONDecodeError as error:
@@ -109,8 +108,6 @@ async def replace_resources(
             entered=resources,
         )
     detail = {"contacts": len(body.get("contacts") or []), "referrals": len(body.get("referrals") or [])}
-    async with context.runtime.pool.acquire() as connection:
-        await store.audit(connection, operator.username, ACTION, agency_id, outcome="ok", detail=detail)
-    metrics.ADMIN_ACTIONS.labels(ACTION, "ok").inc()
+    await record_action(context.runtime.pool, operator.username, ACTION, agency_id, outcome="ok", detail=detail)
     message = f"Saved {detail['contacts']} contacts and {detail['referrals']} referrals of {agency_id}."
     return await render_resources(request, context, operator, agency_id, message=message)

@@ -1,4 +1,5 @@
-"""Held storms: poll ingest's storm holds so the dashboard shows a new one within seconds, even on an open page."""
+"""Held storms: poll ingest's storm holds so the dashboard shows a new one within seconds, even on an open page;
+record an admin's decision."""
 
 from __future__ import annotations
 
@@ -6,11 +7,16 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
 
 from services.ops import metrics
+from services.ops.audit.flows import record_action
 from services.ops.clients import IngestClient, IngestError
-from services.ops.domain import HoldState, StormHold, split_holds
+from services.ops.schemas import StormsSection
 from services.ops.settings import OpsSettings
+from services.ops.storms.domain import HoldState, StormHold, split_holds
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +77,32 @@ class StormMonitor:
                     hold.trigger,
                 )
         self._announced = {hold.hold_id for hold in open_holds}  # logged once per hold, forgotten once decided
+
+
+def storms_section(monitor: StormMonitor) -> StormsSection:
+    snapshot = monitor.snapshot
+    return StormsSection(
+        holding=snapshot.holding, decided=snapshot.decided, error=snapshot.error, checked_at=snapshot.checked_at
+    )
+
+
+async def record_decision(
+    pool: asyncpg.Pool,
+    monitor: StormMonitor,
+    username: str,
+    action: str,
+    hold: StormHold,
+    *,
+    reason: str | None = None,
+) -> None:
+    """Audit a storm decision and refresh the held storms at once, so the page shows it decided."""
+    detail: dict[str, Any] = {
+        "agency_id": hold.agency_id,
+        "held_changes": hold.held_changes,
+        "urgent_changes": hold.urgent_changes,
+        "state": hold.state.value,
+    }
+    if reason is not None:
+        detail["reason"] = reason
+    await record_action(pool, username, action, hold.hold_id, outcome="ok", detail=detail)
+    await monitor.check_once()

@@ -1,0 +1,104 @@
+"""FastAPI dependencies of the ops service: the running service's parts, the session's operator, CSRF and admin
+checks. What request handlers need of a running service is kept on ``app.state.ops``."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+
+from services.ops import metrics
+from services.ops.audit.flows import record_action
+from services.ops.audit.store import audit, recent_admin_actions
+from services.ops.auth.domain import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, Operator, SessionSigner
+from services.ops.auth.flows import load_operator
+from services.ops.clients import DeliveryClient, IngestClient, MatchingClient
+from services.ops.feeds.flows import FeedMonitor
+from services.ops.pipeline.flows import PipelineMonitor
+from services.ops.settings import OpsSettings
+from services.ops.storms.flows import StormMonitor
+from shared.runtime import ServiceRuntime
+
+
+@dataclass
+class OpsContext:
+    settings: OpsSettings
+    runtime: ServiceRuntime
+    signer: SessionSigner
+    ingest: IngestClient
+    delivery: DeliveryClient
+    matching: MatchingClient
+    pipeline: PipelineMonitor
+    storms: StormMonitor
+    feeds: FeedMonitor | None = None
+
+    @property
+    def feed_monitor(self) -> FeedMonitor:
+        if self.feeds is None:
+            raise RuntimeError("ops: feed monitor used before start()")
+        return self.feeds
+
+
+def ops_context(request: Request) -> OpsContext:
+    context: OpsContext = request.app.state.ops
+    return context
+
+
+Context = Annotated[OpsContext, Depends(ops_context)]
+
+
+class NotAuthenticatedError(Exception):
+    """No valid session: HTML requests go to the login page, API requests get 401."""
+
+
+async def session_operator(request: Request, context: OpsContext) -> Operator | None:
+    async with context.runtime.pool.acquire() as connection:
+        return await load_operator(connection, context.signer, request.cookies.get(SESSION_COOKIE))
+
+
+async def current_operator(request: Request, context: Context) -> Operator:
+    operator = await session_operator(request, context)
+    if operator is None:
+        raise NotAuthenticatedError
+    return operator
+
+
+CurrentOperator = Annotated[Operator, Depends(current_operator)]
+
+
+def require_admin(operator: Operator) -> None:
+    if not operator.is_admin:
+        raise HTTPException(status_code=403, detail="only admins may do this; you are signed in as a viewer")
+
+
+async def require_csrf(request: Request, operator: Operator) -> None:
+    """A POST must carry the session's CSRF token (form field or header); SameSite=Strict is the second line."""
+    token = request.headers.get(CSRF_HEADER)
+    if token is None:
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        token = value if isinstance(value, str) else None
+    if token is None or not secrets.compare_digest(token, operator.csrf_token):
+        raise HTTPException(status_code=403, detail="missing or invalid CSRF token; reload the page and try again")
+
+
+async def admin_action(request: Request, context: OpsContext, operator: Operator, action: str, target: str) -> None:
+    """The CSRF token is checked; viewers are refused and admins rate-limited (each refusal audited)."""
+    await require_csrf(request, operator)
+    settings = context.settings
+    if not operator.is_admin:
+        await record_action(context.runtime.pool, operator.username, action, target, outcome="forbidden")
+    require_admin(operator)
+    async with context.runtime.pool.acquire() as connection:
+        recent = await recent_admin_actions(connection, operator.username, settings.admin_action_window_seconds)
+        if recent < settings.admin_action_limit:
+            return
+        await audit(connection, operator.username, action, target, outcome="rate_limited")
+    metrics.ADMIN_ACTIONS.labels(action, "rate_limited").inc()
+    raise HTTPException(
+        status_code=429,
+        detail=f"too many admin actions: at most {settings.admin_action_limit} in"
+        f" {settings.admin_action_window_seconds:g} s; wait a moment and try again",
+    )
