@@ -146,7 +146,6 @@ class Runner:
 
     async def run(self) -> dict[str, Any]:
         started = time.monotonic()
-        self.reference_seconds = [cost.reference_cpu_seconds()]
         self.say(f"starting Kafka, PostgreSQL (fsync {'off' if self.config.fast_postgres else 'on'}) and the stack")
         with running_system(self.config) as (stack, kafka, postgres):
             self.results["startup_seconds"] = round(time.monotonic() - started, 1)
@@ -163,7 +162,6 @@ class Runner:
                 phase: {name: round(value, 1) for name, value in peaks.items()}
                 for phase, peaks in sampler.peaks.items()
             }
-        self.reference_seconds.append(cost.reference_cpu_seconds())
         self.results["phases"] = {name: phase.as_json() for name, phase in self.phases.items()}
         self.results["cost"] = self.cost()
         self.results["total_seconds"] = round(time.monotonic() - started, 1)
@@ -335,7 +333,7 @@ class Runner:
 
     def cost(self) -> dict[str, Any]:
         """CPU and statements per handed-off notice over the measured phases (the warm-up pays one-off costs, so it
-        is left out), the reference workload, and the check against the committed baseline."""
+        is left out), and the check against the committed baseline."""
         measured = [phase for name, phase in self.phases.items() if name != "warmup"]
         notices = sum(len(phase.handoffs) for phase in measured)
         cpu_seconds: dict[str, float] = {}
@@ -346,19 +344,15 @@ class Runner:
             for service, count in phase.statements.items():
                 statements[service] = statements.get(service, 0) + count
         per_notice = cost.ms_per_notice(cpu_seconds, notices)
-        reference = min(self.reference_seconds)
-        ratio = cost.cost_ratio(per_notice["ours"], reference) if per_notice else None
         summary: dict[str, Any] = {
             "notices": notices,
             "cpu_ms_per_notice": per_notice,
             "round_trips_per_notice": cost.round_trips_per_notice(statements, notices),
-            "reference_cpu_seconds": round(reference, 4),
-            "ratio_to_reference": ratio,
         }
-        if ratio is not None and self.config.check_baseline:
-            summary["regression"] = cost.regression(ratio, cost.read_baseline())
-        if ratio is not None and self.config.write_baseline:
-            cost.write_baseline(ratio, self.results["code"]["commit"])
+        if per_notice and self.config.check_baseline:
+            summary["regression"] = cost.regression(per_notice["ours"], cost.read_baseline())
+        if per_notice and self.config.write_baseline:
+            cost.write_baseline(per_notice["ours"], self.results["code"]["commit"])
         return summary
 
     async def _one_feed(self, bench: Bench, phase: str, records: int) -> tuple[float, float]:

@@ -26,7 +26,10 @@ def test_quick_bench_writes_every_section(tmp_path: Path) -> None:
     work = ROOT / ".local" / f"bench-smoke-{uuid.uuid4().hex[:8]}"
     try:
         run = subprocess.run(
-            [sys.executable, "-m", "tests.bench", "--quick", "--work-dir", str(work), "--out", str(out)],
+            [
+                *(sys.executable, "-m", "tests.bench", "--quick", "--check-baseline"),
+                *("--work-dir", str(work), "--out", str(out)),
+            ],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -43,8 +46,11 @@ def check_report(out: Path, stdout: str) -> None:
     """The table was printed, and bench.json and bench.png are complete."""
     assert "Feed accepted → provider hand-off" in stdout
     assert "Targets (issue 9):" in stdout
+    assert "Targets (issue 20, the send path):" in stdout
+    assert "Regression check:" in stdout
     results = json.loads((out / "bench.json").read_text())
-    for section in ("machine", "parameters", "phases", "throughput", "burst", "memory_peak_mb", "limits", "targets"):
+    sections = ("machine", "parameters", "phases", "throughput", "burst", "memory_peak_mb", "limits", "targets", "cost")
+    for section in sections:
         assert section in results, section
     assert results["parameters"]["quick"] is True
     assert {"warmup", "latency", "burst"} <= set(results["phases"])
@@ -71,3 +77,8 @@ def check_report(out: Path, stdout: str) -> None:
         "largest service RSS (MB)",
     }
     assert (out / "bench.png").read_bytes().startswith(b"\x89PNG")
+    cost = results["cost"]
+    # Every service and the servers were measured, and each notice took some statements of delivery's database.
+    assert {*SERVICES, "postgres", "kafka", "ours"} <= set(cost["cpu_ms_per_notice"])
+    assert cost["round_trips_per_notice"]["delivery"] > 0
+    assert cost["regression"]["ok"], cost["regression"]
