@@ -40,7 +40,7 @@ test-fast: install
 lint: install
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
-	@$(BIN)/mypy shared services tests
+	@$(BIN)/mypy shared services cli tests
 	@$(BIN)/python -m shared.contracts --check
 
 format: install

@@ -17,9 +17,10 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli import feeds, output
-from shared.cli.__main__ import EXIT_REJECTED, app, push_json
-from shared.cli.client import Api, CliError
+from cli import feeds, output
+from cli.__main__ import app
+from cli.client import Api, CliError
+from cli.commands.feed import EXIT_REJECTED, push_json
 from shared.devservers.demo import play_story, wait_for_agency
 from shared.devservers.driver import SystemDriver, custody_record
 from shared.devservers.stack import Stack
@@ -329,7 +330,7 @@ async def test_delivery_tail_shows_the_notices_of_a_verified_subscriber(
     # The installed command itself (python -m runs the same main() as the console script).
     environment = {name: value for name, value in cli_env(stack).items() if value is not None}
     process = await asyncio.create_subprocess_exec(
-        *[sys.executable, "-m", "shared.cli", "delivery", "tail", "--once", "--agency", agency],
+        *[sys.executable, "-m", "cli", "delivery", "tail", "--once", "--agency", agency],
         cwd=ROOT,
         env={"PATH": "/usr/bin:/bin", **environment},
         stdout=asyncio.subprocess.PIPE,

@@ -1,14 +1,42 @@
-"""What the CLI prints: push summaries, agency tables and one line per delivery change, contacts always masked."""
+"""What the CLI prints, and where: push summaries, agency tables and one line per delivery change, contacts always
+masked; results to stdout, progress and errors to stderr."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from shared.cli.feeds import PushSummary
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from cli.feeds import PushSummary
 from shared.crypto import mask_email, mask_phone
 
 MASK = "•"
+
+# No markup: feed data (reasons, ids) may contain square brackets that rich would otherwise read as styles.
+out = Console(highlight=False, soft_wrap=True, markup=False)
+"""Results: what a script captures."""
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
+"""Progress and explanations, for the person at the terminal."""
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(Text.assemble(("error:", "bold red"), " ", message))
+    return typer.Exit(1)
+
+
+def progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
 
 
 def masked_contact(contact: str | None) -> str:
