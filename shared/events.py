@@ -204,7 +204,6 @@ class NotificationKind(StrEnum):
     VERIFICATION = "verification"
     FEED_SILENCE = "feed_silence"
     FEED_RESTORED = "feed_restored"
-    SMS_HELP = "sms_help"
     SUBSCRIPTION_CHANGED = "subscription_changed"
     RELEASE_SCHEDULED = "release_scheduled"
     RELEASE_REMINDER = "release_reminder"

@@ -1,25 +1,25 @@
-"""Twilio request signatures (``X-Twilio-Signature``), used for inbound SMS webhooks and status callbacks.
+"""Twilio request signatures (``X-Twilio-Signature``) of inbound SMS webhooks, voice webhooks and status callbacks.
 
-Twilio signs the full URL it called followed by every POST parameter, sorted by name, as name+value, with
-HMAC-SHA1 keyed by the account's auth token, base64-encoded.
+The one place both services that take Twilio webhooks (subscription, delivery) check them, through the official
+``twilio`` package's ``RequestValidator``: Twilio signs the full URL it called followed by every POST parameter,
+sorted by name, as name+value, with HMAC-SHA1 keyed by the account's auth token, base64-encoded.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 from collections.abc import Mapping
+
+from twilio.request_validator import RequestValidator
 
 
 def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:
-    payload = url + "".join(f"{name}{params[name]}" for name in sorted(params))
-    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
+    """The signature Twilio would put on this request (the local sinks sign with it)."""
+    return str(RequestValidator(auth_token).compute_signature(url, dict(params)))
 
 
 def signature_is_valid(auth_token: str, url: str, params: Mapping[str, str], signature: str | None) -> bool:
-    """Constant-time check; a missing signature is never valid."""
+    """Constant-time check (with and without the URL's default port, as Twilio signs); a missing signature is never
+    valid."""
     if not signature:
         return False
-    return hmac.compare_digest(twilio_signature(auth_token, url, params), signature)
+    return bool(RequestValidator(auth_token).validate(url, dict(params), signature))

@@ -9,14 +9,16 @@ from datetime import datetime, timedelta
 import asyncpg
 from aiokafka import ConsumerRecord
 
-from services.delivery import store
-from services.delivery.domain import RepeatPatterns, due_at
-from services.delivery.flows import Bookkeeper
+from services.delivery.channels.registry import Channels
+from services.delivery.domain import due_at
+from services.delivery.flows.bookkeeper import Bookkeeper
+from services.delivery.store import agencies, notifications
+from services.delivery.store.notifications import NewNotification
 from shared.crypto import ContactCipher, ContactDecryptError
 from shared.db import Connection
+from shared.envelope import CloudEvent
 from shared.events import (
     AgencyProfile,
-    CloudEvent,
     NoticeAcknowledged,
     NotificationRequested,
     Payload,
@@ -24,13 +26,38 @@ from shared.events import (
     SubscriptionState,
 )
 from shared.idempotency import claim_event
-from shared.kafka import DecodedRecord, header
+from shared.kafka.consumer import DecodedRecord
+from shared.kafka.records import header
 from shared.logging import trace_context
-from shared.vocabulary import Channel, normalise_identifier
+from shared.topics import (
+    AGENCY_PROFILE,
+    CONTACT_POINT_DISABLED,
+    NOTIFICATION_ACKNOWLEDGED,
+    NOTIFICATION_REQUESTED,
+    NOTIFICATION_STATUS_CHANGED,
+    OPS_ALERT,
+    SUBJECT_SEALED,
+    SUBSCRIPTION_STATE,
+    TopicSpec,
+)
 
 log = logging.getLogger(__name__)
 
-CONSUMER = "delivery"
+CONSUMER_GROUP = "delivery"
+CONSUMED_TOPICS: tuple[TopicSpec, ...] = (
+    NOTIFICATION_REQUESTED,
+    AGENCY_PROFILE,
+    NOTIFICATION_ACKNOWLEDGED,
+    SUBSCRIPTION_STATE,
+    SUBJECT_SEALED,
+)
+PRODUCED_TOPICS: tuple[TopicSpec, ...] = (
+    NOTIFICATION_STATUS_CHANGED,
+    CONTACT_POINT_DISABLED,
+    NOTIFICATION_ACKNOWLEDGED,
+    OPS_ALERT,
+)
+"""``ops.alert.v1``: an email bounced after hand-off for a reason that is not the address's (``routes/bounces``)."""
 H_REPLAYED_FROM = "cw-replayed-from"
 """Set by the ops dashboard on a dead letter it re-publishes (``dlq topic:partition:offset``): an operator's replay,
 which asks for a new attempt, unlike a redelivery of the same event by Kafka."""
@@ -40,14 +67,13 @@ class UnexpectedEventError(ValueError):
     """An event type that has no business on the topics delivery reads."""
 
 
-def contact_index(cipher: ContactCipher, channel: Channel, ciphertext: str) -> str:
+def contact_index(cipher: ContactCipher, normalise: Callable[[str], str], ciphertext: str) -> str:
     """The contact's blind index (to honour opt-outs), or '' if it cannot be decrypted (the send will fail)."""
     try:
         contact = cipher.decrypt(ciphertext)
     except ContactDecryptError:
         return ""
-    normalised = contact.strip().lower() if channel is Channel.EMAIL else normalise_identifier(contact)
-    return cipher.blind_index(normalised)
+    return cipher.blind_index(normalise(contact))
 
 
 class DeliveryHandlers:
@@ -57,7 +83,7 @@ class DeliveryHandlers:
         pool: asyncpg.Pool,
         cipher: ContactCipher,
         bookkeeper: Bookkeeper,
-        repeats: RepeatPatterns,
+        channels: Channels,
         clock: Callable[[], datetime],
         on_due: Callable[[], None] = lambda: None,
     ) -> None:
@@ -66,7 +92,7 @@ class DeliveryHandlers:
         self._on_due = on_due
         self._cipher = cipher
         self._book = bookkeeper
-        self._repeats = repeats
+        self._channels = channels
         self._clock = clock
 
     async def handle(self, event: CloudEvent[Payload], record: ConsumerRecord[bytes, bytes]) -> None:
@@ -78,7 +104,7 @@ class DeliveryHandlers:
             await self.notification_requested(event.id, event.trace_id, data)
         elif isinstance(data, AgencyProfile):
             async with self._pool.acquire() as connection:
-                await store.upsert_agency(connection, data)
+                await agencies.upsert_agency(connection, data)
         elif isinstance(data, NoticeAcknowledged):
             await self.acknowledged(event.id, data)
         elif isinstance(data, SubscriptionState):
@@ -116,12 +142,10 @@ class DeliveryHandlers:
             inserted = await self._insert(connection, [new], now)
         self._stored([new], inserted, now)
 
-    async def _insert(
-        self, connection: Connection, notifications: Sequence[store.NewNotification], now: datetime
-    ) -> set[str]:
+    async def _insert(self, connection: Connection, new: Sequence[NewNotification], now: datetime) -> set[str]:
         """Store new notices; those about a subject sealed meanwhile end at once, unsent. Returns the new ids."""
-        inserted = await store.insert_notifications(connection, notifications)
-        sealed = await store.sealed_among(connection, sorted(inserted)) if inserted else []
+        inserted = await notifications.insert_notifications(connection, new)
+        sealed = await notifications.sealed_among(connection, sorted(inserted)) if inserted else []
         await self._book.close_sealed(connection, sealed, now=now)
         return inserted - set(sealed)
 
@@ -129,15 +153,15 @@ class DeliveryHandlers:
         self, event_id: str, trace_id: str, request: NotificationRequested, *, replayed_from: str
     ) -> None:
         """An operator replayed this parked notice: one new attempt if delivery gave up on it (see
-        :func:`store.reopen_for_replay`); stored as new if it is not known at all."""
+        :func:`notifications.reopen_for_replay`); stored as new if it is not known at all."""
         now = self._clock()
         new = self._new_notification(event_id, trace_id, request, now)
         async with self._pool.acquire() as connection, connection.transaction():
             inserted = await self._insert(connection, [new], now)
-            reopened = not inserted and await store.reopen_for_replay(
+            reopened = not inserted and await notifications.reopen_for_replay(
                 connection, request.notification_id, replayed_from=replayed_from, now=now
             )
-            if reopened and await store.sealed_among(connection, [request.notification_id]):
+            if reopened and await notifications.sealed_among(connection, [request.notification_id]):
                 await self._book.close_sealed(connection, [request.notification_id], now=now)
                 reopened = False
         log.info(
@@ -151,26 +175,31 @@ class DeliveryHandlers:
 
     def _new_notification(
         self, event_id: str, trace_id: str, request: NotificationRequested, now: datetime
-    ) -> store.NewNotification:
-        pattern = self._repeats.of(request.kind, request.urgency, request.channel)
-        due = due_at(
-            now,
-            kind=request.kind,
-            urgency=request.urgency,
-            timezone=request.timezone,
-            quiet_start=request.quiet_hours_start,
-            quiet_end=request.quiet_hours_end,
+    ) -> NewNotification:
+        channel = self._channels[request.channel]
+        pattern = channel.repeat_pattern(request.kind, request.urgency)
+        due = (
+            due_at(
+                now,
+                kind=request.kind,
+                urgency=request.urgency,
+                timezone=request.timezone,
+                quiet_start=request.quiet_hours_start,
+                quiet_end=request.quiet_hours_end,
+            )
+            if channel.quiet_hours_apply
+            else now
         )
-        return store.NewNotification(
+        return NewNotification(
             request=request,
             event_id=event_id,
             trace_id=trace_id,
-            contact_index=contact_index(self._cipher, request.channel, request.contact_ciphertext),
+            contact_index=contact_index(self._cipher, channel.normalise_contact, request.contact_ciphertext),
             next_attempt_at=due,
             repeat_until=due + timedelta(seconds=pattern.window_seconds) if pattern.repeats else None,
         )
 
-    def _stored(self, stored: Sequence[store.NewNotification], inserted: set[str], now: datetime) -> None:
+    def _stored(self, stored: Sequence[NewNotification], inserted: set[str], now: datetime) -> None:
         due_now = False
         for new in stored:
             if new.request.notification_id not in inserted:
@@ -189,12 +218,12 @@ class DeliveryHandlers:
 
     async def acknowledged(self, event_id: str, data: NoticeAcknowledged) -> None:
         async with self._pool.acquire() as connection, connection.transaction():
-            if not await claim_event(connection, CONSUMER, event_id):
+            if not await claim_event(connection, CONSUMER_GROUP, event_id):
                 return
             if data.notification_id is None:
                 await self._book.acknowledge_subscription(connection, data.subscription_id, now=data.at)
                 return
-            notification = await store.get_notification(connection, data.notification_id)
+            notification = await notifications.get_notification(connection, data.notification_id)
             if notification is None or notification.request.subscription_id != data.subscription_id:
                 log.warning("acknowledgement %s names no notification of its subscription; ignored", event_id)
                 return

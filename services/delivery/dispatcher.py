@@ -1,15 +1,16 @@
-"""The sending loops: due notices go to providers; stranded attempts are taken over; missed receipts are asked for.
+"""The sending loops: due notices go to their channel's providers; stranded attempts are taken over; missed receipts
+are asked for. Nothing here names a channel: each one's rules come from its module in ``channels/``.
 
 Each attempt is recorded (status ``sending``) and committed when it is claimed; right before the provider call it
-records what identifies the message (an SMS body's fingerprint, an email's Message-ID) and when the call began, and
-after the call its outcome. A crash in between leaves the attempt in flight until its lease runs out; whoever takes
-it over then finds out before sending anything (Twilio has no idempotency key: a second POST is a second message):
+records what identifies the message (the channel's calling marks: an SMS body's fingerprint, an email's Message-ID)
+and when the call began, and after the call its outcome. A crash in between leaves the attempt in flight until its
+lease runs out; whoever takes it over then finds out before sending anything (Twilio has no idempotency key: a
+second POST is a second message):
 
 - no call was recorded: the crash came first, so it is sent now;
-- SMS: a status callback or our bookkeeping named its message, or the provider's message list holds a message to
-  that number with that fingerprint since the call began: it went through, and is recorded so, not sent again; when
-  the provider cannot tell right now, the attempt waits and asks again later;
-- email: SMTP cannot be asked, so it is sent again with the same Message-ID, its history says that a duplicate is
+- the channel's provider can be asked (SMS, voice): when it has the message, it is recorded so, not sent again;
+  when it cannot tell right now, the attempt waits and asks again later;
+- it cannot be asked (SMTP): it is sent again (with the same Message-ID), its history says that a duplicate is
   possible, and ``cw_delivery_possible_duplicates_total`` counts it.
 """
 
@@ -17,72 +18,52 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol
-from urllib.parse import quote
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.delivery import metrics, store
-from services.delivery.domain import (
-    FINAL_STATUSES,
-    Receipt,
-    failure_receipt,
-    twilio_receipt,
-)
-from services.delivery.flows import SOURCE, Bookkeeper, Claim
+from services.delivery import metrics
+from services.delivery.channels.base import NoticeToSend
+from services.delivery.channels.registry import AnyChannel, Channels
+from services.delivery.domain import FINAL_STATUSES, Receipt
+from services.delivery.flows.bookkeeper import Bookkeeper
+from services.delivery.flows.dead_letters import dead_letter_once
+from services.delivery.flows.events import Claim
+from services.delivery.flows.reconciliation import reconcile_once
 from services.delivery.links import AcknowledgementTokens
 from services.delivery.providers.base import (
-    EmailProvider,
-    OutboundEmail,
-    OutboundSms,
+    AMBIGUOUS_ERROR_CODE,
     PermanentProviderError,
     ProviderReceipt,
-    SmsProvider,
     TemporaryProviderError,
-    body_fingerprint,
 )
-from services.delivery.providers.failover import AMBIGUOUS_ERROR_CODE
-from services.delivery.providers.twilio_voice import OutboundCall, TwilioVoiceProvider, call_receipt
-from services.delivery.rendering import CallStep, NoticeLinks, NoticeRenderer, TemplateError
-from services.delivery.sendrate import SharedSendRate
+from services.delivery.rendering import NoticeLinks, TemplateError
 from services.delivery.settings import DeliverySettings
-from services.delivery.store import AttemptRow
+from services.delivery.store import agencies, attempts, notifications
+from services.delivery.store.attempts import AttemptRow
 from shared.crypto import ContactCipher, ContactDecryptError
-from shared.events import KAFKA_HEADERS, AgencyProfile, DeliveryStatus, encode, new_event
-from shared.kafka import H_ERROR, H_ORIGINAL_TOPIC
+from shared.events import AgencyProfile, DeliveryStatus
 from shared.logging import redact
-from shared.topics import NOTIFICATION_REQUESTED, dead_letter_topic
-from shared.vocabulary import Channel, Urgency
+from shared.vocabulary import Urgency
 
 log = logging.getLogger(__name__)
-
-CONSUMER_GROUP = "delivery"
-H_HISTORY = "cw-history"
 
 HOUSEKEEPING_SECONDS = 1.0
 AGENCY_CACHE_SECONDS = 5.0
 """How stale an agency's name and phone numbers in a notice may be (pausing is checked at every claim)."""
 
 Clock = Callable[[], datetime]
-Outbound = OutboundSms | OutboundEmail | OutboundCall
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class StatusLookup(Protocol):
-    """A provider that can tell a message's current status (Twilio's ``GET Messages/{sid}.json``)."""
-
-    async def fetch_status(self, provider_message_id: str) -> str | None: ...
 
 
 class Dispatcher:
@@ -94,28 +75,16 @@ class Dispatcher:
         bookkeeper: Bookkeeper,
         cipher: ContactCipher,
         tokens: AcknowledgementTokens,
-        sms: SmsProvider,
-        email: EmailProvider,
-        voice: TwilioVoiceProvider,
-        status_lookups: Mapping[str, StatusLookup],
+        channels: Channels,
         producer: AIOKafkaProducer,
-        renderer: NoticeRenderer,
         clock: Clock = utc_now,
     ) -> None:
-        self._renderer = renderer
         self._pool = pool
         self._settings = settings
         self._book = bookkeeper
         self._cipher = cipher
         self._tokens = tokens
-        self._sms = sms
-        self._email = email
-        self._email_limiter = SharedSendRate(lambda: pool, "email:smtp", settings.smtp.rate_per_second)
-        self._voice = voice
-        self._voice_limiter = SharedSendRate(
-            lambda: pool, f"voice:{voice.name}", settings.voice_provider.rate_per_second
-        )
-        self._status_lookups = status_lookups
+        self._channels = channels
         self._producer = producer
         self._clock = clock
         self._wake = asyncio.Event()
@@ -180,15 +149,28 @@ class Dispatcher:
         try:
             await self.dead_letter_once()
             async with self._pool.acquire() as connection:
-                metrics.RETRIES_IN_FLIGHT.set(await store.count_retrying(connection))
+                metrics.RETRIES_IN_FLIGHT.set(await notifications.count_retrying(connection))
         except Exception:
             log.exception("dead letters or the retry gauge failed; sending goes on, they are tried again shortly")
 
+    async def dead_letter_once(self, limit: int = 100) -> int:
+        return await dead_letter_once(self._pool, self._producer, self._settings.kafka, self._clock(), limit)
+
     async def run_reconciler(self) -> None:
-        """Ask providers about SMS whose final receipt never came (a lost status callback)."""
+        """Ask providers about attempts whose final receipt never came (a lost status callback)."""
         while True:
             await self.reconcile_once()
             await asyncio.sleep(self._settings.reconcile_interval_seconds)
+
+    async def reconcile_once(self, limit: int = 200) -> int:
+        return await reconcile_once(
+            pool=self._pool,
+            channels=self._channels,
+            bookkeeper=self._book,
+            settings=self._settings,
+            clock=self._clock,
+            limit=limit,
+        )
 
     async def _send_logged(self, claim: Claim) -> None:
         try:
@@ -201,8 +183,9 @@ class Dispatcher:
 
     async def _send(self, claim: Claim) -> None:
         request = claim.notification.request
+        channel = self._channels[request.channel]
         try:
-            outbound = await self._prepare(claim)
+            message = channel.render(await self._notice(claim))
         except (TemplateError, ContactDecryptError, ValueError) as error:
             log.error("notice %s cannot be prepared: %s", request.notification_id, type(error).__name__)
             detail = f"cannot prepare the notice: {type(error).__name__}: {error}"
@@ -210,156 +193,80 @@ class Dispatcher:
             return
         if claim.resumed:
             try:
-                taken = await self._taken_before(claim, outbound)
+                taken = await self._taken_before(claim, channel, message)
             except TemporaryProviderError as error:
                 await self._postpone(claim, f"cannot tell yet whether the provider took it: {error}")
                 return
             if taken is not None:
                 log.info("attempt %s: the provider took it before the crash; not sent again", claim.attempt_id)
-                await self._handed_off(claim, taken)
+                await self._handed_off(claim, channel, taken)
                 return
-        await self._record_calling(claim, outbound)
+        marks = channel.calling_marks(message)
+        async with self._pool.acquire() as connection:  # what identifies the message, committed before the call
+            await attempts.record_calling(
+                connection,
+                claim.attempt_id,
+                self._clock(),
+                body_fingerprint=marks.body_fingerprint,
+                email_message_id=marks.email_message_id,
+            )
         self._crash_if_asked(claim, self._settings.crash_before_call_marker, "before the provider call")
         try:
-            if isinstance(outbound, OutboundSms):
-                receipt = await self._sms.send(outbound)
-            elif isinstance(outbound, OutboundCall):
-                await self._voice_limiter.acquire()
-                receipt = await self._voice.call(outbound)
-            else:
-                await self._email_limiter.acquire()
-                receipt = await self._email.send(outbound)
+            receipt = await channel.send(message)
         except TemporaryProviderError as error:
             if error.code == AMBIGUOUS_ERROR_CODE:
                 # The provider may have taken it: it stays in flight, and the provider is asked before any resend.
                 await self._postpone(claim, f"ambiguous hand-off: {error}")
                 return
-            receipt_on_error = failure_receipt(request.channel, error.code, permanent=False)
-            await self._apply(claim, receipt_on_error, detail=str(error)[:500])
+            await self._apply(claim, channel.failure_receipt(error.code, permanent=False), detail=str(error)[:500])
             return
         except PermanentProviderError as error:
-            receipt_on_error = failure_receipt(request.channel, error.code, permanent=True)
-            await self._apply(claim, receipt_on_error, detail=str(error)[:500])
+            await self._apply(claim, channel.failure_receipt(error.code, permanent=True), detail=str(error)[:500])
             return
         self._crash_if_asked(claim, self._settings.crash_after_handoff_marker, "right after handing off")
-        await self._handed_off(claim, receipt)
+        await self._handed_off(claim, channel, receipt)
 
-    async def _record_calling(self, claim: Claim, outbound: Outbound) -> None:
-        """Commit what identifies the message before the call, so a take-over can look for it."""
-        async with self._pool.acquire() as connection:
-            if isinstance(outbound, OutboundCall):
-                await store.record_calling(connection, claim.attempt_id, self._clock())  # when: calls list by time
-            elif isinstance(outbound, OutboundSms):
-                await store.record_calling(
-                    connection, claim.attempt_id, self._clock(), body_fingerprint=body_fingerprint(outbound.body)
-                )
-            else:
-                await store.record_calling(
-                    connection, claim.attempt_id, self._clock(), email_message_id=outbound.message_id
-                )
-
-    async def _taken_before(self, claim: Claim, outbound: Outbound) -> ProviderReceipt | None:
+    async def _taken_before(self, claim: Claim, channel: AnyChannel, message: Any) -> ProviderReceipt | None:
         """Whether the provider took this attempt before it was stranded (see the module docstring); None if not."""
         async with self._pool.acquire() as connection:
-            attempt = await store.get_attempt(connection, claim.attempt_id)
+            attempt = await attempts.get_attempt(connection, claim.attempt_id)
         if attempt is None or attempt.calling_at is None:
             return None
-        if isinstance(outbound, OutboundEmail):
-            await self._note_possible_duplicate(attempt)
+        if channel.resend_detail is not None:
+            await self._note_possible_duplicate(attempt, channel.resend_detail)
             return None
-        if isinstance(outbound, OutboundCall) and attempt.provider_message_id is None:
-            return await self._call_placed_before(outbound, attempt.calling_at)
-        if attempt.provider_message_id is not None:
-            lookup = (
-                self._voice if isinstance(outbound, OutboundCall) else self._status_lookups.get(attempt.provider or "")
-            )
-            status = await lookup.fetch_status(attempt.provider_message_id) if lookup is not None else None
-            return ProviderReceipt(
-                provider=attempt.provider or self._sms.name,
-                provider_message_id=attempt.provider_message_id,
-                status=status or "sent",
-            )
-        if attempt.body_fingerprint is None:
-            return None
-        return await self._sms.find_sent(outbound.to, attempt.calling_at, attempt.body_fingerprint)
+        return await channel.taken_before(attempt, message, self._known_messages)
 
-    async def _call_placed_before(self, outbound: OutboundCall, since: datetime) -> ProviderReceipt | None:
-        """A call to this number since the attempt began that no attempt of ours claims is this attempt's call.
-
-        Twilio's call resource does not carry our TwiML or reference; a call of another notice to the same number
-        is told apart by its SID, which its own attempt recorded (from the answer or the first status callback).
-        """
-        placed = await self._voice.placed_since(outbound.to, since)
-        if not placed:
-            return None
+    async def _known_messages(self, provider_message_ids: Sequence[str]) -> set[str]:
         async with self._pool.acquire() as connection:
-            known = await store.known_provider_messages(connection, [call.provider_message_id for call in placed])
-        return next((call for call in placed if call.provider_message_id not in known), None)
+            return await attempts.known_provider_messages(connection, provider_message_ids)
 
-    async def _note_possible_duplicate(self, attempt: AttemptRow) -> None:
-        metrics.POSSIBLE_DUPLICATES.labels(attempt.channel).inc()
-        log.warning(
-            "attempt %s resent after a crash during its SMTP hand-off: a duplicate is possible", attempt.attempt_id
-        )
+    async def _note_possible_duplicate(self, attempt: AttemptRow, detail: str) -> None:
+        metrics.POSSIBLE_DUPLICATES.labels(attempt.channel.value).inc()
+        log.warning("attempt %s resent after a crash during its hand-off: a duplicate is possible", attempt.attempt_id)
         async with self._pool.acquire() as connection:
-            await store.update_attempt(
-                connection,
-                attempt.attempt_id,
-                self._clock(),
-                detail="sent again after a crash during the SMTP hand-off: a duplicate is possible (same Message-ID)",
-            )
+            await attempts.update_attempt(connection, attempt.attempt_id, self._clock(), detail=detail)
 
-    async def _prepare(self, claim: Claim) -> Outbound:
-        """Decrypt the contact (only now, just before the call) and render the notice."""
+    async def _notice(self, claim: Claim) -> NoticeToSend:
+        """Decrypt the contact (only now, just before the call) and gather what the notice says."""
         request = claim.notification.request
-        agency = await self._agency(request.agency_id)
-        contact = self._cipher.decrypt(request.contact_ciphertext)
-        secret = self._cipher.decrypt(request.secret_ciphertext) if request.secret_ciphertext else None
-        manage_url = self._decrypt(request.manage_url_ciphertext)
-        unsubscribe_url = self._decrypt(request.unsubscribe_url_ciphertext)  # one-click needs a POST-able link
         acknowledge_url = (
             self._tokens.url(self._settings.public_base_url, request.notification_id)
             if request.urgency is Urgency.URGENT
             else None
         )
-        links = NoticeLinks(
-            manage_url=manage_url,
-            unsubscribe_url=unsubscribe_url,
-            acknowledge_url=acknowledge_url,
-            verify_url=self._decrypt(request.verify_url_ciphertext),
-        )
-        if request.channel is Channel.VOICE:
-            base = self._settings.public_base_url.rstrip("/")
-            reference = quote(claim.attempt_id, safe="")
-            # The call fetches its TwiML when answered (then Twilio says whether a person or a machine answered).
-            self._renderer.render_call(
-                request, agency, step=CallStep.NOTICE, confirm=False, action_url=None, secret=secret
-            )
-            return OutboundCall(
-                to=contact,
-                twiml="",
-                url=f"{base}/v1/calls/{reference}/twiml",
-                reference=claim.attempt_id,
-                status_callback_url=f"{base}/v1/callbacks/voice?ref={reference}",
-            )
-        if request.channel is Channel.SMS:
-            sms = self._renderer.render_sms(request, agency, links, secret=secret)
-            return OutboundSms(
-                to=contact,
-                body=sms.body,
-                reference=claim.attempt_id,
-                status_callback_url=self.callback_url(claim.attempt_id),
-            )
-        email = self._renderer.render_email(request, agency, links, secret=secret)
-        return OutboundEmail(
-            to=contact,
-            subject=email.subject,
-            text_body=email.text_body,
-            html_body=email.html_body,
-            reference=claim.attempt_id,
-            message_id=self._email.message_id(claim.attempt_id),
-            unsubscribe_url=unsubscribe_url,
-            unsubscribe_mailto=self._settings.smtp.unsubscribe_mailto,
+        return NoticeToSend(
+            request=request,
+            agency=await self._agency(request.agency_id),
+            attempt_id=claim.attempt_id,
+            contact=self._cipher.decrypt(request.contact_ciphertext),
+            secret=self._decrypt(request.secret_ciphertext),
+            links=NoticeLinks(
+                manage_url=self._decrypt(request.manage_url_ciphertext),
+                unsubscribe_url=self._decrypt(request.unsubscribe_url_ciphertext),
+                acknowledge_url=acknowledge_url,
+                verify_url=self._decrypt(request.verify_url_ciphertext),
+            ),
         )
 
     async def _agency(self, agency_id: str) -> AgencyProfile | None:
@@ -369,17 +276,12 @@ class Dispatcher:
         if cached is not None and now - cached[0] < AGENCY_CACHE_SECONDS:
             return cached[1]
         async with self._pool.acquire() as connection:
-            agency = await store.get_agency(connection, agency_id)
+            agency = await agencies.get_agency(connection, agency_id)
         self._agencies[agency_id] = (now, agency)
         return agency
 
     def _decrypt(self, ciphertext: str | None) -> str | None:
         return self._cipher.decrypt(ciphertext) if ciphertext else None
-
-    def callback_url(self, attempt_id: str) -> str:
-        """Where the provider reports; ``ref`` ties even a receipt that beats our bookkeeping to its attempt."""
-        base = self._settings.public_base_url.rstrip("/")
-        return f"{base}/v1/callbacks/sms/{quote(self._sms.name, safe='')}?ref={quote(attempt_id, safe='')}"
 
     def _crash_if_asked(self, claim: Claim, marker: str | None, when: str) -> None:
         """Test hook: exit hard at this point of a send, once (the marker file, written then, disarms it)."""
@@ -392,7 +294,7 @@ class Dispatcher:
         log.warning("test hook: exiting %s %s", when, claim.attempt_id)
         os._exit(70)
 
-    async def _handed_off(self, claim: Claim, receipt: ProviderReceipt) -> None:
+    async def _handed_off(self, claim: Claim, channel: AnyChannel, receipt: ProviderReceipt) -> None:
         now = self._clock()
         async with self._pool.acquire() as connection, connection.transaction():
             await self._book.record_handoff(
@@ -402,10 +304,9 @@ class Dispatcher:
                 provider_message_id=receipt.provider_message_id,
                 now=now,
             )
-            if claim.notification.request.channel is Channel.SMS:
-                reported = twilio_receipt(receipt.status, None)
-                if reported is not None and reported.status in FINAL_STATUSES:
-                    await self._book.apply_receipt(connection, claim.attempt_id, reported, now=now)
+            reported = channel.handoff_receipt(receipt)
+            if reported is not None and reported.status in FINAL_STATUSES:
+                await self._book.apply_receipt(connection, claim.attempt_id, reported, now=now)
 
     async def _apply(self, claim: Claim, receipt: Receipt, *, detail: str) -> None:
         # Provider messages should not carry contact details; scrub them anyway before they are stored and shown.
@@ -419,92 +320,10 @@ class Dispatcher:
         delay = self._book.scheduling.retry.delay(number)
         log.warning("attempt %s postponed %.0f s: %s", claim.attempt_id, delay, why)
         async with self._pool.acquire() as connection, connection.transaction():
-            await store.update_notification(
+            await notifications.update_notification(
                 connection,
                 claim.notification.notification_id,
                 lease_until=self._clock() + timedelta(seconds=delay),
                 failure_count=number,
             )
-            await store.update_attempt(connection, claim.attempt_id, self._clock(), detail=redact(why)[:500])
-
-    # --- dead letters -----------------------------------------------------------------------------------------
-
-    async def dead_letter_once(self, limit: int = 100) -> int:
-        """Park given-up notices on ``dlq.delivery`` with their attempt history, for operators to replay."""
-        topic = self._settings.kafka.topic(dead_letter_topic(CONSUMER_GROUP))
-        origin = self._settings.kafka.topic(NOTIFICATION_REQUESTED.name)
-        async with self._pool.acquire() as connection, connection.transaction():
-            rows = await store.notifications_to_dead_letter(connection, limit)
-            if not rows:
-                return 0
-            histories = await store.attempts_of(connection, [row.notification_id for row in rows])
-            for row in rows:
-                history = [
-                    {
-                        "attempt_id": attempt.attempt_id,
-                        "number": attempt.number,
-                        "purpose": attempt.purpose,
-                        "contact": attempt.contact_masked,
-                        "provider": attempt.provider,
-                        "status": attempt.status.value,
-                        "error_code": attempt.error_code,
-                        "detail": attempt.detail,
-                        "created_at": attempt.created_at.isoformat(),
-                        "completed_at": attempt.completed_at.isoformat() if attempt.completed_at else None,
-                    }
-                    for attempt in histories[row.notification_id]
-                ]
-                event = new_event(
-                    row.request,
-                    source=SOURCE,
-                    subject=row.notification_id,
-                    event_id=row.event_id,
-                    trace_id=row.trace_id,
-                )
-                await self._producer.send_and_wait(
-                    topic,
-                    value=encode(event),
-                    key=row.notification_id.encode(),
-                    headers=[
-                        *KAFKA_HEADERS,
-                        (H_ORIGINAL_TOPIC, origin.encode()),
-                        (H_ERROR, (row.parked_reason or "gave up")[:2000].encode()),
-                        (H_HISTORY, json.dumps(history).encode()),
-                    ],
-                )
-                await store.update_notification(connection, row.notification_id, dead_lettered_at=self._clock())
-        log.warning("parked %d notices on the dead-letter topic", len(rows))
-        return len(rows)
-
-    # --- reconciliation ---------------------------------------------------------------------------------------
-
-    async def reconcile_once(self, limit: int = 200) -> int:
-        now = self._clock()
-        settings = self._settings
-        async with self._pool.acquire() as connection:
-            attempts = await store.attempts_awaiting_receipt(
-                connection,
-                handed_off_before=now - timedelta(seconds=settings.reconcile_after_seconds),
-                handed_off_after=now - timedelta(seconds=settings.receipt_window_seconds),
-                checked_before=now - timedelta(seconds=settings.reconcile_interval_seconds),
-                limit=limit,
-            )
-        applied = 0
-        for attempt in attempts:
-            if attempt.provider_message_id is None:
-                continue
-            if attempt.channel == Channel.VOICE.value:
-                status = await self._voice.fetch_status(attempt.provider_message_id)
-                receipt = call_receipt(status) if status else None
-            else:
-                lookup = self._status_lookups.get(attempt.provider or "")
-                if lookup is None:
-                    continue
-                status = await lookup.fetch_status(attempt.provider_message_id)
-                receipt = twilio_receipt(status, None) if status else None
-            async with self._pool.acquire() as connection, connection.transaction():
-                await store.update_attempt(connection, attempt.attempt_id, self._clock(), last_checked_at=now)
-                if receipt is not None:
-                    await self._book.apply_receipt(connection, attempt.attempt_id, receipt, now=self._clock())
-                    applied += 1
-        return applied
+            await attempts.update_attempt(connection, claim.attempt_id, self._clock(), detail=redact(why)[:500])

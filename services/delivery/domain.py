@@ -14,12 +14,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.backoff import Backoff
 from shared.events import DeliveryStatus, NotificationKind
 from shared.vocabulary import Channel, Urgency
 
-# Notices a person is waiting for right now (a code they just asked for, a HELP reply) never wait for morning.
+# Notices a person is waiting for right now (a code they just asked for) never wait for morning.
 IMMEDIATE_KINDS: frozenset[NotificationKind] = frozenset(
-    {NotificationKind.VERIFICATION, NotificationKind.SMS_HELP, NotificationKind.SUBSCRIPTION_CHANGED}
+    {NotificationKind.VERIFICATION, NotificationKind.SUBSCRIPTION_CHANGED}
 )
 # An agency's pause holds custody notices only: a victim still gets the code they asked for.
 PAUSABLE_KINDS: frozenset[NotificationKind] = frozenset(
@@ -44,24 +45,6 @@ _RANK: dict[DeliveryStatus, int] = {
     DeliveryStatus.SENDING: 1,
     DeliveryStatus.SENT: 2,
 } | dict.fromkeys(FINAL_STATUSES, 3)
-
-# Twilio error codes after which retrying the same number cannot help.
-TWILIO_PERMANENT_CODES: frozenset[str] = frozenset(
-    {"21211", "21408", "21610", "21612", "21614", "30004", "30005", "30006", "30007"}
-)
-TWILIO_OPTED_OUT = "21610"
-# Refusals of the recipient at RCPT TO that mean the mailbox does not exist or will never accept mail (a hard bounce):
-# a basic code without an enhanced one, or an enhanced 5.1.x (address) or 5.2.x (mailbox) status. A refusal of our
-# sender (MAIL FROM) or of the content (DATA), or a policy refusal (5.7.x), is no fault of the victim's address.
-SMTP_HARD_BOUNCE_CODES: frozenset[str] = frozenset({"550", "551", "553"})
-SMTP_HARD_BOUNCE_CLASSES: tuple[str, ...] = ("5.1.", "5.2.")
-
-
-def is_smtp_hard_bounce(code: str | None) -> bool:
-    """``code`` as the SMTP provider reports a refusal: the enhanced status of a RCPT refusal if it had one, else the
-    basic code; refusals at other commands carry the command (``MAIL 550``, ``DATA 554``) and never match."""
-    return code is not None and (code in SMTP_HARD_BOUNCE_CODES or code.startswith(SMTP_HARD_BOUNCE_CLASSES))
-
 
 DisableReason = Literal["opted_out", "hard_bounce"]
 
@@ -105,8 +88,9 @@ def due_at(
 
 
 @dataclass(frozen=True)
-class RetryPolicy:
-    """Temporary failures retry with exponential backoff and jitter, for a bounded time and number of tries."""
+class NoticeRetrySchedule:
+    """A notice's stored retry schedule: temporary failures retry with capped exponential backoff and jitter
+    (``shared.backoff``), for a bounded time and number of tries."""
 
     base_seconds: float = 60.0
     max_delay_seconds: float = 3600.0
@@ -115,9 +99,7 @@ class RetryPolicy:
 
     def delay(self, failures: int, rng: random.Random | None = None) -> float:
         """Seconds before try ``failures + 1``: ``base * 2**(failures-1)``, capped, jittered to [ceiling/2, ceiling]."""
-        exponent = min(max(failures - 1, 0), 32)
-        ceiling = min(self.max_delay_seconds, self.base_seconds * 2**exponent)
-        return (rng or random).uniform(ceiling / 2, ceiling)
+        return Backoff(initial=self.base_seconds, maximum=self.max_delay_seconds).delay(failures, rng)
 
     def next_try(
         self, now: datetime, *, failures: int, first_attempt_at: datetime, rng: random.Random | None = None
@@ -156,7 +138,7 @@ SENT_ONCE = RepeatPattern()
 class RepeatPatterns(BaseModel):
     """The calling pattern per event class and channel; a pair without one repeats urgent notices by ``urgent``.
 
-    Notices a person asked for just now (a code, a HELP reply, "your settings changed") are sent once whatever their
+    Notices a person asked for just now (a code, "your settings changed") are sent once whatever their
     urgency: their urgency only says they may not wait for morning.
     """
 
@@ -198,38 +180,6 @@ class Receipt:
     """Reached a machine, or a person who did not confirm: the next call waits the pattern's unconfirmed interval."""
 
 
-def twilio_receipt(message_status: str, error_code: str | None) -> Receipt | None:
-    """Map a Twilio ``MessageStatus`` (+ ``ErrorCode``) to GOV.UK Notify's statuses; None for unknown ones."""
-    code = error_code.strip() if error_code and error_code.strip() not in {"", "0"} else None
-    match message_status.strip().lower():
-        case "accepted" | "scheduled" | "queued" | "sending":
-            return Receipt(DeliveryStatus.SENDING)
-        case "sent":
-            return Receipt(DeliveryStatus.SENT)
-        case "delivered" | "read":
-            return Receipt(DeliveryStatus.DELIVERED)
-        case "undelivered" | "failed":
-            return failure_receipt(Channel.SMS, code, permanent=code in TWILIO_PERMANENT_CODES)
-        case "canceled":
-            return Receipt(DeliveryStatus.TECHNICAL_FAILURE, code)
-        case _:
-            return None
-
-
-def failure_receipt(channel: Channel, code: str | None, *, permanent: bool) -> Receipt:
-    """A failed hand-off or delivery: temporary (retry), or permanent, and whether the contact must be disabled."""
-    disable: DisableReason | None = None
-    if channel is Channel.SMS and code == TWILIO_OPTED_OUT:
-        disable = "opted_out"
-    elif channel is Channel.EMAIL and is_smtp_hard_bounce(code):
-        disable = "hard_bounce"
-    if disable is None and permanent and channel is Channel.EMAIL:
-        return Receipt(DeliveryStatus.TECHNICAL_FAILURE, code)  # refused, but not because of the address
-    if disable is not None or permanent:
-        return Receipt(DeliveryStatus.PERMANENT_FAILURE, code, disable)
-    return Receipt(DeliveryStatus.TEMPORARY_FAILURE, code)
-
-
 def attempt_reference(notification_id: str, number: int) -> str:
     """The attempt id: the tag of its status callbacks (and the idempotency key of a provider that has one)."""
     return f"{notification_id}.a{number}"
@@ -244,9 +194,7 @@ CONTACT_UNVERIFIED = "contact-unverified"
 SUBJECT_WAS_SEALED = "subject-sealed"
 STOPPED_BY_OPERATOR = "stopped-by-operator"
 # Notices that exist to make a pending subscription's contact usable: sent before it is verified or active.
-PRE_ACTIVATION_KINDS: frozenset[NotificationKind] = frozenset(
-    {NotificationKind.VERIFICATION, NotificationKind.SMS_HELP}
-)
+PRE_ACTIVATION_KINDS: frozenset[NotificationKind] = frozenset({NotificationKind.VERIFICATION})
 
 
 @dataclass(frozen=True)
@@ -275,7 +223,7 @@ def send_blocked_reason(
     Without any state for the subscription (the topic was compacted before delivery started, or the state is still
     in flight) the notice goes out: matching only asks for notices to active, verified contacts. A contact that
     STOPped (or unsubscribed, or bounced) never gets anything, not even a verification code; a cancelled
-    subscription gets nothing. Verification codes and HELP replies are exempt from "active and verified" only.
+    subscription gets nothing. Verification codes are exempt from "active and verified" only.
     """
     if gate is None:
         return None

@@ -174,6 +174,8 @@ class NoticeRenderer:
         self.twiml_environment = jinja2.Environment(
             loader=loader, undefined=strict, autoescape=True, trim_blocks=True, lstrip_blocks=True
         )
+        # The pages a victim opens from a notice (``pages/<language>/``): HTML, everything escaped.
+        self.page_environment = jinja2.Environment(loader=loader, undefined=strict, autoescape=True)
 
     def _render(self, environment: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
         try:
@@ -182,6 +184,14 @@ class NoticeRenderer:
             raise TemplateError(f"no template {name}") from None
         except jinja2.TemplateError as error:
             raise TemplateError(f"template {name}: {error}") from None
+
+    def render_page(self, name: str, language: Language, **context: str) -> str:
+        """One of the pages a notice links to (an acknowledgement's confirmation, thanks, problem) in a language."""
+        return self._render(
+            self.page_environment,
+            f"pages/{language.value}/{name}.html",
+            {"lang": language.value, "brand": BRAND, **context},
+        )
 
     def render_sms(
         self,

@@ -6,7 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.delivery.store import AttemptRow, NotificationRow
+from services.delivery.store.attempts import AttemptRow
+from services.delivery.store.notifications import NotificationRow
 from shared.events import DeliveryStatus, NotificationKind, SubjectIdentifier
 from shared.vocabulary import Channel, Language, Urgency
 
@@ -31,22 +32,8 @@ class AttemptView(BaseModel):
 
     @classmethod
     def of(cls, row: AttemptRow) -> AttemptView:
-        return cls(
-            attempt_id=row.attempt_id,
-            number=row.number,
-            purpose=row.purpose,
-            channel=Channel(row.channel),
-            contact=row.contact_masked,
-            provider=row.provider,
-            provider_message_id=row.provider_message_id,
-            status=row.status,
-            error_code=row.error_code,
-            detail=row.detail,
-            created_at=row.created_at,
-            handed_off_at=row.handed_off_at,
-            completed_at=row.completed_at,
-            updated_at=row.updated_at,
-        )
+        """The stored attempt as operators see it (its contact only ever masked)."""
+        return cls.model_validate(row.model_dump() | {"contact": row.contact_masked})
 
 
 class NotificationView(BaseModel):

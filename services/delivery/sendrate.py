@@ -1,6 +1,6 @@
 """A provider's send rate, held across every delivery replica: slots come from one PostgreSQL token bucket.
 
-Each process takes slots in small batches (one round trip per batch, see ``store.take_send_slots``) and uses them
+Each process takes slots in small batches (one round trip per batch, see ``send_slots.take_send_slots``) and uses them
 within ``slot_lifetime`` seconds or drops them, so however many replicas run, the provider sees at most
 ``burst + rate × (window + slot_lifetime)`` messages in any window.
 """
@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from services.delivery import store
+from services.delivery.store import send_slots
 
 SLOT_LIFETIME_SECONDS = 0.25
 MAX_BATCH = 50
@@ -59,7 +59,7 @@ class SharedSendRate:
                     self._slots -= 1
                     return
                 async with self._pool().acquire() as connection:
-                    granted = await store.take_send_slots(
+                    granted = await send_slots.take_send_slots(
                         connection, self.bucket, self.batch, rate=self.rate, burst=self.burst
                     )
                 self._slots = granted

@@ -24,6 +24,7 @@ from shared.devservers.sinks.email import EmailSink
 from shared.devservers.sinks.http_server import EmbeddedHttpServer
 from shared.devservers.sinks.sms import SmsSink
 from shared.devservers.sinks.voice import VoiceSink, VoiceSinkConfig
+from shared.envelope import encode, new_event
 from shared.events import (
     AgencyProfile,
     CustodyFacts,
@@ -31,8 +32,6 @@ from shared.events import (
     NotificationRequested,
     Payload,
     SubjectIdentifier,
-    encode,
-    new_event,
 )
 from shared.settings import KafkaSettings
 from shared.topics import AGENCY_PROFILE, NOTIFICATION_REQUESTED

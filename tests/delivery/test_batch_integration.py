@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from shared.events import NotificationRequested, decode
+from shared.envelope import decode
+from shared.events import NotificationRequested
 from shared.settings import KafkaSettings
 from tests.delivery.harness import eventually, running_delivery
 from tests.kafkautil import read_topic

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.delivery.bounces import SIGNATURE_HEADER, parse_bounce, sign
+from services.delivery.providers.dsn import SIGNATURE_HEADER, parse_bounce, sign
 from shared.devservers.sinks.email import delivery_status_notification
-from shared.events import ContactPointDisabled, OpsAlert, decode
+from shared.envelope import decode
+from shared.events import ContactPointDisabled, OpsAlert
 from shared.settings import KafkaSettings
 from shared.topics import CONTACT_POINT_DISABLED, OPS_ALERT
 from shared.vocabulary import Channel

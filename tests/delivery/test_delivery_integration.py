@@ -15,15 +15,15 @@ from aiokafka import ConsumerRecord
 
 from services.delivery.rendering import TEMPLATE_DIRECTORY
 from shared.devservers.sinks.sms import SmsSink, SmsSinkConfig
+from shared.envelope import decode
 from shared.events import (
     ContactPointDisabled,
     NoticeAcknowledged,
     NotificationKind,
     NotificationStatusChanged,
     OpsAlert,
-    decode,
 )
-from shared.kafka import header
+from shared.kafka.records import header
 from shared.settings import KafkaSettings
 from shared.topics import (
     CONTACT_POINT_DISABLED,

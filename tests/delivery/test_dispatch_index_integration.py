@@ -9,8 +9,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from services.delivery import store
 from services.delivery.domain import PAUSABLE_KINDS
+from services.delivery.store import notifications
 from shared.db import apply_migrations
 from shared.events import NotificationKind, NotificationRequested
 from shared.vocabulary import Channel, Language, Urgency
@@ -65,14 +65,14 @@ async def test_claiming_is_an_index_range_scan_in_due_order_without_a_sort(pool:
     await pool.execute("ANALYZE notifications")
     kinds = sorted(kind.value for kind in PAUSABLE_KINDS)
 
-    explained = await pool.fetchval(f"EXPLAIN (FORMAT JSON) {store.LOCK_DUE_QUERY}", now, 100, kinds)
+    explained = await pool.fetchval(f"EXPLAIN (FORMAT JSON) {notifications.LOCK_DUE_QUERY}", now, 100, kinds)
     nodes = plan_nodes((json.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"])
     scans = [node for node in nodes if node.get("Relation Name") == "notifications"]
     assert [node.get("Index Name") for node in scans] == ["notifications_due_at"], nodes
     assert not any(node["Node Type"] in {"Sort", "Incremental Sort"} for node in nodes), nodes
 
     async with pool.acquire() as connection, connection.transaction():
-        rows = await store.lock_due(connection, now, 1_000)
+        rows = await notifications.lock_due(connection, now, 1_000)
     due = await pool.fetchval("SELECT count(*) FROM notifications WHERE due_at <= $1", now)
     assert len(rows) == due > 200, "due now: next attempts passed and leases run out, nothing else"
     claimed = [row.next_attempt_at if row.in_flight_attempt_id is None else row.lease_until for row in rows]

@@ -10,17 +10,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.delivery.domain import (
-    RetryPolicy,
+    NoticeRetrySchedule,
     attempt_reference,
     due_at,
-    failure_receipt,
     in_quiet_hours,
     is_progress,
     next_repeat_at,
-    twilio_receipt,
 )
+from services.delivery.providers.smtp import failure_receipt as email_failure
+from services.delivery.providers.twilio.sms import failure_receipt as sms_failure
+from services.delivery.providers.twilio.sms import message_receipt
 from shared.events import DeliveryStatus, NotificationKind
-from shared.vocabulary import Channel, Urgency
+from shared.vocabulary import Urgency
 
 NIGHT, MORNING = time(21, 0), time(7, 0)
 
@@ -70,7 +71,7 @@ def test_informational_notice_after_midnight_waits_until_the_same_morning() -> N
     [
         (NotificationKind.STATUS_CHANGE, Urgency.URGENT),
         (NotificationKind.VERIFICATION, Urgency.INFORMATIONAL),
-        (NotificationKind.SMS_HELP, Urgency.INFORMATIONAL),
+        (NotificationKind.SUBSCRIPTION_CHANGED, Urgency.INFORMATIONAL),
     ],
 )
 def test_urgent_and_verification_notices_never_wait(kind: NotificationKind, urgency: Urgency) -> None:
@@ -109,7 +110,7 @@ def test_due_time_is_never_in_the_past_never_inside_quiet_hours_and_within_a_day
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
-    policy = RetryPolicy(base_seconds=10, max_delay_seconds=100, window_seconds=3600, max_attempts=10)
+    policy = NoticeRetrySchedule(base_seconds=10, max_delay_seconds=100, window_seconds=3600, max_attempts=10)
     rng = random.Random(1)
     for failures, ceiling in [(1, 10), (2, 20), (3, 40), (4, 80), (5, 100), (9, 100)]:
         delays = [policy.delay(failures, rng) for _ in range(50)]
@@ -118,7 +119,7 @@ def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:
 
 
 def test_retries_stop_after_the_window_or_the_attempt_limit() -> None:
-    policy = RetryPolicy(base_seconds=60, max_delay_seconds=3600, window_seconds=2 * 3600, max_attempts=5)
+    policy = NoticeRetrySchedule(base_seconds=60, max_delay_seconds=3600, window_seconds=2 * 3600, max_attempts=5)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     assert policy.next_try(start, failures=1, first_attempt_at=start) is not None
     assert policy.next_try(start, failures=5, first_attempt_at=start) is None
@@ -150,36 +151,36 @@ def test_repeats_run_on_an_interval_until_the_window_ends() -> None:
 def test_twilio_statuses_map_to_notify_statuses(
     twilio: str, code: str | None, expected: DeliveryStatus, disable: str | None
 ) -> None:
-    receipt = twilio_receipt(twilio, code)
+    receipt = message_receipt(twilio, code)
     assert receipt is not None
     assert receipt.status is expected
     assert receipt.disable == disable
 
 
 def test_unknown_twilio_status_is_not_guessed() -> None:
-    assert twilio_receipt("teleported", None) is None
+    assert message_receipt("teleported", None) is None
 
 
 def test_send_errors_map_to_failures_and_disable_only_for_opt_out_or_hard_bounce() -> None:
-    assert failure_receipt(Channel.SMS, "20500", permanent=False).status is DeliveryStatus.TEMPORARY_FAILURE
-    opted_out = failure_receipt(Channel.SMS, "21610", permanent=False)
+    assert sms_failure("20500", permanent=False).status is DeliveryStatus.TEMPORARY_FAILURE
+    opted_out = sms_failure("21610", permanent=False)
     assert (opted_out.status, opted_out.disable) == (DeliveryStatus.PERMANENT_FAILURE, "opted_out")
-    bounce = failure_receipt(Channel.EMAIL, "550", permanent=True)
+    bounce = email_failure("550", permanent=True)
     assert (bounce.status, bounce.disable) == (DeliveryStatus.PERMANENT_FAILURE, "hard_bounce")
-    invalid = failure_receipt(Channel.SMS, "21211", permanent=True)
+    invalid = sms_failure("21211", permanent=True)
     assert (invalid.status, invalid.disable) == (DeliveryStatus.PERMANENT_FAILURE, None)
-    assert failure_receipt(Channel.EMAIL, "451", permanent=False).disable is None
+    assert email_failure("451", permanent=False).disable is None
 
 
 @pytest.mark.parametrize("code", ["550", "551", "553", "5.1.1", "5.1.10", "5.2.1", "5.2.2"])
 def test_a_recipient_refusal_disables_the_address(code: str) -> None:
-    receipt = failure_receipt(Channel.EMAIL, code, permanent=True)
+    receipt = email_failure(code, permanent=True)
     assert (receipt.status, receipt.disable) == (DeliveryStatus.PERMANENT_FAILURE, "hard_bounce")
 
 
 @pytest.mark.parametrize("code", ["MAIL 550", "DATA 550", "DATA 554", "5.7.1", "554", "552"])
 def test_a_refusal_of_our_sender_content_or_policy_is_a_technical_failure_not_a_bounce(code: str) -> None:
-    receipt = failure_receipt(Channel.EMAIL, code, permanent=True)
+    receipt = email_failure(code, permanent=True)
     assert (receipt.status, receipt.disable) == (DeliveryStatus.TECHNICAL_FAILURE, None)
 
 

@@ -74,7 +74,6 @@ def test_the_notice_that_a_subscription_was_cancelled_reaches_its_contacts_unles
 def test_verification_codes_go_to_a_pending_subscription_and_custody_notices_do_not() -> None:
     pending = gate("pending", sms_verified=False)
     assert reason(pending, NotificationKind.VERIFICATION) is None
-    assert reason(pending, NotificationKind.SMS_HELP) is None
     assert reason(pending, NotificationKind.STATUS_CHANGE) == SUBSCRIPTION_NOT_ACTIVE
 
 

@@ -23,7 +23,7 @@ from services.delivery.providers.base import (
 )
 from services.delivery.providers.failover import FailoverSmsProvider
 from services.delivery.providers.smtp import SmtpEmailProvider
-from services.delivery.providers.twilio import TwilioSmsProvider
+from services.delivery.providers.twilio.sms import TwilioSmsProvider
 from shared.devservers.ports import free_port
 from shared.devservers.sinks import EmailSink, EmailSinkConfig, SmsSink, SmsSinkConfig
 from shared.devservers.sinks.http_server import EmbeddedHttpServer

@@ -23,13 +23,7 @@ from services.delivery.rendering import (
     render_sms,
     sms_segments,
 )
-from shared.events import (
-    AgencyProfile,
-    CustodyFacts,
-    NotificationKind,
-    NotificationRequested,
-    SubjectIdentifier,
-)
+from shared.events import AgencyProfile, CustodyFacts, NotificationKind, NotificationRequested, SubjectIdentifier
 from shared.vocabulary import Channel, CustodyStatus, IdentifierKind, Language, ReleaseReason, urgency_of
 
 AGENCY = AgencyProfile(
@@ -240,16 +234,16 @@ def test_a_broken_template_in_one_language_fails_only_that_language(tmp_path: Pa
         renderer.render_email(notice(NotificationKind.STATUS_CHANGE, Language.SPANISH, Channel.EMAIL), AGENCY, LINKS)
     english = renderer.render_sms(notice(NotificationKind.STATUS_CHANGE, Language.ENGLISH), AGENCY, LINKS)
     assert "was RELEASED" in english.body
-    other_kind = renderer.render_sms(notice(NotificationKind.SMS_HELP, Language.SPANISH), AGENCY, LINKS)
+    other_kind = renderer.render_sms(notice(NotificationKind.FEED_RESTORED, Language.SPANISH), AGENCY, LINKS)
     assert "STOP" in other_kind.body
 
 
 def test_syntax_errors_are_template_errors(tmp_path: Path) -> None:
     directory = tmp_path / "templates"
     shutil.copytree(TEMPLATE_DIRECTORY, directory)
-    (directory / "en" / "sms_help.sms.txt").write_text("{% if %}")
+    (directory / "en" / "feed_restored.sms.txt").write_text("{% if %}")
     with pytest.raises(TemplateError):
-        NoticeRenderer(directory).render_sms(notice(NotificationKind.SMS_HELP, Language.ENGLISH), AGENCY, LINKS)
+        NoticeRenderer(directory).render_sms(notice(NotificationKind.FEED_RESTORED, Language.ENGLISH), AGENCY, LINKS)
 
 
 @pytest.mark.parametrize(

@@ -9,14 +9,15 @@ from typing import Literal
 import asyncpg
 import pytest
 
-from services.delivery import store
 from services.delivery.domain import (
     STOPPED_BY_SUBSCRIBER,
     SUBSCRIPTION_CANCELLED,
     SUBSCRIPTION_NOT_ACTIVE,
     ContactGate,
 )
+from services.delivery.store import subscriptions
 from shared.db import apply_migrations
+from shared.envelope import decode
 from shared.events import (
     ContactPointState,
     NotificationKind,
@@ -24,7 +25,6 @@ from shared.events import (
     NotificationStatusChanged,
     SubjectIdentifier,
     SubscriptionState,
-    decode,
 )
 from shared.settings import KafkaSettings
 from shared.topics import NOTIFICATION_STATUS_CHANGED, SUBSCRIPTION_STATE
@@ -211,10 +211,10 @@ async def test_the_stored_state_keeps_only_the_newest_version(pool: asyncpg.Pool
         }
     )
     async with pool.acquire() as connection:
-        assert await store.upsert_subscription_state(connection, state_for(request, version=5, active=False))
-        assert not await store.upsert_subscription_state(connection, state_for(request, version=4, active=True))
-        assert not await store.upsert_subscription_state(connection, state_for(request, version=5, active=True))
-        gate = await store.get_subscription_gate(connection, "s-older")
+        assert await subscriptions.upsert_subscription_state(connection, state_for(request, version=5, active=False))
+        assert not await subscriptions.upsert_subscription_state(connection, state_for(request, version=4, active=True))
+        assert not await subscriptions.upsert_subscription_state(connection, state_for(request, version=5, active=True))
+        gate = await subscriptions.get_subscription_gate(connection, "s-older")
     assert gate is not None
     assert gate.version == 5
     assert gate.contacts[request.channel] == ContactGate(active=False, verified=True, masked="+1 *** *** 0142")

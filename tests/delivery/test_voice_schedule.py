@@ -62,9 +62,7 @@ def test_an_explicit_pattern_wins_over_the_urgent_default() -> None:
     assert repeats.of(NotificationKind.STATUS_CHANGE, Urgency.URGENT, Channel.EMAIL).interval_seconds == 1800
 
 
-@pytest.mark.parametrize(
-    "kind", [NotificationKind.VERIFICATION, NotificationKind.SMS_HELP, NotificationKind.SUBSCRIPTION_CHANGED]
-)
+@pytest.mark.parametrize("kind", [NotificationKind.VERIFICATION, NotificationKind.SUBSCRIPTION_CHANGED])
 @pytest.mark.parametrize("channel", list(Channel))
 def test_what_a_person_just_asked_for_is_sent_once_even_when_urgent(kind: NotificationKind, channel: Channel) -> None:
     assert DeliverySettings(environment="test").repeats().of(kind, Urgency.URGENT, channel) == SENT_ONCE

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from services.delivery.domain import Receipt
+
 
 def body_fingerprint(body: str) -> str:
     """What an attempt records of its text before the provider call: enough to recognise the message, not to read it."""
@@ -42,6 +44,23 @@ class ProviderReceipt:
     provider: str
     provider_message_id: str
     status: str = "sent"
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A provider's status callback, read: which message, what its status means, what the history should say."""
+
+    provider_message_id: str
+    receipt: Receipt
+    detail: str | None = None
+
+
+class CallbackError(ValueError):
+    """A status callback without the fields it must carry, or with a status we do not know (HTTP 400)."""
+
+
+AMBIGUOUS_ERROR_CODE = "timeout"
+"""Code of a :class:`TemporaryProviderError` raised when the request may have reached the provider."""
 
 
 class ProviderError(Exception):

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Protocol
 
 from services.delivery.providers.base import (
+    AMBIGUOUS_ERROR_CODE,
     OutboundSms,
     ProviderReceipt,
     SmsProvider,
@@ -25,9 +26,6 @@ from services.delivery.providers.base import (
 )
 
 logger = logging.getLogger(__name__)
-
-AMBIGUOUS_ERROR_CODE = "timeout"
-"""Code of a :class:`TemporaryProviderError` raised when the request may have reached the provider."""
 
 
 class SendSlots(Protocol):

@@ -17,14 +17,22 @@ from email.utils import formatdate, parseaddr
 
 import aiosmtplib
 
+from services.delivery.domain import Receipt
 from services.delivery.providers.base import (
     OutboundEmail,
     PermanentProviderError,
     ProviderReceipt,
     TemporaryProviderError,
 )
+from shared.events import DeliveryStatus
 
 logger = logging.getLogger(__name__)
+
+# Refusals of the recipient at RCPT TO that mean the mailbox does not exist or will never accept mail (a hard bounce):
+# a basic code without an enhanced one, or an enhanced 5.1.x (address) or 5.2.x (mailbox) status. A refusal of our
+# sender (MAIL FROM) or of the content (DATA), or a policy refusal (5.7.x), is no fault of the victim's address.
+HARD_BOUNCE_CODES: frozenset[str] = frozenset({"550", "551", "553"})
+HARD_BOUNCE_CLASSES: tuple[str, ...] = ("5.1.", "5.2.")
 
 _UNSAFE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._-]")
 _ENHANCED_STATUS = re.compile(r"\s*([245]\.\d{1,3}\.\d{1,3})\b")
@@ -34,6 +42,22 @@ def recipient_code(code: int, message: str) -> str:
     """A RCPT refusal's enhanced status (``5.1.1``) when the reply starts with one, else its basic code."""
     found = _ENHANCED_STATUS.match(message)
     return found.group(1) if found else str(code)
+
+
+def is_hard_bounce(code: str | None) -> bool:
+    """``code`` as the SMTP provider reports a refusal: the enhanced status of a RCPT refusal if it had one, else the
+    basic code; refusals at other commands carry the command (``MAIL 550``, ``DATA 554``) and never match."""
+    return code is not None and (code in HARD_BOUNCE_CODES or code.startswith(HARD_BOUNCE_CLASSES))
+
+
+def failure_receipt(code: str | None, *, permanent: bool) -> Receipt:
+    """A refusal at hand-off or a later bounce: a hard bounce disables the address; any other permanent refusal is
+    no fault of the address (a technical failure); a 4xx is temporary."""
+    if is_hard_bounce(code):
+        return Receipt(DeliveryStatus.PERMANENT_FAILURE, code, "hard_bounce")
+    if permanent:
+        return Receipt(DeliveryStatus.TECHNICAL_FAILURE, code)
+    return Receipt(DeliveryStatus.TEMPORARY_FAILURE, code)
 
 
 def message_id_for(reference: str, from_address: str) -> str:

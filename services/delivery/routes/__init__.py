@@ -1,0 +1,1 @@
+"""Delivery's HTTP routes, one module per resource; shared dependencies are in ``deps``."""

@@ -1,0 +1,110 @@
+"""Providers' signed status callbacks, one route per channel that takes them (``callback_path``), all read the same
+way: the channel reads its provider's form, the bookkeeping applies the receipt."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+
+from services.delivery import metrics
+from services.delivery.channels.base import WebhookSigners
+from services.delivery.channels.registry import AnyChannel
+from services.delivery.deps import ApiContext, SignedForm, signed_twilio_form
+from services.delivery.domain import is_progress
+from services.delivery.providers.base import CallbackError
+from services.delivery.schemas import CallbackResult
+from services.delivery.store import attempts
+from services.delivery.store.attempts import AttemptRow
+from shared.db import Connection
+from shared.events import DeliveryStatus
+
+
+async def receipt_attempt(
+    connection: Connection, *, reference: str | None, message_sid: str, label: str, signer: str
+) -> AttemptRow:
+    """The attempt a signed receipt is about, or the HTTP error that refuses it."""
+    attempt_id = reference or await attempts.find_attempt_by_provider_message(connection, message_sid)
+    attempt = await attempts.get_attempt(connection, attempt_id) if attempt_id else None
+    if attempt is None:
+        metrics.CALLBACKS.labels(label, "unknown").inc()
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "no attempt with this reference or message id")
+    if attempt.provider is not None and attempt.provider != signer:
+        metrics.CALLBACKS.labels(label, "forged").inc()
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "signed by another provider than the sender")
+    if attempt.provider_message_id not in (None, message_sid):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "the message id does not match the attempt")
+    return attempt
+
+
+def already_known(attempt: AttemptRow, reported: DeliveryStatus) -> bool:
+    """A receipt that changes nothing: the hand-off is recorded and the attempt is already at (or past) the status.
+
+    Attempt statuses only move forward, so this unlocked read settles it without a write transaction (most "sent"
+    callbacks arrive after the dispatcher's own bookkeeping).
+    """
+    return (
+        attempt.handed_off_at is not None
+        and attempt.provider_message_id is not None
+        and not is_progress(attempt.status, reported)
+    )
+
+
+def _signers(channel: AnyChannel) -> Any:
+    def of(request: Request) -> WebhookSigners | None:
+        return channel.callback_signers(request.path_params.get("provider"))
+
+    return of
+
+
+def callbacks_router(context: ApiContext) -> APIRouter:
+    router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"])
+
+    def status_callback(channel: AnyChannel) -> Any:
+        signed_form = Depends(signed_twilio_form(context, _signers(channel)))
+
+        async def receive(request: Request, signed: SignedForm = signed_form) -> CallbackResult:
+            try:
+                report = channel.read_callback(signed.params)
+            except CallbackError as error:
+                raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
+            receipt = report.receipt
+            async with context.runtime.pool.acquire() as connection:
+                attempt = await receipt_attempt(
+                    connection,
+                    reference=request.query_params.get("ref"),
+                    message_sid=report.provider_message_id,
+                    label=signed.label,
+                    signer=signed.signer,
+                )
+                if already_known(attempt, receipt.status):
+                    metrics.CALLBACKS.labels(signed.label, "repeated").inc()
+                    return CallbackResult(attempt_id=attempt.attempt_id, status=attempt.status)
+                async with connection.transaction():
+                    await context.bookkeeper.apply_receipt(
+                        connection,
+                        attempt.attempt_id,
+                        receipt,
+                        now=context.clock(),
+                        provider=signed.signer,
+                        provider_message_id=report.provider_message_id,
+                        detail=report.detail,
+                    )
+                    current = await attempts.get_attempt(connection, attempt.attempt_id)
+            metrics.CALLBACKS.labels(signed.label, "applied").inc()
+            return CallbackResult(attempt_id=attempt.attempt_id, status=current.status if current else receipt.status)
+
+        return receive
+
+    for channel in context.channels.values():
+        if channel.callback_path is None:
+            continue
+        router.add_api_route(
+            channel.callback_path,
+            status_callback(channel),
+            methods=["POST"],
+            response_model=CallbackResult,
+            summary=f"{channel.channel} status callback (X-Twilio-Signature checked)",
+            responses={400: {"description": "Malformed"}, 403: {"description": "Bad signature"}, 404: {}},
+        )
+    return router

@@ -1,0 +1,164 @@
+"""Attempts: every hand-off of a notice to a provider, with what identifies it there and how it ended."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, ConfigDict
+
+from services.delivery.store.rows import columns_of
+from shared.db import Connection
+from shared.events import DeliveryStatus
+from shared.vocabulary import Channel
+
+
+class AttemptRow(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    attempt_id: str
+    notification_id: str
+    number: int
+    purpose: str
+    channel: Channel
+    contact_masked: str
+    provider: str | None
+    provider_message_id: str | None
+    status: DeliveryStatus
+    error_code: str | None
+    detail: str | None
+    created_at: datetime
+    handed_off_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime
+    calling_at: datetime | None
+    body_fingerprint: str | None
+    email_message_id: str | None
+
+
+_ATTEMPT_COLUMNS = columns_of(AttemptRow)
+
+
+def _attempt(row: asyncpg.Record) -> AttemptRow:
+    return AttemptRow.model_validate(dict(row))
+
+
+async def insert_attempt(
+    connection: Connection,
+    *,
+    attempt_id: str,
+    notification_id: str,
+    number: int,
+    purpose: str,
+    channel: str,
+    contact_masked: str,
+    now: datetime,
+) -> None:
+    await connection.execute(
+        "INSERT INTO attempts (attempt_id, notification_id, number, purpose, channel, contact_masked, status,"
+        " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'sending', $7, $7)",
+        attempt_id,
+        notification_id,
+        number,
+        purpose,
+        channel,
+        contact_masked,
+        now,
+    )
+
+
+async def record_calling(
+    connection: Connection,
+    attempt_id: str,
+    now: datetime,
+    *,
+    body_fingerprint: str | None = None,
+    email_message_id: str | None = None,
+) -> None:
+    """The provider call is about to begin: what a take-over needs to find the message, committed first."""
+    await connection.execute(
+        "UPDATE attempts SET calling_at = $2, body_fingerprint = $3, email_message_id = $4, updated_at = $2"
+        " WHERE attempt_id = $1",
+        attempt_id,
+        now,
+        body_fingerprint,
+        email_message_id,
+    )
+
+
+async def get_attempt(connection: Connection, attempt_id: str, *, for_update: bool = False) -> AttemptRow | None:
+    lock = " FOR UPDATE" if for_update else ""
+    row = await connection.fetchrow(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE attempt_id = $1{lock}",  # noqa: S608
+        attempt_id,
+    )
+    return None if row is None else _attempt(row)
+
+
+async def find_attempt_by_provider_message(connection: Connection, provider_message_id: str) -> str | None:
+    value: Any = await connection.fetchval(
+        "SELECT attempt_id FROM attempts WHERE provider_message_id = $1 LIMIT 1", provider_message_id
+    )
+    return None if value is None else str(value)
+
+
+async def update_attempt(connection: Connection, attempt_id: str, now: datetime, **changes: Any) -> None:
+    names = list(changes)
+    assignments = "".join(f", {name} = ${index}" for index, name in enumerate(names, start=3))
+    await connection.execute(
+        f"UPDATE attempts SET updated_at = $2{assignments} WHERE attempt_id = $1",  # noqa: S608
+        attempt_id,
+        now,
+        *(changes[name] for name in names),
+    )
+
+
+async def attempts_of(connection: Connection, notification_ids: list[str]) -> dict[str, list[AttemptRow]]:
+    rows = await connection.fetch(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts WHERE notification_id = ANY($1::text[])"  # noqa: S608
+        " ORDER BY notification_id, number",
+        notification_ids,
+    )
+    found: dict[str, list[AttemptRow]] = {notification_id: [] for notification_id in notification_ids}
+    for row in rows:
+        found[row["notification_id"]].append(_attempt(row))
+    return found
+
+
+async def attempts_awaiting_receipt(
+    connection: Connection,
+    *,
+    handed_off_before: datetime,
+    handed_off_after: datetime,
+    checked_before: datetime,
+    channels: Sequence[Channel],
+    limit: int,
+) -> list[AttemptRow]:
+    """Attempts on these channels handed off a while ago whose final receipt never came (a missed status callback).
+
+    The channels are spelled out in the SQL (they are our vocabulary, never input) so that the partial index
+    ``attempts_awaiting_receipt`` (whose predicate names them: a new channel's migration adds it) serves the query.
+    """
+    named = ", ".join(f"'{Channel(channel).value}'" for channel in sorted(channels))
+    rows = await connection.fetch(
+        f"SELECT {_ATTEMPT_COLUMNS} FROM attempts"  # noqa: S608
+        f" WHERE status IN ('sending', 'sent') AND channel IN ({named}) AND provider_message_id IS NOT NULL"
+        " AND handed_off_at < $1 AND handed_off_at > $2"
+        " AND (last_checked_at IS NULL OR last_checked_at < $3) ORDER BY handed_off_at LIMIT $4",
+        handed_off_before,
+        handed_off_after,
+        checked_before,
+        limit,
+    )
+    return [_attempt(row) for row in rows]
+
+
+async def known_provider_messages(connection: Connection, provider_message_ids: Sequence[str]) -> set[str]:
+    """Which of these provider ids (call SIDs) some attempt already recorded."""
+    rows = await connection.fetch(
+        "SELECT provider_message_id FROM attempts WHERE provider_message_id = ANY($1::text[])",
+        list(provider_message_ids),
+    )
+    return {row["provider_message_id"] for row in rows}
