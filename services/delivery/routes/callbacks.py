@@ -3,6 +3,7 @@ way: the channel reads its provider's form, the bookkeeping applies the receipt.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -57,6 +58,15 @@ def _signers(channel: AnyChannel) -> Any:
     return of
 
 
+def path_parameters(path: str) -> list[dict[str, Any]]:
+    """The OpenAPI description of a callback path's parameters (the route reads them itself)."""
+    names = re.findall(r"{(\w+)}", path)
+    return [
+        {"in": "path", "name": name, "required": True, "schema": {"title": name.title(), "type": "string"}}
+        for name in names
+    ]
+
+
 def callbacks_router(context: ApiContext) -> APIRouter:
     router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"])
 
@@ -99,12 +109,15 @@ def callbacks_router(context: ApiContext) -> APIRouter:
     for channel in context.channels.values():
         if channel.callback_path is None:
             continue
+        parameters = path_parameters(channel.callback_path)
         router.add_api_route(
             channel.callback_path,
             status_callback(channel),
             methods=["POST"],
+            name=f"{channel.channel}_status_callback",
             response_model=CallbackResult,
-            summary=f"{channel.channel} status callback (X-Twilio-Signature checked)",
+            summary=f"Status callback of {channel.channel} notices (X-Twilio-Signature checked)",
             responses={400: {"description": "Malformed"}, 403: {"description": "Bad signature"}, 404: {}},
+            openapi_extra={"parameters": parameters} if parameters else None,
         )
     return router
