@@ -9,7 +9,7 @@ import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import time, timedelta
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from services.subscription.domain.agency import Agency
@@ -23,7 +23,7 @@ from services.subscription.flows import lookup
 from services.subscription.flows.context import Context
 from services.subscription.flows.limits import contact_limit, count
 from services.subscription.flows.outbox import publish_state
-from services.subscription.flows.subscribe import new_contact
+from services.subscription.flows.subscribe import DEFAULT_QUIET_HOURS, new_contact
 from services.subscription.hotline import domain
 from services.subscription.hotline import store as hotline_store
 from services.subscription.hotline.domain import CallState, Line, MenuChoice, Pressed, Reply, Step
@@ -259,8 +259,8 @@ class Hotline:
             language=state.language,
             timezone=agency.timezone,
             event_types=ALL_EVENT_TYPES,
-            quiet_hours_start=time(21, 0),
-            quiet_hours_end=time(7, 0),
+            quiet_hours_start=DEFAULT_QUIET_HOURS[0],
+            quiet_hours_end=DEFAULT_QUIET_HOURS[1],
             manage_nonce=secrets.token_urlsafe(16),
             version=1,
             created_at=now,
