@@ -27,8 +27,9 @@ def create_app(settings: MatchingSettings, clock: Clock | None = None) -> FastAP
         settings,
         name="matching",
         migrations=["services.matching"],
-        topics=[*CONSUMED_TOPICS, *PRODUCED_TOPICS],
-        consumer_groups=[settings.consumer_group],
+        consumer_group=settings.consumer_group,
+        consumed_topics=CONSUMED_TOPICS,
+        produced_topics=PRODUCED_TOPICS,
         outbox=False,  # notification requests go out in Kafka transactions, not through the outbox
     )
     worker = MatchingWorker(runtime, settings, clock)

@@ -28,7 +28,6 @@ from shared.envelope import KAFKA_HEADERS, CloudEvent
 from shared.events import Payload
 from shared.failures import transient_dependency
 from shared.kafka.consumer import ConsumerRunner, DecodedRecord
-from shared.kafka.producer import create_producer
 from shared.kafka.records import H_ORIGINAL_OFFSET, H_ORIGINAL_PARTITION, H_ORIGINAL_TOPIC, header
 from shared.settings import KafkaSettings
 from shared.topics import (
@@ -190,7 +189,6 @@ class MatchingWorker:
         self._runtime = runtime
         self._settings = settings
         self._clock = clock
-        self.runner: ConsumerRunner | None = None
         self._producer: AIOKafkaProducer | None = None
 
     async def prepare(self) -> None:
@@ -199,13 +197,13 @@ class MatchingWorker:
         Starting a producer with our transactional id fences any predecessor with the same id and aborts its open
         transaction, so a restarted process never commits alongside its crashed self.
         """
-        self._producer = await create_producer(self._settings.kafka, transactional_id=self._settings.transactional_id)
+        self._producer = await self._runtime.create_producer(transactional_id=self._settings.transactional_id)
 
     async def run(self) -> None:
         settings = self._settings
         producer, self._producer = self._producer, None
         if producer is None:  # restarted after a crash: a fresh producer, fencing the one that failed
-            producer = await create_producer(settings.kafka, transactional_id=settings.transactional_id)
+            producer = await self._runtime.create_producer(transactional_id=settings.transactional_id)
         try:
             matcher = Matcher(self._runtime.pool, settings.kafka, producer, self._clock)
             runner = ConsumerRunner(
@@ -219,15 +217,7 @@ class MatchingWorker:
                 transactional=True,
                 before_commit=matcher.wait_for_sends,
             )
-            self._show_in_readiness(runner)
+            self._runtime.register_consumer(runner)
             await runner.run()
         finally:
             await producer.stop()
-
-    def _show_in_readiness(self, runner: ConsumerRunner) -> None:
-        consumers = self._runtime.consumers
-        if self.runner in consumers:
-            consumers[consumers.index(self.runner)] = runner
-        else:
-            consumers.append(runner)
-        self.runner = runner

@@ -31,6 +31,7 @@ from shared.events import (
     SubjectSealed,
     SubscriptionState,
 )
+from shared.kafka.consumer import UnexpectedEventError
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +68,7 @@ async def apply(connection: Connection, event: CloudEvent[Payload], now: datetim
     if isinstance(data, AgencyProfile):
         await agencies.save_agency_profile(connection, data)
         return Outcome()
-    log.warning("ignoring %s event %s: not an event matching consumes", event.type, event.id)
-    return Outcome(skipped="unexpected_event_type")
+    raise UnexpectedEventError(f"matching does not handle {event.type}")
 
 
 async def apply_custody_change(

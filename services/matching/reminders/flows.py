@@ -178,7 +178,9 @@ async def send_reminders_forever(
     pool: asyncpg.Pool, kafka: KafkaSettings, *, transactional_id: str, interval_seconds: float, clock: Clock
 ) -> None:
     """With a transactional producer of its own: the consumer's is inside a batch's transaction at any moment."""
-    producer = await create_producer(kafka, transactional_id=transactional_id)
+    producer = await create_producer(
+        kafka, transactional_id=transactional_id, allowed_topics=[NOTIFICATION_REQUESTED.name]
+    )
     try:
         await ReminderSender(pool, kafka, producer, clock=clock).run_forever(interval_seconds)
     finally:
