@@ -9,7 +9,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.delivery.channels.email import EmailChannel
 from services.delivery.channels.registry import build_channels
+from services.delivery.channels.voice import VoiceChannel
 from services.delivery.consumers import CONSUMED_TOPICS, CONSUMER_GROUP, PRODUCED_TOPICS, DeliveryHandlers
 from services.delivery.deps import ApiContext
 from services.delivery.dispatcher import Clock, Dispatcher, utc_now
@@ -115,8 +117,8 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
             callbacks_router(context),
             acknowledgement_router(context),
             history_router(context),
-            bounces_router(context, channels.email),
-            voice_router(context, channels.voice),
+            bounces_router(context, channels.of_type(EmailChannel)),
+            voice_router(context, channels.of_type(VoiceChannel)),
         ],
         on_start=start,
         on_stop=stop,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -16,16 +16,18 @@ from services.delivery.settings import DeliverySettings
 from shared.vocabulary import Channel
 
 AnyChannel = DeliveryChannel[Any]
+C = TypeVar("C", bound=AnyChannel)
 
 
 class Channels(Mapping[Channel, AnyChannel]):
-    """Every channel by its :class:`Channel`; ``email`` and ``voice`` also serve their own webhooks (bounces, the
-    TwiML and PIN of a call), which need them by type."""
+    """Every channel by its :class:`Channel`."""
 
-    def __init__(self, *, sms: SmsChannel, email: EmailChannel, voice: VoiceChannel) -> None:
-        self.email = email
-        self.voice = voice
-        self._by_channel: dict[Channel, AnyChannel] = {channel.channel: channel for channel in (sms, email, voice)}
+    def __init__(self, channels: Sequence[AnyChannel]) -> None:
+        self._by_channel: dict[Channel, AnyChannel] = {channel.channel: channel for channel in channels}
+
+    def of_type(self, kind: type[C]) -> C:
+        """The channel of this class (a channel's own webhooks, such as a call's TwiML, need it by type)."""
+        return next(channel for channel in self._by_channel.values() if isinstance(channel, kind))
 
     def __getitem__(self, key: Channel) -> AnyChannel:
         return self._by_channel[key]
@@ -48,7 +50,9 @@ class Channels(Mapping[Channel, AnyChannel]):
 def build_channels(settings: DeliverySettings, pool: Callable[[], asyncpg.Pool], renderer: NoticeRenderer) -> Channels:
     """Every channel with its providers from settings; ``pool`` is called once the service has started."""
     return Channels(
-        sms=SmsChannel.from_settings(settings, pool, renderer),
-        email=EmailChannel.from_settings(settings, pool, renderer),
-        voice=VoiceChannel.from_settings(settings, pool, renderer),
+        [
+            SmsChannel.from_settings(settings, pool, renderer),
+            EmailChannel.from_settings(settings, pool, renderer),
+            VoiceChannel.from_settings(settings, pool, renderer),
+        ]
     )
