@@ -529,13 +529,20 @@ class InboundCall(BaseModel):
     digits: list[Annotated[str, Field(pattern=KEYPAD, max_length=64)]] = Field(default_factory=list, max_length=100)
 
 
-def create_voice_sink_app(*, account_sid: str, auth_token: str, config: VoiceSinkConfig | None = None) -> FastAPI:
-    """The sink as an ASGI app; its state is ``app.state.sink`` (:class:`VoiceSinkState`)."""
+def create_voice_sink_app(
+    *,
+    account_sid: str,
+    auth_token: str,
+    config: VoiceSinkConfig | None = None,
+    webhook_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The sink as an ASGI app; its state is ``app.state.sink`` (:class:`VoiceSinkState`). ``webhook_transport``
+    carries its webhooks (TwiML, actions, status callbacks) to an app in the same process, as tests run one."""
     state = VoiceSinkState(account_sid=account_sid, auth_token=auth_token, config=config or VoiceSinkConfig())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10.0) as client:
+        async with httpx.AsyncClient(timeout=10.0, transport=webhook_transport) as client:
             state.http = client
             yield
             for task in list(state.tasks):
@@ -661,12 +668,15 @@ class VoiceSink:
         config: VoiceSinkConfig | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
+        webhook_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token or secrets.token_hex(16)
         self.host = host
         self.port = port or free_port()
-        self.app = create_voice_sink_app(account_sid=account_sid, auth_token=self.auth_token, config=config)
+        self.app = create_voice_sink_app(
+            account_sid=account_sid, auth_token=self.auth_token, config=config, webhook_transport=webhook_transport
+        )
         self.state: VoiceSinkState = self.app.state.sink
         self._server = EmbeddedHttpServer(self.app, host=host, port=self.port)
 
