@@ -14,11 +14,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.subscription import flows
 from services.subscription.deps import ClientAddress, ManageToken, TwilioForm
-from services.subscription.domain.errors import InvalidRequestError, SubscriptionError
+from services.subscription.domain.errors import InvalidRequestError, NotFoundError, ProblemCode, SubscriptionError
 from services.subscription.flows.context import Context
 from services.subscription.portal.web import Pages, PortalRefusal, refusal_page
 from services.subscription.schemas import (
     AGENCY_PATTERN,
+    SUBSCRIBE_PROBLEMS,
     CreatedView,
     CustodyStatusView,
     IdentifierBody,
@@ -31,10 +32,12 @@ from services.subscription.schemas import (
     SubscriptionView,
     VerifyLinkRequest,
     VerifyRequest,
+    problem_responses,
 )
 from shared.events import SubjectIdentifier
 from shared.vocabulary import IdentifierKind
 
+ONE_CLICK_FIELD, ONE_CLICK_VALUE = "List-Unsubscribe", "One-Click"
 PROBLEMS: dict[int | str, dict[str, object]] = {
     code: {"model": Problem} for code in (400, 401, 403, 404, 409, 410, 422, 429)
 }
@@ -42,7 +45,8 @@ PROBLEMS: dict[int | str, dict[str, object]] = {
 
 def problem_response(problem: SubscriptionError) -> JSONResponse:
     headers = {"Retry-After": str(problem.retry_after)} if problem.retry_after is not None else None
-    return JSONResponse({"detail": problem.detail}, status_code=problem.status_code, headers=headers)
+    body = {"detail": problem.detail, "code": problem.code}
+    return JSONResponse(body, status_code=problem.status_code, headers=headers)
 
 
 def wants_html(request: Request) -> bool:
@@ -78,7 +82,15 @@ def add_error_handlers(app: FastAPI, pages: Pages) -> None:
 def create_router(context: Context, pages: Pages) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["subscriptions"], responses=PROBLEMS)
 
-    @router.post("/subscriptions", status_code=201, summary="Subscribe to a case at an agency")
+    @router.post(
+        "/subscriptions",
+        status_code=201,
+        summary="Subscribe to a case at an agency",
+        description="Each contact point is sent a code to confirm it; nothing is sent to it before. A body that "
+        "breaks the schema gets FastAPI's validation error; one that keeps to it is created or refused with one of "
+        "the codes listed under its status.",
+        responses=problem_responses(SUBSCRIBE_PROBLEMS),
+    )
     async def subscribe(body: SubscribeRequest, client: ClientAddress) -> CreatedView:
         created = await flows.subscribe.subscribe(
             context,
@@ -201,19 +213,44 @@ def create_router(context: Context, pages: Pages) -> APIRouter:
         except SubscriptionError as problem:
             return pages.error_page(request, problem)
         language = pages.language(request, subscription.language)
-        hidden = [("List-Unsubscribe", "One-Click")]
+        hidden = [(ONE_CLICK_FIELD, ONE_CLICK_VALUE)]
         return pages.render(
             request, "message", language, page="unsubscribe", action=str(request.url.path), hidden=hidden, home=False
         )
 
     @router.post(
-        "/unsubscribe/{token}", response_class=HTMLResponse, summary="RFC 8058 one-click unsubscribe from emails"
+        "/unsubscribe/{token}",
+        response_class=HTMLResponse,
+        summary="RFC 8058 one-click unsubscribe from emails",
+        description="What a mail provider posts for the List-Unsubscribe-Post header: the form field "
+        "`List-Unsubscribe=One-Click`, no cookies. The token is the link's own; a token that is not (or no longer) "
+        "valid gets the 404 page.",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": [ONE_CLICK_FIELD],
+                            "properties": {ONE_CLICK_FIELD: {"type": "string", "enum": [ONE_CLICK_VALUE]}},
+                        }
+                    }
+                },
+            }
+        },
+        responses=problem_responses(
+            {404: [NotFoundError.code], 422: [ProblemCode.NOT_ONE_CLICK]}, media_type="text/html"
+        ),
     )
     async def unsubscribe(token: str, request: Request) -> Response:
         # RFC 8058: the mail provider posts this without our cookies, so the link's own token is the only check.
         form = await request.form()
-        if form.get("List-Unsubscribe") != "One-Click":
-            return pages.error_page(request, InvalidRequestError("expected the form field List-Unsubscribe=One-Click"))
+        if form.get(ONE_CLICK_FIELD) != ONE_CLICK_VALUE:
+            refusal = InvalidRequestError(
+                f"expected the form field {ONE_CLICK_FIELD}={ONE_CLICK_VALUE}", code=ProblemCode.NOT_ONE_CLICK
+            )
+            return pages.error_page(request, refusal)
         try:
             subscription = await flows.manage.unsubscribe_email(context, token)
         except SubscriptionError as problem:

@@ -18,8 +18,9 @@ from services.subscription.app import create_app
 from services.subscription.domain.verification import verification_notification_id
 from services.subscription.settings import SubscriptionSettings
 from shared.crypto import ContactCipher
-from shared.events import AgencyProfile, CloudEvent, NotificationRequested, Payload, SubscriptionState, decode, encode
-from shared.events import new_event as make_event
+from shared.envelope import CloudEvent, decode, encode
+from shared.envelope import new_event as make_event
+from shared.events import AgencyProfile, NotificationRequested, Payload, SubscriptionState
 from shared.settings import KafkaSettings
 from shared.topics import AGENCY_PROFILE, NOTIFICATION_REQUESTED, SUBSCRIPTION_STATE
 from shared.twilio import twilio_signature

@@ -31,7 +31,8 @@ from services.subscription.domain.subscription import (
     disable_contact,
     mark_verified,
     normalise_event_types,
-    resume_sms,
+    resume_phone,
+    stop_phone,
     unsubscribe_email,
     validate_timezone,
 )
@@ -120,7 +121,7 @@ def challenge(**changes: object) -> Challenge:
         "consumed_at": None,
     }
     values.update(changes)
-    return Challenge(**values)  # type: ignore[arg-type]
+    return Challenge(**values)
 
 
 def test_codes_are_six_random_digits() -> None:
@@ -288,13 +289,30 @@ def test_stop_and_start_touch_only_sms() -> None:
     assert not stopped.contact(Channel.SMS).active
     assert stopped.contact(Channel.EMAIL).active
     assert disable_contact(stopped, Channel.SMS, "opted_out", NOW) is None, "a second STOP changes nothing"
-    resumed = resume_sms(stopped, NOW)
+    resumed = resume_phone(stopped, "b1", NOW)
     assert resumed is not None
     assert resumed.contact(Channel.SMS).active
     assert resumed.version == 3
     bounced = disable_contact(subscription(), Channel.SMS, "hard_bounce", NOW)
     assert bounced is not None
-    assert resume_sms(bounced, NOW) is None, "START does not undo a hard bounce"
+    assert resume_phone(bounced, "b1", NOW) is None, "START does not undo a hard bounce"
+
+
+def test_start_from_a_number_resumes_its_texts_and_its_calls_and_only_that_numbers() -> None:
+    voice = Contact(channel=Channel.VOICE, ciphertext="c3", masked="+1•••71", blind_index="b1", verified=True)
+    both = subscription(contacts=(*subscription().contacts, voice))
+    stopped = stop_phone(both, "b1", NOW)
+    assert stopped is not None
+    assert not stopped.contact(Channel.SMS).active
+    assert not stopped.contact(Channel.VOICE).active
+    assert resume_phone(stopped, "b9", NOW) is None, "START from another number changes nothing"
+    resumed = resume_phone(stopped, "b1", NOW)
+    assert resumed is not None
+    assert resumed.contact(Channel.SMS).active
+    assert resumed.contact(Channel.VOICE).active
+    assert resumed.contact(Channel.VOICE).disabled_reason is None
+    assert resume_phone(resumed, "b1", NOW) is None, "a second START changes nothing"
+    assert resume_phone(cancel(stopped, NOW) or stopped, "b1", NOW) is None, "nothing resumes a cancellation"
 
 
 def test_one_click_unsubscribe_cancels_only_when_nothing_is_left() -> None:

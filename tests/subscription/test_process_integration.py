@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from shared.crypto import ContactCipher, ContactDecryptError, generate_key
-from shared.events import AgencyProfile, NotificationRequested, SubscriptionState, decode, encode, new_event
+from shared.envelope import decode, encode, new_event
+from shared.events import AgencyProfile, NotificationRequested, SubscriptionState
 from shared.settings import KafkaSettings
 from shared.topics import AGENCY_PROFILE, NOTIFICATION_REQUESTED, SUBSCRIPTION_STATE
 from tests.apps import REPO_ROOT, ServiceProcess

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from shared.events import NoticeAcknowledged, decode
+from shared.envelope import decode
+from shared.events import NoticeAcknowledged
 from shared.topics import NOTIFICATION_ACKNOWLEDGED
 from tests.kafkautil import read_exactly
 from tests.subscription.conftest import PUBLIC_BASE_URL, Harness, contact

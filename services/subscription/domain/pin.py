@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from services.subscription.domain.errors import InvalidRequestError
+from services.subscription.domain.errors import InvalidRequestError, ProblemCode
 from shared.pin import hash_pin, pin_matches
 
 __all__ = ["PIN_DIGITS", "clean_pin", "hash_pin", "pin_matches", "pin_problem"]
@@ -42,5 +42,5 @@ def clean_pin(raw: str) -> str:
     digits = "".join(character for character in raw if character not in " -")
     problem = pin_problem(digits)
     if problem is not None:
-        raise InvalidRequestError(problem)
+        raise InvalidRequestError(problem, code=ProblemCode.INVALID_PIN)
     return digits

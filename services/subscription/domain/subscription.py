@@ -11,7 +11,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from services.subscription.domain.errors import CancelledError, ConflictError, InvalidRequestError, NotFoundError
+from services.subscription.domain.errors import (
+    CancelledError,
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    ProblemCode,
+)
 from shared.events import ContactPointState, SubjectIdentifier, SubscriptionState
 from shared.vocabulary import Channel, CustodyStatus, Language
 
@@ -29,7 +35,10 @@ def _known_timezones() -> frozenset[str]:
 
 def validate_timezone(name: str) -> str:
     if name not in _known_timezones():
-        raise InvalidRequestError(f"unknown time zone {name[:64]!r}; use an IANA name such as America/Chicago")
+        raise InvalidRequestError(
+            f"unknown time zone {name[:64]!r}; use an IANA name such as America/Chicago",
+            code=ProblemCode.UNKNOWN_TIMEZONE,
+        )
     return name
 
 
@@ -38,7 +47,10 @@ def normalise_event_types(event_types: list[CustodyStatus] | None) -> list[Custo
     if event_types is None:
         return list(ALL_EVENT_TYPES)
     if not event_types:
-        raise InvalidRequestError("choose at least one kind of event, or leave event_types out to get all of them")
+        raise InvalidRequestError(
+            "choose at least one kind of event, or leave event_types out to get all of them",
+            code=ProblemCode.NO_EVENT_TYPES,
+        )
     chosen = set(event_types)
     return [status for status in ALL_EVENT_TYPES if status in chosen]
 
@@ -168,15 +180,22 @@ def stop_phone(subscription: Subscription, blind_index: str, now: datetime) -> S
     return _changed(subscription, now, contacts=tuple(stopped.get(c.channel, c) for c in subscription.contacts))
 
 
-def resume_sms(subscription: Subscription, now: datetime) -> Subscription | None:
-    """START undoes STOP, and only STOP: a bounced or unsubscribed contact stays off."""
-    if subscription.status == "cancelled" or not subscription.has(Channel.SMS):
+def resume_phone(subscription: Subscription, blind_index: str, now: datetime) -> Subscription | None:
+    """START texted from a phone undoes its STOP, for its texts and its calls, and only STOP: a bounced or
+    unsubscribed contact stays off; None when nothing changes."""
+    if subscription.status == "cancelled":
         return None
-    contact = subscription.contact(Channel.SMS)
-    if contact.active or contact.disabled_reason != "opted_out":
+    resumed: dict[Channel, Contact] = {
+        contact.channel: contact.model_copy(update={"active": True, "disabled_reason": None})
+        for contact in subscription.contacts
+        if contact.channel in (Channel.SMS, Channel.VOICE)
+        and contact.blind_index == blind_index
+        and not contact.active
+        and contact.disabled_reason == "opted_out"
+    }
+    if not resumed:
         return None
-    replacement = contact.model_copy(update={"active": True, "disabled_reason": None})
-    return _changed(subscription, now, contacts=_with_contact(subscription, replacement))
+    return _changed(subscription, now, contacts=tuple(resumed.get(c.channel, c) for c in subscription.contacts))
 
 
 def unsubscribe_email(subscription: Subscription, now: datetime) -> Subscription | None:

@@ -10,7 +10,7 @@ from datetime import datetime
 from services.subscription.domain import sms
 from services.subscription.domain.contacts import normalise_phone
 from services.subscription.domain.errors import ConflictError, InvalidContactError, InvalidRequestError
-from services.subscription.domain.subscription import Subscription, resume_sms, stop_phone
+from services.subscription.domain.subscription import Subscription, resume_phone, stop_phone
 from services.subscription.flows.claims import load_for_update
 from services.subscription.flows.context import Context
 from services.subscription.flows.outbox import SOURCE, publish_state
@@ -49,7 +49,7 @@ async def inbound_sms(context: Context, params: Mapping[str, str]) -> str:
             raise ConflictError("this message was already processed")
         index = context.cipher.blind_index(phone) if phone is not None else None
         ids = [] if index is None else await subscription_ids_by_contact(connection, Channel.SMS, index)
-        if index is not None and keyword is sms.Keyword.STOP:  # calls to the number end too
+        if index is not None and keyword in (sms.Keyword.STOP, sms.Keyword.START):  # the calls to it too
             voice_ids = await subscription_ids_by_contact(connection, Channel.VOICE, index)
             ids = sorted({*ids, *voice_ids})
         changed_count = 0
@@ -96,7 +96,7 @@ async def _apply_keyword(
     if keyword is sms.Keyword.STOP:
         changed = stop_phone(subscription, sender_index, now)
     elif keyword is sms.Keyword.START:
-        changed = resume_sms(subscription, now)
+        changed = resume_phone(subscription, sender_index, now)
     else:
         return 0
     if changed is None:

@@ -7,7 +7,7 @@ from datetime import date
 
 from services.subscription.domain.agency import Agency
 from services.subscription.domain.case import CaseFile, CustodyView, may_see_case
-from services.subscription.domain.errors import ConflictError, InvalidRequestError, NotFoundError
+from services.subscription.domain.errors import ConflictError, InvalidRequestError, NotFoundError, ProblemCode
 from services.subscription.domain.names import MAX_RESULTS, RELEASED_WITHIN, NameMatch, name_words
 from services.subscription.domain.subscription import Subscription
 from services.subscription.flows.context import Context
@@ -18,7 +18,7 @@ from shared.vocabulary import normalise_identifier
 
 
 def unknown_agency(agency_id: str) -> NotFoundError:
-    return NotFoundError(f"unknown agency {agency_id[:64]!r}: check the agency id")
+    return NotFoundError(f"unknown agency {agency_id[:64]!r}: check the agency id", code=ProblemCode.UNKNOWN_AGENCY)
 
 
 async def active_agencies(context: Context) -> list[Agency]:
@@ -38,7 +38,7 @@ async def agency(context: Context, agency_id: str) -> Agency:
 async def require_active_agency(context: Context, agency_id: str) -> Agency:
     found = await agency(context, agency_id)
     if not found.active:
-        raise ConflictError(f"{found.name} does not take subscriptions at the moment")
+        raise ConflictError(f"{found.name} does not take subscriptions at the moment", code=ProblemCode.AGENCY_CLOSED)
     return found
 
 

@@ -14,7 +14,7 @@ from services.subscription.domain.contacts import (
     normalise_phone,
     normalise_voice_number,
 )
-from services.subscription.domain.errors import InvalidRequestError
+from services.subscription.domain.errors import InvalidRequestError, ProblemCode
 from services.subscription.domain.pin import clean_pin, hash_pin
 from services.subscription.domain.subscription import (
     Contact,
@@ -87,17 +87,24 @@ def voice_pin(request: NewSubscription) -> str | None:
     """The PIN a voice number needs (checked against easy guesses); none without a voice number."""
     if request.voice is None:
         if request.pin is not None:
-            raise InvalidRequestError("a PIN is only for voice calls: give a number to call (voice) too")
+            raise InvalidRequestError(
+                "a PIN is only for voice calls: give a number to call (voice) too", code=ProblemCode.PIN_WITHOUT_VOICE
+            )
         return None
     if request.pin is None:
-        raise InvalidRequestError("choose a 4-digit PIN for voice calls: you key it in to confirm a call")
+        raise InvalidRequestError(
+            "choose a 4-digit PIN for voice calls: you key it in to confirm a call", code=ProblemCode.PIN_REQUIRED
+        )
     return clean_pin(request.pin)
 
 
 async def subscribe(context: Context, request: NewSubscription, client: str) -> Created:
     await count_client(context, ClientLimit.SUBSCRIBE, client)
     if request.sms is None and request.email is None and request.voice is None:
-        raise InvalidRequestError("give a mobile number (sms), an email address, or both; or a number to call (voice)")
+        raise InvalidRequestError(
+            "give a mobile number (sms), an email address, or both; or a number to call (voice)",
+            code=ProblemCode.NO_CONTACT,
+        )
     pin = voice_pin(request)
     timezone = validate_timezone(request.timezone)
     event_types = normalise_event_types(request.event_types)
