@@ -17,9 +17,9 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.responses import Response
 
 from services.delivery.channels.voice import VoiceChannel
-from services.delivery.deps import MAX_FIELD, ApiContext, SignedForm, signed_twilio_form
+from services.delivery.deps import ApiContext, SignedForm, signed_twilio_form
 from services.delivery.domain import IMMEDIATE_KINDS
-from services.delivery.providers.twilio.voice import is_machine
+from services.delivery.providers.twilio.voice import CallRequest, read_call_request
 from services.delivery.rendering import CallStep, TemplateError
 from services.delivery.store import agencies, attempts, notifications, subscriptions
 from services.delivery.store.attempts import AttemptRow
@@ -39,7 +39,7 @@ def voice_router(context: ApiContext, voice: VoiceChannel) -> APIRouter:
     base = settings.public_base_url.rstrip("/")
     signed = Depends(signed_twilio_form(context, lambda _: voice.signers))
 
-    async def call_of(attempt_id: str, params: dict[str, str]) -> tuple[AttemptRow, NotificationRow]:
+    async def call_of(attempt_id: str, call: CallRequest) -> tuple[AttemptRow, NotificationRow]:
         async with context.runtime.pool.acquire() as connection:
             attempt = await attempts.get_attempt(connection, attempt_id)
             notification = (
@@ -47,8 +47,8 @@ def voice_router(context: ApiContext, voice: VoiceChannel) -> APIRouter:
             )
         if attempt is None or notification is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no call attempt with this reference")
-        if attempt.provider_message_id not in (None, params.get("CallSid")):
-            raise HTTPException(status.HTTP_400_BAD_REQUEST, "CallSid does not match the attempt")
+        if attempt.provider_message_id not in (None, call.call_sid):
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "the call does not match the attempt")
         return attempt, notification
 
     async def twiml(notification: NotificationRow, step: CallStep, *, confirm: bool, action: str) -> Response:
@@ -78,9 +78,9 @@ def voice_router(context: ApiContext, voice: VoiceChannel) -> APIRouter:
 
     @router.post("/v1/calls/{attempt_id}/twiml", summary="TwiML of an answered notice call (signed)")
     async def call_twiml(attempt_id: str, form: SignedForm = signed) -> Response:
-        params = form.params
-        _, notification = await call_of(attempt_id, params)
-        machine = is_machine(params.get("AnsweredBy"))
+        call = read_call_request(form.params)
+        _, notification = await call_of(attempt_id, call)
+        machine = call.machine
         confirm = await asks_for_pin(notification)
         step = CallStep.MACHINE if machine else CallStep.NOTICE
         return await twiml(notification, step, confirm=confirm, action=pin_url(attempt_id, 1, 1))
@@ -92,9 +92,9 @@ def voice_router(context: ApiContext, voice: VoiceChannel) -> APIRouter:
         tries: int = Query(default=1, alias="try", ge=1, le=PIN_TRIES),
         heard: int = Query(default=1, ge=1, le=2),
     ) -> Response:
-        params = form.params
-        attempt, notification = await call_of(attempt_id, params)
-        digits = params.get("Digits", "")[:MAX_FIELD]
+        call = read_call_request(form.params)
+        attempt, notification = await call_of(attempt_id, call)
+        digits = call.digits
         if not digits:
             step = CallStep.REPEAT if heard == 1 else CallStep.GOODBYE  # the notice once more, then goodbye
             return await twiml(notification, step, confirm=True, action=pin_url(attempt_id, tries, heard + 1))

@@ -47,6 +47,24 @@ class OutboundCall:
     status_callback_url: str | None = None
 
 
+@dataclass(frozen=True)
+class CallRequest:
+    """What an answered call's webhook (its TwiML request, its ``<Gather>`` action) says of the call."""
+
+    call_sid: str | None
+    machine: bool
+    digits: str
+
+
+def read_call_request(params: Mapping[str, str]) -> CallRequest:
+    """``CallSid``, ``AnsweredBy`` (a machine?) and the ``Digits`` keyed in, from a call webhook's form."""
+    return CallRequest(
+        call_sid=params.get("CallSid"),
+        machine=is_machine(params.get("AnsweredBy")),
+        digits=params.get("Digits", "")[:MAX_FIELD],
+    )
+
+
 def is_machine(answered_by: str | None) -> bool:
     """Twilio's ``AnsweredBy``: ``machine_start``, ``machine_end_beep`` … or ``fax`` are no person to ask a PIN."""
     return answered_by is not None and (answered_by.startswith("machine_") or answered_by == "fax")
