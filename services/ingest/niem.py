@@ -76,7 +76,7 @@ from xml.parsers.expat import ErrorString
 from defusedxml.common import DTDForbidden, EntitiesForbidden, ExternalReferenceForbidden
 from defusedxml.ElementTree import DefusedXMLParser
 
-from services.ingest.domain import RecordRejectedError, StatusMapping, normalise_status_code
+from services.ingest.domain.records import RecordRejectedError, StatusMapping, normalise_status_code
 from shared.vocabulary import CustodyStatus
 
 NC = "http://release.niem.gov/niem/niem-core/3.0/"

@@ -12,10 +12,13 @@ import asyncpg
 import httpx
 import pytest
 
-from services.ingest import flows, store
+from services.ingest.agencies import store as agencies_store
 from services.ingest.app import create_app
+from services.ingest.feed_health.flows import check_feed_health
+from services.ingest.flows import batches
 from services.ingest.settings import DEV_ADMIN_TOKEN, IngestSettings
-from shared.events import AgencyProfile, OpsAlert, SubjectSealed, decode
+from shared.envelope import decode
+from shared.events import AgencyProfile, OpsAlert, SubjectSealed
 from shared.settings import KafkaSettings
 from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED, OPS_ALERT, SUBJECT_SEALED
 from tests.apps import running_app
@@ -135,8 +138,8 @@ async def test_feed_health_counts_and_alerts_once_when_a_feed_goes_quiet(
     assert 'cw_ingest_last_feed_timestamp_seconds{agency="county"}' in metrics
 
     an_hour_later = datetime.now(UTC) + timedelta(hours=1)
-    assert await flows.check_feed_health(pool, ingest_settings, an_hour_later) == ["county"]
-    assert await flows.check_feed_health(pool, ingest_settings, an_hour_later) == [], "alerted once"
+    assert await check_feed_health(pool, ingest_settings, an_hour_later) == ["county"]
+    assert await check_feed_health(pool, ingest_settings, an_hour_later) == [], "alerted once"
     await push(ingest, "county", auth, [record("h-4", "RELEASED")])
     alerts = await read_exactly(kafka_settings, kafka_settings.topic(OPS_ALERT.name), 2)
     kinds = [decode(m.value).data for m in alerts]
@@ -154,10 +157,10 @@ async def test_a_stored_batch_left_unprocessed_is_recovered_on_start(
     async with running_app(create_app(settings)) as client:
         auth = await create_agency(client, "county")
         async with pool.acquire() as connection:
-            agency = await store.get_agency(connection, "county")
+            agency = await agencies_store.get_agency(connection, "county")
         assert agency is not None
         body = json.dumps({"records": [record("lost-1"), record("lost-2", "ESCAPED")]}).encode()
-        batch_id, _ = await flows.receive_json_batch(
+        batch_id, _ = await batches.receive_json_batch(
             pool,
             settings,
             agency,

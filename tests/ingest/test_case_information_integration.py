@@ -9,7 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.events import AgencyProfile, CustodyStatusChanged, decode
+from shared.envelope import decode
+from shared.events import AgencyProfile, CustodyStatusChanged
 from shared.settings import KafkaSettings
 from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED
 from shared.vocabulary import ChargeSeverity, ContactRole, ImmigrationStage

@@ -11,7 +11,7 @@ import asyncpg
 import httpx
 import pytest
 
-from services.ingest.domain import event_id_for
+from services.ingest.domain.events import event_id_for
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED
 from tests.apps import ServiceProcess

@@ -12,21 +12,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest import apikeys
-from services.ingest.domain import (
+from services.ingest.domain.changes import RecordResult, Snapshot, plan_batch
+from services.ingest.domain.events import event_id_for
+from services.ingest.domain.records import (
     DEFAULT_STATUS_MAP,
     CustodyRecord,
     Identifier,
     RecordRejectedError,
-    RecordResult,
-    Snapshot,
     StatusMapping,
-    event_id_for,
-    feed_is_stale,
     normalise_record,
     parse_csv_columns,
-    plan_batch,
 )
+from services.ingest.feed_health.domain import feed_is_stale
+from services.ingest.keys import domain as apikeys
 from shared.vocabulary import CustodyStatus, IdentifierKind, ReleaseReason
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)

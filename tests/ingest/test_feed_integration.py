@@ -10,9 +10,10 @@ import asyncpg
 import httpx
 import pytest
 
-from services.ingest.domain import event_id_for
+from services.ingest.domain.events import event_id_for
 from services.ingest.settings import IngestSettings
-from shared.events import CustodyStatusChanged, decode
+from shared.envelope import decode
+from shared.events import CustodyStatusChanged
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED
 from tests.ingest.conftest import ADMIN, create_agency, push, record, results

@@ -13,11 +13,13 @@ import asyncpg
 import httpx
 import pytest
 
-from services.ingest import files, flows
-from services.ingest.domain import event_id_for
+from services.ingest.agencies import flows as agencies_flows
+from services.ingest.domain.events import event_id_for
+from services.ingest.flows import files
 from services.ingest.settings import IngestSettings
 from shared.db import apply_migrations
-from shared.events import CustodyStatusChanged, decode
+from shared.envelope import decode
+from shared.events import CustodyStatusChanged
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED
 from tests.ingest.conftest import ADMIN, create_agency
@@ -151,7 +153,7 @@ async def test_an_interrupted_file_resumes_without_double_events(
     await apply_migrations(pool, ["shared", "services.ingest"])
     async with pool.acquire() as connection:
         values = {"agency_id": "csv-jail", "name": "CSV Jail", "timezone": "UTC"}
-        agency = await flows.create_agency(
+        agency = await agencies_flows.create_agency(
             connection, ingest_settings, values | {"status_map": STATUS_MAP, "csv_columns": COLUMNS}
         )
     assert agency is not None

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.ingest import flows
+from services.ingest.flows import batches
 from tests.ingest.conftest import create_agency
 
 pytestmark = pytest.mark.integration
@@ -39,6 +39,6 @@ async def test_a_feed_past_its_limit_is_refused_before_authentication(ingest: ht
 
 
 def test_a_stored_batch_too_deep_to_parse_fails_instead_of_staying_received() -> None:
-    with pytest.raises(flows.BatchInvalidError, match="nested too deeply") as refused:
-        flows.read_json_batch(DEEP, max_records=10)
+    with pytest.raises(batches.BatchInvalidError, match="nested too deeply") as refused:
+        batches.read_json_batch(DEEP, max_records=10)
     assert refused.value.status_code == 400

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.ingest.domain import (
+from services.ingest.domain.records import (
     DEFAULT_STATUS_MAP,
     RecordRejectedError,
     StatusMapping,

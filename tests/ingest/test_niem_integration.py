@@ -12,10 +12,12 @@ import asyncpg
 import httpx
 import pytest
 
-from services.ingest import flows, store
-from services.ingest.domain import event_id_for
+from services.ingest.agencies import store as agencies_store
+from services.ingest.domain.events import event_id_for
+from services.ingest.flows import batches
 from services.ingest.settings import IngestSettings
-from shared.events import CustodyStatusChanged, decode
+from shared.envelope import decode
+from shared.events import CustodyStatusChanged
 from shared.settings import KafkaSettings
 from shared.topics import CUSTODY_STATUS_CHANGED
 from tests.ingest.conftest import create_agency, push, record, results
@@ -173,7 +175,7 @@ async def test_hostile_or_unreadable_xml_is_refused_and_changes_nothing(
         retried = await push_niem(ingest, "harlan", auth, sample(name), **{"Idempotency-Key": name})
         assert (retried.status_code, retried.json()) == (status_code, response.json())
 
-    warnings = [r.getMessage() for r in caplog.records if r.name == "services.ingest.niem_api"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "services.ingest.routes.niem"]
     assert len(warnings) == len(refused)  # once per refused document, not again for its retry
     assert any("external entity 'xxe' refused" in warning for warning in warnings)
 
@@ -209,9 +211,9 @@ async def test_a_stored_document_the_service_never_applied_is_recovered(
     await create_agency(ingest, "harlan")
     body = sample("custody_status_change_report.xml")
     async with pool.acquire() as connection:
-        agency = await store.get_agency(connection, "harlan")
+        agency = await agencies_store.get_agency(connection, "harlan")
     assert agency is not None
-    batch_id, known = await flows.receive_json_batch(
+    batch_id, known = await batches.receive_json_batch(
         pool,
         ingest_settings,
         agency,
@@ -224,7 +226,7 @@ async def test_a_stored_document_the_service_never_applied_is_recovered(
     assert await pool.fetchval("SELECT status FROM feed_batches WHERE batch_id = $1", batch_id) == "received"
 
     no_grace = ingest_settings.model_copy(update={"recovery_grace_seconds": 0})
-    assert await flows.recover_json_batches(pool, no_grace) == 1
+    assert await batches.recover_json_batches(pool, no_grace) == 1
 
     row = await pool.fetchrow("SELECT kind, status, result FROM feed_batches WHERE batch_id = $1", batch_id)
     assert row is not None

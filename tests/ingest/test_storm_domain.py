@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.ingest.storm import StormPolicy, check_storm, is_urgent
+from services.ingest.storm_holds.domain import StormPolicy, check_storm, is_urgent
 from shared.vocabulary import CustodyStatus
 
 POLICY = StormPolicy(window_minutes=10, population_share=0.1, min_changes=50, rate_multiple=10)

@@ -7,34 +7,29 @@ is row 1.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import csv
 import hashlib
 import logging
 import uuid
-from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from services.ingest import flows, store
-from services.ingest.domain import (
-    REQUIRED_CSV_FIELDS,
-    Parsed,
-    RecordRejectedError,
-    RecordResult,
-    normalise_record,
-)
+from services.ingest.agencies import store as agencies_store
+from services.ingest.agencies.domain import Agency
+from services.ingest.domain.changes import Parsed, RecordResult
+from services.ingest.domain.csv_files import ChunkedCsvReader, header_problem, row_to_record
+from services.ingest.domain.records import RecordRejectedError, normalise_record
+from services.ingest.feed_health.flows import note_feed_received
+from services.ingest.flows.batches import apply_records, refresh_metrics
 from services.ingest.settings import IngestSettings
-from services.ingest.store import Agency
+from services.ingest.store import batches as store
 
 log = logging.getLogger(__name__)
-
-IDENTIFIER_FIELDS = ("person_number", "booking_number", "case_numbers")
 
 
 class FileRejectedError(ValueError):
@@ -75,90 +70,12 @@ async def receive_file(
                 await store.insert_chunk(connection, job_id, chunk_no, bytes(buffer))
             async with connection.transaction():
                 await store.complete_upload(connection, job_id, size, digest.hexdigest())
-                await flows.note_feed_received(connection, settings, agency.agency_id, datetime.now(UTC))
+                await note_feed_received(connection, settings, agency.agency_id, datetime.now(UTC))
         except BaseException as error:
             with contextlib.suppress(Exception):
                 await store.set_batch_status(connection, job_id, "failed", f"upload incomplete: {error}"[:500])
             raise
     return job_id
-
-
-class _NeedMoreError(Exception):
-    """The line buffer ran dry before the end of the file: fetch the next chunk."""
-
-
-class ChunkedCsvReader:
-    """Reads CSV rows from stored chunks one chunk at a time; a quoted field may span lines and chunks."""
-
-    def __init__(self, fetch_chunk: Callable[[int], Awaitable[bytes | None]]) -> None:
-        self._fetch = fetch_chunk
-        self._decoder = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
-        self._lines: deque[str] = deque()
-        self._partial = ""
-        self._next_chunk = 0
-        self._eof = False
-        self._taken: list[str] = []
-        self._reader = csv.reader(self)
-
-    def __iter__(self) -> ChunkedCsvReader:
-        return self
-
-    def __next__(self) -> str:
-        if not self._lines:
-            if self._eof:
-                raise StopIteration
-            raise _NeedMoreError
-        line = self._lines.popleft()
-        self._taken.append(line)
-        return line
-
-    async def _fill(self) -> None:
-        data = await self._fetch(self._next_chunk)
-        if data is None:
-            self._eof = True
-            text = self._partial + self._decoder.decode(b"", final=True)
-            self._partial = ""
-            if text:
-                self._lines.append(text)
-            return
-        self._next_chunk += 1
-        pieces = (self._partial + self._decoder.decode(data)).split("\n")
-        self._partial = pieces.pop()
-        self._lines.extend(piece + "\n" for piece in pieces)
-
-    async def next_row(self) -> list[str] | None:
-        """The next row, None at the end; raises csv.Error or UnicodeDecodeError on a malformed file."""
-        while True:
-            self._taken = []
-            try:
-                return next(self._reader)
-            except _NeedMoreError:
-                self._lines.extendleft(reversed(self._taken))
-                await self._fill()
-            except StopIteration:
-                return None
-
-
-def row_to_record(header: dict[str, int], columns: dict[str, str], row: list[str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    for field, column in columns.items():
-        position = header.get(column)
-        if position is None or position >= len(row):
-            continue
-        value = row[position].strip()
-        if not value:
-            continue
-        values[field] = [case for case in value.split(";") if case.strip()] if field == "case_numbers" else value
-    return values
-
-
-def header_problem(header: dict[str, int], columns: dict[str, str]) -> str | None:
-    missing = sorted(columns[field] for field in REQUIRED_CSV_FIELDS if columns[field] not in header)
-    if missing:
-        return f"CSV header lacks required column(s) {missing}"
-    if not any(columns[field] in header for field in IDENTIFIER_FIELDS):
-        return f"CSV header has no identifier column (one of {[columns[f] for f in IDENTIFIER_FIELDS]})"
-    return None
 
 
 class FileJob:
@@ -179,10 +96,8 @@ class FileJob:
         try:
             header_row = await reader.next_row()
             async with self._pool.acquire() as connection:
-                agency_id = await connection.fetchval(
-                    "SELECT agency_id FROM feed_batches WHERE batch_id = $1", self._job_id
-                )
-                agency = await store.get_agency(connection, agency_id)
+                agency_id = await store.agency_of_batch(connection, self._job_id)
+                agency = await agencies_store.get_agency(connection, agency_id)
             if agency is None:
                 raise LookupError(f"job {self._job_id} has no agency")
             if header_row is None:
@@ -226,13 +141,13 @@ class FileJob:
             if job.status in ("processed", "failed"):
                 return True
             fresh = [(number, row) for number, row in rows if number > job.rows_processed]
-            agency = await store.get_agency(connection, job.agency_id, for_update=True)
+            agency = await agencies_store.get_agency(connection, job.agency_id, for_update=True)
             if agency is None:
                 raise LookupError(f"job {self._job_id} has no agency")
             counts: Counter[RecordResult] = Counter()
             if fresh:
                 entries = self._parse(fresh, header, agency, job.received_at)
-                applied = await flows.apply_records(
+                applied = await apply_records(
                     connection, self._settings, agency, entries, batch_id=self._job_id, received_at=job.received_at
                 )
                 counts = applied.counts
@@ -243,9 +158,7 @@ class FileJob:
                 )
                 summary = Counter({key: int(value) for key, value in (job.result or {}).items()})
                 summary.update({result.value: count for result, count in counts.items()})
-                await connection.execute(
-                    "UPDATE feed_batches SET result = $2 WHERE batch_id = $1", self._job_id, dict(summary)
-                )
+                await store.set_batch_result(connection, self._job_id, dict(summary))
                 await store.record_file_progress(
                     connection,
                     self._job_id,
@@ -256,7 +169,7 @@ class FileJob:
             if last:
                 await store.set_batch_status(connection, self._job_id, "processed")
         if counts:
-            await flows.refresh_metrics(self._pool, agency.agency_id, counts)
+            await refresh_metrics(self._pool, agency.agency_id, counts)
         return last
 
     def _parse(

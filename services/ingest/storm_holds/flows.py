@@ -1,4 +1,4 @@
-"""Safety guards around the feed: storm holds and operator overrides, each in the right transaction.
+"""Storm holds, each step in the right transaction.
 
 A storm hold keeps an agency's custody events out of the outbox, so no notice can go out, until an admin decides:
 release moves them to the outbox in feed order (same event ids, so nothing doubles); discard drops them and puts
@@ -9,28 +9,23 @@ from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
 
-from services.ingest import metrics, store
-from services.ingest.domain import (
-    EVENT_NAMESPACE,
-    EVENT_SOURCE,
-    CustodyRecord,
-    Identifier,
-    PlannedEvent,
-    RecordResult,
-)
+from services.ingest import metrics
+from services.ingest.agencies import store as agencies_store
+from services.ingest.agencies.domain import Agency
+from services.ingest.domain.changes import PlannedEvent
+from services.ingest.domain.events import ops_alert
 from services.ingest.settings import IngestSettings
-from services.ingest.store import Agency, HeldEvent, StormHold
-from services.ingest.storm import BASELINE_PERIOD, check_storm
+from services.ingest.store import subjects as subjects_store
+from services.ingest.storm_holds import store
+from services.ingest.storm_holds.domain import BASELINE_PERIOD, check_storm
+from services.ingest.storm_holds.store import HeldEvent, StormHold
 from shared.db import Connection
-from shared.events import CloudEvent, OpsAlert, new_event
 from shared.outbox import enqueue
 from shared.topics import OPS_ALERT
-from shared.vocabulary import CustodyStatus, IdentifierKind, ReleaseReason
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +36,6 @@ class HoldNotFoundError(LookupError):
 
 class HoldDecidedError(ValueError):
     """The hold was already released or discarded."""
-
-
-def ops_alert(kind: str, agency_id: str, message: str, at: datetime, cause: str) -> CloudEvent[OpsAlert]:
-    """An alert for operators, its id fixed by what caused it (a hold, an outage), so a retry repeats nothing."""
-    alert = OpsAlert(kind=kind, agency_id=agency_id, message=message, at=at)
-    event_id = str(uuid.uuid5(EVENT_NAMESPACE, f"ops:{agency_id}/{kind}/{cause}"))
-    return new_event(alert, source=EVENT_SOURCE, subject=agency_id, event_id=event_id, at=at)
 
 
 async def hold_if_storm(
@@ -81,7 +69,7 @@ async def hold_if_storm(
         check = check_storm(
             policy,
             urgent_in_window=recent + urgent_in_batch,
-            in_custody=await store.in_custody_count(connection, agency.agency_id),
+            in_custody=await subjects_store.in_custody_count(connection, agency.agency_id),
             urgent_in_baseline=before,
         )
         if not check.is_storm:
@@ -129,7 +117,7 @@ async def decide(
         hold = await store.get_hold(connection, hold_id)
         if hold is None:
             raise HoldNotFoundError(hold_id)
-        await store.get_agency(connection, hold.agency_id, for_update=True)  # no batch of the agency meanwhile
+        await agencies_store.get_agency(connection, hold.agency_id, for_update=True)  # no batch of the agency meanwhile
         hold = await store.get_hold(connection, hold_id, for_update=True)
         if hold is None:
             raise HoldNotFoundError(hold_id)
@@ -155,63 +143,3 @@ async def decide(
     if decided is None:
         raise HoldNotFoundError(hold_id)
     return decided
-
-
-# --- operator overrides -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OverrideRequest:
-    identifiers: tuple[Identifier, ...]
-    status: CustodyStatus
-    effective_at: datetime
-    operator: str
-    reason: str
-    release_reason: ReleaseReason | None = None
-    transfer_destination: str | None = None
-    court_date: datetime | None = None
-    facility: str | None = None
-    display_name: str | None = None
-
-
-def override_record(override_id: str, request: OverrideRequest) -> CustodyRecord:
-    """The override as a custody record: it goes through the same change detection as a feed record."""
-    release_reason = request.release_reason
-    if request.status is CustodyStatus.RELEASED and release_reason is None:
-        release_reason = ReleaseReason.OTHER
-    return CustodyRecord(
-        record_id=f"override:{override_id}",
-        identifiers=request.identifiers,
-        status_code="OPERATOR_OVERRIDE",
-        status=request.status,
-        release_reason=release_reason if request.status is CustodyStatus.RELEASED else None,
-        effective_at=request.effective_at.astimezone(UTC),
-        sequence=None,
-        display_name=request.display_name,
-        facility=request.facility,
-        transfer_destination=request.transfer_destination if request.status is CustodyStatus.TRANSFERRED else None,
-        court_date=request.court_date if request.status is CustodyStatus.COURT_DATE_SET else None,
-    )
-
-
-def identifiers_of(
-    person_number: str | None, booking_number: str | None, case_numbers: list[str]
-) -> tuple[Identifier, ...]:
-    given = [
-        Identifier(kind, value.strip())
-        for kind, value in (
-            (IdentifierKind.PERSON_NUMBER, person_number),
-            (IdentifierKind.BOOKING_NUMBER, booking_number),
-            *((IdentifierKind.CASE_NUMBER, case) for case in case_numbers),
-        )
-        if value and value.strip()
-    ]
-    return tuple({identifier.key: identifier for identifier in given}.values())
-
-
-RESULT_OF_OVERRIDE = {
-    RecordResult.ACCEPTED: "accepted",
-    RecordResult.DUPLICATE: "duplicate",
-    RecordResult.STALE: "stale",
-    RecordResult.SEALED: "sealed",
-}
