@@ -7,9 +7,10 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from services.ops.alerts.domain import Alert
-from services.ops.deliveries.domain import Acknowledgement, ChartColumn, Failure, StatusEvent
+from services.ops.deliveries.domain import Acknowledgement, ChartColumn, Failure, NoticeState, StatusEvent
 from services.ops.feeds.domain import FeedState
 from services.ops.overrides.domain import Override
+from services.ops.pipeline.domain import DeadLetter
 from services.ops.storms.domain import StormHold
 
 
@@ -31,23 +32,8 @@ class LatencyStats(BaseModel):
     p99_seconds: float | None
 
 
-class NotificationSummary(BaseModel):
-    notification_id: str
-    subscription_id: str
-    agency_id: str
-    channel: str
-    provider: str | None
-    status: str
-    error_code: str | None
-    attempt: int
-    kind: str | None
-    urgency: str | None
-    contact_masked: str | None
+class NotificationSummary(NoticeState):
     case: str | None
-    custody_event_id: str | None
-    feed_received_at: datetime | None
-    first_at: datetime
-    last_at: datetime
 
 
 class DeliverySection(BaseModel):
@@ -76,15 +62,7 @@ class Lag(BaseModel):
     lag: int
 
 
-class DeadLetterView(BaseModel):
-    topic: str
-    partition: int
-    offset: int
-    timestamp: datetime
-    original_topic: str | None
-    error: str | None
-    event_type: str | None
-    event_id: str | None
+class DeadLetterView(DeadLetter):
     replayed_by: str | None
     replayed_at: datetime | None
 

@@ -228,19 +228,57 @@ class IngestStandIn(StandIn):
         return httpx.Response(201, json=override)
 
 
+def call_attempt(
+    number: int,
+    status: str,
+    *,
+    at: datetime,
+    error_code: str | None = None,
+    answered_by: str | None = None,
+    minutes: float = 1.0,
+) -> dict[str, Any]:
+    """One call as delivery's history API lists it: placed at ``at``, over ``minutes`` later when it has ended."""
+    ended = status in {"delivered", "temporary-failure", "technical-failure", "permanent-failure"}
+    return {
+        "attempt_id": f"att-{number}",
+        "number": number,
+        "purpose": "first" if number == 1 else "repeat",
+        "channel": "voice",
+        "contact": "+1•••••••67",
+        "provider": "twilio-voice",
+        "provider_message_id": f"CA{number:032d}",
+        "status": status,
+        "error_code": error_code,
+        "detail": f"answered by {answered_by}" if answered_by else None,
+        "created_at": at.isoformat(),
+        "handed_off_at": at.isoformat(),
+        "completed_at": (at + timedelta(minutes=minutes)).isoformat() if ended else None,
+        "updated_at": (at + timedelta(minutes=minutes)).isoformat(),
+    }
+
+
 @dataclass
 class DeliveryStandIn(StandIn):
     token: str = DELIVERY_TOKEN
     notices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def add_notice(self, notification_id: str, *, status: str = "created", outcome: str | None = None) -> None:
+    def add_notice(
+        self,
+        notification_id: str,
+        *,
+        status: str = "created",
+        outcome: str | None = None,
+        channel: str = "sms",
+        attempts: list[dict[str, Any]] | None = None,
+        acknowledged_at: datetime | None = None,
+    ) -> None:
         now = datetime.now(UTC).isoformat()
         self.notices[notification_id] = {
             "notification_id": notification_id,
             "kind": "status_change",
             "subscription_id": f"sub-{notification_id}",
             "agency_id": "county-jail",
-            "channel": "sms",
+            "channel": channel,
             "urgency": "urgent",
             "language": "en",
             "contact": "+1•••••••67",
@@ -249,17 +287,21 @@ class DeliveryStandIn(StandIn):
             "status": status,
             "outcome": outcome,
             "next_attempt_at": None if outcome else now,
-            "attempt_count": 1,
-            "acknowledged_at": None,
+            "attempt_count": len(attempts) if attempts else 1,
+            "acknowledged_at": acknowledged_at.isoformat() if acknowledged_at else None,
             "parked_reason": None,
             "stop_reason": None,
             "created_at": now,
             "updated_at": now,
-            "attempts": [],
+            "attempts": attempts or [],
         }
 
     def route(self, method: str, path: str, query: dict[str, str], body: Any) -> httpx.Response:
         match method, path.strip("/").split("/"):
+            case "GET", ["v1", "notifications", notification_id]:
+                if notification_id not in self.notices:
+                    return problem(404, "no such notification")
+                return httpx.Response(200, json=self.notices[notification_id])
             case "POST", ["v1", "notifications", notification_id, "stop"]:
                 notice = self.notices.get(notification_id)
                 if notice is None:

@@ -27,8 +27,8 @@ from shared.vocabulary import Channel, IdentifierKind
 from tests.e2e.browser import chromium
 from tests.kafkautil import produce_raw, read_topic
 from tests.ops.conftest import ADMIN, serving
+from tests.ops.standins import DELIVERY_TOKEN, DeliveryStandIn, IngestStandIn, call_attempt, storm_hold
 from tests.ops.standins import INGEST_TOKEN as STANDIN_INGEST_TOKEN
-from tests.ops.standins import IngestStandIn, storm_hold
 from tests.ops.test_ops_integration import dead_letter
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -36,6 +36,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "test-artifacts" / "dashboard.png"
 STORM_SCREENSHOT = ROOT / "test-artifacts" / "storm-hold.png"
+CALL_SCREENSHOT = ROOT / "test-artifacts" / "voice-notice.png"
 INGEST_TOKEN = "browser-test-ingest-admin-token"
 VIEWER = ("victor", "viewer-password-for-tests")
 
@@ -77,6 +78,13 @@ async def ingest_url(postgres_admin_dsn: str, kafka_settings: KafkaSettings, uni
         yield url
 
 
+async def call_row_link(page: Page, base_url: str, notification_id: str) -> None:
+    """Open a notice from the dashboard's newest notices, as an operator would."""
+    await page.goto(base_url + "/")
+    await page.locator(f'tr[data-notification-id="{notification_id}"] a').click()
+    await expect(page).to_have_url(re.compile(f"/notifications/{notification_id}$"))
+
+
 async def log_in(page: Page, base_url: str, username: str, password: str) -> None:
     await page.goto(base_url + "/")
     await expect(page).to_have_url(re.compile(r"/login\?next="))
@@ -102,19 +110,67 @@ def browser_ops_settings(
         consumer_groups=["ops", watched_group],
         bootstrap_admin_username=ADMIN[0],
         bootstrap_admin_password=ADMIN[1],
+        delivery_url="http://delivery.test",
+        delivery_operator_token=DELIVERY_TOKEN,
     )
+
+
+def voice_notice(notification_id: str, agency_id: str, placed: datetime, delivery: DeliveryStandIn) -> list[bytes]:
+    """A release call that an answering machine took, then a person who keyed in the PIN: the events ops receives
+    and, in delivery's stand-in, the calls as delivery records them."""
+    answered = placed + timedelta(hours=2)
+    steps = [
+        (DeliveryStatus.SENDING, placed, 1),
+        (DeliveryStatus.DELIVERED, placed + timedelta(minutes=1), 1),
+        (DeliveryStatus.SENDING, answered, 2),
+        (DeliveryStatus.SENT, answered + timedelta(seconds=10), 2),
+        (DeliveryStatus.DELIVERED, answered + timedelta(minutes=2), 2),
+    ]
+    events = [
+        encode(
+            new_event(
+                NotificationStatusChanged(
+                    notification_id=notification_id,
+                    subscription_id=f"sub-{notification_id}",
+                    agency_id=agency_id,
+                    channel=Channel.VOICE,
+                    provider="twilio-voice",
+                    status=status,
+                    attempt=attempt,
+                    at=at,
+                    contact_masked="+1•••••••89",
+                    case=SubjectIdentifier(kind=IdentifierKind.CASE_NUMBER, value="CR-2026-0043"),
+                ),
+                source="custodywatch/delivery",
+            )
+        )
+        for status, at, attempt in steps
+    ]
+    delivery.add_notice(
+        notification_id,
+        status="delivered",
+        outcome="acknowledged",
+        channel="voice",
+        attempts=[
+            call_attempt(1, "delivered", at=placed, answered_by="machine_start"),
+            call_attempt(2, "delivered", at=answered, answered_by="human", minutes=2),
+        ],
+        acknowledged_at=answered + timedelta(minutes=1),
+    )
+    return events
 
 
 async def test_operator_watches_and_acts_in_a_real_browser(
     browser: Browser, browser_ops_settings: OpsSettings, kafka_settings: KafkaSettings, watched_group: str, unique: str
 ) -> None:
     settings = browser_ops_settings
+    delivery = DeliveryStandIn()
     database_url = settings.database_url
     await ensure_topics(kafka_settings, [CUSTODY_STATUS_CHANGED, *consumer_group_topics(watched_group)])
     source = kafka_settings.topic(CUSTODY_STATUS_CHANGED.name)
     dead_event_id = await dead_letter(kafka_settings, watched_group, original=source, error="RuntimeError: db down")
 
-    async with serving(create_app(settings)) as ops_url:
+    async with serving(create_app(settings, delivery_transport=delivery.transport())) as ops_url:
         # Unauthenticated: nothing but the login page.
         page = await browser.new_page()
         await log_in(page, ops_url, *ADMIN)
@@ -136,12 +192,22 @@ async def test_operator_watches_and_acts_in_a_real_browser(
             feed_received_at=now - timedelta(seconds=12),
         )
         event = new_event(change, source="custodywatch/delivery")
+        call_id = f"call-{unique}"
+        calls = voice_notice(call_id, f"quiet-{unique}", now - timedelta(hours=3), delivery)
         await produce_raw(
-            kafka_settings, kafka_settings.topic(NOTIFICATION_STATUS_CHANGED.name), [(None, encode(event))]
+            kafka_settings,
+            kafka_settings.topic(NOTIFICATION_STATUS_CHANGED.name),
+            [(None, encode(event)), *((None, call) for call in calls)],
         )
         row = page.locator(f'tr[data-notification-id="{notification_id}"]')
         await expect(row.locator("td.status")).to_have_text("delivered", timeout=20_000)
         await expect(row).to_contain_text("+1•••••••67")
+        # A call is listed like any other notice.
+        call_row = page.locator(f'tr[data-notification-id="{call_id}"]')
+        await expect(call_row.locator("td.status")).to_have_text("delivered", timeout=20_000)
+        await expect(call_row).to_contain_text("voice")
+        await expect(call_row).to_contain_text("+1•••••••89")
+        await expect(page.locator("table.counts").first).to_contain_text("twilio-voice")
         assert await page.evaluate("window.__stillTheSamePage") is True
 
         # The quiet feed is flagged stale (red).
@@ -180,6 +246,28 @@ async def test_operator_watches_and_acts_in_a_real_browser(
             assert (await c.get(f"/v1/admin/agencies/quiet-{unique}")).json()["notices_paused"] is True
         await page.goto(ops_url + "/audit")
         await expect(page.locator("#audit tbody tr").first).to_contain_text("pause_notices")
+
+        # The call's history: every attempt, how each call went, who answered, and the PIN that stopped the repeats.
+        await call_row_link(page, ops_url, call_id)
+        history = page.locator("#history tbody tr")
+        await expect(history).to_have_count(5)
+        assert await page.locator("#history tbody tr td:nth-child(5)").all_inner_texts() == ["1", "1", "2", "2", "2"]
+        assert await page.locator("#history td.call-status").all_inner_texts() == [
+            "queued or ringing",
+            "completed",
+            "queued or ringing",
+            "in progress",
+            "completed",
+        ]
+        assert await page.locator("#history td.answered-by").all_inner_texts() == [
+            "—",
+            "machine_start",
+            "—",
+            "—",
+            "human",
+        ]
+        await expect(page.locator("#acknowledged")).to_contain_text("by PIN on call attempt 2")
+        await page.screenshot(path=str(CALL_SCREENSHOT), full_page=True)
 
         # A viewer sees the dashboard, no replay button, and is refused when trying anyway.
         pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)

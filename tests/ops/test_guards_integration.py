@@ -22,10 +22,11 @@ from shared.envelope import encode, new_event
 from shared.events import DeliveryStatus, OpsAlert
 from shared.settings import KafkaSettings
 from shared.topics import OPS_ALERT
+from shared.vocabulary import Channel
 from tests.apps import running_app
 from tests.kafkautil import produce_raw
 from tests.ops.conftest import ADMIN, eventually, log_in
-from tests.ops.standins import DELIVERY_TOKEN, INGEST_TOKEN, DeliveryStandIn, IngestStandIn, storm_hold
+from tests.ops.standins import DELIVERY_TOKEN, INGEST_TOKEN, DeliveryStandIn, IngestStandIn, call_attempt, storm_hold
 from tests.ops.test_ops_integration import dashboard, produce_statuses, status_event
 
 pytestmark = pytest.mark.integration
@@ -470,6 +471,94 @@ async def test_admin_blocks_a_pending_notice_at_delivery_audited(
         (ADMIN[0], pending, "failed"),
         (VIEWER[0], pending, "forbidden"),
     ]
+
+
+async def test_a_voice_notice_shows_its_calls_who_answered_and_the_pin_like_any_other_notice(
+    ops: httpx.AsyncClient, delivery: DeliveryStandIn, kafka_settings: KafkaSettings, unique: str
+) -> None:
+    """A machine took the first call, the line was busy at the repeat, a person keyed in the PIN on the third."""
+    notice, text = f"n-voice-{unique}", f"n-text-{unique}"
+    first = datetime.now(UTC) - timedelta(hours=3)
+    busy, answered = first + timedelta(hours=2), first + timedelta(hours=2, minutes=30)
+
+    def call(status: DeliveryStatus, at: datetime, attempt: int = 1, error_code: str | None = None) -> bytes:
+        return status_event(
+            notice,
+            status,
+            provider="twilio-voice",
+            at=at,
+            attempt=attempt,
+            error_code=error_code,
+            channel=Channel.VOICE,
+        )
+
+    await produce_statuses(
+        kafka_settings,
+        [
+            call(DeliveryStatus.CREATED, first - timedelta(seconds=2)),
+            call(DeliveryStatus.SENDING, first),
+            call(DeliveryStatus.SENT, first + timedelta(seconds=20)),
+            call(DeliveryStatus.DELIVERED, first + timedelta(minutes=1)),
+            call(DeliveryStatus.TEMPORARY_FAILURE, busy, 2, "busy"),
+            call(DeliveryStatus.SENDING, answered, attempt=3),
+            call(DeliveryStatus.SENT, answered + timedelta(seconds=15), attempt=3),
+            call(DeliveryStatus.DELIVERED, answered + timedelta(minutes=2), attempt=3),
+            status_event(text, DeliveryStatus.DELIVERED, provider="local", at=first),
+        ],
+    )
+    delivery.add_notice(
+        notice,
+        status="delivered",
+        outcome="acknowledged",
+        channel="voice",
+        attempts=[
+            call_attempt(1, "delivered", at=first, answered_by="machine_start"),
+            call_attempt(2, "temporary-failure", at=busy, error_code="busy", minutes=0.5),
+            call_attempt(3, "delivered", at=answered, answered_by="human", minutes=2),
+        ],
+        acknowledged_at=answered + timedelta(minutes=1),
+    )
+    await log_in(ops, *ADMIN)
+
+    async def seen() -> dict[str, Any] | None:
+        detail = await ops.get(f"/api/notifications/{notice}")
+        found = detail.json() if detail.status_code == 200 else None
+        text_seen = (await ops.get(f"/api/notifications/{text}")).status_code == 200
+        return found if found and len(found["history"]) == 8 and text_seen else None
+
+    detail = await eventually(seen)
+    assert detail["notification"]["channel"] == "voice"
+    assert [(h["status"], h["attempt"], h["call_status"], h["answered_by"]) for h in detail["history"]] == [
+        ("created", 1, None, None),
+        ("sending", 1, "queued or ringing", None),
+        ("sent", 1, "in progress", None),
+        ("delivered", 1, "completed", "machine_start"),
+        ("temporary-failure", 2, "busy", None),
+        ("sending", 3, "queued or ringing", None),
+        ("sent", 3, "in progress", None),
+        ("delivered", 3, "completed", "human"),
+    ]
+    assert detail["acknowledged"]["how"] == "PIN on call attempt 3"
+    assert detail["delivery_error"] is None
+
+    page = (await ops.get(f"/notifications/{notice}", headers=HTML)).text
+    assert "by PIN on call attempt 3 · repeats stopped" in page
+    assert '<td class="answered-by">machine_start</td>' in page
+    assert '<td class="call-status">busy</td>' in page
+    assert "+1•••••••67" in page
+    text_page = (await ops.get(f"/notifications/{text}", headers=HTML)).text
+    assert "Answered by" not in text_page  # a text has no calls
+
+    counts = {(row["channel"], row["provider"]): row for row in (await dashboard(ops))["delivery"]["last_day"]}
+    calls = counts[("voice", "twilio-voice")]
+    assert (calls["delivered"], calls["failed"], calls["by_status"]["sent"]) == (2, 1, 2)
+    newest = {n["notification_id"]: n for n in (await dashboard(ops))["delivery"]["newest_notifications"]}
+    assert (newest[notice]["channel"], newest[notice]["status"], newest[notice]["attempt"]) == ("voice", "delivered", 3)
+
+    delivery.down = True  # the history ops saw still shows; what only delivery knows is said to be missing
+    page = (await ops.get(f"/notifications/{notice}", headers=HTML)).text
+    assert 'id="delivery-error"' in page
+    assert '<td class="call-status">busy</td>' in page
 
 
 async def test_admin_actions_are_rate_limited_per_operator(

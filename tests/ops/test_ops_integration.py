@@ -43,12 +43,13 @@ def status_event(
     error_code: str | None = None,
     contact_masked: str = "+1•••••••67",
     attempt: int = 1,
+    channel: Channel = Channel.SMS,
 ) -> bytes:
     change = NotificationStatusChanged(
         notification_id=notification_id,
         subscription_id=f"sub-{notification_id}",
         agency_id="county-jail",
-        channel=Channel.SMS,
+        channel=channel,
         provider=provider,
         status=status,
         error_code=error_code,

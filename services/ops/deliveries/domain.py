@@ -40,8 +40,8 @@ def display_safe(text: str | None) -> str | None:
 # --- What ops keeps of each notice (rows of its database) --------------------------------------------------------
 
 
-class SeenNotification(BaseModel):
-    """A notice's current state, as delivery last reported it."""
+class NoticeState(BaseModel):
+    """A notice's current state, as delivery last reported it (its case apart: stored and shown differently)."""
 
     notification_id: str
     subscription_id: str
@@ -54,12 +54,17 @@ class SeenNotification(BaseModel):
     kind: str | None
     urgency: str | None
     contact_masked: str | None
-    case_kind: str | None
-    case_value: str | None
     custody_event_id: str | None
     feed_received_at: datetime | None
     first_at: datetime
     last_at: datetime
+
+
+class SeenNotification(NoticeState):
+    """A row of ``notifications``."""
+
+    case_kind: str | None
+    case_value: str | None
 
     @property
     def case_label(self) -> str | None:

@@ -24,6 +24,7 @@ from services.ops.overrides.domain import (
     override_message,
     override_request,
 )
+from services.ops.overrides.flows import agency_choices
 from services.ops.rendering import audited_refusal, from_upstream, render, result, upstream_status, wants_page
 from services.ops.schemas import OverrideResult
 
@@ -54,13 +55,9 @@ async def render_overrides(
     entered: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """The override form (admins), the agency's recent overrides and, after a POST, its outcome."""
-    agencies: list[AgencyChoice] = []
+    problems: list[str] = []
+    agencies = await agency_choices(context.ingest, problems)
     overrides: list[Override] = []
-    problems = []
-    try:
-        agencies = await context.ingest.agencies()
-    except IngestError as error:
-        problems.append(f"Agencies unavailable: {error}")
     if agency_id:
         try:
             overrides = await context.ingest.overrides(agency_id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from shared.kafka.records import H_ERROR, H_ORIGINAL_TOPIC, header
 from shared.logging import redact
@@ -60,9 +60,10 @@ class AlreadyReplayedError(RuntimeError):
     pass
 
 
-@dataclass(frozen=True)
-class DeadLetter:
+class DeadLetter(BaseModel):
     """What an operator needs to judge a dead letter; never its value (it may hold encrypted contacts)."""
+
+    model_config = ConfigDict(frozen=True)
 
     topic: str
     partition: int

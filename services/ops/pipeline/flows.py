@@ -226,7 +226,7 @@ async def pipeline_section(connection: Connection, monitor: PipelineMonitor) -> 
             replay = replayed.get((letter.topic, letter.partition, letter.offset))
             newest.append(
                 DeadLetterView.model_validate(
-                    vars(letter)
+                    letter.model_dump()
                     | {"replayed_by": replay.username if replay else None, "replayed_at": replay.at if replay else None}
                 )
             )

@@ -13,7 +13,7 @@ from services.ops.audit.flows import record_action
 from services.ops.auth.domain import Operator
 from services.ops.clients import IngestError
 from services.ops.deps import Context, CurrentOperator, OpsContext, admin_action
-from services.ops.overrides.domain import AgencyChoice
+from services.ops.overrides.flows import agency_choices
 from services.ops.rendering import audited_refusal, render, upstream_status
 
 pages = APIRouter(tags=["pages"])
@@ -33,13 +33,9 @@ async def render_resources(
     tone: str = "ok",
     entered: str | None = None,
 ) -> HTMLResponse:
-    agencies: list[AgencyChoice] = []
     problems: list[str] = []
+    agencies = await agency_choices(context.ingest, problems)
     shown = entered
-    try:
-        agencies = await context.ingest.agencies()
-    except IngestError as error:
-        problems.append(f"Agencies unavailable: {error}")
     if agency_id and shown is None:
         try:
             shown = json.dumps(await context.ingest.resources(agency_id), indent=2, ensure_ascii=False)
