@@ -130,18 +130,13 @@ def is_newer(before: SubscriptionState | None, after: SubscriptionState) -> bool
 
 
 def custody_facts(custody_event_id: str, change: CustodyStatusChanged, identifier: SubjectIdentifier) -> CustodyFacts:
-    """What the notice says; ``identifier`` is the subscriber's own, so no other identifier is disclosed."""
+    """What the notice says: the change's own fields of the same names; ``identifier`` is the subscriber's own, so
+    no other identifier is disclosed."""
+    told = CustodyFacts.model_fields.keys() & CustodyStatusChanged.model_fields.keys()
     return CustodyFacts(
+        **change.model_dump(include=told),
         custody_event_id=custody_event_id,
         identifier=identifier,
-        display_name=change.display_name,
-        facility=change.facility,
-        status=change.status,
-        previous_status=change.previous_status,
-        release_reason=change.release_reason,
-        transfer_destination=change.transfer_destination,
-        court_date=change.court_date,
-        effective_at=change.effective_at,
         feed_received_at=change.received_at,
     )
 
