@@ -8,8 +8,11 @@ from typing import Any
 
 import httpx
 
+from shared.backoff import Backoff
+
 RETRIES = 4
 """A push is retried on a dropped connection or a 5xx/429: its idempotency key makes a repeat harmless."""
+RETRY_BACKOFF = Backoff(initial=2.0, maximum=10.0)
 
 
 REFUSALS = {403: "not allowed", 404: "not found", 409: "conflict", 413: "too large", 422: "refused as invalid"}
@@ -92,14 +95,14 @@ class Api:
                 response = self.http.request(method, path, **kwargs)
             except httpx.TransportError as error:
                 if attempt < attempts:
-                    self.sleep(min(2.0**attempt, 10.0))
+                    self.sleep(RETRY_BACKOFF.delay(attempt))
                     continue
                 raise CliError(
                     f"cannot reach {self.base_url} ({type(error).__name__}: {error}); is the system running?"
                 ) from None
             if retry and attempt < attempts and (response.status_code == 429 or response.status_code >= 500):
                 wait = response.headers.get("Retry-After", "")
-                self.sleep(float(wait) if wait.isdigit() else min(2.0**attempt, 10.0))
+                self.sleep(float(wait) if wait.isdigit() else RETRY_BACKOFF.delay(attempt))
                 continue
             if response.status_code not in ok:
                 raise refusal(response, credential=self.credential, setting=self.setting)
