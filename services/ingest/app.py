@@ -7,7 +7,7 @@ import asyncio
 from fastapi import FastAPI
 
 from services.ingest.agencies.api import router as agencies_router
-from services.ingest.consumers import PRODUCED_TOPICS
+from services.ingest.consumers import CONSUMED_TOPICS, PRODUCED_TOPICS
 from services.ingest.deps import FEEDS
 from services.ingest.feed_health import api as feed_health_api
 from services.ingest.feed_health.flows import check_feed_health
@@ -30,7 +30,13 @@ time zone."""
 
 
 def create_app(settings: IngestSettings) -> FastAPI:
-    runtime = ServiceRuntime(settings, name="ingest", migrations=["services.ingest"], topics=list(PRODUCED_TOPICS))
+    runtime = ServiceRuntime(
+        settings,
+        name="ingest",
+        migrations=["services.ingest"],
+        consumed_topics=CONSUMED_TOPICS,
+        produced_topics=PRODUCED_TOPICS,
+    )
 
     async def recover_batches() -> None:
         """Stored batches a crash left unapplied, and uploaded files, are applied here."""
