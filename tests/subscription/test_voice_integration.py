@@ -88,3 +88,18 @@ async def test_stop_texted_from_the_number_ends_its_calls_too(harness: Harness) 
     voice = next(c for c in states[-1].contacts if c.channel.value == "voice")
     assert not voice.active
     assert contact(await harness.manage(other), "voice")["active"] is True
+
+    started = await harness.inbound_sms(mobile, "START", "SMstartvoice001")
+    assert started.status_code == 200, started.text
+    view = await harness.manage(created)
+    assert contact(view, "sms")["active"] is True
+    assert contact(view, "voice")["active"] is True  # START resumes the calls STOP ended
+
+
+async def test_start_texted_from_a_number_resumes_calls_to_it_without_an_sms_contact(harness: Harness) -> None:
+    mobile = "+14155552672"
+    created = await harness.subscribe(voice=mobile, pin=PIN)
+    assert (await harness.inbound_sms(mobile, "STOP", "SMstopvoice0002")).status_code == 200
+    assert contact(await harness.manage(created), "voice")["active"] is False
+    assert (await harness.inbound_sms(mobile, "START", "SMstartvoice002")).status_code == 200
+    assert contact(await harness.manage(created), "voice")["active"] is True
