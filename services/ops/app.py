@@ -12,7 +12,9 @@ from services.ops.audit import routes as audit_routes
 from services.ops.auth import routes as auth_routes
 from services.ops.auth.domain import SessionSigner
 from services.ops.auth.flows import ensure_bootstrap_admin, prune_regularly
-from services.ops.clients import DeliveryClient, IngestClient, MatchingClient
+from services.ops.clients.delivery import DeliveryClient
+from services.ops.clients.ingest import IngestClient
+from services.ops.clients.matching import MatchingClient
 from services.ops.consumers import CONSUMED_TOPICS, CONSUMER_GROUP, PRODUCED_TOPICS, OpsHandler
 from services.ops.dashboard import routes as dashboard_routes
 from services.ops.deliveries import routes as delivery_routes

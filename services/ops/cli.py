@@ -8,9 +8,8 @@ from typing import Annotated
 
 import typer
 
-from services.ops.audit.store import audit
-from services.ops.auth import store as operators
-from services.ops.auth.domain import Role, check_password_strength, hash_password
+from services.ops.auth.domain import Role, check_password_strength
+from services.ops.auth.flows import add_operator
 from services.ops.settings import OpsSettings
 from shared.db import apply_migrations, create_pool
 from shared.serve import load_settings
@@ -25,10 +24,7 @@ async def _create(settings: OpsSettings, username: str, password: str, role: Rol
     try:
         await apply_migrations(pool, ["shared", "services.ops"])
         async with pool.acquire() as connection, connection.transaction():
-            created = await operators.create_operator(connection, username, hash_password(password), role)
-            if created:
-                await audit(connection, "cli", "create_operator", username, outcome="ok", detail={"role": role.value})
-            return created
+            return await add_operator(connection, username, password, role, by="cli", detail={"role": role.value})
     finally:
         await pool.close()
 

@@ -9,12 +9,12 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from services.ops import metrics
-from services.ops.audit.flows import record_action
-from services.ops.audit.store import audit, recent_admin_actions
+from services.ops.audit.flows import record_action, within_action_limit
 from services.ops.auth.domain import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, Operator, SessionSigner
 from services.ops.auth.flows import load_operator
-from services.ops.clients import DeliveryClient, IngestClient, MatchingClient
+from services.ops.clients.delivery import DeliveryClient
+from services.ops.clients.ingest import IngestClient
+from services.ops.clients.matching import MatchingClient
 from services.ops.feeds.flows import FeedMonitor
 from services.ops.pipeline.flows import PipelineMonitor
 from services.ops.settings import OpsSettings
@@ -91,12 +91,16 @@ async def admin_action(request: Request, context: OpsContext, operator: Operator
     if not operator.is_admin:
         await record_action(context.runtime.pool, operator.username, action, target, outcome="forbidden")
     require_admin(operator)
-    async with context.runtime.pool.acquire() as connection:
-        recent = await recent_admin_actions(connection, operator.username, settings.admin_action_window_seconds)
-        if recent < settings.admin_action_limit:
-            return
-        await audit(connection, operator.username, action, target, outcome="rate_limited")
-    metrics.ADMIN_ACTIONS.labels(action, "rate_limited").inc()
+    within = await within_action_limit(
+        context.runtime.pool,
+        operator.username,
+        action,
+        target,
+        limit=settings.admin_action_limit,
+        window_seconds=settings.admin_action_window_seconds,
+    )
+    if within:
+        return
     raise HTTPException(
         status_code=429,
         detail=f"too many admin actions: at most {settings.admin_action_limit} in"

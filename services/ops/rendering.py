@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.ops.audit.flows import record_action
 from services.ops.auth.domain import CSRF_FIELD, Operator
-from services.ops.clients import UpstreamError
+from services.ops.clients.base import UpstreamError
 from services.ops.deliveries.domain import ENDED_STATUSES, FAILED
 from services.ops.deps import NotAuthenticatedError, OpsContext
 from services.ops.schemas import ActionResult

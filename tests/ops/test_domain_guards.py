@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from services.delivery.settings import DEV_OPERATOR_TOKEN
 from services.ops.audit.domain import DecisionRefusedError, decision_reason
-from services.ops.clients import AnswerFormatError, explain_refusal, parse_items
+from services.ops.clients.base import AnswerFormatError, explain_refusal, parse_items
 from services.ops.deliveries.domain import StoppedNotice, block_outcome
 from services.ops.overrides.domain import (
     Override,

@@ -25,6 +25,18 @@ async def record_action(
     metrics.ADMIN_ACTIONS.labels(action, outcome).inc()
 
 
+async def within_action_limit(
+    pool: asyncpg.Pool, username: str, action: str, target: str, *, limit: int, window_seconds: float
+) -> bool:
+    """Whether an admin may act once more within the window; a refusal is itself audited."""
+    async with pool.acquire() as connection:
+        if await store.recent_admin_actions(connection, username, window_seconds) < limit:
+            return True
+        await store.audit(connection, username, action, target, outcome="rate_limited")
+    metrics.ADMIN_ACTIONS.labels(action, "rate_limited").inc()
+    return False
+
+
 async def recent_entries(pool: asyncpg.Pool) -> list[AuditEntry]:
     async with pool.acquire() as connection:
         return await store.recent_audit(connection)

@@ -7,6 +7,7 @@ import logging
 import math
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 
@@ -58,6 +59,13 @@ class LoginOutcome:
 
 
 async def log_in(
+    pool: asyncpg.Pool, settings: OpsSettings, *, client: str, username: str, password: str
+) -> LoginOutcome:
+    async with pool.acquire() as connection:
+        return await _log_in(connection, settings, client=client, username=username, password=password)
+
+
+async def _log_in(
     connection: Connection, settings: OpsSettings, *, client: str, username: str, password: str
 ) -> LoginOutcome:
     wait_if_wrong = await store.claim_login_try(connection, client, username, settings.login_throttle)
@@ -80,16 +88,28 @@ async def log_in(
     return LoginOutcome(session_id=session_id)
 
 
+async def log_out(pool: asyncpg.Pool, session_id: str) -> None:
+    async with pool.acquire() as connection:
+        await store.end_session(connection, session_id)
+
+
+async def add_operator(
+    connection: Connection, username: str, password: str, role: Role, *, by: str, detail: dict[str, Any] | None = None
+) -> bool:
+    """A new operator (only the password's hash is kept), audited as done ``by``; False when the name is taken."""
+    created = await store.create_operator(connection, username, hash_password(password), role)
+    if created:
+        await audit(connection, by, "create_operator", username, outcome="ok", detail=detail)
+    return created
+
+
 async def ensure_bootstrap_admin(pool: asyncpg.Pool, settings: OpsSettings) -> None:
-    if settings.bootstrap_admin_username is None or settings.bootstrap_admin_password is None:
+    username, password = settings.bootstrap_admin_username, settings.bootstrap_admin_password
+    if username is None or password is None:
         return
     async with pool.acquire() as connection:
-        created = await store.create_operator(
-            connection, settings.bootstrap_admin_username, hash_password(settings.bootstrap_admin_password), Role.ADMIN
-        )
-        if created:
-            await audit(connection, "system", "create_operator", settings.bootstrap_admin_username, outcome="ok")
-            log.info("bootstrap admin %s created", settings.bootstrap_admin_username)
+        if await add_operator(connection, username, password, Role.ADMIN, by="system"):
+            log.info("bootstrap admin %s created", username)
 
 
 async def prune_regularly(pool: asyncpg.Pool) -> None:

@@ -7,9 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from services.ops.auth import store
 from services.ops.auth.domain import SESSION_COOKIE, safe_next
-from services.ops.auth.flows import log_in
+from services.ops.auth.flows import log_in, log_out
 from services.ops.deps import Context, CurrentOperator, require_csrf, session_operator
 from services.ops.rendering import render
 
@@ -37,8 +36,7 @@ async def login(
     if not username or not password:
         return render(request, "login.html", 400, next=target, error="Enter your username and password.")
     client = request.client.host if request.client else "unknown"
-    async with context.runtime.pool.acquire() as connection:
-        outcome = await log_in(connection, settings, client=client, username=username, password=password)
+    outcome = await log_in(context.runtime.pool, settings, client=client, username=username, password=password)
     if outcome.wait_seconds is not None:
         refusal = render(
             request,
@@ -67,8 +65,7 @@ async def login(
 @router.post("/logout", summary="End this session")
 async def logout(request: Request, context: Context, operator: CurrentOperator) -> Response:
     await require_csrf(request, operator)
-    async with context.runtime.pool.acquire() as connection:
-        await store.end_session(connection, operator.session_id)
+    await log_out(context.runtime.pool, operator.session_id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/")
     return response

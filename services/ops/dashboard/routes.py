@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 
-from services.ops.clients import MatchingCounts
+from services.ops.clients.matching import MatchingCounts
 from services.ops.dashboard.flows import build_dashboard
 from services.ops.deps import Context, CurrentOperator, OpsContext
 from services.ops.rendering import from_upstream, render

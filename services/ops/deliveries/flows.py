@@ -11,7 +11,8 @@ import asyncpg
 
 from services.ops import metrics
 from services.ops.audit.store import audit_of
-from services.ops.clients import DeliveryClient, UpstreamError
+from services.ops.clients.base import UpstreamError
+from services.ops.clients.delivery import DeliveryClient
 from services.ops.deliveries import store
 from services.ops.deliveries.domain import (
     BLOCK_ACTION,

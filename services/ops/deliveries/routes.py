@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.ops.audit.domain import DecisionRefusedError, decision_reason
 from services.ops.audit.flows import record_action
-from services.ops.clients import UpstreamError
+from services.ops.clients.base import UpstreamError
 from services.ops.deliveries.domain import BLOCK_ACTION, block_outcome
 from services.ops.deliveries.flows import find_notification, search_notices
 from services.ops.deps import Context, CurrentOperator, OpsContext, admin_action

@@ -11,7 +11,7 @@ import asyncpg
 
 from services.ops import metrics
 from services.ops.audit.store import audit
-from services.ops.clients import IngestClient, IngestError
+from services.ops.clients.ingest import IngestClient, IngestError
 from services.ops.feeds import store
 from services.ops.feeds.domain import (
     FeedHealth,

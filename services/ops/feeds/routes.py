@@ -9,7 +9,7 @@ from fastapi.responses import Response
 
 from services.ops import metrics
 from services.ops.audit.flows import record_action
-from services.ops.clients import IngestError
+from services.ops.clients.ingest import IngestError
 from services.ops.deps import Context, CurrentOperator, admin_action
 from services.ops.feeds.flows import record_notices_paused
 from services.ops.rendering import result

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.ops.clients import IngestClient, IngestError
+from services.ops.clients.ingest import IngestClient, IngestError
 from services.ops.overrides.domain import AgencyChoice
 
 

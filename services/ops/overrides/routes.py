@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from services.ops import metrics
 from services.ops.audit.flows import record_action
 from services.ops.auth.domain import Operator
-from services.ops.clients import IngestError, explain_refusal
+from services.ops.clients.base import explain_refusal
+from services.ops.clients.ingest import IngestError
 from services.ops.deps import Context, CurrentOperator, OpsContext, admin_action
 from services.ops.overrides.domain import (
     OVERRIDE_OUTCOMES,

@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from services.ops.audit.flows import record_action
 from services.ops.auth.domain import Operator
-from services.ops.clients import IngestError
+from services.ops.clients.ingest import IngestError
 from services.ops.deps import Context, CurrentOperator, OpsContext, admin_action
 from services.ops.overrides.flows import agency_choices
 from services.ops.rendering import audited_refusal, render, upstream_status

@@ -13,7 +13,7 @@ import asyncpg
 
 from services.ops import metrics
 from services.ops.audit.flows import record_action
-from services.ops.clients import IngestClient, IngestError
+from services.ops.clients.ingest import IngestClient, IngestError
 from services.ops.schemas import StormsSection
 from services.ops.settings import OpsSettings
 from services.ops.storms.domain import HoldState, StormHold, split_holds

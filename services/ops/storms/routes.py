@@ -8,7 +8,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from services.ops.audit.domain import DecisionRefusedError, decision_reason
-from services.ops.clients import IngestError
+from services.ops.clients.ingest import IngestError
 from services.ops.deps import Context, CurrentOperator, admin_action
 from services.ops.rendering import audited_refusal, from_upstream, result
 from services.ops.storms.domain import HoldState, StormHold, hold_discarded_message, hold_released_message
