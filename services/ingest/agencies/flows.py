@@ -7,17 +7,14 @@ from typing import Any
 
 from services.ingest.agencies import store
 from services.ingest.agencies.domain import Agency, AgencySettings, NewAgency, profile_of
-from services.ingest.domain.events import EVENT_SOURCE
+from services.ingest.flows.events import publish
 from services.ingest.settings import IngestSettings
 from shared.db import Connection
-from shared.envelope import new_event
-from shared.outbox import enqueue
 from shared.topics import AGENCY_PROFILE
 
 
 async def publish_profile(connection: Connection, settings: IngestSettings, agency: Agency) -> None:
-    event = new_event(profile_of(agency), source=EVENT_SOURCE, subject=agency.agency_id)
-    await enqueue(connection, settings.kafka.topic(AGENCY_PROFILE.name), agency.agency_id, event)
+    await publish(connection, settings, AGENCY_PROFILE, agency.agency_id, profile_of(agency))
 
 
 async def create_agency(connection: Connection, settings: IngestSettings, values: Mapping[str, Any]) -> Agency | None:

@@ -1,12 +1,10 @@
-"""Ids and envelopes of the events ingest publishes: fixed by what caused them, so a retry repeats nothing."""
+"""Ids of the events ingest publishes: fixed by what caused them, so a retry repeats nothing."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
-from shared.envelope import CloudEvent, event_source, new_event
-from shared.events import OpsAlert
+from shared.envelope import event_source
 
 EVENT_NAMESPACE = uuid.UUID("5b0c1f5e-3f55-4a57-9b4c-2f0d6c2a9e11")
 EVENT_SOURCE = event_source("ingest")
@@ -28,10 +26,3 @@ def event_id_for(agency_id: str, record_id: str) -> str:
 
 def event_key(agency_id: str, subject_id: str) -> str:
     return f"{agency_id}/{subject_id}"
-
-
-def ops_alert(kind: str, agency_id: str, message: str, at: datetime, cause: str) -> CloudEvent[OpsAlert]:
-    """An alert for operators, its id fixed by what caused it (a hold, an outage)."""
-    alert = OpsAlert(kind=kind, agency_id=agency_id, message=message, at=at)
-    event_id = stable_id(f"ops:{agency_id}/{kind}/{cause}")
-    return new_event(alert, source=EVENT_SOURCE, subject=agency_id, event_id=event_id, at=at)

@@ -12,16 +12,15 @@ import asyncpg
 from services.ingest import metrics
 from services.ingest.agencies import store as agencies_store
 from services.ingest.agencies.domain import Agency
-from services.ingest.domain.events import EVENT_SOURCE, ops_alert, stable_id
+from services.ingest.domain.events import stable_id
 from services.ingest.feed_health import store
 from services.ingest.feed_health.domain import feed_is_stale
+from services.ingest.flows.events import alert_operators, publish
 from services.ingest.settings import IngestSettings
 from services.ingest.store import subjects as subjects_store
 from shared.db import Connection
-from shared.envelope import new_event
 from shared.events import FeedSilence
-from shared.outbox import enqueue
-from shared.topics import FEED_SILENCE, OPS_ALERT
+from shared.topics import FEED_SILENCE
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +34,8 @@ async def note_feed_received(connection: Connection, settings: IngestSettings, a
             connection, settings, agency_id, state="restored", silent_since=before.silence_notified_for, at=at
         )
     if before.feed_stale:
-        event = ops_alert("feed_recovered", agency_id, f"feed of {agency_id} is arriving again", at, at.isoformat())
-        await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), agency_id, event)
+        message = f"feed of {agency_id} is arriving again"
+        await alert_operators(connection, settings, "feed_recovered", agency_id, message, at=at, cause=at.isoformat())
         metrics.FEED_STALE.labels(agency_id).set(0)
 
 
@@ -51,14 +50,9 @@ async def _enqueue_feed_silence(
 ) -> None:
     silence_id = stable_id(f"silence:{agency_id}/{silent_since.isoformat()}")
     silence = FeedSilence(agency_id=agency_id, silence_id=silence_id, state=state, silent_since=silent_since, at=at)
-    event = new_event(
-        silence,
-        source=EVENT_SOURCE,
-        subject=agency_id,
-        event_id=stable_id(f"{silence_id}/{state}"),
-        at=at,
+    await publish(
+        connection, settings, FEED_SILENCE, agency_id, silence, event_id=stable_id(f"{silence_id}/{state}"), at=at
     )
-    await enqueue(connection, settings.kafka.topic(FEED_SILENCE.name), agency_id, event)
     if state == "silent":
         metrics.SILENCE_NOTICES.labels(agency_id).inc()
         log.warning("feed of %s silent since %s: its subscribers are told", agency_id, silent_since.isoformat())
@@ -118,8 +112,9 @@ async def check_feed_health(pool: asyncpg.Pool, settings: IngestSettings, now: d
                     f"no feed from {agency.name} ({agency.agency_id}) for more than "
                     f"{agency.expected_feed_interval_minutes} min (last: {since})"
                 )
-                event = ops_alert("feed_stale", agency.agency_id, message, now, now.isoformat())
-                await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), agency.agency_id, event)
+                await alert_operators(
+                    connection, settings, "feed_stale", agency.agency_id, message, at=now, cause=now.isoformat()
+                )
                 flagged.append(agency.agency_id)
                 log.warning("feed stale: %s", message)
     return flagged

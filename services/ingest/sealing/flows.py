@@ -10,14 +10,13 @@ import asyncpg
 
 from services.ingest import metrics
 from services.ingest.agencies import store as agencies_store
-from services.ingest.domain.events import EVENT_SOURCE, event_key, stable_id
+from services.ingest.domain.events import event_key, stable_id
 from services.ingest.domain.records import Identifier, sorted_identifiers
+from services.ingest.flows.events import publish
 from services.ingest.sealing import store
 from services.ingest.settings import IngestSettings
 from services.ingest.store import subjects as subjects_store
-from shared.envelope import new_event
 from shared.events import SubjectSealed
-from shared.outbox import enqueue
 from shared.topics import SUBJECT_SEALED
 
 
@@ -59,14 +58,9 @@ async def seal_subject(
                 sealed_at=sealed_at,
             )
             key = event_key(agency_id, subject_id)
-            event = new_event(
-                payload,
-                source=EVENT_SOURCE,
-                subject=key,
-                event_id=stable_id(f"sealed:{key}"),
-                at=now,
+            await publish(
+                connection, settings, SUBJECT_SEALED, key, payload, event_id=stable_id(f"sealed:{key}"), at=now
             )
-            await enqueue(connection, settings.kafka.topic(SUBJECT_SEALED.name), key, event)
     async with pool.acquire() as connection:
         metrics.IN_CUSTODY.labels(agency_id).set(await subjects_store.in_custody_count(connection, agency_id))
     return Sealed(subject_id, sealed_at, all_identifiers)

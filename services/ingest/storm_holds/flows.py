@@ -17,15 +17,13 @@ from services.ingest import metrics
 from services.ingest.agencies import store as agencies_store
 from services.ingest.agencies.domain import Agency
 from services.ingest.domain.changes import PlannedEvent
-from services.ingest.domain.events import ops_alert
+from services.ingest.flows.events import alert_operators
 from services.ingest.settings import IngestSettings
 from services.ingest.store import subjects as subjects_store
 from services.ingest.storm_holds import store
 from services.ingest.storm_holds.domain import BASELINE_PERIOD, check_storm
 from services.ingest.storm_holds.store import HeldEvent, StormHold
 from shared.db import Connection
-from shared.outbox import enqueue
-from shared.topics import OPS_ALERT
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +74,15 @@ async def hold_if_storm(
             return None
         hold_id = str(uuid.uuid4())
         await store.open_hold(connection, hold_id, agency.agency_id, received_at, check.trigger())
-        alert = ops_alert(
+        await alert_operators(
+            connection,
+            settings,
             "storm_held",
             agency.agency_id,
             f"notices of {agency.name} ({agency.agency_id}) held for review: {check.trigger()}",
-            received_at,
-            hold_id,
+            at=received_at,
+            cause=hold_id,
         )
-        await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), alert.data.agency_id, alert)
         metrics.STORM_HOLDS.labels(agency.agency_id).set(1)
         log.warning("storm hold %s opened for agency %s: %s", hold_id, agency.agency_id, check.trigger())
     held = [
@@ -135,8 +134,7 @@ async def decide(
             )
         state = "released" if release else "discarded"
         await store.decide_hold(connection, hold_id, state, operator, reason)
-        alert = ops_alert(f"storm_{state}", hold.agency_id, message, now, hold_id)
-        await enqueue(connection, settings.kafka.topic(OPS_ALERT.name), alert.data.agency_id, alert)
+        await alert_operators(connection, settings, f"storm_{state}", hold.agency_id, message, at=now, cause=hold_id)
         decided = await store.get_hold(connection, hold_id)
     metrics.STORM_HOLDS.labels(hold.agency_id).set(0)
     log.warning("storm hold %s %s: %s", hold_id, state, message)
