@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 import zoneinfo
 from collections.abc import Callable
@@ -129,6 +130,38 @@ class Subscription(BaseModel):
             version=self.version,
             updated_at=self.updated_at,
         )
+
+
+def new_subscription(
+    *,
+    subscription_id: str,
+    agency_id: str,
+    identifier: SubjectIdentifier,
+    contacts: tuple[Contact, ...],
+    language: Language,
+    timezone: str,
+    event_types: tuple[CustodyStatus, ...],
+    quiet_hours: tuple[time, time],
+    now: datetime,
+    status: SubscriptionStatus = "pending",
+) -> Subscription:
+    """Version 1 of a subscription, with the nonce its manage and unsubscribe links are made with."""
+    return Subscription(
+        subscription_id=subscription_id,
+        agency_id=agency_id,
+        identifier=identifier,
+        status=status,
+        contacts=contacts,
+        language=language,
+        timezone=timezone,
+        event_types=event_types,
+        quiet_hours_start=quiet_hours[0],
+        quiet_hours_end=quiet_hours[1],
+        manage_nonce=secrets.token_urlsafe(16),
+        version=1,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _changed(subscription: Subscription, now: datetime, **update: object) -> Subscription:

@@ -7,7 +7,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import time
+from datetime import datetime, time
 
 from services.subscription.domain import subscription as rules
 from services.subscription.domain.errors import NotFoundError
@@ -42,11 +42,15 @@ class Preferences:
     quiet_hours: tuple[time, time] | None = None
 
 
+Change = Callable[[Subscription, datetime], Subscription | None]
+"""A rule of ``domain.subscription``: the changed subscription, or None when nothing changes."""
+
+
 async def change_claimed(
     context: Context,
     claim: SubscriptionClaim,
     invalid_link: str,
-    change: Callable[[Subscription], Subscription | None],
+    change: Change,
     *,
     outcome: str,
     message: str,
@@ -58,7 +62,7 @@ async def change_claimed(
     now = context.now()
     async with context.pool.acquire() as connection, connection.transaction():
         subscription = await claimed(connection, claim, for_update=True, problem=NotFoundError(invalid_link))
-        changed = change(subscription)
+        changed = change(subscription, now)
         if changed is None:
             return subscription
         await update_subscription(connection, changed)
@@ -72,6 +76,31 @@ async def change_claimed(
     return changed
 
 
+async def change_by_manage_link(
+    context: Context,
+    token: str,
+    client: str,
+    change: Change,
+    *,
+    outcome: str,
+    message: str,
+    announced: SubscriptionChange,
+    then: Callable[[Connection, Subscription], Awaitable[None]] | None = None,
+) -> Subscription:
+    """A change asked for with the manage link: counted against the caller, told to the verified contacts."""
+    await count_client(context, ClientLimit.MANAGE, client)
+    return await change_claimed(
+        context,
+        read_manage(context, token),
+        INVALID_MANAGE_LINK,
+        change,
+        outcome=outcome,
+        message=message,
+        announced=announced,
+        then=then,
+    )
+
+
 async def manage_view(context: Context, token: str, client: str) -> Subscription:
     await count_client(context, ClientLimit.MANAGE, client)
     claim = read_manage(context, token)
@@ -80,20 +109,21 @@ async def manage_view(context: Context, token: str, client: str) -> Subscription
 
 
 async def manage_update(context: Context, token: str, preferences: Preferences, client: str) -> Subscription:
-    await count_client(context, ClientLimit.MANAGE, client)
-    now = context.now()
-    return await change_claimed(
-        context,
-        read_manage(context, token),
-        INVALID_MANAGE_LINK,
-        lambda subscription: rules.change_preferences(
+    def change(subscription: Subscription, now: datetime) -> Subscription | None:
+        return rules.change_preferences(
             subscription,
             now,
             language=preferences.language,
             timezone=preferences.timezone,
             event_types=preferences.event_types,
             quiet_hours=preferences.quiet_hours,
-        ),
+        )
+
+    return await change_by_manage_link(
+        context,
+        token,
+        client,
+        change,
         outcome="changed",
         message="subscription changed",
         announced=SubscriptionChange.PREFERENCES,
@@ -101,13 +131,11 @@ async def manage_update(context: Context, token: str, preferences: Preferences, 
 
 
 async def manage_cancel(context: Context, token: str, client: str) -> Subscription:
-    await count_client(context, ClientLimit.MANAGE, client)
-    now = context.now()
-    return await change_claimed(
+    return await change_by_manage_link(
         context,
-        read_manage(context, token),
-        INVALID_MANAGE_LINK,
-        lambda subscription: rules.cancel(subscription, now),
+        token,
+        client,
+        rules.cancel,
         outcome="cancelled",
         message="subscription cancelled",
         announced=SubscriptionChange.CANCELLED,
@@ -117,13 +145,15 @@ async def manage_cancel(context: Context, token: str, client: str) -> Subscripti
 async def renew_manage_link(context: Context, token: str, client: str) -> Subscription:
     """ "Send me a new link": a new nonce (old manage and unsubscribe links stop working), sent to the verified
     contacts only, never shown to whoever asked (who may hold a leaked link)."""
-    await count_client(context, ClientLimit.MANAGE, client)
-    now = context.now()
-    return await change_claimed(
+
+    def change(subscription: Subscription, now: datetime) -> Subscription:
+        return rules.renew_link(subscription, secrets.token_urlsafe(16), now)
+
+    return await change_by_manage_link(
         context,
-        read_manage(context, token),
-        INVALID_MANAGE_LINK,
-        lambda subscription: rules.renew_link(subscription, secrets.token_urlsafe(16), now),
+        token,
+        client,
+        change,
         outcome="link_renewed",
         message="manage link renewed",
         announced=SubscriptionChange.NEW_LINK,
@@ -135,17 +165,19 @@ async def add_contact(context: Context, token: str, channel: Channel, raw: str, 
     await count_client(context, ClientLimit.MANAGE, client)
     value, index_form = normalised_contact(context, channel, raw)
     await count(context, contact_limit(context), context.cipher.blind_index(index_form))
-    now = context.now()
     contact = new_contact(context, channel, value, index_form)
 
+    def change(subscription: Subscription, now: datetime) -> Subscription:
+        return rules.add_contact(subscription, contact, now)
+
     async def send_code(connection: Connection, changed: Subscription) -> None:
-        await issue_code(context, connection, changed, channel, now)
+        await issue_code(context, connection, changed, channel, changed.updated_at)
 
     return await change_claimed(
         context,
         read_manage(context, token),
         INVALID_MANAGE_LINK,
-        lambda subscription: rules.add_contact(subscription, contact, now),
+        change,
         outcome="contact_added",
         message="contact added",
         announced=SubscriptionChange.CONTACT_ADDED,
@@ -154,13 +186,14 @@ async def add_contact(context: Context, token: str, channel: Channel, raw: str, 
 
 
 async def remove_contact(context: Context, token: str, channel: Channel, client: str) -> Subscription:
-    await count_client(context, ClientLimit.MANAGE, client)
-    now = context.now()
-    return await change_claimed(
+    def change(subscription: Subscription, now: datetime) -> Subscription:
+        return rules.remove_contact(subscription, channel, now)
+
+    return await change_by_manage_link(
         context,
-        read_manage(context, token),
-        INVALID_MANAGE_LINK,
-        lambda subscription: rules.remove_contact(subscription, channel, now),
+        token,
+        client,
+        change,
         outcome="contact_removed",
         message="contact removed",
         announced=SubscriptionChange.CONTACT_REMOVED,
@@ -174,12 +207,11 @@ async def check_unsubscribe_token(context: Context, token: str) -> Subscription:
 
 
 async def unsubscribe_email(context: Context, token: str) -> Subscription:
-    now = context.now()
     return await change_claimed(
         context,
         read_unsubscribe(context, token),
         INVALID_UNSUBSCRIBE_LINK,
-        lambda subscription: rules.unsubscribe_email(subscription, now),
+        rules.unsubscribe_email,
         outcome="email_unsubscribed",
         message="email unsubscribed (one-click)",
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import time
@@ -19,6 +18,7 @@ from services.subscription.domain.pin import clean_pin, hash_pin
 from services.subscription.domain.subscription import (
     Contact,
     Subscription,
+    new_subscription,
     normalise_event_types,
     validate_timezone,
 )
@@ -119,14 +119,12 @@ async def subscribe(context: Context, request: NewSubscription, client: str) -> 
         await count(context, contact_limit(context), context.cipher.blind_index(index_form))
 
     now = context.now()
-    quiet_start, quiet_end = request.quiet_hours or DEFAULT_QUIET_HOURS
     subscription_id = str(uuid.uuid4())
     pin_hash = hash_pin(context.settings.blind_index_key, subscription_id, pin) if pin else None
-    subscription = Subscription(
+    subscription = new_subscription(
         subscription_id=subscription_id,
         agency_id=request.agency_id,
         identifier=identifier,
-        status="pending",
         contacts=tuple(
             new_contact(context, channel, value, index_form, pin_hash=pin_hash if channel is Channel.VOICE else None)
             for channel, value, index_form in contacts
@@ -134,12 +132,8 @@ async def subscribe(context: Context, request: NewSubscription, client: str) -> 
         language=request.language,
         timezone=timezone,
         event_types=tuple(event_types),
-        quiet_hours_start=quiet_start,
-        quiet_hours_end=quiet_end,
-        manage_nonce=secrets.token_urlsafe(16),
-        version=1,
-        created_at=now,
-        updated_at=now,
+        quiet_hours=request.quiet_hours or DEFAULT_QUIET_HOURS,
+        now=now,
     )
     async with context.pool.acquire() as connection, connection.transaction():
         await insert_subscription(connection, subscription)
