@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.backoff import Backoff
 from shared.events import DeliveryStatus, NotificationKind
+from shared.quiet_hours import in_quiet_hours
 from shared.vocabulary import Channel, Urgency
 
 # Notices a person is waiting for right now (a code they just asked for) never wait for morning.
@@ -55,15 +56,6 @@ def zone(name: str) -> ZoneInfo:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
         return ZoneInfo("UTC")
-
-
-def in_quiet_hours(local: time, start: time, end: time) -> bool:
-    """Whether ``local`` falls in [start, end); the window may cross midnight; start == end means none."""
-    if start == end:
-        return False
-    if start < end:
-        return start <= local < end
-    return local >= start or local < end
 
 
 def due_at(

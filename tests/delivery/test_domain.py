@@ -13,7 +13,6 @@ from services.delivery.domain import (
     NoticeRetrySchedule,
     attempt_reference,
     due_at,
-    in_quiet_hours,
     is_progress,
     next_repeat_at,
 )
@@ -21,6 +20,7 @@ from services.delivery.providers.smtp import failure_receipt as email_failure
 from services.delivery.providers.twilio.sms import failure_receipt as sms_failure
 from services.delivery.providers.twilio.sms import message_receipt
 from shared.events import DeliveryStatus, NotificationKind
+from shared.quiet_hours import in_quiet_hours
 from shared.vocabulary import Urgency
 
 NIGHT, MORNING = time(21, 0), time(7, 0)

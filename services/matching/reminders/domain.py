@@ -29,6 +29,7 @@ from services.matching.domain import (
     reachable_contacts,
 )
 from shared.events import CaseInformation, NotificationKind, NotificationRequested, ReminderPolicy, SubscriptionState
+from shared.quiet_hours import in_quiet_hours
 from shared.vocabulary import Channel, CustodyStatus, Urgency
 
 REMINDER_NAMESPACE = uuid.UUID("0b7e4c1a-6f0d-4d7b-a3c2-8e5f1d9a2b64")
@@ -52,15 +53,6 @@ class ScheduledDates:
         if case is None:
             return cls(None, None, None)
         return cls(case.scheduled_release_at, case.next_court_at, case.court_name)
-
-
-def in_quiet_hours(local: time, start: time, end: time) -> bool:
-    """Quiet hours may span midnight (21:00–07:00); start == end means none."""
-    if start == end:
-        return False
-    if start < end:
-        return start <= local < end
-    return local >= start or local < end
 
 
 def _real(moment: datetime) -> datetime:
