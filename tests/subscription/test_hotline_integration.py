@@ -168,3 +168,7 @@ async def test_registering_by_phone_stores_a_verified_voice_contact_and_sends_no
     assert state.status == "active"
     assert [(c.channel.value, c.verified) for c in state.contacts] == [("voice", True)]
     assert await harness.pool.fetchval("SELECT count(*) FROM verification_codes") == 0
+
+    again = await call(sink, ["2", agency_code(AGENCY_ID), CASE_DIGITS + "#", "1"], caller=caller)
+    assert "Este teléfono ya recibe llamadas sobre este caso." in said(again)
+    assert await harness.pool.fetchval("SELECT count(*) FROM subscriptions") == 1

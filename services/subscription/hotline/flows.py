@@ -208,10 +208,9 @@ class Hotline:
         if choice is MenuChoice.ANOTHER_CASE:
             return Reply(ask=state.at(Step.AGENCY, agency_code=None, agency_id=None, case=None))
         if choice is MenuChoice.REGISTER:
-            try:
-                normalise_voice_number(caller.number, self._context.settings.default_phone_region)
-            except InvalidContactError:
-                return Reply(said=(Line("hidden_number"),), ask=state.at(Step.MENU))
+            blocker = await self._cannot_register(state, caller.number)
+            if blocker is not None:
+                return Reply(said=(Line(blocker),), ask=state.at(Step.MENU))
             return Reply(ask=state.at(Step.PIN))
         agency = await self._require_agency(state)
         resources = await lookup.agency_resources(self._context, agency.agency_id)
@@ -235,6 +234,22 @@ class Hotline:
 
     # --- registering the phone --------------------------------------------------------------------------------
 
+    async def _cannot_register(self, state: CallState, caller: str) -> str | None:
+        """The phrase saying why this phone cannot be registered for the case: a hidden number, or calls about the
+        case already go to it; None when it can."""
+        try:
+            number = normalise_voice_number(caller, self._context.settings.default_phone_region)
+        except InvalidContactError:
+            return "hidden_number"
+        agency_id = state.agency_id or ""
+        identifier, _ = await self._case(agency_id, state.case or "", caller)
+        return "already_registered" if await self._calls_go_to(agency_id, identifier, number) else None
+
+    async def _calls_go_to(self, agency_id: str, identifier: SubjectIdentifier, number: str) -> bool:
+        async with self._context.pool.acquire() as connection:
+            index = self._context.cipher.blind_index(number)
+            return await hotline_store.calls_already_go_to(connection, agency_id, identifier, index)
+
     async def _register(self, state: CallState, caller: str, pin: str) -> Reply:
         """A subscription whose only contact is the calling number, verified by this very call (it is the number
         that is calling us), with the PIN chosen; published like any other."""
@@ -242,6 +257,8 @@ class Hotline:
         agency = await self._require_agency(state)
         identifier, _ = await self._case(agency.agency_id, state.case or "", caller)
         number = normalise_voice_number(caller, context.settings.default_phone_region)
+        if await self._calls_go_to(agency.agency_id, identifier, number):  # registered meanwhile, on another line
+            return domain.goodbye("goodbye", first=Line("already_registered"))
         try:
             await count(context, contact_limit(context), context.cipher.blind_index(number))
         except TooManyRequestsError:

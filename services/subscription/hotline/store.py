@@ -27,3 +27,23 @@ async def identifiers_by_digits(connection: Connection, agency_id: str, digits: 
     return [
         SubjectIdentifier(kind=IdentifierKind(row["identifier_kind"]), value=row["identifier_value"]) for row in rows
     ]
+
+
+async def calls_already_go_to(
+    connection: Connection, agency_id: str, identifier: SubjectIdentifier, blind_index: str
+) -> bool:
+    """Whether a subscription to this case, not cancelled, already calls the number behind ``blind_index``."""
+    found = await connection.fetchval(
+        """
+        SELECT EXISTS (
+            SELECT 1 FROM subscriptions s JOIN contact_points c USING (subscription_id)
+            WHERE s.agency_id = $1 AND s.identifier_kind = $2 AND s.identifier_value = $3 AND s.status <> 'cancelled'
+                AND c.channel = 'voice' AND c.blind_index = $4 AND c.active
+        )
+        """,
+        agency_id,
+        identifier.kind.value,
+        identifier.value,
+        blind_index,
+    )
+    return bool(found)
