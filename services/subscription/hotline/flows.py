@@ -5,7 +5,6 @@ the caller's phone for calls."""
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from services.subscription.domain.contacts import normalise_voice_number
 from services.subscription.domain.errors import InvalidContactError, NotFoundError, TooManyRequestsError
 from services.subscription.domain.pin import hash_pin, pin_matches
 from services.subscription.domain.ratelimit import Limit
-from services.subscription.domain.subscription import ALL_EVENT_TYPES, Subscription
+from services.subscription.domain.subscription import ALL_EVENT_TYPES, new_subscription
 from services.subscription.flows import lookup
 from services.subscription.flows.context import Context
 from services.subscription.flows.limits import contact_limit, count
@@ -267,21 +266,17 @@ class Hotline:
         subscription_id = str(uuid.uuid4())
         pin_hash = hash_pin(context.settings.blind_index_key, subscription_id, pin)
         contact = new_contact(context, Channel.VOICE, number, number, pin_hash=pin_hash)
-        subscription = Subscription(
+        subscription = new_subscription(
             subscription_id=subscription_id,
             agency_id=agency.agency_id,
             identifier=identifier,
-            status="active",
             contacts=(contact.model_copy(update={"verified": True}),),
             language=state.language,
             timezone=agency.timezone,
             event_types=ALL_EVENT_TYPES,
-            quiet_hours_start=DEFAULT_QUIET_HOURS[0],
-            quiet_hours_end=DEFAULT_QUIET_HOURS[1],
-            manage_nonce=secrets.token_urlsafe(16),
-            version=1,
-            created_at=now,
-            updated_at=now,
+            quiet_hours=DEFAULT_QUIET_HOURS,
+            now=now,
+            status="active",
         )
         async with context.pool.acquire() as connection, connection.transaction():
             await insert_subscription(connection, subscription)
