@@ -18,6 +18,7 @@ from services.delivery.dispatcher import Clock, Dispatcher, utc_now
 from services.delivery.domain import NoticeRetrySchedule
 from services.delivery.flows.bookkeeper import Bookkeeper
 from services.delivery.flows.events import Scheduling
+from services.delivery.flows.group_commit import GroupCommit
 from services.delivery.links import AcknowledgementTokens
 from services.delivery.rendering import NoticeRenderer
 from services.delivery.routes.acknowledgement import acknowledgement_router
@@ -58,11 +59,18 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
         ),
     )
 
+    group_commit = GroupCommit(
+        lambda: runtime.pool,
+        flush_seconds=settings.bookkeeping_flush_ms / 1000,
+        max_batch=settings.bookkeeping_max_batch,
+    )
+
     async def start(runtime: ServiceRuntime) -> None:
         dispatcher = Dispatcher(
             pool=runtime.pool,
             settings=settings,
             bookkeeper=bookkeeper,
+            group_commit=group_commit,
             cipher=cipher,
             tokens=tokens,
             channels=channels,
@@ -102,6 +110,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
         settings=settings,
         runtime=runtime,
         bookkeeper=bookkeeper,
+        group_commit=group_commit,
         tokens=tokens,
         clock=clock,
         channels=channels,

@@ -17,6 +17,7 @@ from services.delivery.channels.base import WebhookSigners
 from services.delivery.channels.registry import Channels
 from services.delivery.dispatcher import Clock
 from services.delivery.flows.bookkeeper import Bookkeeper
+from services.delivery.flows.group_commit import GroupCommit
 from services.delivery.links import AcknowledgementTokens
 from services.delivery.rendering import NoticeRenderer
 from services.delivery.settings import DeliverySettings
@@ -35,6 +36,7 @@ class ApiContext:
     settings: DeliverySettings
     runtime: ServiceRuntime
     bookkeeper: Bookkeeper
+    group_commit: GroupCommit
     tokens: AcknowledgementTokens
     clock: Clock
     channels: Channels

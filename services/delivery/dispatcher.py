@@ -36,6 +36,7 @@ from services.delivery.domain import FINAL_STATUSES, Receipt
 from services.delivery.flows.bookkeeper import Bookkeeper
 from services.delivery.flows.dead_letters import dead_letter_once
 from services.delivery.flows.events import Claim
+from services.delivery.flows.group_commit import GroupCommit, batched_events
 from services.delivery.flows.reconciliation import reconcile_once
 from services.delivery.links import AcknowledgementTokens
 from services.delivery.providers.base import (
@@ -49,6 +50,7 @@ from services.delivery.settings import DeliverySettings
 from services.delivery.store import agencies, attempts, notifications
 from services.delivery.store.attempts import AttemptRow
 from shared.crypto import ContactCipher, ContactDecryptError
+from shared.db import Connection
 from shared.events import AgencyProfile, DeliveryStatus
 from shared.logging import redact
 from shared.vocabulary import Urgency
@@ -73,6 +75,7 @@ class Dispatcher:
         pool: asyncpg.Pool,
         settings: DeliverySettings,
         bookkeeper: Bookkeeper,
+        group_commit: GroupCommit,
         cipher: ContactCipher,
         tokens: AcknowledgementTokens,
         channels: Channels,
@@ -82,6 +85,7 @@ class Dispatcher:
         self._pool = pool
         self._settings = settings
         self._book = bookkeeper
+        self._group_commit = group_commit
         self._cipher = cipher
         self._tokens = tokens
         self._channels = channels
@@ -137,7 +141,7 @@ class Dispatcher:
 
     async def claim(self, limit: int) -> list[Claim]:
         """Record (and commit) an attempt for up to ``limit`` due notices, oldest first."""
-        async with self._pool.acquire() as connection, connection.transaction():
+        async with self._pool.acquire() as connection, connection.transaction(), batched_events(connection):
             return await self._book.claim_due(connection, self._clock(), limit)
 
     async def _housekeeping(self) -> None:
@@ -202,14 +206,18 @@ class Dispatcher:
                 await self._handed_off(claim, channel, taken)
                 return
         marks = channel.calling_marks(message)
-        async with self._pool.acquire() as connection:  # what identifies the message, committed before the call
+        calling_at = self._clock()
+
+        async def record_calling(connection: Connection) -> None:
             await attempts.record_calling(
                 connection,
                 claim.attempt_id,
-                self._clock(),
+                calling_at,
                 body_fingerprint=marks.body_fingerprint,
                 email_message_id=marks.email_message_id,
             )
+
+        await self._group_commit.run(claim.attempt_id, record_calling)  # what identifies it, committed before the call
         self._crash_if_asked(claim, self._settings.crash_before_call_marker, "before the provider call")
         try:
             receipt = await channel.send(message)
@@ -296,7 +304,8 @@ class Dispatcher:
 
     async def _handed_off(self, claim: Claim, channel: AnyChannel, receipt: ProviderReceipt) -> None:
         now = self._clock()
-        async with self._pool.acquire() as connection, connection.transaction():
+
+        async def record(connection: Connection) -> None:
             await self._book.record_handoff(
                 connection,
                 claim.attempt_id,
@@ -308,11 +317,17 @@ class Dispatcher:
             if reported is not None and reported.status in FINAL_STATUSES:
                 await self._book.apply_receipt(connection, claim.attempt_id, reported, now=now)
 
+        await self._group_commit.run(claim.attempt_id, record)
+
     async def _apply(self, claim: Claim, receipt: Receipt, *, detail: str) -> None:
         # Provider messages should not carry contact details; scrub them anyway before they are stored and shown.
         detail = redact(detail)
-        async with self._pool.acquire() as connection, connection.transaction():
-            await self._book.apply_receipt(connection, claim.attempt_id, receipt, now=self._clock(), detail=detail)
+        now = self._clock()
+
+        async def apply(connection: Connection) -> None:
+            await self._book.apply_receipt(connection, claim.attempt_id, receipt, now=now, detail=detail)
+
+        await self._group_commit.run(claim.attempt_id, apply)
 
     async def _postpone(self, claim: Claim, why: str) -> None:
         """Keep the attempt in flight: when its lease runs out it is taken over, and the provider asked first."""

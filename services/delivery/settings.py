@@ -112,6 +112,12 @@ class DeliverySettings(ContactCryptoSettings):
     )
     dispatch_batch_size: int = Field(default=100, ge=1, description="Most notices claimed in one transaction.")
     dispatch_concurrency: int = Field(default=64, ge=1, description="Sends in progress at once.")
+    bookkeeping_flush_ms: float = Field(
+        default=5.0,
+        ge=0,
+        description="Hand-off results and receipts wait this long to be written together, in one transaction.",
+    )
+    bookkeeping_max_batch: int = Field(default=200, ge=1, description="Most of them written in one transaction.")
     sending_lease_seconds: float = Field(
         default=60.0, gt=0, description="An attempt still 'sending' after this is taken over (crash recovery)."
     )

@@ -10,13 +10,13 @@ from services.delivery import metrics
 from services.delivery.domain import FINAL_STATUSES, Receipt, is_progress, next_repeat_at
 from services.delivery.flows.claims import Claiming
 from services.delivery.flows.events import SOURCE
+from services.delivery.flows.group_commit import add_event
 from services.delivery.store import attempts, notifications, subscriptions
 from services.delivery.store.attempts import AttemptRow
 from services.delivery.store.notifications import NotificationRow
 from shared.db import Connection
 from shared.envelope import new_event as make_event
 from shared.events import ContactPointDisabled, DeliveryStatus
-from shared.outbox import enqueue
 from shared.topics import CONTACT_POINT_DISABLED
 
 log = logging.getLogger(__name__)
@@ -304,5 +304,5 @@ class Bookkeeper(Claiming):
             trace_id=notification.trace_id,
             at=now,
         )
-        await enqueue(connection, self._kafka.topic(CONTACT_POINT_DISABLED.name), request.subscription_id, event)
+        await add_event(connection, self._kafka.topic(CONTACT_POINT_DISABLED.name), request.subscription_id, event)
         log.info("contact point disabled (%s) for subscription %s", reason, request.subscription_id)

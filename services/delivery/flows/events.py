@@ -14,12 +14,12 @@ from datetime import datetime
 from services.delivery import metrics
 from services.delivery.channels.registry import Channels
 from services.delivery.domain import NoticeRetrySchedule, RepeatPattern
+from services.delivery.flows.group_commit import add_event
 from services.delivery.store.notifications import NotificationRow
 from shared.db import Connection
 from shared.envelope import event_source
 from shared.envelope import new_event as make_event
 from shared.events import DeliveryStatus, NotificationStatusChanged
-from shared.outbox import enqueue
 from shared.settings import KafkaSettings
 from shared.topics import NOTIFICATION_STATUS_CHANGED
 
@@ -93,5 +93,5 @@ class StatusEvents:
             trace_id=notification.trace_id,
             at=now,
         )
-        await enqueue(connection, self._kafka.topic(NOTIFICATION_STATUS_CHANGED.name), request.notification_id, event)
+        await add_event(connection, self._kafka.topic(NOTIFICATION_STATUS_CHANGED.name), request.notification_id, event)
         metrics.NOTIFICATIONS.labels(request.channel.value, provider or "none", status.value).inc()

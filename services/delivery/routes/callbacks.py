@@ -13,6 +13,7 @@ from services.delivery.channels.base import WebhookSigners
 from services.delivery.channels.registry import AnyChannel
 from services.delivery.deps import ApiContext, SignedForm, signed_twilio_form
 from services.delivery.domain import is_progress
+from services.delivery.flows.group_commit import BookkeepingUnavailableError
 from services.delivery.providers.base import CallbackError
 from services.delivery.schemas import CallbackResult
 from services.delivery.store import attempts
@@ -79,30 +80,46 @@ def callbacks_router(context: ApiContext) -> APIRouter:
             except CallbackError as error:
                 raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
             receipt = report.receipt
-            async with context.runtime.pool.acquire() as connection:
-                attempt = await receipt_attempt(
-                    connection,
-                    reference=request.query_params.get("ref"),
-                    message_sid=report.provider_message_id,
-                    label=signed.label,
-                    signer=signed.signer,
-                )
+            reference = request.query_params.get("ref")
+            now = context.clock()
+
+            async def apply(connection: Connection) -> CallbackResult | HTTPException:
+                # A refusal is returned, not raised: it wrote nothing, and the rest of the batch goes on.
+                try:
+                    attempt = await receipt_attempt(
+                        connection,
+                        reference=reference,
+                        message_sid=report.provider_message_id,
+                        label=signed.label,
+                        signer=signed.signer,
+                    )
+                except HTTPException as refusal:
+                    return refusal
                 if already_known(attempt, receipt.status):
                     metrics.CALLBACKS.labels(signed.label, "repeated").inc()
                     return CallbackResult(attempt_id=attempt.attempt_id, status=attempt.status)
-                async with connection.transaction():
-                    await context.bookkeeper.apply_receipt(
-                        connection,
-                        attempt.attempt_id,
-                        receipt,
-                        now=context.clock(),
-                        provider=signed.signer,
-                        provider_message_id=report.provider_message_id,
-                        detail=report.detail,
-                    )
-                    current = await attempts.get_attempt(connection, attempt.attempt_id)
-            metrics.CALLBACKS.labels(signed.label, "applied").inc()
-            return CallbackResult(attempt_id=attempt.attempt_id, status=current.status if current else receipt.status)
+                await context.bookkeeper.apply_receipt(
+                    connection,
+                    attempt.attempt_id,
+                    receipt,
+                    now=now,
+                    provider=signed.signer,
+                    provider_message_id=report.provider_message_id,
+                    detail=report.detail,
+                )
+                current = await attempts.get_attempt(connection, attempt.attempt_id)
+                metrics.CALLBACKS.labels(signed.label, "applied").inc()
+                return CallbackResult(
+                    attempt_id=attempt.attempt_id, status=current.status if current else receipt.status
+                )
+
+            try:
+                result = await context.group_commit.run(reference or report.provider_message_id, apply)
+            except BookkeepingUnavailableError:
+                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "not stored; try again") from None
+            if isinstance(result, HTTPException):
+                raise result
+            return result
 
         return receive
 
@@ -117,7 +134,12 @@ def callbacks_router(context: ApiContext) -> APIRouter:
             name=f"{channel.channel}_status_callback",
             response_model=CallbackResult,
             summary=f"Status callback of {channel.channel} notices (X-Twilio-Signature checked)",
-            responses={400: {"description": "Malformed"}, 403: {"description": "Bad signature"}, 404: {}},
+            responses={
+                400: {"description": "Malformed"},
+                403: {"description": "Bad signature"},
+                404: {},
+                503: {"description": "Not stored (the database?); the provider retries"},
+            },
             openapi_extra={"parameters": parameters} if parameters else None,
         )
     return router

@@ -1,0 +1,125 @@
+"""Group commit of the bookkeeping: hand-off results and provider receipts buffered for a few milliseconds and
+written in one transaction per batch, with the batch's outbox events in one insert.
+
+Each caller waits until its batch committed, so durability is unchanged: a status callback answered 2xx is stored.
+A failed batch is rolled back and each of its jobs is then tried alone in its own transaction, so one bad job (or a
+deadlock with another replica's batch) fails only itself; a job that fails alone fails its caller (a callback
+answers 503 and the provider retries; a hand-off stays in flight and its lease brings it back). Jobs run in the
+order of their keys (the attempt id), so two batches lock rows in the same order. One batch is written at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import asyncpg
+
+from shared.db import Connection
+from shared.envelope import CloudEvent, encode
+from shared.outbox import OutboxRow, enqueue, enqueue_rows
+
+log = logging.getLogger(__name__)
+
+Job = Callable[[Connection], Awaitable[Any]]
+Result = TypeVar("Result")
+
+_pending_events: ContextVar[list[OutboxRow] | None] = ContextVar("pending_events", default=None)
+
+
+async def add_event(connection: Connection, topic: str, key: str, event: CloudEvent[Any]) -> None:
+    """Add an event to the outbox: to the batch being written (one insert for all of them), else at once."""
+    pending = _pending_events.get()
+    if pending is None:
+        await enqueue(connection, topic, key, event)
+    else:
+        pending.append(OutboxRow(topic, key, event.id, encode(event)))
+
+
+@contextlib.asynccontextmanager
+async def batched_events(connection: Connection) -> AsyncIterator[None]:
+    """Inside, :func:`add_event` collects; on leaving without an error, everything collected is inserted at once."""
+    rows: list[OutboxRow] = []
+    token = _pending_events.set(rows)
+    try:
+        yield
+    finally:
+        _pending_events.reset(token)
+    await enqueue_rows(connection, rows)
+
+
+class BookkeepingUnavailableError(Exception):
+    """The job's transaction failed (the database?); nothing of it was stored."""
+
+
+@dataclass
+class _Waiter:
+    key: str
+    job: Job
+    done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class GroupCommit:
+    def __init__(self, pool: Callable[[], asyncpg.Pool], *, flush_seconds: float, max_batch: int) -> None:
+        """``pool`` is called at the first flush (the pool exists only once the service started)."""
+        self._pool = pool
+        self._flush_seconds = flush_seconds
+        self._max_batch = max_batch
+        self._queue: list[_Waiter] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._full = asyncio.Event()
+
+    async def run(self, key: str, job: Callable[[Connection], Awaitable[Result]]) -> Result:
+        """Run ``job`` in the next batch's transaction and return its result once that transaction committed."""
+        waiter = _Waiter(key, job)
+        self._queue.append(waiter)
+        if len(self._queue) >= self._max_batch:
+            self._full.set()
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_soon())
+        result: Result = await asyncio.shield(waiter.done)
+        return result
+
+    async def _flush_soon(self) -> None:
+        while self._queue:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), timeout=self._flush_seconds)
+            self._full.clear()
+            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+            if len(self._queue) >= self._max_batch:
+                self._full.set()
+            await self._write(sorted(batch, key=lambda waiter: waiter.key))
+
+    async def _write(self, batch: list[_Waiter]) -> None:
+        try:
+            results = await self._transaction(batch)
+        except Exception as error:  # noqa: BLE001 - whatever failed, its waiters are told
+            if len(batch) == 1:
+                self._fail(batch[0], error)
+                return
+            log.warning("a bookkeeping batch of %d failed (%s); each is tried alone", len(batch), type(error).__name__)
+            for waiter in batch:
+                try:
+                    (result,) = await self._transaction([waiter])
+                except Exception as alone:  # noqa: BLE001 - whatever failed, its waiter is told
+                    self._fail(waiter, alone)
+                else:
+                    waiter.done.set_result(result)
+            return
+        for waiter, result in zip(batch, results, strict=True):
+            waiter.done.set_result(result)
+
+    async def _transaction(self, batch: list[_Waiter]) -> list[Any]:
+        async with self._pool().acquire() as connection, connection.transaction(), batched_events(connection):
+            return [await waiter.job(connection) for waiter in batch]
+
+    @staticmethod
+    def _fail(waiter: _Waiter, error: Exception) -> None:
+        log.error("bookkeeping of %s failed: %s", waiter.key, type(error).__name__, exc_info=error)
+        failure = BookkeepingUnavailableError(f"bookkeeping failed: {type(error).__name__}")
+        waiter.done.set_exception(failure)
