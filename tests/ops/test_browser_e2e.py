@@ -11,7 +11,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Error as PlaywrightError
 
 from services.ingest.app import create_app as create_ingest_app
 from services.ingest.settings import IngestSettings
@@ -76,6 +77,19 @@ async def ingest_url(postgres_admin_dsn: str, kafka_settings: KafkaSettings, uni
         finally:
             await connection.close()
         yield url
+
+
+async def screenshot_live(element: Locator, path: Path) -> None:
+    """A screenshot of part of the live sections, which the page replaces every refresh: taken again if the
+    element was replaced while the screenshot waited for it to be stable."""
+    for _ in range(3):
+        try:
+            await element.screenshot(path=str(path))
+            return
+        except PlaywrightError as error:
+            if "not attached to the DOM" not in str(error):
+                raise
+    await element.screenshot(path=str(path))
 
 
 async def call_row_link(page: Page, base_url: str, notification_id: str) -> None:
@@ -320,7 +334,7 @@ async def test_admin_sees_a_held_storm_appear_and_releases_it_in_a_real_browser(
         await expect(hold.locator(".held-changes")).to_have_text("412")
         await expect(hold.locator("table.samples tbody tr")).to_have_count(3)
         await expect(hold).to_contain_text("SAMPLE, PERSON 0")
-        await hold.screenshot(path=str(STORM_SCREENSHOT))
+        await screenshot_live(hold, STORM_SCREENSHOT)
 
         page.on("dialog", lambda dialog: dialog.accept())
         await hold.locator("button.release").click()
