@@ -13,7 +13,7 @@ from tests.subscription.conftest import AGENCY_ID, Harness
 
 pytestmark = pytest.mark.integration
 
-NO_INFORMATION = {"detail": "no custody information for this case"}
+NO_INFORMATION = {"detail": "no custody information for this case", "code": "not_found"}
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
