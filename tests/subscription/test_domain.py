@@ -26,8 +26,10 @@ from services.subscription.domain.subscription import (
     ALL_EVENT_TYPES,
     Contact,
     Subscription,
+    add_contact,
     cancel,
     change_preferences,
+    code_channel,
     disable_contact,
     mark_verified,
     normalise_event_types,
@@ -35,6 +37,7 @@ from services.subscription.domain.subscription import (
     stop_phone,
     unsubscribe_email,
     validate_timezone,
+    verified_through_sms,
 )
 from services.subscription.domain.tokens import ExpiredTokenError, InvalidTokenError, Tokens
 from services.subscription.domain.verification import (
@@ -313,6 +316,31 @@ def test_start_from_a_number_resumes_its_texts_and_its_calls_and_only_that_numbe
     assert resumed.contact(Channel.VOICE).disabled_reason is None
     assert resume_phone(resumed, "b1", NOW) is None, "a second START changes nothing"
     assert resume_phone(cancel(stopped, NOW) or stopped, "b1", NOW) is None, "nothing resumes a cancellation"
+
+
+def test_a_number_for_calls_that_is_the_sms_number_is_verified_by_the_sms_code() -> None:
+    same = Contact(channel=Channel.VOICE, ciphertext="c3", masked="+1•••71", blind_index="b1", pin_hash="h")
+    other = same.model_copy(update={"blind_index": "b9"})
+    both = subscription(contacts=(*subscription().contacts, same))
+    assert verified_through_sms(both, same)
+    assert code_channel(both, Channel.VOICE) is Channel.SMS
+    assert code_channel(both, Channel.EMAIL) is Channel.EMAIL
+    verified = mark_verified(both, Channel.SMS, NOW)
+    assert verified.contact(Channel.VOICE).verified
+    assert not verified.contact(Channel.EMAIL).verified
+    apart = subscription(contacts=(*subscription().contacts, other))
+    assert not verified_through_sms(apart, other)
+    assert code_channel(apart, Channel.VOICE) is Channel.VOICE
+    assert not mark_verified(apart, Channel.SMS, NOW).contact(Channel.VOICE).verified
+
+
+def test_a_number_for_calls_added_later_is_verified_already_when_it_is_the_verified_sms_number() -> None:
+    same = Contact(channel=Channel.VOICE, ciphertext="c3", masked="+1•••71", blind_index="b1", pin_hash="h")
+    sms_verified = mark_verified(subscription(), Channel.SMS, NOW)
+    assert add_contact(sms_verified, same, NOW).contact(Channel.VOICE).verified
+    assert not add_contact(subscription(), same, NOW).contact(Channel.VOICE).verified  # its SMS is not verified
+    elsewhere = same.model_copy(update={"blind_index": "b9"})
+    assert not add_contact(sms_verified, elsewhere, NOW).contact(Channel.VOICE).verified
 
 
 def test_one_click_unsubscribe_cancels_only_when_nothing_is_left() -> None:

@@ -7,7 +7,9 @@ import re
 
 import pytest
 
-from tests.subscription.conftest import AGENCY_ID, Harness
+from shared.events import NotificationKind
+from shared.pin import pin_matches
+from tests.subscription.conftest import AGENCY_ID, Harness, contact, manage_token
 from tests.subscription.test_portal_integration import csrf_token, post_form
 
 pytestmark = pytest.mark.integration
@@ -73,3 +75,66 @@ async def test_registering_a_number_for_calls_with_forms_alone(harness: Harness)
     assert manage.text.count("confirmado") == 1
     assert "+1••••••••44" in manage.text
     assert LANDLINE not in manage.text
+
+
+async def test_a_number_for_calls_added_later_on_the_manage_page_with_its_pin_is_verified_by_a_call(
+    harness: Harness,
+) -> None:
+    created = await harness.subscribe(email="later@example.org")
+    assert (
+        await harness.verify(created, "email", await harness.code(created["subscription_id"], "email"))
+    ).status_code == 200
+    token = manage_token(created)
+    page = f"/manage/{token}/contacts/voice"
+    assert "Add a phone number for calls" in (await harness.client.get(f"/manage/{token}")).text
+    weak = await post_form(harness.client, page, page, value=LANDLINE, pin="7777")
+    assert weak.status_code == 422
+    assert "Choose a PIN that is hard to guess" in weak.text
+    assert "7777" not in weak.text  # a PIN is never shown back
+    added = await post_form(harness.client, page, page, value=LANDLINE, pin="48 21")
+    assert added.headers["location"] == f"/manage/{token}/code/voice"
+    [call] = [
+        n for n in await harness.notices(created["subscription_id"], "voice") if n.kind is NotificationKind.VERIFICATION
+    ]
+    assert harness.cipher.decrypt(call.contact_ciphertext) == LANDLINE
+    code = await harness.code(created["subscription_id"], "voice")
+    assert (await harness.verify(created, "voice", code)).status_code == 200
+    states = await harness.states(created["subscription_id"], min_version=4)
+    voice = next(c for c in states[-1].contacts if c.channel.value == "voice")
+    assert voice.verified
+    assert voice.pin_hash is not None
+    assert pin_matches(harness.settings.blind_index_key, created["subscription_id"], "4821", voice.pin_hash)
+
+
+async def test_the_verified_sms_number_added_for_calls_needs_no_call(harness: Harness) -> None:
+    mobile = "+14155552673"
+    created = await harness.subscribe(sms=mobile)
+    assert (
+        await harness.verify(created, "sms", await harness.code(created["subscription_id"], "sms"))
+    ).status_code == 200
+    token = manage_token(created)
+    page = f"/manage/{token}/contacts/voice"
+    added = await post_form(harness.client, page, page, value="415 555 2673", pin="4821")
+    assert added.headers["location"] == f"/manage/{token}?done=verified"
+    view = await harness.manage(created)
+    assert contact(view, "voice")["verified"] is True
+    states = await harness.states(created["subscription_id"], min_version=3)
+    assert next(c for c in states[-1].contacts if c.channel.value == "voice").verified
+
+
+async def test_registering_the_same_number_for_texts_and_calls_sends_one_code_by_sms(harness: Harness) -> None:
+    mobile = "+14155552674"
+    created = await harness.subscribe(sms=mobile, voice=mobile, pin="4821")
+    code = await harness.code(created["subscription_id"], "sms")
+    assert (await harness.verify(created, "voice", code)).status_code == 200  # the SMS code, entered for the calls
+    view = await harness.manage(created)
+    assert contact(view, "sms")["verified"] is True
+    assert contact(view, "voice")["verified"] is True
+    notices = await harness.notices(created["subscription_id"], "sms")
+    assert [n.kind for n in notices] == [NotificationKind.VERIFICATION]
+    assert (
+        await harness.pool.fetchval(
+            "SELECT count(*) FROM verification_codes WHERE subscription_id = $1", created["subscription_id"]
+        )
+        == 1
+    )

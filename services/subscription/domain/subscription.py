@@ -177,12 +177,32 @@ def require_open(subscription: Subscription) -> None:
         raise CancelledError("this subscription was cancelled; subscribe again to receive notices")
 
 
+def verified_through_sms(subscription: Subscription, contact: Contact) -> bool:
+    """A number for calls that is also the subscription's SMS number is verified by the SMS code (the text proves
+    the number as well as a call would), never by a call of its own."""
+    return contact.channel is Channel.VOICE and any(
+        other.channel is Channel.SMS and other.blind_index == contact.blind_index for other in subscription.contacts
+    )
+
+
+def code_channel(subscription: Subscription, channel: Channel) -> Channel:
+    """The contact whose code verifies ``channel``'s (:func:`verified_through_sms`)."""
+    if subscription.has(channel) and verified_through_sms(subscription, subscription.contact(channel)):
+        return Channel.SMS
+    return channel
+
+
 def mark_verified(subscription: Subscription, channel: Channel, now: datetime) -> Subscription:
+    """``channel``'s code was right: that contact is verified, and with an SMS code the same number's calls too."""
     require_open(subscription)
-    contact = subscription.contact(channel)
-    if contact.verified:
+    if subscription.contact(channel).verified:
         raise ConflictError(f"the {channel.value} contact is already verified")
-    contacts = _with_contact(subscription, contact.model_copy(update={"verified": True}))
+    contacts = tuple(
+        contact.model_copy(update={"verified": True})
+        if contact.channel is channel or (channel is Channel.SMS and verified_through_sms(subscription, contact))
+        else contact
+        for contact in subscription.contacts
+    )
     return _changed(subscription, now, contacts=contacts, status="active")
 
 
@@ -283,10 +303,14 @@ def reencrypted(subscription: Subscription, rotate: Callable[[str], str], now: d
 
 
 def add_contact(subscription: Subscription, contact: Contact, now: datetime) -> Subscription:
-    """A new, unverified contact point: it gets nothing but its code until it is verified."""
+    """A new, unverified contact point: it gets nothing but its code until it is verified. A number for calls that
+    is the subscription's verified SMS number is verified already."""
     require_open(subscription)
     if subscription.has(contact.channel):
         raise ConflictError(f"this subscription already has a {contact.channel.value} contact; remove it first")
+    sms_verified = subscription.has(Channel.SMS) and subscription.contact(Channel.SMS).verified
+    if sms_verified and verified_through_sms(subscription, contact):
+        contact = contact.model_copy(update={"verified": True})
     return _changed(subscription, now, contacts=(*subscription.contacts, contact))
 
 

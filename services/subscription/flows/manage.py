@@ -11,6 +11,7 @@ from datetime import datetime, time
 
 from services.subscription.domain import subscription as rules
 from services.subscription.domain.errors import NotFoundError
+from services.subscription.domain.pin import clean_pin, hash_pin
 from services.subscription.domain.subscription import Subscription
 from services.subscription.domain.tokens import SubscriptionClaim
 from services.subscription.flows.claims import (
@@ -160,22 +161,30 @@ async def renew_manage_link(context: Context, token: str, client: str) -> Subscr
     )
 
 
-async def add_contact(context: Context, token: str, channel: Channel, raw: str, client: str) -> Subscription:
-    """Add a phone or email; it is sent a code and gets nothing else until verified."""
+async def add_contact(
+    context: Context, token: str, channel: Channel, raw: str, client: str, *, pin: str | None = None
+) -> Subscription:
+    """Add a phone, an email or a number for calls (with its PIN); it is sent a code (a number for calls: a call
+    reading it) and gets nothing else until verified. The subscription's verified SMS number needs no code."""
     await count_client(context, ClientLimit.MANAGE, client)
+    claim = read_manage(context, token)
     value, index_form = normalised_contact(context, channel, raw)
+    pin_hash = None
+    if channel is Channel.VOICE:
+        pin_hash = hash_pin(context.settings.blind_index_key, claim.subscription_id, clean_pin(pin or ""))
     await count(context, contact_limit(context), context.cipher.blind_index(index_form))
-    contact = new_contact(context, channel, value, index_form)
+    contact = new_contact(context, channel, value, index_form, pin_hash=pin_hash)
 
     def change(subscription: Subscription, now: datetime) -> Subscription:
         return rules.add_contact(subscription, contact, now)
 
     async def send_code(connection: Connection, changed: Subscription) -> None:
-        await issue_code(context, connection, changed, channel, changed.updated_at)
+        if not changed.contact(channel).verified:
+            await issue_code(context, connection, changed, channel, changed.updated_at)
 
     return await change_claimed(
         context,
-        read_manage(context, token),
+        claim,
         INVALID_MANAGE_LINK,
         change,
         outcome="contact_added",

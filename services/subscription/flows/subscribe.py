@@ -21,6 +21,7 @@ from services.subscription.domain.subscription import (
     new_subscription,
     normalise_event_types,
     validate_timezone,
+    verified_through_sms,
 )
 from services.subscription.flows.context import Context
 from services.subscription.flows.limits import ClientLimit, contact_limit, count, count_client
@@ -138,7 +139,8 @@ async def subscribe(context: Context, request: NewSubscription, client: str) -> 
     async with context.pool.acquire() as connection, connection.transaction():
         await insert_subscription(connection, subscription)
         for contact in subscription.contacts:
-            await issue_code(context, connection, subscription, contact.channel, now)
+            if not verified_through_sms(subscription, contact):  # the SMS code verifies that number's calls too
+                await issue_code(context, connection, subscription, contact.channel, now)
         await publish_state(context, connection, subscription)
     SUBSCRIPTIONS_CHANGED.labels("created").inc()
     log.info(

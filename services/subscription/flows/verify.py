@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta
 
 from services.subscription.domain.errors import ConflictError, GoneError, NotFoundError, TooManyRequestsError
-from services.subscription.domain.subscription import Subscription, mark_verified, require_open
+from services.subscription.domain.subscription import Subscription, code_channel, mark_verified, require_open
 from services.subscription.domain.tokens import ExpiredTokenError, InvalidTokenError
 from services.subscription.domain.verification import (
     Challenge,
@@ -80,6 +80,7 @@ async def verify_code(
     now = context.now()
     async with context.pool.acquire() as connection, connection.transaction():
         subscription = await load_for_update(connection, subscription_id)
+        channel = code_channel(subscription, channel)  # a number for calls that is the SMS number: its SMS code
         require_open(subscription)
         if subscription.contact(channel).verified:
             raise ConflictError(f"the {channel.value} contact is already verified")
@@ -149,6 +150,7 @@ async def resend(
     now = context.now()
     async with context.pool.acquire() as connection, connection.transaction():
         subscription = await load_for_update(connection, subscription_id)
+        channel = code_channel(subscription, channel)  # a number for calls that is the SMS number: its SMS code
         require_open(subscription)
         contact = subscription.contact(channel)
         if contact.verified:

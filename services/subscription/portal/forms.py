@@ -106,10 +106,7 @@ class ContactForm(Form):
                 voice = normalise_voice_number(voice, phone_region)
             except InvalidContactError:
                 errors.append(FieldError(field="voice", key="voice.invalid"))
-            if not pin:
-                errors.append(FieldError(field="pin", key="pin.missing"))
-            elif pin_problem(pin) is not None:
-                errors.append(FieldError(field="pin", key="pin.weak"))
+            errors.extend(pin_errors(pin))
         elif pin:
             errors.append(FieldError(field="pin", key="pin.unused"))
         return ContactForm(sms=sms, email=email, voice=voice, pin=pin), errors
@@ -174,8 +171,20 @@ class CodeForm(Form):
     code: str = ""
 
 
+def pin_errors(pin: str) -> list[FieldError]:
+    """What is wrong with the PIN chosen for calls (none: fine), by the registration's rules."""
+    if not pin:
+        return [FieldError(field="pin", key="pin.missing")]
+    return [FieldError(field="pin", key="pin.weak")] if pin_problem(pin) is not None else []
+
+
 class AddContactForm(Form):
     value: str = ""
+    pin: str = ""
+    """Only with a number for calls."""
+
+    def typed_pin(self) -> str:
+        return "".join(self.pin.split())
 
 
 class Draft(Form):

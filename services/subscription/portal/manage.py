@@ -26,12 +26,13 @@ from services.subscription.portal.forms import (
     CodeForm,
     FieldError,
     OptionsForm,
+    pin_errors,
 )
 from services.subscription.portal.views import Linked, Posted, Views
 from services.subscription.portal.web import Pages
 from shared.vocabulary import Channel, Language
 
-PortalChannel = Literal[Channel.SMS, Channel.EMAIL]
+PortalChannel = Literal[Channel.SMS, Channel.EMAIL, Channel.VOICE]
 """The channels a victim can add on these pages (a number for calls also needs a PIN: chosen when registering)."""
 DONE = frozenset({"active", "verified", "changed", "unchanged", "cancelled", "contact_added", "contact_removed"})
 
@@ -214,22 +215,31 @@ def manage_router(context: Context, pages: Pages) -> APIRouter:  # noqa: PLR0915
         request: Request, fields: Posted, subscription: Linked, token: str, channel: PortalChannel
     ) -> Response:
         form = AddContactForm.model_validate(fields)
-        try:
-            await flows.manage.add_contact(context, token, channel, form.value, client_key(request))
-        except (InvalidContactError, TooManyRequestsError) as problem:
-            key = "value.too_many" if isinstance(problem, TooManyRequestsError) else f"value.invalid_{channel}"
+
+        def refused(errors: list[FieldError], status_code: int) -> Response:
             return pages.render(
                 request,
                 "add_contact",
                 pages.language(request, subscription.language),
-                status_code=problem.status_code,
+                status_code=status_code,
                 base=f"/manage/{token}",
                 channel=channel.value,
-                form=form,
-                errors=[FieldError(field="value", key=key)],
+                form=form.model_copy(update={"pin": ""}),  # a PIN is never shown back
+                errors=errors,
             )
+
+        pin = form.typed_pin() if channel is Channel.VOICE else None
+        if pin is not None and (errors := pin_errors(pin)):
+            return refused(errors, 422)
+        try:
+            changed = await flows.manage.add_contact(context, token, channel, form.value, client_key(request), pin=pin)
+        except (InvalidContactError, TooManyRequestsError) as problem:
+            key = "value.too_many" if isinstance(problem, TooManyRequestsError) else f"value.invalid_{channel}"
+            return refused([FieldError(field="value", key=key)], problem.status_code)
         except SubscriptionError as problem:
             return pages.error_page(request, problem, subscription.language)
+        if changed.contact(channel).verified:  # the subscription's verified SMS number: nothing to confirm
+            return pages.redirect(f"/manage/{token}?done=verified")
         return pages.redirect(f"/manage/{token}/code/{channel}")
 
     @router.post("/manage/{token}/contacts/{channel}/remove")
