@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
-from shared.kafka import ConsumerRunner
+from shared.kafka.consumer import ConsumerRunner
 from shared.settings import KafkaSettings
 
 

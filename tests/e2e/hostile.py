@@ -25,7 +25,8 @@ from hypothesis.errors import Unsatisfiable
 from pydantic import BaseModel
 from requests.adapters import HTTPAdapter
 
-from shared.events import EVENT_TYPE_PREFIX, TYPE_OF, CloudEvent, Payload
+from shared.envelope import CloudEvent
+from shared.events import EVENT_TYPE_PREFIX, TYPE_OF, Payload
 
 # --- poison messages ------------------------------------------------------------------------------------------------
 

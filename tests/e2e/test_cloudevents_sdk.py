@@ -13,7 +13,7 @@ from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 
 from shared.devservers.driver import SystemDriver, custody_record
 from shared.devservers.stack import Stack
-from shared.events import TRACEPARENT, decode, event_source
+from shared.envelope import TRACEPARENT, decode, event_source
 from shared.settings import KafkaSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

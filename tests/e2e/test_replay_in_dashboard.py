@@ -18,7 +18,7 @@ from playwright.async_api import Browser, expect
 
 from shared.devservers.driver import SystemDriver, custody_record
 from shared.devservers.stack import Stack
-from shared.events import decode
+from shared.envelope import decode
 from shared.settings import KafkaSettings
 from shared.topics import dead_letter_topic
 from tests.e2e.browser import chromium

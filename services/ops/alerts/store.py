@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from services.ops.alerts.domain import Alert
-from services.ops.columns import column_list
+from shared.columns import column_list
 from shared.db import Connection
 from shared.events import OpsAlert
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.ops.audit.domain import AuditEntry
-from services.ops.columns import column_list
+from shared.columns import column_list
 from shared.db import Connection
 
 

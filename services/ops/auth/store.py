@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from services.ops.auth.domain import LiveSession, OperatorAccount, Role
-from services.ops.columns import column_list
 from services.ops.settings import LoginThrottle
+from shared.columns import column_list
 from shared.db import Connection
 
 

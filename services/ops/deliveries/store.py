@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.ops.columns import column_list
 from services.ops.deliveries.domain import Failure, HourlyOutcome, SeenNotification, StatusEvent
+from shared.columns import column_list
 from shared.db import Connection
 from shared.events import NotificationStatusChanged
 

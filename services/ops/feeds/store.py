@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.ops.columns import column_list, fields_of, placeholders
 from services.ops.feeds.domain import FeedOutage, FeedState
+from shared.columns import column_list, fields_of, placeholders
 from shared.db import Connection
 
 _FEED_COLUMNS = column_list(FeedState)

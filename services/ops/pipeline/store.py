@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from services.ops.columns import column_list
 from services.ops.pipeline.domain import Replay
+from shared.columns import column_list
 from shared.db import Connection
 
 

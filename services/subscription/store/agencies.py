@@ -5,30 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from services.subscription.domain.agency import Agency
-from services.subscription.store.columns import column_list
+from shared.columns import column_list, fields_of, placeholders
 from shared.db import Connection
 from shared.events import AgencyProfile, AgencyResources
 
 _COLUMNS = column_list(Agency)
+# What a profile writes: the agency as subscription keeps it, and when the profile was made (newest wins).
+_UPSERTED = (*fields_of(Agency), "updated_at")
 
 
 async def upsert_agency(connection: Connection, profile: AgencyProfile) -> None:
     """Keep the newest profile; an older one arriving late changes nothing."""
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in _UPSERTED if name != "agency_id")
     await connection.execute(
-        """
-        INSERT INTO agencies (agency_id, name, timezone, active, public_name_search, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6)
-        ON CONFLICT (agency_id) DO UPDATE
-            SET name = EXCLUDED.name, timezone = EXCLUDED.timezone, active = EXCLUDED.active,
-                public_name_search = EXCLUDED.public_name_search, updated_at = EXCLUDED.updated_at
-            WHERE agencies.updated_at <= EXCLUDED.updated_at
-        """,
-        profile.agency_id,
-        profile.name,
-        profile.timezone,
-        profile.active,
-        profile.public_name_search,
-        profile.updated_at,
+        f"INSERT INTO agencies ({', '.join(_UPSERTED)}) VALUES ({placeholders(len(_UPSERTED))})"  # noqa: S608
+        f" ON CONFLICT (agency_id) DO UPDATE SET {updates} WHERE agencies.updated_at <= EXCLUDED.updated_at",
+        *(getattr(profile, name) for name in _UPSERTED),
     )
 
 

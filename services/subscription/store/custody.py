@@ -8,7 +8,7 @@ from datetime import date, datetime
 
 from services.subscription.domain.case import CaseFile, CustodyView, HistoryEntry
 from services.subscription.domain.names import HELD_NOW, NameMatch, name_words
-from services.subscription.store.columns import column_list
+from shared.columns import column_list
 from shared.db import Connection
 from shared.events import CaseInformation, CustodyStatusChanged, SubjectIdentifier
 from shared.vocabulary import normalise_identifier

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from services.subscription.domain.subscription import Contact, Subscription
-from services.subscription.store.columns import fields_of, placeholders
+from shared.columns import fields_of, placeholders
 from shared.db import Connection
 from shared.vocabulary import Channel
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from services.subscription.domain.verification import Challenge
-from services.subscription.store.columns import column_list, fields_of, placeholders
+from shared.columns import column_list, fields_of, placeholders
 from shared.db import Connection
 from shared.vocabulary import Channel
 

@@ -1,4 +1,4 @@
-"""Column lists derived from the models the rows become, so a field is named once."""
+"""Column lists derived from the models that rows become, so a column is named once (in its model)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ def fields_of(model: type[BaseModel], *, without: Iterable[str] = ()) -> tuple[s
 
 
 def column_list(model: type[BaseModel], *, without: Iterable[str] = (), alias: str = "") -> str:
-    """``"a, b, c"`` (or ``"s.a, s.b, s.c"`` with ``alias="s"``) for a SELECT of the model's fields."""
+    """``"a", "b"`` (or ``s."a", s."b"`` with ``alias="s"``) for a SELECT or an INSERT of the model's fields; quoted,
+    since a field may be called like a keyword (``offset``)."""
     prefix = f"{alias}." if alias else ""
-    return ", ".join(prefix + name for name in fields_of(model, without=without))
+    return ", ".join(f'{prefix}"{name}"' for name in fields_of(model, without=without))
 
 
 def placeholders(count: int, *, start: int = 1) -> str:
