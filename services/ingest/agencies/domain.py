@@ -113,7 +113,7 @@ class NewAgency(AgencySettings):
 
 
 class AgencyView(NewAgency):
-    """An agency as the admin API shows it."""
+    """An agency with its id and times: all that may be shown of it."""
 
     created_at: datetime
     updated_at: datetime

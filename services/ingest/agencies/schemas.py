@@ -28,7 +28,7 @@ def _partial(model: type[BaseModel], name: str) -> type[BaseModel]:
     return create_model(name, __config__=ConfigDict(extra="forbid"), **fields)
 
 
-class AgencyUpdate(_partial(AgencyEditable, "AgencyUpdate")):  # type: ignore[misc]  # a model built from the agency's
+class AgencyUpdate(_partial(AgencyEditable, "AgencyUpdate")):  # type: ignore[misc]  # a base built at import time
     """Only the fields given change. A field the agency must have (``NOT_NULL``) cannot be set to null."""
 
 
