@@ -35,6 +35,8 @@ AGENCY_CODE_DIGITS = 5
 MAX_CASE_DIGITS = 20
 MAX_WRONG = 3
 MAX_PICK = 8
+MAX_LISTED = 30
+"""The agencies read out at most (by name): a longer list is more than a caller can follow."""
 LIST_AGENCIES = "0"
 BACK = "*"
 VOICES: Mapping[Language, tuple[str, str]] = {

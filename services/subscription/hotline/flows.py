@@ -119,9 +119,10 @@ class Hotline:
             agencies = await lookup.active_agencies(self._context)
             listed = tuple(
                 Line("agency_entry", {"name": agency.name, "code": domain.spell(domain.agency_code(agency.agency_id))})
-                for agency in agencies
+                for agency in agencies[: domain.MAX_LISTED]
             )
-            return Reply(said=listed or (Line("no_agencies"),), ask=state.at(Step.AGENCY))
+            more = (Line("more_agencies"),) if len(agencies) > domain.MAX_LISTED else ()
+            return Reply(said=(*listed, *more) or (Line("no_agencies"),), ask=state.at(Step.AGENCY))
         candidates = await self._agencies_with_code(keys)
         if not candidates:
             return domain.wrong_key(state, "unknown_agency")
