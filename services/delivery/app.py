@@ -38,8 +38,9 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
         settings,
         name="delivery",
         migrations=["services.delivery"],
-        topics=[*CONSUMED_TOPICS, *PRODUCED_TOPICS],
-        consumer_groups=[CONSUMER_GROUP],
+        consumer_group=CONSUMER_GROUP,
+        consumed_topics=CONSUMED_TOPICS,
+        produced_topics=PRODUCED_TOPICS,
     )
     cipher = settings.contact_cipher()
     tokens = AcknowledgementTokens(settings.token_secret)

@@ -26,7 +26,7 @@ from shared.events import (
     SubscriptionState,
 )
 from shared.idempotency import claim_event
-from shared.kafka.consumer import DecodedRecord
+from shared.kafka.consumer import DecodedRecord, UnexpectedEventError
 from shared.kafka.records import header
 from shared.logging import trace_context
 from shared.topics import (
@@ -61,10 +61,6 @@ PRODUCED_TOPICS: tuple[TopicSpec, ...] = (
 H_REPLAYED_FROM = "cw-replayed-from"
 """Set by the ops dashboard on a dead letter it re-publishes (``dlq topic:partition:offset``): an operator's replay,
 which asks for a new attempt, unlike a redelivery of the same event by Kafka."""
-
-
-class UnexpectedEventError(ValueError):
-    """An event type that has no business on the topics delivery reads."""
 
 
 def contact_index(cipher: ContactCipher, normalise: Callable[[str], str], ciphertext: str) -> str:
@@ -112,7 +108,7 @@ class DeliveryHandlers:
         elif isinstance(data, SubjectSealed):
             await self.subject_sealed(data)
         else:
-            raise UnexpectedEventError(f"delivery does not handle {event.type} (on {record.topic})")
+            raise UnexpectedEventError.of(event, record)
 
     async def handle_batch(self, batch: Sequence[DecodedRecord]) -> None:
         """A fetched batch: its notification requests stored in one statement and one commit, the rest in order.

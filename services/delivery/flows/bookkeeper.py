@@ -29,12 +29,10 @@ class Bookkeeper(Claiming):
         self, connection: Connection, attempt_id: str, *, provider: str, provider_message_id: str, now: datetime
     ) -> None:
         """The provider took the message: note its id, and schedule the repeat of an urgent notice."""
-        attempt = await attempts.get_attempt(connection, attempt_id, for_update=True)
-        if attempt is None:
+        locked = await attempts.lock_with_notification(connection, attempt_id)
+        if locked is None:
             return
-        notification = await notifications.get_notification(connection, attempt.notification_id, for_update=True)
-        if notification is None:
-            return
+        attempt, notification = locked
         await self._handed_off(
             connection, notification, attempt, provider=provider, provider_message_id=provider_message_id, now=now
         )
@@ -112,17 +110,16 @@ class Bookkeeper(Claiming):
         provider: str | None = None,
         provider_message_id: str | None = None,
         detail: str | None = None,
-    ) -> bool:
+    ) -> DeliveryStatus | None:
         """Apply a provider's verdict on one attempt (from a callback, a reconciliation or the send call itself).
 
-        Returns False when the attempt is unknown. Out-of-order or repeated receipts change nothing.
+        Returns the attempt's status after it, None when the attempt is unknown. Out-of-order or repeated receipts
+        change nothing.
         """
-        attempt = await attempts.get_attempt(connection, attempt_id, for_update=True)
-        if attempt is None:
-            return False
-        notification = await notifications.get_notification(connection, attempt.notification_id, for_update=True)
-        if notification is None:
-            return False
+        locked = await attempts.lock_with_notification(connection, attempt_id)
+        if locked is None:
+            return None
+        attempt, notification = locked
         handed_off = receipt.status in {DeliveryStatus.SENT, DeliveryStatus.DELIVERED} or (
             receipt.status is DeliveryStatus.SENDING and provider_message_id is not None
         )
@@ -133,13 +130,12 @@ class Bookkeeper(Claiming):
                 connection, notification, attempt, provider=provider, provider_message_id=provider_message_id, now=now
             )
             if ends_flight:  # only then did the notification change
-                notification = await notifications.get_notification(
-                    connection, attempt.notification_id, for_update=True
-                )
-                if notification is None:
-                    return False
+                changed = await notifications.get_notification(connection, attempt.notification_id, for_update=True)
+                if changed is None:
+                    return None
+                notification = changed
         if not is_progress(attempt.status, receipt.status):
-            return True
+            return attempt.status
         final = receipt.status in FINAL_STATUSES
         await attempts.update_attempt(
             connection,
@@ -165,7 +161,7 @@ class Bookkeeper(Claiming):
         if attempt.number != notification.attempt_count or notification.stop_reason is not None:
             # A late receipt of an older attempt (an earlier repeat), or of the last attempt of a notice already
             # ended at the subscriber's wish (whose verdict stays): history only.
-            return True
+            return receipt.status
         if receipt.status is DeliveryStatus.DELIVERED:
             await self._delivered(connection, notification, attempt, receipt, now)
         elif receipt.status is DeliveryStatus.TEMPORARY_FAILURE:
@@ -174,7 +170,7 @@ class Bookkeeper(Claiming):
             outcome = "stopped" if receipt.disable is not None else "failed"
             reason = detail or f"{receipt.status.value} (code {receipt.error_code or 'none'})"
             await self._close(connection, notification, outcome, receipt.status, reason)
-        return True
+        return receipt.status
 
     async def _delivered(
         self,

@@ -66,7 +66,11 @@ class StatusEvents:
         now: datetime,
         event_key: str,
     ) -> None:
+        """Tell operators (and the metrics) of a status change; ``sending`` only where the channel shows it."""
         request = notification.request
+        metrics.NOTIFICATIONS.labels(request.channel.value, provider or "none", status.value).inc()
+        if status is DeliveryStatus.SENDING and not self.scheduling.channels[request.channel].publishes_sending:
+            return
         custody = request.custody
         data = NotificationStatusChanged(
             notification_id=request.notification_id,
@@ -94,4 +98,3 @@ class StatusEvents:
             at=now,
         )
         await add_event(connection, self._kafka.topic(NOTIFICATION_STATUS_CHANGED.name), request.notification_id, event)
-        metrics.NOTIFICATIONS.labels(request.channel.value, provider or "none", status.value).inc()

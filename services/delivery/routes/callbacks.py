@@ -98,7 +98,7 @@ def callbacks_router(context: ApiContext) -> APIRouter:
                 if already_known(attempt, receipt.status):
                     metrics.CALLBACKS.labels(signed.label, "repeated").inc()
                     return CallbackResult(attempt_id=attempt.attempt_id, status=attempt.status)
-                await context.bookkeeper.apply_receipt(
+                applied = await context.bookkeeper.apply_receipt(
                     connection,
                     attempt.attempt_id,
                     receipt,
@@ -107,11 +107,8 @@ def callbacks_router(context: ApiContext) -> APIRouter:
                     provider_message_id=report.provider_message_id,
                     detail=report.detail,
                 )
-                current = await attempts.get_attempt(connection, attempt.attempt_id)
                 metrics.CALLBACKS.labels(signed.label, "applied").inc()
-                return CallbackResult(
-                    attempt_id=attempt.attempt_id, status=current.status if current else receipt.status
-                )
+                return CallbackResult(attempt_id=attempt.attempt_id, status=applied or receipt.status)
 
             try:
                 result = await context.group_commit.run(reference or report.provider_message_id, apply)

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
+from services.delivery.store.notifications import NotificationRow
 from services.delivery.store.rows import columns_of
 from shared.db import Connection
 from shared.events import DeliveryStatus
@@ -43,6 +44,27 @@ _ATTEMPT_COLUMNS = columns_of(AttemptRow)
 
 def _attempt(row: asyncpg.Record) -> AttemptRow:
     return AttemptRow.model_validate(dict(row))
+
+
+_LOCK_WITH_NOTIFICATION_QUERY = (
+    "SELECT "  # noqa: S608 - column names come from the models
+    + ", ".join(
+        [f"a.{name} AS a_{name}" for name in AttemptRow.model_fields]
+        + [f"n.{name} AS n_{name}" for name in NotificationRow.model_fields]
+    )
+    + " FROM attempts a JOIN notifications n ON n.notification_id = a.notification_id WHERE a.attempt_id = $1"
+    " FOR UPDATE OF a, n"
+)
+
+
+async def lock_with_notification(connection: Connection, attempt_id: str) -> tuple[AttemptRow, NotificationRow] | None:
+    """An attempt and its notification, both locked for the caller's change, in one round trip."""
+    row = await connection.fetchrow(_LOCK_WITH_NOTIFICATION_QUERY, attempt_id)
+    if row is None:
+        return None
+    attempt = AttemptRow.model_validate({name: row[f"a_{name}"] for name in AttemptRow.model_fields})
+    notification = NotificationRow.model_validate({name: row[f"n_{name}"] for name in NotificationRow.model_fields})
+    return attempt, notification
 
 
 async def insert_attempt(
