@@ -11,7 +11,7 @@ from services.ingest.consumers import CONSUMED_TOPICS, PRODUCED_TOPICS
 from services.ingest.deps import FEEDS
 from services.ingest.feed_health import api as feed_health_api
 from services.ingest.feed_health.flows import check_feed_health
-from services.ingest.flows.batches import recover_json_batches
+from services.ingest.flows.batches import recover_stored_batches
 from services.ingest.flows.files import process_pending_files
 from services.ingest.keys.api import router as keys_router
 from services.ingest.overrides.api import router as overrides_router
@@ -41,7 +41,7 @@ def create_app(settings: IngestSettings) -> FastAPI:
     async def recover_batches() -> None:
         """Stored batches a crash left unapplied, and uploaded files, are applied here."""
         while True:
-            await recover_json_batches(runtime.pool, settings)
+            await recover_stored_batches(runtime.pool, settings)
             await process_pending_files(runtime.pool, settings)
             await asyncio.sleep(settings.recovery_interval_seconds)
 

@@ -160,7 +160,7 @@ async def test_a_stored_batch_left_unprocessed_is_recovered_on_start(
             agency = await agencies_store.get_agency(connection, "county")
         assert agency is not None
         body = json.dumps({"records": [record("lost-1"), record("lost-2", "ESCAPED")]}).encode()
-        batch_id, _ = await batches.receive_json_batch(
+        batch_id, _ = await batches.receive_batch(
             pool,
             settings,
             agency,

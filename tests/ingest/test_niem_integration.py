@@ -213,7 +213,7 @@ async def test_a_stored_document_the_service_never_applied_is_recovered(
     async with pool.acquire() as connection:
         agency = await agencies_store.get_agency(connection, "harlan")
     assert agency is not None
-    batch_id, known = await batches.receive_json_batch(
+    batch_id, known = await batches.receive_batch(
         pool,
         ingest_settings,
         agency,
@@ -226,7 +226,7 @@ async def test_a_stored_document_the_service_never_applied_is_recovered(
     assert await pool.fetchval("SELECT status FROM feed_batches WHERE batch_id = $1", batch_id) == "received"
 
     no_grace = ingest_settings.model_copy(update={"recovery_grace_seconds": 0})
-    assert await batches.recover_json_batches(pool, no_grace) == 1
+    assert await batches.recover_stored_batches(pool, no_grace) == 1
 
     row = await pool.fetchrow("SELECT kind, status, result FROM feed_batches WHERE batch_id = $1", batch_id)
     assert row is not None

@@ -169,7 +169,7 @@ class StoredAnswer:
     fresh: bool
 
 
-async def receive_json_batch(
+async def receive_batch(
     pool: asyncpg.Pool,
     settings: IngestSettings,
     agency: Agency,
@@ -217,8 +217,8 @@ def _same_body(existing: batches_store.StoredBatch, body_sha256: str) -> str:
     return existing.batch_id
 
 
-async def process_json_batch(pool: asyncpg.Pool, settings: IngestSettings, batch_id: str) -> StoredAnswer:
-    """Apply a stored JSON batch in one transaction, or return the answer stored when it was applied before."""
+async def process_batch(pool: asyncpg.Pool, settings: IngestSettings, batch_id: str) -> StoredAnswer:
+    """Apply a stored JSON or NIEM batch in one transaction, or return the answer stored when it was applied before."""
     async with pool.acquire() as connection, connection.transaction():
         locked = await batches_store.lock_batch(connection, batch_id)
         if locked is None:
@@ -294,8 +294,8 @@ async def refresh_metrics(pool: asyncpg.Pool, agency_id: str, counts: Counter[Re
         metrics.IN_CUSTODY.labels(agency_id).set(await subjects_store.in_custody_count(connection, agency_id))
 
 
-async def recover_json_batches(pool: asyncpg.Pool, settings: IngestSettings) -> int:
-    """Apply JSON batches stored but never processed (the service died mid-batch); returns how many."""
+async def recover_stored_batches(pool: asyncpg.Pool, settings: IngestSettings) -> int:
+    """Apply JSON and NIEM batches stored but never processed (the service died mid-batch); returns how many."""
     older_than = datetime.now(UTC) - timedelta(seconds=settings.recovery_grace_seconds)
     async with pool.acquire() as connection:
         batch_ids = [
@@ -305,7 +305,7 @@ async def recover_json_batches(pool: asyncpg.Pool, settings: IngestSettings) -> 
         ]
     for batch_id in batch_ids:
         try:
-            answer = await process_json_batch(pool, settings, batch_id)
+            answer = await process_batch(pool, settings, batch_id)
         except Exception:  # one broken batch must not keep the others from being recovered
             log.exception("could not apply stored batch %s", batch_id)
             continue

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
+import asyncpg
 from fastapi import APIRouter, Header, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
+from services.ingest.agencies.domain import Agency
 from services.ingest.deps import FEEDS, AuthenticatedAgency, Pool, Settings
 from services.ingest.flows import batches, files
 from services.ingest.schemas import (
@@ -82,15 +84,33 @@ async def push_custody_events(
     if not body.strip():
         raise HTTPException(400, 'body is empty: send a JSON object {"records": [...]}')
     refuse_deep_json(body, settings.max_json_depth)  # whatever its Content-Type: refused before it is stored
-    digest = hashlib.sha256(body).hexdigest()
+    _, answer = await store_and_apply(pool, settings, agency, body, idempotency_key, kind="json")
+    return JSONResponse(answer.body, status_code=answer.status_code)
+
+
+async def store_and_apply(
+    pool: asyncpg.Pool,
+    settings: IngestSettings,
+    agency: Agency,
+    body: bytes,
+    idempotency_key: str | None,
+    *,
+    kind: Literal["json", "niem"],
+) -> tuple[str, batches.StoredAnswer]:
+    """Store the raw batch (a reused Idempotency-Key with another body is a 422), then apply it: its id and answer."""
     try:
-        batch_id, _ = await batches.receive_json_batch(
-            pool, settings, agency, body=body, body_sha256=digest, idempotency_key=idempotency_key
+        batch_id, _ = await batches.receive_batch(
+            pool,
+            settings,
+            agency,
+            body=body,
+            body_sha256=hashlib.sha256(body).hexdigest(),
+            idempotency_key=idempotency_key,
+            kind=kind,
         )
     except batches.BatchInvalidError as invalid:
         raise HTTPException(invalid.status_code, str(invalid)) from None
-    answer = await batches.process_json_batch(pool, settings, batch_id)
-    return JSONResponse(answer.body, status_code=answer.status_code)
+    return batch_id, await batches.process_batch(pool, settings, batch_id)
 
 
 async def upload_custody_file(request: Request, agency: AuthenticatedAgency, pool: Pool, settings: Settings) -> FileJob:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from services.ingest.deps import FEEDS, AuthenticatedAgency, Pool, Settings
-from services.ingest.flows import batches
-from services.ingest.routes.feeds import IdempotencyKey
+from services.ingest.routes.feeds import IdempotencyKey, store_and_apply
 from services.ingest.schemas import NIEM_RESPONSES, NIEM_UPLOAD_DESCRIPTION, BatchResult, niem_upload_schema
 
 log = logging.getLogger(__name__)
@@ -56,14 +54,7 @@ async def push_niem_exchange(
         raise HTTPException(
             400, "body is empty: send a NIEM BookingReport, CustodyReleaseReport or CustodyStatusChangeReport"
         )
-    digest = hashlib.sha256(body).hexdigest()
-    try:
-        batch_id, _ = await batches.receive_json_batch(
-            pool, settings, agency, body=body, body_sha256=digest, idempotency_key=idempotency_key, kind="niem"
-        )
-    except batches.BatchInvalidError as invalid:
-        raise HTTPException(invalid.status_code, str(invalid)) from None
-    answer = await batches.process_json_batch(pool, settings, batch_id)
+    batch_id, answer = await store_and_apply(pool, settings, agency, body, idempotency_key, kind="niem")
     if answer.fresh and answer.status_code >= 400:  # a DTD or external entity may be an attack: worth a look
         log.warning(
             "NIEM exchange refused: %s",
