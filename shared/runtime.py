@@ -49,12 +49,15 @@ class ServiceRuntime:
         consumer_group: str | None = None,
         consumed_topics: Sequence[TopicSpec] = (),
         produced_topics: Sequence[TopicSpec] = (),
+        republished_topics: Sequence[TopicSpec] = (),
         topics: Sequence[TopicSpec] = (),
         consumer_groups: Sequence[str] = (),
         outbox: bool = True,
     ) -> None:
         """``consumer_group`` (None for a service that consumes nothing), ``consumed_topics`` and
-        ``produced_topics`` are the service's declaration, enforced. ``topics`` and ``consumer_groups`` only
+        ``produced_topics`` are the service's declaration, enforced. ``republished_topics`` are those it may also
+        write other services' records to, unchanged (ops replays dead letters): not events of its own, so neither
+        in ``produced_topics`` nor in the contracts. ``topics`` and ``consumer_groups`` only
         create topics, with nothing enforced: for services not yet declaring what they consume and produce."""
         if consumed_topics and consumer_group is None:
             raise WiringError(f"{name}: consumed topics without a consumer group")
@@ -63,6 +66,7 @@ class ServiceRuntime:
         self.consumer_group = consumer_group
         self.consumed_topics = tuple(consumed_topics)
         self.produced_topics: tuple[TopicSpec, ...] | None = tuple(produced_topics) if produced_topics else None
+        self.republished_topics = tuple(republished_topics)
         self._migrations = ["shared", *migrations]
         groups = [*consumer_groups, *([consumer_group] if consumer_group else [])]
         self._topics = list({spec.name: spec for spec in [*topics, *consumed_topics, *produced_topics]}.values())
@@ -99,10 +103,10 @@ class ServiceRuntime:
         """The base names this service's producers may write to (None: not declared, anything goes)."""
         if self.produced_topics is None:
             return None
-        group = (
-            [retry_topic(self.consumer_group), dead_letter_topic(self.consumer_group)] if self.consumer_group else []
-        )
-        return [*(spec.name for spec in self.produced_topics), *group]
+        names = [spec.name for spec in [*self.produced_topics, *self.republished_topics]]
+        if self.consumer_group is not None:
+            names += [retry_topic(self.consumer_group), dead_letter_topic(self.consumer_group)]
+        return list(dict.fromkeys(names))
 
     async def create_producer(self, transactional_id: str | None = None) -> EventProducer:
         """A producer limited to :attr:`writable_topics` (for a service that needs one of its own, transactional)."""

@@ -81,3 +81,17 @@ def test_every_record_carries_the_structured_content_type_once() -> None:
     content_type = ("content-type", b"application/cloudevents+json")
     assert with_content_type(None) == [content_type]
     assert with_content_type([("cw-error", b"x"), content_type]) == [content_type, ("cw-error", b"x")]
+
+
+def test_a_service_that_republishes_records_may_write_those_topics_too() -> None:
+    replaying = ServiceRuntime(
+        SETTINGS,
+        name="ops",
+        migrations=[],
+        consumer_group="ops",
+        consumed_topics=[AGENCY_PROFILE],
+        produced_topics=[AGENCY_PROFILE],
+        republished_topics=[CUSTODY_STATUS_CHANGED, AGENCY_PROFILE],
+    )
+    assert replaying.writable_topics == [AGENCY_PROFILE.name, CUSTODY_STATUS_CHANGED.name, "retry.ops", "dlq.ops"]
+    assert replaying.produced_topics == (AGENCY_PROFILE,), "what it republishes is not what it produces"
