@@ -50,28 +50,25 @@ class ServiceRuntime:
         consumed_topics: Sequence[TopicSpec] = (),
         produced_topics: Sequence[TopicSpec] = (),
         republished_topics: Sequence[TopicSpec] = (),
-        topics: Sequence[TopicSpec] = (),
-        consumer_groups: Sequence[str] = (),
         outbox: bool = True,
     ) -> None:
         """``consumer_group`` (None for a service that consumes nothing), ``consumed_topics`` and
         ``produced_topics`` are the service's declaration, enforced. ``republished_topics`` are those it may also
         write other services' records to, unchanged (ops replays dead letters): not events of its own, so neither
-        in ``produced_topics`` nor in the contracts. ``topics`` and ``consumer_groups`` only
-        create topics, with nothing enforced: for services not yet declaring what they consume and produce."""
+        in ``produced_topics`` nor in the contracts. The consumed and produced ones (and the group's retry and
+        dead-letter topics) are created at start if missing."""
         if consumed_topics and consumer_group is None:
             raise WiringError(f"{name}: consumed topics without a consumer group")
         self.settings = settings
         self.name = name
         self.consumer_group = consumer_group
         self.consumed_topics = tuple(consumed_topics)
-        self.produced_topics: tuple[TopicSpec, ...] | None = tuple(produced_topics) if produced_topics else None
+        self.produced_topics = tuple(produced_topics)
         self.republished_topics = tuple(republished_topics)
         self._migrations = ["shared", *migrations]
-        groups = [*consumer_groups, *([consumer_group] if consumer_group else [])]
-        self._topics = list({spec.name: spec for spec in [*topics, *consumed_topics, *produced_topics]}.values())
-        for group in groups:
-            self._topics += consumer_group_topics(group)
+        self._topics = list({spec.name: spec for spec in [*consumed_topics, *produced_topics]}.values())
+        if consumer_group is not None:
+            self._topics += consumer_group_topics(consumer_group)
         self._outbox = outbox
         self._pool: asyncpg.Pool | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -99,10 +96,8 @@ class ServiceRuntime:
             self._tasks[name] = asyncio.create_task(self._supervise(name, loop), name=name)
 
     @property
-    def writable_topics(self) -> list[str] | None:
-        """The base names this service's producers may write to (None: not declared, anything goes)."""
-        if self.produced_topics is None:
-            return None
+    def writable_topics(self) -> list[str]:
+        """The base names this service's producers may write to."""
         names = [spec.name for spec in [*self.produced_topics, *self.republished_topics]]
         if self.consumer_group is not None:
             names += [retry_topic(self.consumer_group), dead_letter_topic(self.consumer_group)]
@@ -118,14 +113,13 @@ class ServiceRuntime:
         """Show ``runner`` in readiness (in place of an earlier runner of its group), once it matches the declaration.
 
         Raises :class:`WiringError` if it reads other topics than the service declares, or for another group."""
-        if self.consumer_group is not None:
-            declared = sorted(spec.name for spec in self.consumed_topics)
-            reads = sorted(spec.name for spec in runner.consumed_topics)
-            if runner.group_id != self.consumer_group or reads != declared:
-                raise WiringError(
-                    f"{self.name}: consumer {runner.group_id} reads {reads}, but the service declares group "
-                    f"{self.consumer_group} reading {declared}"
-                )
+        declared = sorted(spec.name for spec in self.consumed_topics)
+        reads = sorted(spec.name for spec in runner.consumed_topics)
+        if runner.group_id != self.consumer_group or reads != declared:
+            raise WiringError(
+                f"{self.name}: consumer {runner.group_id} reads {reads}, but the service declares group "
+                f"{self.consumer_group} reading {declared}"
+            )
         self.consumers[:] = [known for known in self.consumers if known.group_id != runner.group_id]
         self.consumers.append(runner)
 

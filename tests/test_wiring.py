@@ -80,5 +80,4 @@ def test_the_app_runs_on_its_declaration(service: str) -> None:
     runtime = runtime_of(service)
     assert runtime.consumer_group == getattr(declared, "CONSUMER_GROUP", None)
     assert names(runtime.consumed_topics) == names(declared.CONSUMED_TOPICS)
-    assert runtime.produced_topics is not None, "the app passes its PRODUCED_TOPICS, so its producers enforce them"
     assert names(runtime.produced_topics) == names(declared.PRODUCED_TOPICS)

@@ -33,6 +33,7 @@ from services.ops.storms.flows import StormMonitor
 from shared.http import create_service_app
 from shared.kafka.consumer import ConsumerRunner
 from shared.runtime import ServiceRuntime
+from shared.topics import ALL_TOPICS
 
 ROUTERS = [
     auth_routes.router,
@@ -70,8 +71,10 @@ def create_app(
         settings,
         name="ops",
         migrations=["services.ops"],
-        topics=[*CONSUMED_TOPICS, *(spec for spec in PRODUCED_TOPICS if spec not in CONSUMED_TOPICS)],
-        consumer_groups=[CONSUMER_GROUP],
+        consumer_group=CONSUMER_GROUP,
+        consumed_topics=CONSUMED_TOPICS,
+        produced_topics=PRODUCED_TOPICS,
+        republished_topics=ALL_TOPICS,  # a replayed dead letter goes back to the topic it came from
     )
     context = OpsContext(
         settings=settings,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import asyncpg
 from aiokafka import ConsumerRecord
 
@@ -15,9 +13,8 @@ from shared.db import Connection
 from shared.envelope import CloudEvent
 from shared.events import NotificationStatusChanged, OpsAlert, Payload
 from shared.idempotency import apply_once
+from shared.kafka.consumer import UnexpectedEventError
 from shared.topics import NOTIFICATION_STATUS_CHANGED, OPS_ALERT, TopicSpec
-
-log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "ops"
 CONSUMED_TOPICS: tuple[TopicSpec, ...] = (NOTIFICATION_STATUS_CHANGED, OPS_ALERT)
@@ -36,7 +33,7 @@ class OpsHandler:
         elif isinstance(data, OpsAlert):
             await self.alert(event.id, event.source, data)
         else:
-            log.warning("ignoring unexpected event type %s on %s", event.type, record.topic)
+            raise UnexpectedEventError.of(event, record)
 
     async def status_changed(self, event_id: str, change: NotificationStatusChanged) -> None:
         latency = latency_seconds(change.status, change.at, change.feed_received_at)

@@ -62,7 +62,7 @@ def app_for(settings: ServiceSettings) -> httpx.AsyncClient:
     async def admin() -> dict[str, bool]:
         return {"ok": True}
 
-    runtime = ServiceRuntime(settings, name="limits", migrations=[], topics=[])
+    runtime = ServiceRuntime(settings, name="limits", migrations=[])
     app = create_service_app(
         runtime, title="limits", description="test", routers=[router], body_limits={"/v1/feed": FEED_LIMIT}
     )

@@ -62,6 +62,9 @@ def test_a_consumer_that_differs_from_the_declaration_is_refused(group: str, top
 def test_consuming_needs_a_group() -> None:
     with pytest.raises(WiringError, match="without a consumer group"):
         ServiceRuntime(SETTINGS, name="svc", migrations=[], consumed_topics=[CUSTODY_STATUS_CHANGED])
+    producing_only = ServiceRuntime(SETTINGS, name="svc", migrations=[], produced_topics=[SUBJECT_SEALED])
+    with pytest.raises(WiringError, match="declares group None"):
+        producing_only.register_consumer(runner("svc", []))
 
 
 def test_producers_may_write_the_produced_topics_and_the_groups_retry_and_dead_letter_topics() -> None:
