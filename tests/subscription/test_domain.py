@@ -35,7 +35,7 @@ from services.subscription.domain.subscription import (
     normalise_event_types,
     resume_phone,
     stop_phone,
-    unsubscribe_email,
+    unsubscribe,
     validate_timezone,
     verified_through_sms,
 )
@@ -216,9 +216,9 @@ def test_tokens_round_trip_and_refuse_forgery_and_cross_use() -> None:
     manage = tokens.manage("sub-1", "nonce")
     assert tokens.read_manage(manage).subscription_id == "sub-1"
     assert tokens.read_manage(manage).nonce == "nonce"
-    unsubscribe = tokens.unsubscribe("sub-1", "nonce")
+    unsubscribe_token = tokens.unsubscribe("sub-1", "nonce")
     with pytest.raises(InvalidTokenError):
-        tokens.read_manage(unsubscribe)
+        tokens.read_manage(unsubscribe_token)
     with pytest.raises(InvalidTokenError):
         tokens.read_unsubscribe(manage)
     with pytest.raises(InvalidTokenError):
@@ -344,15 +344,15 @@ def test_a_number_for_calls_added_later_is_verified_already_when_it_is_the_verif
 
 
 def test_one_click_unsubscribe_cancels_only_when_nothing_is_left() -> None:
-    left_sms = unsubscribe_email(subscription(status="active"), NOW)
+    left_sms = unsubscribe(subscription(status="active"), Channel.EMAIL, NOW)
     assert left_sms is not None
     assert left_sms.status == "active"
     assert not left_sms.contact(Channel.EMAIL).active
     only_email = subscription(contacts=(subscription().contact(Channel.EMAIL),))
-    ended = unsubscribe_email(only_email, NOW)
+    ended = unsubscribe(only_email, Channel.EMAIL, NOW)
     assert ended is not None
     assert ended.status == "cancelled"
-    assert unsubscribe_email(ended, NOW) is None
+    assert unsubscribe(ended, Channel.EMAIL, NOW) is None
 
 
 def test_preferences_change_only_what_differs_and_refuse_nonsense() -> None:

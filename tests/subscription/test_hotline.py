@@ -9,6 +9,7 @@ from xml.etree.ElementTree import Element
 import pytest
 from defusedxml import ElementTree
 
+from services.subscription.domain.pin import PIN_DIGITS
 from services.subscription.hotline import domain
 from services.subscription.hotline.domain import (
     ENTRIES,
@@ -40,6 +41,7 @@ SAMPLES: dict[str, dict[str, object]] = {
     "agency_chosen": {"name": "Cook County Jail"},
     "no_information": {"number": "2 0 2 6 0 0 0 1"},
     "registered": {"agency": "Cook County Jail", "number": "2 0 2 6 0 0 0 1"},
+    "calls_stopped": {"agency": "Cook County Jail", "number": "2 0 2 6 0 0 0 1"},
     "contact": {"role": "hotline", "name": "Victim services", "phone": "3 1 2 5 5 5 0 1 0 0", "hours": "9 to 5"},
     "referral": {"category": "shelter", "name": "Safe House", "phone": "3 1 2 5 5 5 0 1 9 9"},
 }
@@ -104,11 +106,15 @@ def twiml_of(reply: Reply, language: Language, speech: Speech) -> Element:
         (Step.MENU, "1", Pressed.CHOICE),
         (Step.MENU, "2", Pressed.CHOICE),
         (Step.MENU, "0", Pressed.CHOICE),
+        (Step.MENU, "8", Pressed.CHOICE),
         (Step.MENU, "9", Pressed.CHOICE),
         (Step.MENU, "5", Pressed.WRONG),
         (Step.PIN, "4821", Pressed.CHOICE),
         (Step.PIN, "*", Pressed.BACK),
         (Step.PIN_AGAIN, "*", Pressed.BACK),
+        (Step.STOP_PIN, "4821", Pressed.CHOICE),
+        (Step.STOP_PIN, "1111", Pressed.CHOICE),  # any PIN is checked against the registration's
+        (Step.STOP_PIN, "*", Pressed.BACK),
     ],
 )
 def test_what_keys_mean_at_each_step(step: Step, digits: str, expected: Pressed) -> None:
@@ -146,6 +152,26 @@ def test_every_step_but_the_first_has_a_way_back_that_forgets_what_it_must() -> 
     assert domain.back(pin_again).ask == CallState(step=Step.PIN, agency_id="cook", case="1234")
     assert domain.back(CallState(step=Step.PIN, agency_id="cook", case="1")).ask.step is Step.MENU  # type: ignore[union-attr]
     assert set(domain.BACK_TO) == set(Step) - {Step.LANGUAGE}
+
+
+def test_a_pin_that_stops_nothing_is_asked_again_then_goodbye_the_same_way_every_time() -> None:
+    state = CallState(step=Step.STOP_PIN, agency_id="cook", agency_code="12345", case="20260001")
+    for _ in range(MAX_WRONG - 1):
+        reply = domain.stop_refused(state)
+        assert [line.phrase for line in reply.said] == ["stop_pin_wrong"]
+        assert reply.ask is not None
+        assert reply.ask.step is Step.STOP_PIN
+        assert reply.ask.case == "20260001"
+        state = reply.ask
+    final = domain.stop_refused(state)
+    assert final.ask is None
+    assert [line.phrase for line in final.said] == ["stop_pin_wrong", "goodbye_wrong"]
+
+
+def test_stopping_calls_goes_back_to_the_menu_of_the_same_case() -> None:
+    stop = CallState(step=Step.STOP_PIN, agency_id="cook", agency_code="12345", case="20260001", wrong=1)
+    assert domain.back(stop).ask == CallState(step=Step.MENU, agency_id="cook", agency_code="12345", case="20260001")
+    assert ENTRIES[Step.STOP_PIN].num_digits == PIN_DIGITS
 
 
 @pytest.mark.parametrize(

@@ -251,11 +251,12 @@ def resume_phone(subscription: Subscription, blind_index: str, now: datetime) ->
     return _changed(subscription, now, contacts=tuple(resumed.get(c.channel, c) for c in subscription.contacts))
 
 
-def unsubscribe_email(subscription: Subscription, now: datetime) -> Subscription | None:
-    """One-click unsubscribe ends email; with no other working contact left, the subscription ends."""
+def unsubscribe(subscription: Subscription, channel: Channel, now: datetime) -> Subscription | None:
+    """Unsubscribing ends one channel (email's one-click link, calls stopped on the hotline); with no other working
+    contact left, the subscription ends."""
     if subscription.status == "cancelled":
         return None
-    changed = disable_contact(subscription, Channel.EMAIL, "unsubscribed", now)
+    changed = disable_contact(subscription, channel, "unsubscribed", now)
     if changed is None:
         return None
     if not any(contact.active for contact in changed.contacts):

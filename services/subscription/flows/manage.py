@@ -216,11 +216,14 @@ async def check_unsubscribe_token(context: Context, token: str) -> Subscription:
 
 
 async def unsubscribe_email(context: Context, token: str) -> Subscription:
+    def change(subscription: Subscription, now: datetime) -> Subscription | None:
+        return rules.unsubscribe(subscription, Channel.EMAIL, now)
+
     return await change_claimed(
         context,
         read_unsubscribe(context, token),
         INVALID_UNSUBSCRIBE_LINK,
-        rules.unsubscribe_email,
+        change,
         outcome="email_unsubscribed",
         message="email unsubscribed (one-click)",
     )

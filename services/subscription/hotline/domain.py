@@ -9,12 +9,16 @@ is said and asked next. No I/O: flows.py looks agencies and cases up and registe
 | pick-agency   | one of agencies sharing that number    | 1-8; * back                                              |
 | case          | the case or booking number, #          | its digits; * back                                       |
 | menu          | what next, after the status            | 1 register for calls, 2 contacts and help, 0 victim      |
-|               |                                        | services (Dial), 9 another case                          |
+|               |                                        | services (Dial), 8 stop calls about the case, 9 another  |
+|               |                                        | case                                                     |
 | pin           | a 4-digit PIN                          | the PIN; * back to the menu                              |
 | pin-again     | the same PIN                           | the PIN; * back to the first PIN                         |
+| stop-pin      | the PIN of the registration to stop    | the PIN; * back to the menu                              |
 
 Nothing pressed: the question is asked once more, then the call says goodbye. A wrong key says so and asks again,
-three times at most. Between steps the state travels in the signed query string of each ``action`` URL.
+three times at most. A PIN that stops calls and is wrong is asked for again the same way, and a number that gets no
+calls about the case hears exactly that too (the line never tells who is registered). Between steps the state
+travels in the signed query string of each ``action`` URL.
 """
 
 from __future__ import annotations
@@ -54,12 +58,14 @@ class Step(StrEnum):
     MENU = "menu"
     PIN = "pin"
     PIN_AGAIN = "pin-again"
+    STOP_PIN = "stop-pin"
 
 
 class MenuChoice(StrEnum):
     REGISTER = "1"
     RESOURCES = "2"
     CONNECT = "0"
+    STOP_CALLS = "8"
     ANOTHER_CASE = "9"
 
 
@@ -70,6 +76,7 @@ BACK_TO: Mapping[Step, Step] = {
     Step.MENU: Step.AGENCY,
     Step.PIN: Step.MENU,
     Step.PIN_AGAIN: Step.PIN,
+    Step.STOP_PIN: Step.MENU,
 }
 
 
@@ -90,6 +97,7 @@ ENTRIES: Mapping[Step, Entry] = {
     Step.MENU: Entry(num_digits=1),
     Step.PIN: Entry(num_digits=PIN_DIGITS, timeout=10),
     Step.PIN_AGAIN: Entry(num_digits=PIN_DIGITS, timeout=10),
+    Step.STOP_PIN: Entry(num_digits=PIN_DIGITS, timeout=10),
 }
 
 
@@ -252,6 +260,7 @@ def read_keys(step: Step, digits: str) -> tuple[Pressed, str]:
         Step.MENU: keys in {choice.value for choice in MenuChoice},
         Step.PIN: True,
         Step.PIN_AGAIN: True,
+        Step.STOP_PIN: True,
     }[step]
     return (Pressed.CHOICE, keys) if valid else (Pressed.WRONG, keys)
 
@@ -274,3 +283,8 @@ def back(state: CallState) -> Reply:
     if target in (Step.LANGUAGE, Step.AGENCY):
         forget |= {"agency_code": None, "agency_id": None, "case": None}
     return Reply(ask=state.at(target, **forget))
+
+
+def stop_refused(state: CallState) -> Reply:
+    """A PIN that stops no calls: wrong, or this number gets no calls about the case (said the same way)."""
+    return wrong_key(state, "stop_pin_wrong")

@@ -1,6 +1,6 @@
 """The hotline's use cases: each webhook request reads the keys pressed with the pure menu (domain.py), looks up
-what it needs (agencies, the case's status through the portal's own lookup, the agency's contacts) and registers
-the caller's phone for calls."""
+what it needs (agencies, the case's status through the portal's own lookup, the agency's contacts), registers
+the caller's phone for calls and stops them (with the registration's PIN)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from services.subscription.domain.contacts import normalise_voice_number
 from services.subscription.domain.errors import InvalidContactError, NotFoundError, TooManyRequestsError
 from services.subscription.domain.pin import hash_pin, pin_matches
 from services.subscription.domain.ratelimit import Limit
-from services.subscription.domain.subscription import ALL_EVENT_TYPES, new_subscription
+from services.subscription.domain.subscription import ALL_EVENT_TYPES, new_subscription, unsubscribe
 from services.subscription.flows import lookup
+from services.subscription.flows.claims import load_for_update
 from services.subscription.flows.context import Context
 from services.subscription.flows.limits import contact_limit, count
 from services.subscription.flows.outbox import publish_state
@@ -28,7 +29,7 @@ from services.subscription.hotline import store as hotline_store
 from services.subscription.hotline.domain import CallState, Line, MenuChoice, Pressed, Reply, Step
 from services.subscription.hotline.settings import HotlineSettings
 from services.subscription.metrics import SUBSCRIPTIONS_CHANGED
-from services.subscription.store.subscriptions import insert_subscription
+from services.subscription.store.subscriptions import insert_subscription, update_subscription
 from shared.events import AgencyResources, SubjectIdentifier
 from shared.vocabulary import Channel, ContactRole, IdentifierKind
 
@@ -85,6 +86,7 @@ class Hotline:
             Step.MENU: self._menu,
             Step.PIN: self._pin,
             Step.PIN_AGAIN: self._pin_again,
+            Step.STOP_PIN: self._stop_calls,
         }
         return await handlers[state.step](state, Caller(keys, caller, call_sid))
 
@@ -207,11 +209,10 @@ class Hotline:
         choice = MenuChoice(caller.keys)
         if choice is MenuChoice.ANOTHER_CASE:
             return Reply(ask=state.at(Step.AGENCY, agency_code=None, agency_id=None, case=None))
+        if choice is MenuChoice.STOP_CALLS:
+            return Reply(ask=state.at(Step.STOP_PIN))
         if choice is MenuChoice.REGISTER:
-            blocker = await self._cannot_register(state, caller.number)
-            if blocker is not None:
-                return Reply(said=(Line(blocker),), ask=state.at(Step.MENU))
-            return Reply(ask=state.at(Step.PIN))
+            return await self._start_registering(state, caller)
         agency = await self._require_agency(state)
         resources = await lookup.agency_resources(self._context, agency.agency_id)
         if choice is MenuChoice.RESOURCES:
@@ -234,6 +235,12 @@ class Hotline:
 
     # --- registering the phone --------------------------------------------------------------------------------
 
+    async def _start_registering(self, state: CallState, caller: Caller) -> Reply:
+        blocker = await self._cannot_register(state, caller.number)
+        if blocker is not None:
+            return Reply(said=(Line(blocker),), ask=state.at(Step.MENU))
+        return Reply(ask=state.at(Step.PIN))
+
     async def _cannot_register(self, state: CallState, caller: str) -> str | None:
         """The phrase saying why this phone cannot be registered for the case: a hidden number, or calls about the
         case already go to it; None when it can."""
@@ -248,7 +255,7 @@ class Hotline:
     async def _calls_go_to(self, agency_id: str, identifier: SubjectIdentifier, number: str) -> bool:
         async with self._context.pool.acquire() as connection:
             index = self._context.cipher.blind_index(number)
-            return await hotline_store.calls_already_go_to(connection, agency_id, identifier, index)
+            return bool(await hotline_store.subscriptions_calling(connection, agency_id, identifier, index))
 
     async def _register(self, state: CallState, caller: str, pin: str) -> Reply:
         """A subscription whose only contact is the calling number, verified by this very call (it is the number
@@ -288,6 +295,43 @@ class Hotline:
             extra={"subscription_id": subscription_id, "agency_id": agency.agency_id},
         )
         return Reply(said=(Line("registered", {"agency": agency.name, "number": domain.spell(state.case or "")}),))
+
+    # --- stopping the calls -----------------------------------------------------------------------------------
+
+    async def _stop_calls(self, state: CallState, caller: Caller) -> Reply:
+        """The PIN of a registration calling this number about the case ends those calls (unsubscribed, as a
+        cancel ends them: delivery drops the calls still to come). A wrong PIN and a number that gets no calls
+        hear the same answer, so the line never tells who is registered."""
+        context = self._context
+        try:
+            number = normalise_voice_number(caller.number, context.settings.default_phone_region)
+        except InvalidContactError:
+            return domain.stop_refused(state)
+        agency = await self._require_agency(state)
+        identifier, _ = await self._case(agency.agency_id, state.case or "", caller.number)
+        index = context.cipher.blind_index(number)
+        now = context.now()
+        stopped: list[str] = []
+        async with context.pool.acquire() as connection, connection.transaction():
+            for subscription_id in await hotline_store.subscriptions_calling(
+                connection, agency.agency_id, identifier, index
+            ):
+                subscription = await load_for_update(connection, subscription_id)
+                contact = subscription.contact(Channel.VOICE)
+                key = context.settings.blind_index_key
+                if contact.pin_hash is None or not pin_matches(key, subscription_id, caller.keys, contact.pin_hash):
+                    continue
+                changed = unsubscribe(subscription, Channel.VOICE, now)
+                if changed is None:
+                    continue
+                await update_subscription(connection, changed)
+                await publish_state(context, connection, changed)
+                stopped.append(subscription_id)
+        if not stopped:
+            return domain.stop_refused(state)
+        SUBSCRIPTIONS_CHANGED.labels("calls_stopped_by_phone").inc(len(stopped))
+        log.info("calls stopped on the hotline", extra={"subscription_ids": stopped, "agency_id": agency.agency_id})
+        return Reply(said=(Line("calls_stopped", {"agency": agency.name, "number": domain.spell(state.case or "")}),))
 
 
 def resource_lines(resources: AgencyResources) -> tuple[Line, ...]:

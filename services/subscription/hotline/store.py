@@ -29,21 +29,20 @@ async def identifiers_by_digits(connection: Connection, agency_id: str, digits: 
     ]
 
 
-async def calls_already_go_to(
+async def subscriptions_calling(
     connection: Connection, agency_id: str, identifier: SubjectIdentifier, blind_index: str
-) -> bool:
-    """Whether a subscription to this case, not cancelled, already calls the number behind ``blind_index``."""
-    found = await connection.fetchval(
+) -> list[str]:
+    """The subscriptions to this case, not cancelled, that call the number behind ``blind_index``."""
+    rows = await connection.fetch(
         """
-        SELECT EXISTS (
-            SELECT 1 FROM subscriptions s JOIN contact_points c USING (subscription_id)
-            WHERE s.agency_id = $1 AND s.identifier_kind = $2 AND s.identifier_value = $3 AND s.status <> 'cancelled'
-                AND c.channel = 'voice' AND c.blind_index = $4 AND c.active
-        )
+        SELECT s.subscription_id FROM subscriptions s JOIN contact_points c USING (subscription_id)
+        WHERE s.agency_id = $1 AND s.identifier_kind = $2 AND s.identifier_value = $3 AND s.status <> 'cancelled'
+            AND c.channel = 'voice' AND c.blind_index = $4 AND c.active
+        ORDER BY s.subscription_id
         """,
         agency_id,
         identifier.kind.value,
         identifier.value,
         blind_index,
     )
-    return bool(found)
+    return [row["subscription_id"] for row in rows]
