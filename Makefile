@@ -6,22 +6,23 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install run demo test test-fast lint format contracts infra-up infra-down bench clean
 
-$(STAMP): pyproject.toml deploy/local/bootstrap.sh
+$(STAMP): pyproject.toml deploy/local/pyproject.toml deploy/local/bootstrap.sh
 	@deploy/local/bootstrap.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --upgrade pip==25.3
 	@$(BIN)/python -m pip install -q -e '.[dev]'
+	@$(BIN)/python -m pip install -q --no-deps -e deploy/local
 	@touch $(STAMP)
 
 install: $(STAMP)
 
 ## Run the whole system locally: Kafka, PostgreSQL, the four services and the local SMS/email sinks.
 run: install
-	@$(BIN)/python -m shared.devservers.stack run
+	@$(BIN)/python -m devservers.stack run
 
 ## The whole system plus a short scripted story: subscribe, verify, a booking, a release, the notices arriving.
 demo: install
-	@$(BIN)/python -m shared.devservers.stack run --demo
+	@$(BIN)/python -m devservers.stack run --demo
 
 ## The whole test suite against real Kafka and PostgreSQL (started and stopped by the tests themselves). The
 ## scenarios that mostly wait out minute-long outages (marker "waits") run beside the rest, on servers of their own.
@@ -40,7 +41,7 @@ test-fast: install
 lint: install
 	@$(BIN)/ruff check .
 	@$(BIN)/ruff format --check .
-	@$(BIN)/mypy shared services cli tests
+	@$(BIN)/mypy shared services cli deploy/local/devservers tests
 	@$(BIN)/python -m shared.contracts --check
 
 format: install
@@ -51,15 +52,15 @@ contracts: install
 	@$(BIN)/python -m shared.contracts
 
 infra-up: install
-	@$(BIN)/python -m shared.devservers up
+	@$(BIN)/python -m devservers up
 
 infra-down: install
-	@$(BIN)/python -m shared.devservers down
+	@$(BIN)/python -m devservers down
 
 ## Latency, throughput, burst and memory of the real system on this machine (`make bench ARGS=--quick`).
 bench: install
 	@$(BIN)/python -m tests.bench $(ARGS)
 
 clean:
-	@$(BIN)/python -m shared.devservers down 2>/dev/null || true
+	@$(BIN)/python -m devservers down 2>/dev/null || true
 	rm -rf .local $(VENV)

@@ -8,7 +8,7 @@ dead letter to its original topic (audited on the dashboard).
 ``python -m shared.acls [--prefix P] [--bootstrap-server HOST:PORT]`` prints the ``kafka-acls.sh`` commands of a
 deployment; ``--apply`` creates them instead, as the super user ``admin`` over SASL_PLAINTEXT with the password in
 ``CW_KAFKA_ADMIN_PASSWORD`` (docker-compose.yml's ``kafka-acls`` job). The local broker
-(``shared/devservers/kafka.py``) and the tests apply the same list with :func:`create_acls`.
+(``deploy/local/devservers/kafka.py``) and the tests apply the same list with :func:`create_acls`.
 """
 
 from __future__ import annotations

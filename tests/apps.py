@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
-from shared.devservers.ports import free_port
+from devservers.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

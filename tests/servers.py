@@ -3,7 +3,7 @@
 For each server, in this order:
 
 1. ``env``: an explicit ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL`` (e.g. from
-   ``.local/infra.env`` after ``python -m shared.devservers up``, or CI services);
+   ``.local/infra.env`` after ``python -m devservers up``, or CI services);
 2. ``docker``: testcontainers, if a Docker engine answers (checked in < 2 s);
 3. ``local``: :class:`LocalKafka` / :class:`LocalPostgres` processes under
    ``<repo>/.local/test-servers/``, removed again afterwards. The local broker runs with service identity
@@ -34,10 +34,10 @@ from pathlib import Path
 
 import asyncpg
 
+from devservers.kafka import SUPER_USER, LocalKafka
+from devservers.ports import pid_alive, repo_root
+from devservers.postgres import LocalPostgres, replace_database
 from shared.acls import SERVICES
-from shared.devservers.kafka import SUPER_USER, LocalKafka
-from shared.devservers.ports import pid_alive, repo_root
-from shared.devservers.postgres import LocalPostgres, replace_database
 
 __all__ = [
     "create_database",

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.devservers.ports import repo_root
+from devservers.ports import repo_root
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ import httpx
 import psutil  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
 
+from devservers.kafka import LocalKafka
+from devservers.ports import repo_root
+from devservers.postgres import LocalPostgres, ensure_database
+from devservers.stack import Stack
 from shared.acls import SERVICES
-from shared.devservers.kafka import LocalKafka
-from shared.devservers.ports import repo_root
-from shared.devservers.postgres import LocalPostgres, ensure_database
-from shared.devservers.stack import Stack
 from shared.topics import CUSTODY_STATUS_CHANGED, NOTIFICATION_REQUESTED
 from tests.bench import cost, limits, stages
 from tests.bench.analysis import PhaseResult

@@ -22,11 +22,11 @@ from typing import Any, TypeVar
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.devservers.driver import CODE, NO_STORM_HOLD, DriverError, SystemDriver, Victim, custody_record
-from shared.devservers.kafka import LocalKafka
-from shared.devservers.ports import repo_root
-from shared.devservers.postgres import LocalPostgres
-from shared.devservers.stack import SMS_ACCOUNT_SID, SMS_FROM_NUMBER, Stack
+from devservers.driver import CODE, NO_STORM_HOLD, DriverError, SystemDriver, Victim, custody_record
+from devservers.kafka import LocalKafka
+from devservers.ports import repo_root
+from devservers.postgres import LocalPostgres
+from devservers.stack import SMS_ACCOUNT_SID, SMS_FROM_NUMBER, Stack
 from shared.logging import redact
 from tests.bench.config import BenchConfig
 

@@ -15,15 +15,15 @@ from typing import Any, TypeVar
 import asyncpg
 import httpx
 
+from devservers.ports import free_port
+from devservers.sinks.email import EmailSink
+from devservers.sinks.http_server import EmbeddedHttpServer
+from devservers.sinks.sms import SmsSink
+from devservers.sinks.voice import VoiceSink, VoiceSinkConfig
 from services.delivery.app import create_app
 from services.delivery.links import AcknowledgementTokens
 from services.delivery.settings import DeliverySettings
 from shared.crypto import ContactCipher, mask_email, mask_phone
-from shared.devservers.ports import free_port
-from shared.devservers.sinks.email import EmailSink
-from shared.devservers.sinks.http_server import EmbeddedHttpServer
-from shared.devservers.sinks.sms import SmsSink
-from shared.devservers.sinks.voice import VoiceSink, VoiceSinkConfig
 from shared.envelope import encode, new_event
 from shared.events import (
     AgencyProfile,

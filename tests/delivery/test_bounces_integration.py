@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
+from devservers.sinks.email import delivery_status_notification
 from services.delivery.providers.dsn import SIGNATURE_HEADER, parse_bounce, sign
-from shared.devservers.sinks.email import delivery_status_notification
 from shared.envelope import decode
 from shared.events import ContactPointDisabled, OpsAlert
 from shared.settings import KafkaSettings

@@ -16,9 +16,9 @@ import asyncpg
 import httpx
 import pytest
 
-from shared.devservers.sinks.email import EmailSink
-from shared.devservers.sinks.sms import SmsSink, SmsSinkConfig
-from shared.devservers.sinks.voice import VoiceSink
+from devservers.sinks.email import EmailSink
+from devservers.sinks.sms import SmsSink, SmsSinkConfig
+from devservers.sinks.voice import VoiceSink
 from shared.settings import KafkaSettings
 from shared.vocabulary import Channel
 from tests.apps import ServiceProcess

@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
 
+from devservers.sinks.sms import SmsSink, SmsSinkConfig
 from services.delivery.rendering import TEMPLATE_DIRECTORY
-from shared.devservers.sinks.sms import SmsSink, SmsSinkConfig
 from shared.envelope import decode
 from shared.events import (
     ContactPointDisabled,

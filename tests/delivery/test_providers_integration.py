@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request
 
+from devservers.ports import free_port
+from devservers.sinks import EmailSink, EmailSinkConfig, SmsSink, SmsSinkConfig
+from devservers.sinks.http_server import EmbeddedHttpServer
 from services.delivery.providers.base import (
     OutboundEmail,
     OutboundSms,
@@ -24,9 +27,6 @@ from services.delivery.providers.base import (
 from services.delivery.providers.failover import FailoverSmsProvider
 from services.delivery.providers.smtp import SmtpEmailProvider
 from services.delivery.providers.twilio.sms import TwilioSmsProvider
-from shared.devservers.ports import free_port
-from shared.devservers.sinks import EmailSink, EmailSinkConfig, SmsSink, SmsSinkConfig
-from shared.devservers.sinks.http_server import EmbeddedHttpServer
 from shared.twilio import signature_is_valid, twilio_signature
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
+from devservers.sinks.sms import SmsSinkConfig
 from services.delivery.consumers import H_REPLAYED_FROM
 from services.delivery.domain import SUBSCRIPTION_CANCELLED
-from shared.devservers.sinks.sms import SmsSinkConfig
 from shared.events import NotificationRequested
 from shared.settings import KafkaSettings
 from shared.topics import NOTIFICATION_REQUESTED

@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
 
-from shared.devservers.sinks.voice import VoiceSinkConfig
+from devservers.sinks.voice import VoiceSinkConfig
 from shared.envelope import decode
 from shared.events import NotificationStatusChanged
 from shared.settings import KafkaSettings

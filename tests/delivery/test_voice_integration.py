@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from shared.devservers.sinks.voice import VoiceSinkConfig
+from devservers.sinks.voice import VoiceSinkConfig
 from shared.events import ContactPointState, NotificationRequested, SubjectIdentifier, SubscriptionState
 from shared.pin import hash_pin
 from shared.settings import KafkaSettings

@@ -7,8 +7,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shared.devservers.driver import SystemDriver
-from shared.devservers.stack import Stack, kafka_password_name
+from devservers.driver import SystemDriver
+from devservers.stack import Stack, kafka_password_name
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -32,12 +32,12 @@ from typing import Any
 
 import httpx
 
+from devservers.driver import custody_record
+from devservers.kafka import LocalKafka
+from devservers.ports import pid_alive, repo_root
+from devservers.postgres import LocalPostgres
+from devservers.stack import SMS_ACCOUNT_SID, SMS_FROM_NUMBER, Stack
 from shared.acls import SERVICES
-from shared.devservers.driver import custody_record
-from shared.devservers.kafka import LocalKafka
-from shared.devservers.ports import pid_alive, repo_root
-from shared.devservers.postgres import LocalPostgres
-from shared.devservers.stack import SMS_ACCOUNT_SID, SMS_FROM_NUMBER, Stack
 
 log = logging.getLogger(__name__)
 

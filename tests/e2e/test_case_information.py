@@ -12,8 +12,8 @@ import httpx
 import pytest
 from playwright.async_api import expect
 
+from devservers.driver import SystemDriver, Victim, custody_record
 from services.delivery.rendering import SMS_SEGMENT_BUDGET, sms_segments
-from shared.devservers.driver import SystemDriver, Victim, custody_record
 from tests.e2e.browser import chromium
 from tests.e2e.test_portal import PHONE, Walk
 

@@ -21,9 +21,9 @@ from cli import feeds, output
 from cli.__main__ import app
 from cli.client import Api, CliError
 from cli.commands.feed import EXIT_REJECTED, push_json
-from shared.devservers.demo import play_story, wait_for_agency
-from shared.devservers.driver import SystemDriver, custody_record
-from shared.devservers.stack import Stack
+from devservers.demo import play_story, wait_for_agency
+from devservers.driver import SystemDriver, custody_record
+from devservers.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 CLEAR_CONTACT = re.compile(r"\+\d{8,}|[\w.-]+@[\w-]+\.\w+")

@@ -11,8 +11,8 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from cloudevents.core.bindings.kafka import KafkaMessage, from_kafka_event
 
-from shared.devservers.driver import SystemDriver, custody_record
-from shared.devservers.stack import Stack
+from devservers.driver import SystemDriver, custody_record
+from devservers.stack import Stack
 from shared.envelope import TRACEPARENT, decode, event_source
 from shared.settings import KafkaSettings
 

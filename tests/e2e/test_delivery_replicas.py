@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from devservers.driver import NO_STORM_HOLD, SystemDriver
+from devservers.stack import Stack
 from services.delivery.sendrate import SLOT_LIFETIME_SECONDS
-from shared.devservers.driver import NO_STORM_HOLD, SystemDriver
-from shared.devservers.stack import Stack
 from tests.delivery.harness import most_in_any_window
 from tests.e2e.faults import Feed, Recipient, check_exactly_once, notice_messages, notification_id_of
 

@@ -23,11 +23,11 @@ from typing import Any
 import httpx
 import pytest
 
+from devservers.driver import NO_STORM_HOLD, SystemDriver
+from devservers.kafka import LocalKafka
+from devservers.postgres import LocalPostgres
+from devservers.stack import Stack
 from shared.acls import SERVICES
-from shared.devservers.driver import NO_STORM_HOLD, SystemDriver
-from shared.devservers.kafka import LocalKafka
-from shared.devservers.postgres import LocalPostgres
-from shared.devservers.stack import Stack
 from tests.e2e.faults import (
     FaultInjector,
     Feed,

@@ -21,10 +21,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from devservers.driver import SystemDriver, Victim, custody_record
+from devservers.stack import Stack
 from services.matching.consumers import CONSUMED_TOPICS as MATCHING_CONSUMES
 from services.subscription.consumers import CONSUMED_TOPICS as SUBSCRIPTION_CONSUMES
-from shared.devservers.driver import SystemDriver, Victim, custody_record
-from shared.devservers.stack import Stack
 from shared.logging import EMAIL
 from shared.topics import ALL_TOPICS, dead_letter_topic, retry_topic
 from tests.e2e.hostile import (

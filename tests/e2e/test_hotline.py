@@ -1,6 +1,7 @@
 """The hotline on the running stack, the voice sink playing a caller (keys in, TwiML out): the status of a known case
 in English, a sealed one in Spanish ("no information"), contacts and a connection to victim services, registering
-the phone with a PIN and then getting a call on the next release; a caller over the rate limit; bad signatures."""
+the phone with a PIN and then getting a call on the next release, stopping those calls by phone with the PIN (and
+none on the next release); a caller over the rate limit; bad signatures."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from typing import Any
 
 import pytest
 
+from devservers.driver import SystemDriver, custody_record
+from devservers.stack import HOTLINE_NUMBER
 from services.subscription.hotline.domain import agency_code
-from shared.devservers.driver import SystemDriver, custody_record
-from shared.devservers.stack import HOTLINE_NUMBER
 from shared.twilio import twilio_signature
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -133,6 +134,36 @@ async def test_a_caller_registers_with_a_pin_and_is_called_on_the_next_release(s
     [notice] = released
     assert f"{agency} jail" in notice["text"]
     assert "PIN" in notice["text"]  # an urgent notice asks for the PIN chosen on the hotline
+
+
+async def released_calls(system: SystemDriver, number: str) -> list[dict[str, Any]]:
+    answer = await system.http.get(f"{system.stack.url('voice_sink')}/sink/calls", params={"to": number})
+    return [c for c in answer.json() if c["direction"] == "outbound-api" and "was RELEASED" in c["text"]]
+
+
+async def test_a_caller_stops_calls_by_phone_with_the_pin_and_gets_no_call_on_the_next_release(
+    system: SystemDriver,
+) -> None:
+    agency, key, case, digits = await agency_with_case(system, "hotstop")
+    number, code = caller(), agency_code(agency)
+    await call_hotline(system, number, ["1", code + "#", digits + "#", "1", "4821", "4821"])
+    await system.wait_for_matching(agency, reachable_contacts=1)
+
+    stranger = await call_hotline(system, caller(), ["1", code + "#", digits + "#", "8", "4821"])
+    wrong = await call_hotline(system, number, ["1", code + "#", digits + "#", "8", "4812"])
+    refusal = "That PIN does not stop any calls to this phone about this case."
+    assert refusal in stranger["text"]
+    assert refusal in wrong["text"]  # a wrong PIN reads exactly like a number that is not registered
+    assert stranger["said"] == wrong["said"]
+
+    stopped = await call_hotline(system, number, ["1", code + "#", digits + "#", "8", "4812", "4821"])
+    assert f"We will not call this phone again about number {' '.join(digits)} at {agency} jail." in stopped["text"]
+    assert stopped["ended_by"] == "hangup"
+    await system.wait_for_matching(agency, reachable_contacts=0)
+
+    await system.push(agency, key, [custody_record(f"r-{uuid.uuid4().hex[:6]}", case, "RELEASED_BOND")])
+    await asyncio.sleep(5)  # a call would be placed within 2 s of the release
+    assert await released_calls(system, number) == []
 
 
 async def test_a_caller_over_the_rate_limit_is_refused_politely(system: SystemDriver) -> None:

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from shared.devservers.driver import SystemDriver, custody_record
+from devservers.driver import SystemDriver, custody_record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -22,9 +22,9 @@ import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.devservers.driver import NO_STORM_HOLD, SystemDriver
-from shared.devservers.kafka import LocalKafka
-from shared.devservers.stack import Stack
+from devservers.driver import NO_STORM_HOLD, SystemDriver
+from devservers.kafka import LocalKafka
+from devservers.stack import Stack
 from shared.settings import KafkaSettings
 from tests.dbutil import refuse_connections
 from tests.e2e.faults import Feed, Recipient, artifacts_dir, check_exactly_once, fault_environment, own_servers

@@ -15,7 +15,7 @@ import pytest
 from axe_playwright_python.async_playwright import Axe  # type: ignore[import-untyped]
 from playwright.async_api import Browser, Page, ViewportSize, expect
 
-from shared.devservers.driver import CODE, SystemDriver, custody_record
+from devservers.driver import CODE, SystemDriver, custody_record
 from tests.e2e.browser import chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]

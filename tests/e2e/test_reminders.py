@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.devservers.driver import SystemDriver, custody_record
-from shared.devservers.stack import Stack
+from devservers.driver import SystemDriver, custody_record
+from devservers.stack import Stack
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
-from shared.devservers.driver import SystemDriver, custody_record
-from shared.devservers.stack import Stack
+from devservers.driver import SystemDriver, custody_record
+from devservers.stack import Stack
 from shared.envelope import decode
 from shared.settings import KafkaSettings
 from shared.topics import dead_letter_topic

@@ -18,8 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.devservers.driver import NO_STORM_HOLD, DriverError, SystemDriver, Victim, custody_record
-from shared.devservers.stack import Stack
+from devservers.driver import NO_STORM_HOLD, DriverError, SystemDriver, Victim, custody_record
+from devservers.stack import Stack
 from tests.e2e.faults import notification_id_of
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

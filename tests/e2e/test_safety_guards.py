@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.devservers.driver import SystemDriver, Victim, custody_record
+from devservers.driver import SystemDriver, Victim, custody_record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shared.devservers.driver import SystemDriver, custody_record
+from devservers.driver import SystemDriver, custody_record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -15,9 +15,9 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Header, HTTPException
 
+from devservers.ports import free_port
 from services.ops.app import create_app
 from services.ops.settings import LoginThrottle, OpsSettings
-from shared.devservers.ports import free_port
 from shared.settings import KafkaSettings
 from tests.apps import running_app
 

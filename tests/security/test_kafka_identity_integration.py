@@ -14,9 +14,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
+from devservers.kafka import SUPER_USER, KafkaStartError, LocalKafka
+from devservers.ports import repo_root
 from shared.acls import SERVICES, all_acls, create_acls, service_acls
-from shared.devservers.kafka import SUPER_USER, KafkaStartError, LocalKafka
-from shared.devservers.ports import repo_root
 from shared.settings import KafkaSettings
 from shared.topics import ALL_TOPICS, CUSTODY_STATUS_CHANGED, NOTIFICATION_REQUESTED, ensure_topics
 

@@ -11,10 +11,10 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import TopicAuthorizationFailedError
 
-from shared.devservers.driver import SystemDriver, custody_record
-from shared.devservers.kafka import LocalKafka
-from shared.devservers.ports import repo_root
-from shared.devservers.stack import Stack, kafka_password_name
+from devservers.driver import SystemDriver, custody_record
+from devservers.kafka import LocalKafka
+from devservers.ports import repo_root
+from devservers.stack import Stack, kafka_password_name
 from shared.topics import CUSTODY_STATUS_CHANGED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]

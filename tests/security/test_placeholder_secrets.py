@@ -10,8 +10,8 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from devservers.ports import repo_root
 from services.delivery.settings import DeliverySettings
-from shared.devservers.ports import repo_root
 from tests.delivery.test_settings_and_links import PROVIDER, production
 
 PLACEHOLDERS = {

@@ -14,9 +14,9 @@ import aiosmtplib
 import httpx
 import pytest
 
-from shared.devservers.ports import free_port
-from shared.devservers.sinks import EmailSink, EmailSinkConfig
-from shared.devservers.sinks.email import config_from_environment
+from devservers.ports import free_port
+from devservers.sinks import EmailSink, EmailSinkConfig
+from devservers.sinks.email import config_from_environment
 from tests.apps import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -84,7 +84,7 @@ async def test_the_command_line_runs_both_sinks_until_terminated() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "shared.devservers.sinks",
+        "devservers.sinks",
         "--sms-port",
         str(sms_port),
         "--smtp-port",

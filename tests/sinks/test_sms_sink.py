@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from shared.devservers.sinks import SmsSink, SmsSinkConfig
-from shared.devservers.sinks.sms import config_from_environment
+from devservers.sinks import SmsSink, SmsSinkConfig
+from devservers.sinks.sms import config_from_environment
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from devservers.ports import free_port
+from devservers.sinks.http_server import EmbeddedHttpServer
+from devservers.sinks.voice import VoiceSink, VoiceSinkConfig, config_from_environment
 from services.delivery.providers.base import PermanentProviderError
 from services.delivery.providers.twilio.voice import OutboundCall, TwilioVoiceProvider, call_receipt, is_machine
-from shared.devservers.ports import free_port
-from shared.devservers.sinks.http_server import EmbeddedHttpServer
-from shared.devservers.sinks.voice import VoiceSink, VoiceSinkConfig, config_from_environment
 from shared.events import DeliveryStatus
 from shared.twilio import signature_is_valid
 

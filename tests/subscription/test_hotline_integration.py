@@ -1,7 +1,7 @@
 """The hotline in-process, the voice sink playing the caller against the running subscription service: agencies that
 share a number, the agency list, silence and wrong keys, going back, a hidden number, an agency without a line to
-connect to, and what registering by phone stores and publishes (a verified voice contact, encrypted, the PIN hashed,
-no code call)."""
+connect to, 0 dialling the profile's victim-services line, what registering by phone stores and publishes (a
+verified voice contact, encrypted, the PIN hashed, no code call), and stopping those calls with the PIN."""
 
 from __future__ import annotations
 
@@ -14,14 +14,14 @@ import asyncpg
 import httpx
 import pytest
 
+from devservers.sinks.voice import VoiceSink, VoiceSinkConfig
 from services.subscription.app import create_app
 from services.subscription.hotline.domain import agency_code
 from services.subscription.settings import SubscriptionSettings
-from shared.devservers.sinks.voice import VoiceSink, VoiceSinkConfig
-from shared.events import CustodyStatusChanged, SubjectIdentifier
+from shared.events import AgencyContact, AgencyProfile, AgencyResources, CustodyStatusChanged, SubjectIdentifier
 from shared.pin import pin_matches
-from shared.topics import CUSTODY_STATUS_CHANGED
-from shared.vocabulary import CustodyStatus, IdentifierKind
+from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED
+from shared.vocabulary import ContactRole, CustodyStatus, IdentifierKind
 from tests.apps import running_app
 from tests.subscription.conftest import AGENCY_ID, PUBLIC_BASE_URL, Harness
 
@@ -172,3 +172,56 @@ async def test_registering_by_phone_stores_a_verified_voice_contact_and_sends_no
     again = await call(sink, ["2", agency_code(AGENCY_ID), CASE_DIGITS + "#", "1"], caller=caller)
     assert "Este teléfono ya recibe llamadas sobre este caso." in said(again)
     assert await harness.pool.fetchval("SELECT count(*) FROM subscriptions") == 1
+
+
+async def test_zero_dials_the_victim_services_line_of_the_agencys_profile(line: tuple[Harness, VoiceSink]) -> None:
+    harness, sink = line
+    await booked(harness)
+    profile = AgencyProfile(
+        agency_id=AGENCY_ID,
+        name="Cook County Jail",
+        timezone="America/Chicago",
+        victim_services_phone="(312) 555-0199",
+        resources=AgencyResources(
+            contacts=[AgencyContact(role=ContactRole.HOTLINE, name="County line", phone="+13125550188")]
+        ),
+        updated_at=datetime.now(UTC),
+    )
+    await harness.publish(AGENCY_PROFILE.name, AGENCY_ID, profile)
+    await harness.wait_for(
+        "SELECT true FROM agencies WHERE agency_id = $1 AND victim_services_phone IS NOT NULL",
+        AGENCY_ID,
+        what="the victim-services line",
+    )
+    played = await call(sink, ["1", agency_code(AGENCY_ID), CASE_DIGITS + "#", "0"])
+    assert played["dialed"] == ["+13125550199"]  # the profile's line before the resources' hotline contact
+    assert played["ended_by"] == "dial"
+
+
+async def test_stopping_calls_by_phone_takes_the_pin_and_ends_the_voice_contact(
+    line: tuple[Harness, VoiceSink],
+) -> None:
+    harness, sink = line
+    await booked(harness)
+    caller, code = next(CALLERS), agency_code(AGENCY_ID)
+    await call(sink, ["1", code, CASE_DIGITS + "#", "1", "4821", "4821"], caller=caller)
+    [subscription_id] = [row["subscription_id"] for row in await harness.pool.fetch("SELECT * FROM subscriptions")]
+
+    stranger = await call(sink, ["1", code, CASE_DIGITS + "#", "8", "4821", "4821", "4821"])
+    wrong = await call(sink, ["1", code, CASE_DIGITS + "#", "8", "4812", "4813", "4814"], caller=caller)
+    assert said(stranger) == said(wrong)  # nothing tells a stranger from the registered caller with a wrong PIN
+    assert said(wrong).count("That PIN does not stop any calls to this phone about this case.") == 3
+    assert said(wrong)[-1] == "Please call again when you are ready. Goodbye."
+    assert await harness.pool.fetchval("SELECT status FROM subscriptions") == "active"
+
+    stopped = await call(sink, ["1", code, CASE_DIGITS + "#", "8", "4812", "4821"], caller=caller)
+    assert said(stopped)[-1].startswith("We will not call this phone again about number 2 0 2 6 0 0 0 1")
+    row = await harness.pool.fetchrow("SELECT active, disabled_reason FROM contact_points")
+    assert row is not None
+    assert (row["active"], row["disabled_reason"]) == (False, "unsubscribed")
+    [*_, state] = await harness.states(subscription_id, 2)
+    assert state.status == "cancelled"  # its only contact: the same as a cancel, delivery drops the calls to come
+    assert [c.active for c in state.contacts] == [False]
+
+    again = await call(sink, ["1", code, CASE_DIGITS + "#", "8", "4821"], caller=caller)
+    assert "That PIN does not stop any calls to this phone about this case." in said(again)

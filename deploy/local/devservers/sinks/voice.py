@@ -55,9 +55,9 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.devservers.ports import free_port
-from shared.devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
-from shared.devservers.sinks.sms import API_PREFIX, E164, MAX_PAGE_SIZE, RFC2822, twilio_error
+from devservers.ports import free_port
+from devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
+from devservers.sinks.sms import API_PREFIX, E164, MAX_PAGE_SIZE, RFC2822, twilio_error
 from shared.twilio import twilio_signature
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""``python -m shared.devservers.sinks --sms-port P --smtp-port Q --email-http-port R --voice-port V``: the SMS,
+"""``python -m devservers.sinks --sms-port P --smtp-port Q --email-http-port R --voice-port V``: the SMS,
 email and voice sinks until Ctrl-C (the voice sink shares the SMS sink's account and auth token)."""
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ import logging
 import signal
 import sys
 
-from shared.devservers.sinks.email import EmailSink
-from shared.devservers.sinks.email import config_from_environment as email_config_from_environment
-from shared.devservers.sinks.sms import SmsSink
-from shared.devservers.sinks.sms import config_from_environment as sms_config_from_environment
-from shared.devservers.sinks.voice import VoiceSink
-from shared.devservers.sinks.voice import config_from_environment as voice_config_from_environment
+from devservers.sinks.email import EmailSink
+from devservers.sinks.email import config_from_environment as email_config_from_environment
+from devservers.sinks.sms import SmsSink
+from devservers.sinks.sms import config_from_environment as sms_config_from_environment
+from devservers.sinks.voice import VoiceSink
+from devservers.sinks.voice import config_from_environment as voice_config_from_environment
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m shared.devservers.sinks", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m devservers.sinks", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--sms-port", type=int, default=8025)
     parser.add_argument("--smtp-port", type=int, default=2525)

@@ -49,8 +49,8 @@ from fastapi import FastAPI, Form, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.devservers.ports import free_port
-from shared.devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
+from devservers.ports import free_port
+from devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
 from shared.twilio import twilio_signature
 
 logger = logging.getLogger(__name__)

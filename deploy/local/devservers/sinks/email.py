@@ -42,8 +42,8 @@ from aiosmtpd.controller import Controller
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.devservers.ports import free_port
-from shared.devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
+from devservers.ports import free_port
+from devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
 
 
 class EmailSinkConfig(BaseModel):

@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
+from devservers.driver import DriverError, SystemDriver, Victim, custody_record
+from devservers.stack import Stack
 from shared.crypto import mask_email, mask_phone
-from shared.devservers.driver import DriverError, SystemDriver, Victim, custody_record
-from shared.devservers.stack import Stack
 
 DEMO_AGENCY = "demo-county-jail"
 DEMO_AGENCY_FIELDS: dict[str, Any] = {

@@ -1,4 +1,4 @@
-"""``python -m shared.devservers up|down|status``: the shared local dev servers.
+"""``python -m devservers up|down|status``: the shared local dev servers.
 
 ``up`` starts (or reuses) one Kafka broker and one PostgreSQL cluster in the
 background, records them in ``.local/infra.json`` and writes
@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from shared.devservers.kafka import LocalKafka
-from shared.devservers.ports import repo_root
-from shared.devservers.postgres import LocalPostgres
+from devservers.kafka import LocalKafka
+from devservers.ports import repo_root
+from devservers.postgres import LocalPostgres
 
 INSTANCE = "dev"
 
@@ -111,7 +111,7 @@ def status(root: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m shared.devservers",
+        prog="python -m devservers",
         description="Run local Kafka + PostgreSQL for development (no Docker needed).",
     )
     sub = parser.add_subparsers(dest="command", required=True)

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from shared.devservers.ports import (
+from devservers.ports import (
     child_pids,
     free_port,
     pid_alive,

@@ -59,13 +59,14 @@ def port_is_free(port: int) -> bool:
 
 
 def repo_root() -> Path:
-    """The project root: ``$CUSTODY_WATCH_HOME`` or the dir holding pyproject.toml."""
+    """The project root: ``$CUSTODY_WATCH_HOME`` or the dir holding pyproject.toml and services/ (this package's own
+    pyproject.toml, in deploy/local, is not it)."""
     override = os.environ.get("CUSTODY_WATCH_HOME")
     if override:
         return Path(override).resolve()
     here = Path(__file__).resolve()
     for parent in here.parents:
-        if (parent / "pyproject.toml").is_file():
+        if (parent / "pyproject.toml").is_file() and (parent / "services").is_dir():
             return parent
     raise RuntimeError(f"cannot find the repository root (no pyproject.toml above {here}); set CUSTODY_WATCH_HOME")
 

@@ -1,4 +1,4 @@
-"""``python -m shared.devservers.stack run``: the whole system on this machine, for ``make run``.
+"""``python -m devservers.stack run``: the whole system on this machine, for ``make run``.
 
 Starts Apache Kafka and PostgreSQL (one database per service), the local SMS and email sinks, and the four services
 as child processes; creates a demo agency with an API key; prints where everything listens and a copy-paste
@@ -23,11 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devservers.kafka import SUPER_USER, LocalKafka
+from devservers.ports import free_port, port_is_free, repo_root, tail
+from devservers.postgres import LocalPostgres, ensure_database
 from shared.acls import SERVICES, all_acls, create_acls
 from shared.crypto import generate_key
-from shared.devservers.kafka import SUPER_USER, LocalKafka
-from shared.devservers.ports import free_port, port_is_free, repo_root, tail
-from shared.devservers.postgres import LocalPostgres, ensure_database
 from shared.settings import KafkaSettings
 
 INSTANCE = "run"
@@ -197,7 +197,7 @@ class Stack:
             "sinks",
             [
                 "-m",
-                "shared.devservers.sinks",
+                "devservers.sinks",
                 "--sms-port",
                 str(self.ports["sms_sink"]),
                 "--smtp-port",
@@ -438,8 +438,8 @@ def main() -> None:
 
             import httpx  # noqa: PLC0415
 
-            from shared.devservers.demo import play_story  # noqa: PLC0415 - demo imports this module
-            from shared.devservers.driver import DriverError  # noqa: PLC0415 - so does the driver
+            from devservers.demo import play_story  # noqa: PLC0415 - demo imports this module
+            from devservers.driver import DriverError  # noqa: PLC0415 - so does the driver
 
             print("\nThe demo story:\n", flush=True)
             try:

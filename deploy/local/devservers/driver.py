@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from shared.devservers.stack import Stack
+from devservers.stack import Stack
 from shared.logging import redact
 from shared.twilio import twilio_signature
 
