@@ -60,8 +60,7 @@ class Bookkeeper(Claiming):
             changes["status"] = DeliveryStatus.SENT.value
             written = written.model_copy(update={"status": DeliveryStatus.SENT})
         if changes:
-            await attempts.update_attempt(connection, attempt.attempt_id, now, **changes)
-            attempt = written.model_copy(update={"updated_at": now})  # the row as just written, without reading it back
+            attempt = written.model_copy(update={"updated_at": now})  # the row as written below, not read back
         if progressed:
             await self._status_event(
                 connection,
@@ -76,6 +75,7 @@ class Bookkeeper(Claiming):
             custody = notification.request.custody
             if custody is not None and attempt.number == 1:
                 metrics.LATENCY.labels("handoff").observe((now - custody.feed_received_at).total_seconds())
+        notification_changes: dict[str, object] = {}
         if notification.in_flight_attempt_id == attempt.attempt_id:
             next_at = None
             interval = self.scheduling.repeat_pattern(notification).interval_seconds
@@ -88,16 +88,22 @@ class Bookkeeper(Claiming):
                 failures = 0
                 if outcome is None and next_at is None:
                     outcome = "sent"
-            await notifications.update_notification(
-                connection,
-                notification.notification_id,
-                in_flight_attempt_id=None,
-                lease_until=None,
-                next_attempt_at=next_at,
-                outcome=outcome,
-                failure_count=failures,
-                status=DeliveryStatus.SENT.value if progressed else notification.status.value,
-            )
+            notification_changes = {
+                "in_flight_attempt_id": None,
+                "lease_until": None,
+                "next_attempt_at": next_at,
+                "outcome": outcome,
+                "failure_count": failures,
+                "status": DeliveryStatus.SENT.value if progressed else notification.status.value,
+            }
+        await attempts.update_with_notification(
+            connection,
+            attempt.attempt_id,
+            now,
+            changes=changes,
+            notification_id=notification.notification_id,
+            notification_changes=notification_changes,
+        )
         return attempt
 
     async def apply_receipt(
@@ -110,13 +116,14 @@ class Bookkeeper(Claiming):
         provider: str | None = None,
         provider_message_id: str | None = None,
         detail: str | None = None,
+        locked: tuple[AttemptRow, NotificationRow] | None = None,
     ) -> DeliveryStatus | None:
         """Apply a provider's verdict on one attempt (from a callback, a reconciliation or the send call itself).
 
         Returns the attempt's status after it, None when the attempt is unknown. Out-of-order or repeated receipts
-        change nothing.
+        change nothing. ``locked``: the attempt and its notification, when the caller already locked them.
         """
-        locked = await attempts.lock_with_notification(connection, attempt_id)
+        locked = locked or await attempts.lock_with_notification(connection, attempt_id)
         if locked is None:
             return None
         attempt, notification = locked

@@ -65,6 +65,11 @@ class _Waiter:
 
 
 class GroupCommit:
+    """Runs jobs in batches, one transaction each; while jobs keep coming it keeps its connection (a connection
+    returned to the pool costs a reset round trip), and returns it after ``IDLE_SECONDS`` without work."""
+
+    IDLE_SECONDS = 0.1
+
     def __init__(self, pool: Callable[[], asyncpg.Pool], *, flush_seconds: float, max_batch: int) -> None:
         """``pool`` is called at the first flush (the pool exists only once the service started)."""
         self._pool = pool
@@ -73,49 +78,75 @@ class GroupCommit:
         self._queue: list[_Waiter] = []
         self._flusher: asyncio.Task[None] | None = None
         self._full = asyncio.Event()
+        self._arrived = asyncio.Event()
 
     async def run(self, key: str, job: Callable[[Connection], Awaitable[Result]]) -> Result:
         """Run ``job`` in the next batch's transaction and return its result once that transaction committed."""
         waiter = _Waiter(key, job)
         self._queue.append(waiter)
+        self._arrived.set()
         if len(self._queue) >= self._max_batch:
             self._full.set()
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush_soon())
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush())
         result: Result = await asyncio.shield(waiter.done)
         return result
 
-    async def _flush_soon(self) -> None:
+    async def _flush(self) -> None:
         while self._queue:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._full.wait(), timeout=self._flush_seconds)
-            self._full.clear()
-            batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-            if len(self._queue) >= self._max_batch:
-                self._full.set()
-            await self._write(sorted(batch, key=lambda waiter: waiter.key))
+            try:
+                async with self._pool().acquire() as connection:
+                    while await self._write(connection, await self._next_batch()):
+                        if not await self._more_work():
+                            self._flusher = None  # a job from now on starts another flusher
+                            return
+            except Exception as error:  # noqa: BLE001 - no connection (the database?): every waiter is told
+                batch, self._queue = self._queue, []
+                for waiter in batch:
+                    self._fail(waiter, error)
+        self._flusher = None
 
-    async def _write(self, batch: list[_Waiter]) -> None:
+    async def _next_batch(self) -> list[_Waiter]:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._full.wait(), timeout=self._flush_seconds)
+        self._full.clear()
+        batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+        if len(self._queue) >= self._max_batch:
+            self._full.set()
+        return sorted(batch, key=lambda waiter: waiter.key)
+
+    async def _more_work(self) -> bool:
+        if not self._queue:
+            self._arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), timeout=self.IDLE_SECONDS)
+        return bool(self._queue)
+
+    async def _write(self, connection: Connection, batch: list[_Waiter]) -> bool:
+        """Write a batch; False if it failed (its connection is then given back, as it may be broken)."""
         try:
-            results = await self._transaction(batch)
+            results = await self._transaction(connection, batch)
         except Exception as error:  # noqa: BLE001 - whatever failed, its waiters are told
             if len(batch) == 1:
                 self._fail(batch[0], error)
-                return
+                return False
             log.warning("a bookkeeping batch of %d failed (%s); each is tried alone", len(batch), type(error).__name__)
             for waiter in batch:
                 try:
-                    (result,) = await self._transaction([waiter])
+                    async with self._pool().acquire() as alone_on:
+                        (result,) = await self._transaction(alone_on, [waiter])
                 except Exception as alone:  # noqa: BLE001 - whatever failed, its waiter is told
                     self._fail(waiter, alone)
                 else:
                     waiter.done.set_result(result)
-            return
+            return False
         for waiter, result in zip(batch, results, strict=True):
             waiter.done.set_result(result)
+        return True
 
-    async def _transaction(self, batch: list[_Waiter]) -> list[Any]:
-        async with self._pool().acquire() as connection, connection.transaction(), batched_events(connection):
+    @staticmethod
+    async def _transaction(connection: Connection, batch: list[_Waiter]) -> list[Any]:
+        async with connection.transaction(), batched_events(connection):
             return [await waiter.job(connection) for waiter in batch]
 
     @staticmethod

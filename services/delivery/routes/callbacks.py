@@ -18,32 +18,34 @@ from services.delivery.providers.base import CallbackError
 from services.delivery.schemas import CallbackResult
 from services.delivery.store import attempts
 from services.delivery.store.attempts import AttemptRow
+from services.delivery.store.notifications import NotificationRow
 from shared.db import Connection
 from shared.events import DeliveryStatus
 
 
 async def receipt_attempt(
     connection: Connection, *, reference: str | None, message_sid: str, label: str, signer: str
-) -> AttemptRow:
-    """The attempt a signed receipt is about, or the HTTP error that refuses it."""
+) -> tuple[AttemptRow, NotificationRow]:
+    """The attempt a signed receipt is about with its notification (both locked), or the HTTP error that refuses it."""
     attempt_id = reference or await attempts.find_attempt_by_provider_message(connection, message_sid)
-    attempt = await attempts.get_attempt(connection, attempt_id) if attempt_id else None
-    if attempt is None:
+    locked = await attempts.lock_with_notification(connection, attempt_id) if attempt_id else None
+    if locked is None:
         metrics.CALLBACKS.labels(label, "unknown").inc()
         raise HTTPException(status.HTTP_404_NOT_FOUND, "no attempt with this reference or message id")
+    attempt = locked[0]
     if attempt.provider is not None and attempt.provider != signer:
         metrics.CALLBACKS.labels(label, "forged").inc()
         raise HTTPException(status.HTTP_403_FORBIDDEN, "signed by another provider than the sender")
     if attempt.provider_message_id not in (None, message_sid):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "the message id does not match the attempt")
-    return attempt
+    return locked
 
 
 def already_known(attempt: AttemptRow, reported: DeliveryStatus) -> bool:
     """A receipt that changes nothing: the hand-off is recorded and the attempt is already at (or past) the status.
 
-    Attempt statuses only move forward, so this unlocked read settles it without a write transaction (most "sent"
-    callbacks arrive after the dispatcher's own bookkeeping).
+    Attempt statuses only move forward, so the attempt as read settles it without a write (most "sent" callbacks
+    arrive after the dispatcher's own bookkeeping).
     """
     return (
         attempt.handed_off_at is not None
@@ -86,7 +88,7 @@ def callbacks_router(context: ApiContext) -> APIRouter:
             async def apply(connection: Connection) -> CallbackResult | HTTPException:
                 # A refusal is returned, not raised: it wrote nothing, and the rest of the batch goes on.
                 try:
-                    attempt = await receipt_attempt(
+                    locked = await receipt_attempt(
                         connection,
                         reference=reference,
                         message_sid=report.provider_message_id,
@@ -95,6 +97,7 @@ def callbacks_router(context: ApiContext) -> APIRouter:
                     )
                 except HTTPException as refusal:
                     return refusal
+                attempt = locked[0]
                 if already_known(attempt, receipt.status):
                     metrics.CALLBACKS.labels(signed.label, "repeated").inc()
                     return CallbackResult(attempt_id=attempt.attempt_id, status=attempt.status)
@@ -106,6 +109,7 @@ def callbacks_router(context: ApiContext) -> APIRouter:
                     provider=signed.signer,
                     provider_message_id=report.provider_message_id,
                     detail=report.detail,
+                    locked=locked,
                 )
                 metrics.CALLBACKS.labels(signed.label, "applied").inc()
                 return CallbackResult(attempt_id=attempt.attempt_id, status=applied or receipt.status)

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, ConfigDict
 
+from services.delivery.store import notifications
 from services.delivery.store.notifications import NotificationRow
 from services.delivery.store.rows import columns_of
 from shared.db import Connection
@@ -134,6 +135,41 @@ async def update_attempt(connection: Connection, attempt_id: str, now: datetime,
         attempt_id,
         now,
         *(changes[name] for name in names),
+    )
+
+
+async def update_with_notification(
+    connection: Connection,
+    attempt_id: str,
+    now: datetime,
+    *,
+    changes: dict[str, Any],
+    notification_id: str,
+    notification_changes: dict[str, Any],
+) -> None:
+    """:func:`update_attempt` and ``notifications.update_notification`` in one statement (one round trip); either
+    may be empty."""
+    if not notification_changes:
+        if changes:
+            await update_attempt(connection, attempt_id, now, **changes)
+        return
+    if not changes:
+        await notifications.update_notification(connection, notification_id, **notification_changes)
+        return
+    names, notification_names = list(changes), list(notification_changes)
+    assignments = "".join(f", {name} = ${index}" for index, name in enumerate(names, start=4))
+    first = 4 + len(names)
+    notification_assignments = "".join(
+        f"{name} = ${index}, " for index, name in enumerate(notification_names, start=first)
+    )
+    await connection.execute(
+        f"WITH attempt AS (UPDATE attempts SET updated_at = $2{assignments} WHERE attempt_id = $1)"  # noqa: S608
+        f" UPDATE notifications SET {notification_assignments}updated_at = now() WHERE notification_id = $3",
+        attempt_id,
+        now,
+        notification_id,
+        *(changes[name] for name in names),
+        *(notification_changes[name] for name in notification_names),
     )
 
 
