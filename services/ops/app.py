@@ -8,27 +8,27 @@ import httpx
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from services.ops.audit import routes as audit_routes
-from services.ops.auth import routes as auth_routes
+from services.ops.audit import api as audit_api
+from services.ops.auth import api as auth_api
 from services.ops.auth.domain import SessionSigner
 from services.ops.auth.flows import ensure_bootstrap_admin, prune_regularly
 from services.ops.clients.delivery import DeliveryClient
 from services.ops.clients.ingest import IngestClient
 from services.ops.clients.matching import MatchingClient
 from services.ops.consumers import CONSUMED_TOPICS, CONSUMER_GROUP, PRODUCED_TOPICS, OpsHandler
-from services.ops.dashboard import routes as dashboard_routes
-from services.ops.deliveries import routes as delivery_routes
+from services.ops.dashboard import api as dashboard_api
+from services.ops.deliveries import api as delivery_api
 from services.ops.deliveries.flows import refresh_retries_gauge
 from services.ops.deps import OpsContext
-from services.ops.feeds import routes as feed_routes
+from services.ops.feeds import api as feed_api
 from services.ops.feeds.flows import FeedMonitor
-from services.ops.overrides import routes as override_routes
-from services.ops.pipeline import routes as pipeline_routes
+from services.ops.overrides import api as override_api
+from services.ops.pipeline import api as pipeline_api
 from services.ops.pipeline.flows import PipelineMonitor
 from services.ops.rendering import install_error_pages
-from services.ops.resources import routes as resource_routes
+from services.ops.resources import api as resource_api
 from services.ops.settings import OpsSettings
-from services.ops.storms import routes as storm_routes
+from services.ops.storms import api as storm_api
 from services.ops.storms.flows import StormMonitor
 from shared.http import create_service_app
 from shared.kafka.consumer import ConsumerRunner
@@ -36,23 +36,23 @@ from shared.runtime import ServiceRuntime
 from shared.topics import ALL_TOPICS
 
 ROUTERS = [
-    auth_routes.router,
-    dashboard_routes.pages,
-    delivery_routes.pages,
-    audit_routes.pages,
-    override_routes.pages,
-    resource_routes.pages,
-    dashboard_routes.api,
-    delivery_routes.api,
-    storm_routes.api,
-    override_routes.api,
-    audit_routes.api,
-    pipeline_routes.actions,
-    feed_routes.actions,
-    storm_routes.actions,
-    override_routes.actions,
-    delivery_routes.actions,
-    resource_routes.actions,
+    auth_api.router,
+    dashboard_api.pages,
+    delivery_api.pages,
+    audit_api.pages,
+    override_api.pages,
+    resource_api.pages,
+    dashboard_api.api,
+    delivery_api.api,
+    storm_api.api,
+    override_api.api,
+    audit_api.api,
+    pipeline_api.actions,
+    feed_api.actions,
+    storm_api.actions,
+    override_api.actions,
+    delivery_api.actions,
+    resource_api.actions,
 ]
 # Unauthenticated visitors get nothing but the login page: no interactive API docs on this service.
 HIDDEN_PATHS = {"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"}
