@@ -13,3 +13,4 @@ class Agency(BaseModel):
     timezone: str
     active: bool
     public_name_search: bool = False
+    victim_services_phone: str | None = None

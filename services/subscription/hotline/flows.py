@@ -36,7 +36,8 @@ from shared.vocabulary import Channel, ContactRole, IdentifierKind
 log = logging.getLogger(__name__)
 
 CONNECT_ROLES = (ContactRole.HOTLINE, ContactRole.VICTIM_ADVOCATE)
-"""Whom 0 connects a caller to: the agency's victim-services hotline, else its victim advocate."""
+"""Whom 0 connects a caller to when the agency's profile names no victim-services line: its hotline contact, else
+its victim advocate."""
 
 
 @dataclass(frozen=True)
@@ -217,20 +218,21 @@ class Hotline:
         resources = await lookup.agency_resources(self._context, agency.agency_id)
         if choice is MenuChoice.RESOURCES:
             return Reply(said=resource_lines(resources), ask=state.at(Step.MENU))
-        line = self._victim_services_line(resources)
+        line = self._victim_services_line(agency, resources)
         if line is None:
             return Reply(said=(Line("no_line"),), ask=state.at(Step.MENU))
         return Reply(said=(Line("connecting"),), dial=line)
 
-    def _victim_services_line(self, resources: AgencyResources) -> str | None:
-        """The number 0 dials, in E.164; None when the agency gave none we can dial."""
-        for role in CONNECT_ROLES:
-            for contact in resources.contacts:
-                if contact.role is role and contact.phone:
-                    try:
-                        return normalise_voice_number(contact.phone, self._context.settings.default_phone_region)
-                    except InvalidContactError:
-                        continue
+    def _victim_services_line(self, agency: Agency, resources: AgencyResources) -> str | None:
+        """The number 0 dials, in E.164: the profile's victim-services line, else a contact of
+        :data:`CONNECT_ROLES`; None when the agency gave none we can dial."""
+        contacts = (contact.phone for role in CONNECT_ROLES for contact in resources.contacts if contact.role is role)
+        for phone in (agency.victim_services_phone, *contacts):
+            if phone:
+                try:
+                    return normalise_voice_number(phone, self._context.settings.default_phone_region)
+                except InvalidContactError:
+                    continue
         return None
 
     # --- registering the phone --------------------------------------------------------------------------------
