@@ -142,7 +142,21 @@ class Dispatcher:
     async def claim(self, limit: int) -> list[Claim]:
         """Record (and commit) an attempt for up to ``limit`` due notices, oldest first."""
         async with self._pool.acquire() as connection, connection.transaction(), batched_events(connection):
-            return await self._book.claim_due(connection, self._clock(), limit)
+            claims = await self._book.claim_due(connection, self._clock(), limit)
+            await self._refresh_agencies(connection, {claim.notification.request.agency_id for claim in claims})
+            return claims
+
+    async def _refresh_agencies(self, connection: Connection, agency_ids: set[str]) -> None:
+        """Read the stale profiles among these agencies in one query, on the claim's connection."""
+        now = time.monotonic()
+        stale = sorted(
+            agency_id
+            for agency_id in agency_ids
+            if agency_id not in self._agencies or now - self._agencies[agency_id][0] >= AGENCY_CACHE_SECONDS
+        )
+        if stale:
+            found = await agencies.agencies_of(connection, stale)
+            self._agencies |= {agency_id: (now, found.get(agency_id)) for agency_id in stale}
 
     async def _housekeeping(self) -> None:
         """Park given-up notices and refresh the retry gauge, about once a second however busy the loop is."""
@@ -278,7 +292,8 @@ class Dispatcher:
         )
 
     async def _agency(self, agency_id: str) -> AgencyProfile | None:
-        """The agency's profile for the notice text, read at most every few seconds rather than per send."""
+        """The agency's profile for the notice text, read at most every few seconds rather than per send (claims
+        read the stale ones of a batch at once)."""
         cached = self._agencies.get(agency_id)
         now = time.monotonic()
         if cached is not None and now - cached[0] < AGENCY_CACHE_SECONDS:

@@ -23,6 +23,13 @@ async def upsert_agency(connection: Connection, profile: AgencyProfile) -> bool:
     return bool(updated)
 
 
+async def agencies_of(connection: Connection, agency_ids: list[str]) -> dict[str, AgencyProfile]:
+    rows = await connection.fetch(
+        "SELECT agency_id, profile FROM agencies WHERE agency_id = ANY($1::text[])", agency_ids
+    )
+    return {row["agency_id"]: AgencyProfile.model_validate(row["profile"]) for row in rows}
+
+
 async def get_agency(connection: Connection, agency_id: str) -> AgencyProfile | None:
     document: Any = await connection.fetchval("SELECT profile FROM agencies WHERE agency_id = $1", agency_id)
     return None if document is None else AgencyProfile.model_validate(document)
