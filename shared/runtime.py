@@ -95,6 +95,16 @@ class ServiceRuntime:
         else:
             self._tasks[name] = asyncio.create_task(self._supervise(name, loop), name=name)
 
+    def every(self, name: str, seconds: float, job: Callable[[], Awaitable[object]]) -> None:
+        """Run ``job`` now and then every ``seconds`` for the life of the service (supervised like ``spawn``)."""
+
+        async def periodically() -> None:
+            while True:
+                await job()
+                await asyncio.sleep(seconds)
+
+        self.spawn(name, periodically)
+
     @property
     def writable_topics(self) -> list[str]:
         """The base names this service's producers may write to."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import FastAPI
 
 from services.ingest.agencies.api import router as agencies_router
@@ -40,18 +38,13 @@ def create_app(settings: IngestSettings) -> FastAPI:
 
     async def recover_batches() -> None:
         """Stored batches a crash left unapplied, and uploaded files, are applied here."""
-        while True:
-            await recover_stored_batches(runtime.pool, settings)
-            await process_pending_files(runtime.pool, settings)
-            await asyncio.sleep(settings.recovery_interval_seconds)
+        await recover_stored_batches(runtime.pool, settings)
+        await process_pending_files(runtime.pool, settings)
 
-    async def watch_feeds() -> None:
-        while True:
-            await check_feed_health(runtime.pool, settings)
-            await asyncio.sleep(settings.feed_health_interval_seconds)
-
-    runtime.spawn("batch-recovery", recover_batches)
-    runtime.spawn("feed-health", watch_feeds)
+    runtime.every("batch-recovery", settings.recovery_interval_seconds, recover_batches)
+    runtime.every(
+        "feed-health", settings.feed_health_interval_seconds, lambda: check_feed_health(runtime.pool, settings)
+    )
     return create_service_app(
         runtime,
         title="Custody Watch ingest",
