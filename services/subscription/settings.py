@@ -40,6 +40,12 @@ class SubscriptionSettings(ContactCryptoSettings):
     service_display_name: str = "Custody Watch"
     help_url: str = "https://custodywatch.org/help"
     default_phone_region: str = Field(default="US", min_length=2, max_length=2)
+    hotline_number: str | None = Field(
+        default=None,
+        pattern=r"^\+[1-9]\d{6,14}$",
+        description="The hotline's phone number victims call (E.164); the find page shows it with each agency's "
+        "5-digit number. None: the page says nothing of the hotline.",
+    )
 
     verification_code_ttl_seconds: int = Field(default=600, ge=1)
     verification_max_attempts: int = Field(default=5, ge=1, le=10)

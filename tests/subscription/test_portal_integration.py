@@ -1,16 +1,20 @@
 """The portal in-process on real Kafka and PostgreSQL: registering with forms alone (no JavaScript), CSRF,
-content negotiation, and the manage page's changes, each announced on the verified contacts."""
+content negotiation, the hotline's numbers on the find page, and the manage page's changes, each announced on the
+verified contacts."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from services.subscription.hotline.domain import agency_code
+from services.subscription.settings import SubscriptionSettings
 from shared.events import NotificationKind, SubscriptionChange
-from tests.subscription.conftest import AGENCY_ID, Harness, contact, manage_token
+from tests.subscription.conftest import AGENCY_ID, Harness, contact, manage_token, started
 
 pytestmark = pytest.mark.integration
 
@@ -188,3 +192,19 @@ async def test_a_new_link_retires_the_old_one_and_goes_to_the_verified_contacts_
     assert (await harness.client.get(new_url.removeprefix(harness.settings.public_base_url))).status_code == 200
     email_kinds = [n.kind for n in await harness.notices(subscription_id, "email")]
     assert NotificationKind.SUBSCRIPTION_CHANGED not in email_kinds, "the unverified email is told nothing"
+
+
+async def test_the_find_page_tells_how_to_find_the_case_by_phone_in_both_languages(
+    subscription_settings: SubscriptionSettings, pool: asyncpg.Pool
+) -> None:
+    code = agency_code(AGENCY_ID)
+    async with started(subscription_settings, pool) as harness:
+        assert "tel:" not in (await harness.client.get("/find", headers=HTML)).text  # no hotline number configured
+    with_hotline = subscription_settings.model_copy(update={"hotline_number": "+18005550177"})
+    async with started(with_hotline, pool) as harness:
+        english = (await harness.client.get("/find", headers=HTML)).text
+        spanish = (await harness.client.get("/find?lang=es", headers=HTML)).text
+    assert '<a href="tel:+18005550177">1-800-555-0177</a> and enter the number of the jail or agency' in english
+    assert f"<tr><td>Cook County Jail</td><td>{code}</td></tr>" in english
+    assert 'Llame al <a href="tel:+18005550177">1-800-555-0177</a> y marque el número' in spanish
+    assert "Número que debe marcar" in spanish

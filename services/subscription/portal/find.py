@@ -3,8 +3,10 @@ by name."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+import phonenumbers
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 
@@ -16,6 +18,7 @@ from services.subscription.domain.errors import (
 )
 from services.subscription.domain.names import MAX_RESULTS
 from services.subscription.flows.context import Context
+from services.subscription.hotline.domain import agency_code
 from services.subscription.portal.case import resources_context
 from services.subscription.portal.forms import (
     FieldError,
@@ -27,6 +30,20 @@ from services.subscription.portal.views import Posted, Views
 from services.subscription.portal.web import Pages
 from shared.events import SubjectIdentifier
 from shared.vocabulary import CustodyStatus, IdentifierKind
+
+
+@dataclass(frozen=True)
+class Dialled:
+    """A phone number for a page: ``e164`` for the ``tel:`` link, ``shown`` as people dial it (1-800-555-0177)."""
+
+    e164: str
+    shown: str
+
+
+def dialled(e164: str) -> Dialled:
+    number = phonenumbers.parse(e164)
+    rfc3966 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.RFC3966)
+    return Dialled(e164=e164, shown=rfc3966.removeprefix("tel:+"))
 
 
 def find_router(context: Context, pages: Pages) -> APIRouter:  # noqa: PLR0915 - one route each
@@ -45,6 +62,8 @@ def find_router(context: Context, pages: Pages) -> APIRouter:  # noqa: PLR0915 -
     async def start(request: Request) -> Response:
         return pages.render(request, "start", pages.language(request))
 
+    hotline_number = None if context.settings.hotline_number is None else dialled(context.settings.hotline_number)
+
     async def find_page(request: Request, form: FindForm, errors: list[FieldError], status_code: int) -> Response:
         known = await flows.lookup.active_agencies(context)
         agencies = [(agency.agency_id, agency.name) for agency in known]
@@ -57,6 +76,8 @@ def find_router(context: Context, pages: Pages) -> APIRouter:  # noqa: PLR0915 -
             agencies=agencies,
             errors=errors,
             name_search=any(agency.public_name_search for agency in known),
+            hotline_number=hotline_number,
+            hotline_codes=[(agency.name, agency_code(agency.agency_id)) for agency in known],
         )
 
     async def name_search_agencies() -> list[tuple[str, str]]:
