@@ -13,6 +13,7 @@ import pytest
 from services.delivery.rendering import NoticeLinks, render_email, render_sms
 from services.subscription.domain.names import name_words
 from services.subscription.domain.subscription import ALL_EVENT_TYPES
+from services.subscription.portal.find import dialled
 from services.subscription.portal.forms import ContactForm, Draft, FieldError, FindForm, NameForm, OptionsForm
 from services.subscription.rendering import TEMPLATE_DIRECTORY, default_renderer
 from shared.events import NotificationKind, NotificationRequested, SubscriptionChange
@@ -83,7 +84,14 @@ CASE_CONTEXT = {
 }
 PAGES: dict[str, dict[str, Any]] = {
     "start": {},
-    "find": {"form": FindForm(), "agencies": [("cook", "Cook County Jail")], "errors": ERROR, "name_search": True},
+    "find": {
+        "form": FindForm(),
+        "agencies": [("cook", "Cook County Jail")],
+        "errors": ERROR,
+        "name_search": True,
+        "hotline_number": dialled("+18005550177"),
+        "hotline_codes": [("Cook County Jail", "48217")],
+    },
     "find_result": {
         "agency_name": "Cook County Jail",
         "kind": "booking_number",
@@ -205,6 +213,17 @@ def test_a_missing_word_fails_loudly() -> None:
         RENDERER.page(
             "find", Language.SPANISH, **{**PAGES["find"], "errors": [FieldError(field="x", key="no-such-key")]}
         )
+
+
+@pytest.mark.parametrize(
+    ("language", "resumed"),
+    [(Language.ENGLISH, "texts and calls to this number resumed"), (Language.SPANISH, "mensajes de texto y llamadas")],
+)
+def test_start_says_calls_resume_too_the_same_for_every_number(language: Language, resumed: str) -> None:
+    reply = RENDERER.sms_reply("start", language, service_name="Custody Watch", help_url="https://h")
+    assert reply is not None
+    assert resumed in reply
+    assert len(reply) <= 160  # one segment, without an accent to make it UCS-2
 
 
 @pytest.mark.parametrize("language", list(Language))
