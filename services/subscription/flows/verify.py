@@ -6,7 +6,7 @@ import logging
 from datetime import datetime, timedelta
 
 from services.subscription.domain.errors import ConflictError, GoneError, NotFoundError, TooManyRequestsError
-from services.subscription.domain.subscription import Subscription, code_channel, mark_verified, require_open
+from services.subscription.domain.subscription import Contact, Subscription, code_channel, mark_verified, require_open
 from services.subscription.domain.tokens import ExpiredTokenError, InvalidTokenError
 from services.subscription.domain.verification import (
     Challenge,
@@ -70,6 +70,17 @@ async def issue_code(
     CODES_ISSUED.labels(channel.value).inc()
 
 
+def _contact_to_verify(subscription: Subscription, channel: Channel) -> Contact:
+    """The contact point whose code is asked for (for a number for calls that is the SMS number, the SMS one),
+    refused when the subscription is cancelled or the contact already verified."""
+    channel = code_channel(subscription, channel)
+    require_open(subscription)
+    contact = subscription.contact(channel)
+    if contact.verified:
+        raise ConflictError(f"the {contact.channel.value} contact is already verified")
+    return contact
+
+
 async def verify_code(
     context: Context, subscription_id: str, bearer: str | None, channel: Channel, raw_code: str, *, client: str
 ) -> Subscription:
@@ -80,10 +91,7 @@ async def verify_code(
     now = context.now()
     async with context.pool.acquire() as connection, connection.transaction():
         subscription = await load_for_update(connection, subscription_id)
-        channel = code_channel(subscription, channel)  # a number for calls that is the SMS number: its SMS code
-        require_open(subscription)
-        if subscription.contact(channel).verified:
-            raise ConflictError(f"the {channel.value} contact is already verified")
+        channel = _contact_to_verify(subscription, channel).channel
         challenge = await codes.latest_code(connection, subscription_id, channel)
         if challenge is None:
             raise NotFoundError("no code was sent to this contact: request a new code")
@@ -150,11 +158,8 @@ async def resend(
     now = context.now()
     async with context.pool.acquire() as connection, connection.transaction():
         subscription = await load_for_update(connection, subscription_id)
-        channel = code_channel(subscription, channel)  # a number for calls that is the SMS number: its SMS code
-        require_open(subscription)
-        contact = subscription.contact(channel)
-        if contact.verified:
-            raise ConflictError(f"the {channel.value} contact is already verified")
+        contact = _contact_to_verify(subscription, channel)
+        channel = contact.channel
         if not contact.active:
             raise ConflictError(f"the {channel.value} contact is switched off; no code can be sent to it")
         issued = await codes.code_issue_times(connection, subscription_id, channel, now - timedelta(hours=1))
