@@ -53,8 +53,9 @@ async def test_every_record_of_a_run_is_read_by_the_cloudevents_sdk(
     victim = await system.subscribe(agency, case, sms=f"+1737558{int(token, 16) % 10_000:04d}")
     await system.verify(victim, "sms")
     await system.wait_for_matching(agency, reachable_contacts=1)
-    await system.push(agency, api_key, [custody_record(f"r-{token}", case, "RELEASED")])
-    await system.wait_for("sms", victim.sms or "", lambda messages: any("RELEASED" in m["body"] for m in messages))
+    for status in ("BOOKED", "RELEASED"):  # two changes: every kind of record of a notice, twice
+        await system.push(agency, api_key, [custody_record(f"r-{token}-{status}", case, status)])
+        await system.wait_for("sms", victim.sms or "", lambda messages, s=status: any(s in m["body"] for m in messages))
 
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=stack.topic_prefix, client_id="ce-test")
     admin = AIOKafkaAdminClient(**kafka.common_kwargs())
