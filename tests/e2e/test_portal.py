@@ -1,6 +1,7 @@
 """The victims' portal in Debian's Chromium on the whole running system: the journey from the start page to a
-notice and its manage link, in English and Spanish, with JavaScript off, at phone width; axe-core on every page;
-and the link pages' safety (a bare GET changes nothing; a renewed link retires the old one)."""
+notice and its manage link, in English and Spanish, with JavaScript off, at phone width; axe-core on every page
+(the find page's hotline numbers and the page adding a number for calls too); and the link pages' safety (a bare
+GET changes nothing; a renewed link retires the old one)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from axe_playwright_python.async_playwright import Axe  # type: ignore[import-un
 from playwright.async_api import Browser, Page, ViewportSize, expect
 
 from devservers.driver import CODE, SystemDriver, custody_record
+from devservers.stack import HOTLINE_NUMBER
+from services.subscription.hotline.domain import agency_code
 from tests.e2e.browser import chromium
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -26,6 +29,7 @@ PHONE: ViewportSize = {"width": 360, "height": 740}
 MANAGE_LINK = re.compile(r"https?://\S+/v1/manage/[\w.-]+")
 ACK_LINK = re.compile(r"https?://\S+/v1/ack/[\w.-]+")
 AXE = Axe()
+HOTLINE_SHOWN = "1-800-555-0177"
 WCAG_A_AA = {"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
 
 
@@ -258,6 +262,45 @@ async def test_link_and_problem_pages_pass_axe(browser: Browser, system: SystemD
             await walk.looked_at(name)
     finally:
         await context.close()
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+async def test_the_hotline_numbers_and_adding_a_number_for_calls_pass_axe_and_work_without_javascript(
+    browser: Browser, system: SystemDriver, language: str
+) -> None:
+    agency_id, _, case = await agency_with_a_case(system)
+    email = f"calls-{uuid.uuid4().hex[:8]}@example.org"
+    victim = await system.subscribe(agency_id, case, email=email, language=language)
+    await system.verify(victim, "email")
+    portal = system.stack.url("subscription")
+    add_voice = f"{portal}/manage/{victim.manage_token}/contacts/voice?lang={language}"
+    for javascript in (True, False):  # axe needs JavaScript; the pages must work without it
+        context = await browser.new_context(java_script_enabled=javascript, viewport=PHONE)
+        page = await context.new_page()
+        walk = Walk(page, f"{language}{'' if javascript else '-nojs'}", audit=javascript)
+        try:
+            await page.goto(f"{portal}/find?lang={language}")
+            hotline = page.get_by_role("link", name=HOTLINE_SHOWN)
+            await expect(hotline).to_have_attribute("href", f"tel:{HOTLINE_NUMBER}")
+            row = page.get_by_role("row").filter(has_text=f"Portal County Jail {agency_id[-8:]}")
+            await expect(row).to_contain_text(agency_code(agency_id))
+            await walk.looked_at("find-hotline")
+
+            await page.goto(add_voice)
+            await expect(page.locator("html")).to_have_attribute("lang", language)
+            await walk.looked_at("add-voice")
+            await page.fill("#value", "+15125550142")
+            await page.fill("#pin", "1234")
+            await walk.submit(WORDS[language]["continue"])
+            await expect(page.locator(".error-summary")).to_be_visible()
+            await expect(page.locator("#pin")).to_have_value("")  # a PIN is never shown back
+            await walk.looked_at("add-voice-errors")
+            if not javascript:
+                await page.fill("#pin", "4821")
+                await walk.submit(WORDS[language]["continue"])
+                await expect(page).to_have_url(re.compile(r"/manage/[^/]+/code/voice"))
+        finally:
+            await context.close()
 
 
 async def test_keyboard_alone_reaches_every_control(browser: Browser, system: SystemDriver) -> None:
