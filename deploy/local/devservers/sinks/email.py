@@ -34,7 +34,6 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import formatdate
-from types import TracebackType
 from typing import Any, cast
 
 import httpx
@@ -43,7 +42,9 @@ from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from devservers.ports import free_port
-from devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
+from devservers.sinks import common
+from devservers.sinks.common import LocalSink
+from devservers.sinks.http_server import add_config_routes
 
 
 class EmailSinkConfig(BaseModel):
@@ -60,21 +61,12 @@ class EmailSinkConfig(BaseModel):
     bounce_webhook_secret: str | None = None
 
 
-LIST_FIELDS = ("bounce_addresses", "tempfail_addresses", "refused_senders", "refused_content", "late_bounce_addresses")
 logger = logging.getLogger(__name__)
 
 
 def config_from_environment(environ: Mapping[str, str] | None = None) -> EmailSinkConfig:
-    environ = os.environ if environ is None else environ
-    values: dict[str, object] = {
-        name: environ[f"EMAIL_SINK_{name.upper()}"]
-        for name in EmailSinkConfig.model_fields
-        if f"EMAIL_SINK_{name.upper()}" in environ
-    }
-    for name in LIST_FIELDS:
-        if isinstance(value := values.get(name), str):
-            values[name] = [item.strip() for item in value.split(",") if item.strip()]
-    return EmailSinkConfig.model_validate(values)
+    """``EMAIL_SINK_BOUNCE_ADDRESSES=gone@example.org,...`` (lists comma-separated) and so on."""
+    return common.config_from_environment(EmailSinkConfig, "EMAIL_SINK", os.environ if environ is None else environ)
 
 
 def delivery_status_notification(original: bytes, *, recipient: str, status: str, diagnostic: str) -> bytes:
@@ -230,7 +222,7 @@ def create_email_sink_app(store: EmailStore) -> FastAPI:
     return app
 
 
-class EmailSink:
+class EmailSink(LocalSink):
     """SMTP server (its own thread, as aiosmtpd's Controller runs it) plus the HTTP listing in the caller's loop."""
 
     def __init__(
@@ -241,17 +233,11 @@ class EmailSink:
         smtp_port: int | None = None,
         http_port: int | None = None,
     ) -> None:
-        self.host = host
         self.smtp_port = smtp_port or free_port()
         self.http_port = http_port or free_port()
         self.store = EmailStore(config or EmailSinkConfig())
-        self.app = create_email_sink_app(self.store)
+        super().__init__(create_email_sink_app(self.store), host=host, port=self.http_port)
         self._controller = Controller(SinkSmtpHandler(self.store), hostname=host, port=self.smtp_port)
-        self._http = EmbeddedHttpServer(self.app, host=host, port=self.http_port)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.http_port}"
 
     def emails(self, to: str | None = None) -> list[dict[str, Any]]:
         return self.store.list(to)
@@ -264,17 +250,8 @@ class EmailSink:
 
     async def start(self) -> None:
         self._controller.start()
-        await self._http.start()
+        await super().start()
 
     async def stop(self) -> None:
-        await self._http.stop()
+        await super().stop()
         self._controller.stop()
-
-    async def __aenter__(self) -> EmailSink:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        await self.stop()

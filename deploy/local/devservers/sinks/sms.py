@@ -28,54 +28,39 @@ In-process use::
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import logging
 import os
 import random
-import re
 import secrets
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from types import TracebackType
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode, urlsplit
 
-import httpx
 from fastapi import FastAPI, Form, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from devservers.ports import free_port
-from devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
-from shared.twilio import twilio_signature
+from devservers.sinks import common
+from devservers.sinks.common import (
+    API_PREFIX,
+    E164,
+    ERROR_MESSAGES,
+    RFC2822,
+    LocalSink,
+    TwilioSinkState,
+    callback_reference,
+    paging,
+    twilio_error,
+    twilio_page,
+    webhook_lifespan,
+)
+from devservers.sinks.http_server import add_config_routes
 
 logger = logging.getLogger(__name__)
 
-API_PREFIX = "/2010-04-01/Accounts/{account_sid}"
-RFC2822 = "%a, %d %b %Y %H:%M:%S +0000"
-"""How Twilio writes its dates (always GMT)."""
-MAX_PAGE_SIZE = 1000
 IDEMPOTENCY_HEADER = "I-Twilio-Idempotency-Token"
-E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-# Twilio's codes for the outcomes the sink can simulate.
-ERROR_MESSAGES: dict[int, str] = {
-    20003: "Authenticate",
-    20404: "The requested resource was not found",
-    20429: "Too Many Requests",
-    20500: "Internal Server Error",
-    20503: "Service Unavailable",
-    21211: "The 'To' number is not a valid phone number.",
-    21602: "Message body is required.",
-    21603: "The 'From' phone number is required.",
-    21610: "Attempt to send to unsubscribed recipient",
-    21617: "The concatenated message body exceeds the 1600 character limit.",
-    30003: "Unreachable destination handset",
-    30006: "Landline or unreachable carrier",
-}
 TEMPORARY_FAILURES: tuple[tuple[int, int], ...] = ((500, 20500), (503, 20503), (429, 20429))
 
 
@@ -100,15 +85,7 @@ class SmsSinkConfig(BaseModel):
 
 def config_from_environment(environ: Mapping[str, str] | None = None) -> SmsSinkConfig:
     """``SMS_SINK_FAILURE_RATE=0.5``, ``SMS_SINK_OPTED_OUT_NUMBERS=+15005550009,+1...`` and so on."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for name, spec in SmsSinkConfig.model_fields.items():
-        raw = environ.get(f"SMS_SINK_{name.upper()}")
-        if raw is None:
-            continue
-        is_list = spec.annotation is not None and "list" in str(spec.annotation)
-        values[name] = [item.strip() for item in raw.split(",") if item.strip()] if is_list else raw
-    return SmsSinkConfig.model_validate(values)
+    return common.config_from_environment(SmsSinkConfig, "SMS_SINK", os.environ if environ is None else environ)
 
 
 @dataclass
@@ -129,10 +106,7 @@ class StoredSms:
     @property
     def reference(self) -> str | None:
         """The ``ref`` query parameter of the status-callback URL (delivery's attempt id), if any."""
-        if not self.status_callback:
-            return None
-        values = parse_qs(urlsplit(self.status_callback).query).get("ref")
-        return values[0] if values else None
+        return callback_reference(self.status_callback)
 
     def twilio_json(self) -> dict[str, Any]:
         """The fields of Twilio's Message resource that clients read."""
@@ -171,59 +145,25 @@ class StoredSms:
         }
 
 
-class SmsSinkState:
+class SmsSinkState(TwilioSinkState[SmsSinkConfig]):
     """Everything the sink received, plus its fault-injection settings."""
 
     def __init__(self, *, account_sid: str, auth_token: str, config: SmsSinkConfig) -> None:
-        self.account_sid = account_sid
-        self.auth_token = auth_token
+        super().__init__(account_sid=account_sid, auth_token=auth_token, config=config)
         self.messages: dict[str, StoredSms] = {}
         self.by_token: dict[str, str] = {}
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.http: httpx.AsyncClient | None = None
-        self.config = config
-        self.random = random.Random(config.seed)
         self.fate_random = random.Random(config.seed)
         """Draws for what happens after acceptance (lost callbacks, undelivered), apart from the answers' draws,
         so the answers a seed gives do not depend on how background callbacks interleave with the sends."""
 
-    def configure(self, changes: Mapping[str, Any]) -> SmsSinkConfig:
-        """Merge ``changes`` into the configuration (validated); a new seed restarts the random sequence."""
-        self.config = SmsSinkConfig.model_validate(self.config.model_dump() | dict(changes))
-        if "seed" in changes:
-            self.random = random.Random(self.config.seed)
-            self.fate_random = random.Random(self.config.seed)
-        return self.config
+    def reseed(self) -> None:
+        super().reseed()
+        self.fate_random = random.Random(self.config.seed)
 
     def clear(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+        self.cancel_tasks()
         self.messages.clear()
         self.by_token.clear()
-
-    def authorised(self, authorization: str | None) -> bool:
-        if not authorization or not authorization.lower().startswith("basic "):
-            return False
-        try:
-            decoded = base64.b64decode(authorization[6:], validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        username, _, password = decoded.partition(":")
-        return hmac.compare_digest(username, self.account_sid) & hmac.compare_digest(password, self.auth_token)
-
-
-def twilio_error(http_status: int, code: int, message: str | None = None) -> JSONResponse:
-    """Twilio's JSON error shape."""
-    return JSONResponse(
-        {
-            "code": code,
-            "message": message or ERROR_MESSAGES.get(code, "Error"),
-            "more_info": f"https://www.twilio.com/docs/errors/{code}",
-            "status": http_status,
-        },
-        status_code=http_status,
-        headers={"WWW-Authenticate": 'Basic realm="Twilio API"'} if http_status == 401 else None,
-    )
 
 
 async def _post_callback(state: SmsSinkState, message: StoredSms) -> None:
@@ -242,18 +182,14 @@ async def _post_callback(state: SmsSinkState, message: StoredSms) -> None:
     }
     if message.error_code is not None:
         params["ErrorCode"] = str(message.error_code)
-    if state.fate_random.random() < state.config.callback_loss_rate:
-        message.callbacks.append({"status": message.status, "result": "dropped"})
-        return
-    signature = twilio_signature(state.auth_token, message.status_callback, params)
-    try:
-        response = await state.http.post(
-            message.status_callback, data=params, headers={"X-Twilio-Signature": signature}
-        )
-    except httpx.HTTPError as error:
-        message.callbacks.append({"status": message.status, "result": f"error: {type(error).__name__}"})
-        return
-    message.callbacks.append({"status": message.status, "result": response.status_code})
+    await state.status_callback(
+        message.status_callback,
+        params,
+        status=message.status,
+        loss_rate=state.config.callback_loss_rate,
+        draws=state.fate_random,
+        kept=message.callbacks,
+    )
 
 
 async def _progress(state: SmsSinkState, message: StoredSms) -> None:
@@ -308,44 +244,11 @@ def _listed(message: StoredSms, query: Mapping[str, str]) -> bool:
     )
 
 
-def _message_page(
-    chosen: list[StoredSms], page: int, page_size: int, path: str, query: list[tuple[str, str]]
-) -> dict[str, Any]:
-    """One page of Twilio's list answer, with the URIs of the pages around it (same filters)."""
-    kept = [(key, value) for key, value in query if key not in {"Page", "PageSize", "PageToken"}]
-
-    def page_uri(number: int) -> str:
-        return f"{path}?{urlencode([*kept, ('PageSize', str(page_size)), ('Page', str(number))])}"
-
-    shown = chosen[page * page_size : (page + 1) * page_size]
-    return {
-        "messages": [message.twilio_json() for message in shown],
-        "page": page,
-        "page_size": page_size,
-        "start": page * page_size,
-        "end": page * page_size + max(0, len(shown) - 1),
-        "uri": page_uri(page),
-        "first_page_uri": page_uri(0),
-        "previous_page_uri": page_uri(page - 1) if page > 0 else None,
-        "next_page_uri": page_uri(page + 1) if (page + 1) * page_size < len(chosen) else None,
-    }
-
-
 def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkConfig | None = None) -> FastAPI:
     """The sink as an ASGI app; its state is ``app.state.sink`` (:class:`SmsSinkState`)."""
     state = SmsSinkState(account_sid=account_sid, auth_token=auth_token, config=config or SmsSinkConfig())
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            state.http = client
-            yield
-            for task in list(state.tasks):
-                task.cancel()
-            await asyncio.gather(*state.tasks, return_exceptions=True)
-            state.http = None
-
-    app = FastAPI(title="Local SMS sink (Twilio Messages API shape)", lifespan=lifespan)
+    app = FastAPI(title="Local SMS sink (Twilio Messages API shape)", lifespan=webhook_lifespan(state))
     app.state.sink = state
 
     @app.post(API_PREFIX + "/Messages.json", response_model=None)
@@ -359,10 +262,8 @@ def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkCon
         authorization: Annotated[str | None, Header()] = None,
         idempotency_token: Annotated[str | None, Header(alias=IDEMPOTENCY_HEADER)] = None,
     ) -> JSONResponse:
-        if not state.authorised(authorization):
-            return twilio_error(401, 20003)
-        if account_sid != state.account_sid:
-            return twilio_error(404, 20404)
+        if (refused := state.refusal(account_sid, authorization)) is not None:
+            return refused
         if state.config.dedupe and idempotency_token and idempotency_token in state.by_token:
             return JSONResponse(state.messages[state.by_token[idempotency_token]].twilio_json(), status_code=201)
         if state.config.response_delay_seconds:
@@ -387,19 +288,17 @@ def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkCon
         state.messages[message.sid] = message
         if idempotency_token:
             state.by_token[idempotency_token] = message.sid
-        task = asyncio.create_task(_progress(state, message))
-        state.tasks.add(task)
-        task.add_done_callback(state.tasks.discard)
+        state.spawn(_progress(state, message))
         return JSONResponse(message.twilio_json(), status_code=201)
 
     @app.get(API_PREFIX + "/Messages/{message_sid}.json", response_model=None)
     async def fetch_message(
         account_sid: str, message_sid: str, authorization: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
-        if not state.authorised(authorization):
-            return twilio_error(401, 20003)
+        if (refused := state.refusal(account_sid, authorization)) is not None:
+            return refused
         message = state.messages.get(message_sid)
-        if account_sid != state.account_sid or message is None:
+        if message is None:
             return twilio_error(404, 20404)
         return JSONResponse(message.twilio_json())
 
@@ -407,19 +306,20 @@ def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkCon
     async def list_messages_like_twilio(
         account_sid: str, request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
-        if not state.authorised(authorization):
-            return twilio_error(401, 20003)
-        if account_sid != state.account_sid:
-            return twilio_error(404, 20404)
+        if (refused := state.refusal(account_sid, authorization)) is not None:
+            return refused
         query = request.query_params
         try:
-            page_size = min(MAX_PAGE_SIZE, max(1, int(query.get("PageSize", "50"))))
-            page = max(0, int(query.get("Page", "0")))
+            page, page_size = paging(query)
             chosen = [m for m in state.messages.values() if _listed(m, query)]
         except ValueError as error:
             return twilio_error(400, 20001, f"Invalid filter: {error}")
         chosen.sort(key=lambda message: message.received_at, reverse=True)
-        return JSONResponse(_message_page(chosen, page, page_size, request.url.path, query.multi_items()))
+        return JSONResponse(
+            twilio_page(
+                "messages", chosen, page=page, page_size=page_size, path=request.url.path, query=query.multi_items()
+            )
+        )
 
     @app.get("/sink/messages")
     async def list_messages(to: str | None = None) -> list[dict[str, Any]]:
@@ -433,7 +333,7 @@ def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkCon
     return app
 
 
-class SmsSink:
+class SmsSink(LocalSink):
     """The SMS sink on a local port, started and stopped from the caller's event loop."""
 
     def __init__(
@@ -447,15 +347,13 @@ class SmsSink:
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token or secrets.token_hex(16)
-        self.host = host
         self.port = port or free_port()
-        self.app = create_sms_sink_app(account_sid=account_sid, auth_token=self.auth_token, config=config)
+        super().__init__(
+            create_sms_sink_app(account_sid=account_sid, auth_token=self.auth_token, config=config),
+            host=host,
+            port=self.port,
+        )
         self.state: SmsSinkState = self.app.state.sink
-        self._server = EmbeddedHttpServer(self.app, host=host, port=self.port)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def messages(self) -> list[dict[str, Any]]:
         return [message.listing() for message in self.state.messages.values()]
@@ -465,18 +363,3 @@ class SmsSink:
 
     def clear(self) -> None:
         self.state.clear()
-
-    async def start(self) -> None:
-        await self._server.start()
-
-    async def stop(self) -> None:
-        await self._server.stop()
-
-    async def __aenter__(self) -> SmsSink:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        await self.stop()

@@ -30,23 +30,16 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
-import hmac
-import json
 import logging
 import os
-import random
 import secrets
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Annotated, Any, Literal
-from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
+from urllib.parse import urljoin
 from xml.etree.ElementTree import Element
 
 import httpx
@@ -56,9 +49,20 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from devservers.ports import free_port
-from devservers.sinks.http_server import EmbeddedHttpServer, add_config_routes
-from devservers.sinks.sms import API_PREFIX, E164, MAX_PAGE_SIZE, RFC2822, twilio_error
-from shared.twilio import twilio_signature
+from devservers.sinks import common
+from devservers.sinks.common import (
+    API_PREFIX,
+    E164,
+    RFC2822,
+    LocalSink,
+    TwilioSinkState,
+    callback_reference,
+    paging,
+    twilio_error,
+    twilio_page,
+    webhook_lifespan,
+)
+from devservers.sinks.http_server import add_config_routes
 
 logger = logging.getLogger(__name__)
 
@@ -96,17 +100,8 @@ class VoiceSinkConfig(BaseModel):
 
 
 def config_from_environment(environ: Mapping[str, str] | None = None) -> VoiceSinkConfig:
-    """``VOICE_SINK_MACHINE_RATE=0.2``, ``VOICE_SINK_ANSWERS={"+15005550100": "machine"}`` (JSON values) and so on."""
-    environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    for name in VoiceSinkConfig.model_fields:
-        raw = environ.get(f"VOICE_SINK_{name.upper()}")
-        if raw is not None:
-            try:
-                values[name] = json.loads(raw)
-            except ValueError:
-                values[name] = raw
-    return VoiceSinkConfig.model_validate(values)
+    """``VOICE_SINK_MACHINE_RATE=0.2``, ``VOICE_SINK_ANSWERS={"+15005550100": "machine"}`` (JSON objects) and so on."""
+    return common.config_from_environment(VoiceSinkConfig, "VOICE_SINK", os.environ if environ is None else environ)
 
 
 @dataclass
@@ -139,10 +134,7 @@ class StoredCall:
     @property
     def reference(self) -> str | None:
         """The ``ref`` query parameter of the status-callback URL (delivery's attempt id), if any."""
-        if not self.status_callback:
-            return None
-        values = parse_qs(urlsplit(self.status_callback).query).get("ref")
-        return values[0] if values else None
+        return callback_reference(self.status_callback)
 
     def twilio_json(self) -> dict[str, Any]:
         return {
@@ -174,39 +166,17 @@ class StoredCall:
         }
 
 
-class VoiceSinkState:
+class VoiceSinkState(TwilioSinkState[VoiceSinkConfig]):
     def __init__(self, *, account_sid: str, auth_token: str, config: VoiceSinkConfig) -> None:
-        self.account_sid = account_sid
-        self.auth_token = auth_token
-        self.config = config
-        self.random = random.Random(config.seed)
+        super().__init__(account_sid=account_sid, auth_token=auth_token, config=config)
         self.calls: dict[str, StoredCall] = {}
         self.presses: dict[str, deque[str]] = {}
         self.pressed = asyncio.Event()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.http: httpx.AsyncClient | None = None
-
-    def configure(self, changes: Mapping[str, Any]) -> VoiceSinkConfig:
-        self.config = VoiceSinkConfig.model_validate(self.config.model_dump() | dict(changes))
-        if "seed" in changes:
-            self.random = random.Random(self.config.seed)
-        return self.config
 
     def clear(self) -> None:
-        for task in self.tasks:
-            task.cancel()
+        self.cancel_tasks()
         self.calls.clear()
         self.presses.clear()
-
-    def authorised(self, authorization: str | None) -> bool:
-        if not authorization or not authorization.lower().startswith("basic "):
-            return False
-        try:
-            decoded = base64.b64decode(authorization[6:], validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        username, _, password = decoded.partition(":")
-        return hmac.compare_digest(username, self.account_sid) & hmac.compare_digest(password, self.auth_token)
 
     def answer_of(self, number: str) -> Answer:
         configured = self.config.answers.get(number)
@@ -222,11 +192,6 @@ class VoiceSinkState:
                 return answer  # type: ignore[return-value]
             draw -= rate
         return "person"
-
-    def spawn(self, call: StoredCall) -> None:
-        task = asyncio.create_task(_run_call(self, call))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
 
 
 def _call_params(call: StoredCall) -> dict[str, str]:
@@ -244,27 +209,20 @@ def _call_params(call: StoredCall) -> dict[str, str]:
     return params
 
 
-async def _signed_post(state: VoiceSinkState, url: str, params: dict[str, str]) -> httpx.Response:
-    assert state.http is not None  # noqa: S101 - set for the app's lifetime
-    signature = twilio_signature(state.auth_token, url, params)
-    return await state.http.post(url, data=params, headers={"X-Twilio-Signature": signature})
-
-
 async def _status_callback(state: VoiceSinkState, call: StoredCall, event: str, *, final: bool = False) -> None:
     if not call.status_callback or (event not in call.callback_events and not final):
-        return
-    if state.random.random() < state.config.callback_loss_rate:
-        call.callbacks.append({"status": call.status, "result": "dropped"})
         return
     params = _call_params(call) | {"CallbackSource": "call-progress-events", "Timestamp": _now_rfc2822()}
     if call.ended_at and call.started_at:
         params["CallDuration"] = str(int((call.ended_at - call.started_at).total_seconds()))
-    try:
-        response = await _signed_post(state, call.status_callback, params)
-    except httpx.HTTPError as error:
-        call.callbacks.append({"status": call.status, "result": f"error: {type(error).__name__}"})
-        return
-    call.callbacks.append({"status": call.status, "result": response.status_code})
+    await state.status_callback(
+        call.status_callback,
+        params,
+        status=call.status,
+        loss_rate=state.config.callback_loss_rate,
+        draws=state.random,
+        kept=call.callbacks,
+    )
 
 
 def _now_rfc2822() -> str:
@@ -273,7 +231,7 @@ def _now_rfc2822() -> str:
 
 async def _fetch_twiml(state: VoiceSinkState, call: StoredCall, url: str, extra: dict[str, str]) -> Element | None:
     try:
-        response = await _signed_post(state, url, _call_params(call) | extra)
+        response = await state.signed_post(url, _call_params(call) | extra)
     except httpx.HTTPError as error:
         call.errors.append(f"{url}: {type(error).__name__}")
         return None
@@ -494,26 +452,6 @@ def _refusal(form: Mapping[str, str], twiml: str | None, url: str | None) -> JSO
     return None
 
 
-def _call_page(
-    chosen: list[StoredCall], page: int, page_size: int, path: str, query: list[tuple[str, str]]
-) -> dict[str, Any]:
-    kept = [(key, value) for key, value in query if key not in {"Page", "PageSize", "PageToken"}]
-
-    def page_uri(number: int) -> str:
-        return f"{path}?{urlencode([*kept, ('PageSize', str(page_size)), ('Page', str(number))])}"
-
-    shown = chosen[page * page_size : (page + 1) * page_size]
-    return {
-        "calls": [call.twilio_json() for call in shown],
-        "page": page,
-        "page_size": page_size,
-        "uri": page_uri(page),
-        "first_page_uri": page_uri(0),
-        "previous_page_uri": page_uri(page - 1) if page > 0 else None,
-        "next_page_uri": page_uri(page + 1) if (page + 1) * page_size < len(chosen) else None,
-    }
-
-
 class Presses(BaseModel):
     """Digits a person will key in, in order, at the next ``<Gather>`` prompts of calls with this number."""
 
@@ -540,27 +478,17 @@ def create_voice_sink_app(
     carries its webhooks (TwiML, actions, status callbacks) to an app in the same process, as tests run one."""
     state = VoiceSinkState(account_sid=account_sid, auth_token=auth_token, config=config or VoiceSinkConfig())
 
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10.0, transport=webhook_transport) as client:
-            state.http = client
-            yield
-            for task in list(state.tasks):
-                task.cancel()
-            await asyncio.gather(*state.tasks, return_exceptions=True)
-            state.http = None
-
-    app = FastAPI(title="Local voice sink (Twilio Programmable Voice shape)", lifespan=lifespan)
+    app = FastAPI(
+        title="Local voice sink (Twilio Programmable Voice shape)", lifespan=webhook_lifespan(state, webhook_transport)
+    )
     app.state.sink = state
 
     @app.post(API_PREFIX + "/Calls.json", response_model=None)
     async def create_call(
         account_sid: str, request: Request, authorization: AuthorizationHeader = None
     ) -> JSONResponse:
-        if not state.authorised(authorization):
-            return twilio_error(401, 20003)
-        if account_sid != state.account_sid:
-            return twilio_error(404, 20404)
+        if (refused := state.refusal(account_sid, authorization)) is not None:
+            return refused
         form = await request.form()
         values = {key: str(value) for key, value in form.items()}
         if state.random.random() < state.config.failure_rate:
@@ -583,15 +511,15 @@ def create_voice_sink_app(
             created_at=datetime.now(UTC),
         )
         state.calls[call.sid] = call
-        state.spawn(call)
+        state.spawn(_run_call(state, call))
         return JSONResponse(call.twilio_json(), status_code=201)
 
     @app.get(API_PREFIX + "/Calls/{call_sid}.json", response_model=None)
     async def fetch_call(account_sid: str, call_sid: str, authorization: AuthorizationHeader = None) -> JSONResponse:
-        if not state.authorised(authorization):
-            return twilio_error(401, 20003)
+        if (refused := state.refusal(account_sid, authorization)) is not None:
+            return refused
         call = state.calls.get(call_sid)
-        if account_sid != state.account_sid or call is None:
+        if call is None:
             return twilio_error(404, 20404)
         return JSONResponse(call.twilio_json())
 
@@ -599,14 +527,11 @@ def create_voice_sink_app(
     async def list_calls_like_twilio(
         account_sid: str, request: Request, authorization: AuthorizationHeader = None
     ) -> JSONResponse:
-        if not state.authorised(authorization):
-            return twilio_error(401, 20003)
-        if account_sid != state.account_sid:
-            return twilio_error(404, 20404)
+        if (refused := state.refusal(account_sid, authorization)) is not None:
+            return refused
         query = request.query_params
         try:
-            page_size = min(MAX_PAGE_SIZE, max(1, int(query.get("PageSize", "50"))))
-            page = max(0, int(query.get("Page", "0")))
+            page, page_size = paging(query)
         except ValueError as error:
             return twilio_error(400, 20001, f"Invalid paging: {error}")
         chosen = [
@@ -615,7 +540,11 @@ def create_voice_sink_app(
             if query.get("To", call.to) == call.to and query.get("From", call.from_) == call.from_
         ]
         chosen.sort(key=lambda call: call.created_at, reverse=True)
-        return JSONResponse(_call_page(chosen, page, page_size, request.url.path, query.multi_items()))
+        return JSONResponse(
+            twilio_page(
+                "calls", chosen, page=page, page_size=page_size, path=request.url.path, query=query.multi_items()
+            )
+        )
 
     @app.post("/sink/press", status_code=204)
     async def press(presses: Presses) -> None:
@@ -657,7 +586,7 @@ def create_voice_sink_app(
     return app
 
 
-class VoiceSink:
+class VoiceSink(LocalSink):
     """The voice sink on a local port, started and stopped from the caller's event loop."""
 
     def __init__(
@@ -672,35 +601,15 @@ class VoiceSink:
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token or secrets.token_hex(16)
-        self.host = host
         self.port = port or free_port()
-        self.app = create_voice_sink_app(
+        app = create_voice_sink_app(
             account_sid=account_sid, auth_token=self.auth_token, config=config, webhook_transport=webhook_transport
         )
+        super().__init__(app, host=host, port=self.port)
         self.state: VoiceSinkState = self.app.state.sink
-        self._server = EmbeddedHttpServer(self.app, host=host, port=self.port)
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     def calls(self) -> list[dict[str, Any]]:
         return [call.listing() for call in self.state.calls.values()]
 
     def configure(self, **changes: Any) -> VoiceSinkConfig:
         return self.state.configure(changes)
-
-    async def start(self) -> None:
-        await self._server.start()
-
-    async def stop(self) -> None:
-        await self._server.stop()
-
-    async def __aenter__(self) -> VoiceSink:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
-    ) -> None:
-        await self.stop()
