@@ -10,6 +10,7 @@ import hmac
 import json
 import random
 import re
+import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import TracebackType
@@ -17,10 +18,12 @@ from typing import Any, Generic, Self, TypeVar, get_origin
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.datastructures import QueryParams
 
+from devservers.ports import free_port
 from devservers.sinks.http_server import EmbeddedHttpServer
 from shared.twilio import twilio_signature
 
@@ -30,6 +33,7 @@ RFC2822 = "%a, %d %b %Y %H:%M:%S +0000"
 MAX_PAGE_SIZE = 1000
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 Config = TypeVar("Config", bound=BaseModel)
+State = TypeVar("State", bound="TwilioSinkState[Any]")
 # Twilio's codes for the outcomes the sinks can simulate.
 ERROR_MESSAGES: dict[int, str] = {
     20003: "Authenticate",
@@ -206,6 +210,31 @@ def twilio_page(
     }
 
 
+def twilio_list(
+    state: TwilioSinkState[Any],
+    request: Request,
+    *,
+    account_sid: str,
+    authorization: str | None,
+    key: str,
+    choose: Callable[[QueryParams], list[Any]],
+    invalid: str,
+) -> JSONResponse:
+    """Twilio's list answer: the resources ``choose`` finds for the query (newest first), one page of them; 400
+    (``invalid``, then the problem) when the query's paging or filters are not what Twilio reads."""
+    if (refused := state.refusal(account_sid, authorization)) is not None:
+        return refused
+    query = request.query_params
+    try:
+        page, page_size = paging(query)
+        chosen = choose(query)
+    except ValueError as error:
+        return twilio_error(400, 20001, f"{invalid}: {error}")
+    return JSONResponse(
+        twilio_page(key, chosen, page=page, page_size=page_size, path=request.url.path, query=query.multi_items())
+    )
+
+
 def callback_reference(status_callback: str | None) -> str | None:
     """The ``ref`` query parameter of a status-callback URL (delivery's attempt id), if any."""
     if not status_callback:
@@ -240,3 +269,23 @@ class LocalSink:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+class TwilioSink(LocalSink, Generic[State]):
+    """A Twilio-shaped sink for one account (a random auth token unless given) on a local port (a free one unless
+    given); ``create_app(account_sid, auth_token)`` builds its app, whose state is ``app.state.sink``."""
+
+    def __init__(
+        self,
+        create_app: Callable[[str, str], FastAPI],
+        *,
+        account_sid: str,
+        auth_token: str | None,
+        host: str,
+        port: int | None,
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token or secrets.token_hex(16)
+        self.port = port or free_port()
+        super().__init__(create_app(account_sid, self.auth_token), host=host, port=self.port)
+        self.state: State = self.app.state.sink

@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from devservers.ports import free_port
 from devservers.sinks import common
 from devservers.sinks.common import LocalSink
-from devservers.sinks.http_server import add_config_routes
+from devservers.sinks.http_server import add_sink_routes
 
 
 class EmailSinkConfig(BaseModel):
@@ -210,15 +210,9 @@ def create_email_sink_app(store: EmailStore) -> FastAPI:
     app = FastAPI(title="Local email sink")
     app.state.store = store
 
-    @app.get("/sink/emails")
-    async def list_emails(to: str | None = None) -> list[dict[str, Any]]:
-        return store.list(to)
-
-    @app.delete("/sink/emails", status_code=204)
-    async def clear_emails() -> None:
-        store.clear()
-
-    add_config_routes(app, lambda: store.config, store.configure)
+    add_sink_routes(
+        app, "emails", listing=store.list, clear=store.clear, current=lambda: store.config, configure=store.configure
+    )
     return app
 
 

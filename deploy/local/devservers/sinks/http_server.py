@@ -49,10 +49,25 @@ class EmbeddedHttpServer:
         self._task = None
 
 
-def add_config_routes(
-    app: FastAPI, current: Callable[[], BaseModel], configure: Callable[[Mapping[str, Any]], BaseModel]
+def add_sink_routes(
+    app: FastAPI,
+    received: str,
+    *,
+    listing: Callable[[str | None], list[dict[str, Any]]],
+    clear: Callable[[], None],
+    current: Callable[[], BaseModel],
+    configure: Callable[[Mapping[str, Any]], BaseModel],
 ) -> None:
-    """``GET /sink/config`` and ``POST /sink/config`` (a partial change): how tests make a sink misbehave."""
+    """``GET /sink/<received>`` (optional ``?to=``) lists what the sink received, ``DELETE`` clears it;
+    ``GET /sink/config`` and ``POST /sink/config`` (a partial change): how tests make a sink misbehave."""
+
+    @app.get(f"/sink/{received}")
+    async def list_received(to: str | None = None) -> list[dict[str, Any]]:
+        return listing(to)
+
+    @app.delete(f"/sink/{received}", status_code=204)
+    async def clear_received() -> None:
+        clear()
 
     @app.get("/sink/config")
     async def read_config() -> dict[str, Any]:

@@ -40,23 +40,22 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Form, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import QueryParams
 
-from devservers.ports import free_port
 from devservers.sinks import common
 from devservers.sinks.common import (
     API_PREFIX,
     E164,
     ERROR_MESSAGES,
     RFC2822,
-    LocalSink,
+    TwilioSink,
     TwilioSinkState,
     callback_reference,
-    paging,
     twilio_error,
-    twilio_page,
+    twilio_list,
     webhook_lifespan,
 )
-from devservers.sinks.http_server import add_config_routes
+from devservers.sinks.http_server import add_sink_routes
 
 logger = logging.getLogger(__name__)
 
@@ -306,34 +305,32 @@ def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkCon
     async def list_messages_like_twilio(
         account_sid: str, request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
-        if (refused := state.refusal(account_sid, authorization)) is not None:
-            return refused
-        query = request.query_params
-        try:
-            page, page_size = paging(query)
-            chosen = [m for m in state.messages.values() if _listed(m, query)]
-        except ValueError as error:
-            return twilio_error(400, 20001, f"Invalid filter: {error}")
-        chosen.sort(key=lambda message: message.received_at, reverse=True)
-        return JSONResponse(
-            twilio_page(
-                "messages", chosen, page=page, page_size=page_size, path=request.url.path, query=query.multi_items()
-            )
+        def choose(query: QueryParams) -> list[StoredSms]:
+            chosen = [message for message in state.messages.values() if _listed(message, query)]
+            return sorted(chosen, key=lambda message: message.received_at, reverse=True)
+
+        return twilio_list(
+            state,
+            request,
+            account_sid=account_sid,
+            authorization=authorization,
+            key="messages",
+            choose=choose,
+            invalid="Invalid filter",
         )
 
-    @app.get("/sink/messages")
-    async def list_messages(to: str | None = None) -> list[dict[str, Any]]:
-        return [message.listing() for message in state.messages.values() if to is None or message.to == to]
-
-    @app.delete("/sink/messages", status_code=204)
-    async def clear_messages() -> None:
-        state.clear()
-
-    add_config_routes(app, lambda: state.config, state.configure)
+    add_sink_routes(
+        app,
+        "messages",
+        listing=lambda to: [message.listing() for message in state.messages.values() if to in (None, message.to)],
+        clear=state.clear,
+        current=lambda: state.config,
+        configure=state.configure,
+    )
     return app
 
 
-class SmsSink(LocalSink):
+class SmsSink(TwilioSink[SmsSinkState]):
     """The SMS sink on a local port, started and stopped from the caller's event loop."""
 
     def __init__(
@@ -345,15 +342,13 @@ class SmsSink(LocalSink):
         host: str = "127.0.0.1",
         port: int | None = None,
     ) -> None:
-        self.account_sid = account_sid
-        self.auth_token = auth_token or secrets.token_hex(16)
-        self.port = port or free_port()
         super().__init__(
-            create_sms_sink_app(account_sid=account_sid, auth_token=self.auth_token, config=config),
+            lambda sid, token: create_sms_sink_app(account_sid=sid, auth_token=token, config=config),
+            account_sid=account_sid,
+            auth_token=auth_token,
             host=host,
-            port=self.port,
+            port=port,
         )
-        self.state: SmsSinkState = self.app.state.sink
 
     def messages(self) -> list[dict[str, Any]]:
         return [message.listing() for message in self.state.messages.values()]

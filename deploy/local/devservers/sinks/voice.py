@@ -47,22 +47,21 @@ from defusedxml import ElementTree
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.datastructures import QueryParams
 
-from devservers.ports import free_port
 from devservers.sinks import common
 from devservers.sinks.common import (
     API_PREFIX,
     E164,
     RFC2822,
-    LocalSink,
+    TwilioSink,
     TwilioSinkState,
     callback_reference,
-    paging,
     twilio_error,
-    twilio_page,
+    twilio_list,
     webhook_lifespan,
 )
-from devservers.sinks.http_server import add_config_routes
+from devservers.sinks.http_server import add_sink_routes
 
 logger = logging.getLogger(__name__)
 
@@ -527,23 +526,22 @@ def create_voice_sink_app(
     async def list_calls_like_twilio(
         account_sid: str, request: Request, authorization: AuthorizationHeader = None
     ) -> JSONResponse:
-        if (refused := state.refusal(account_sid, authorization)) is not None:
-            return refused
-        query = request.query_params
-        try:
-            page, page_size = paging(query)
-        except ValueError as error:
-            return twilio_error(400, 20001, f"Invalid paging: {error}")
-        chosen = [
-            call
-            for call in state.calls.values()
-            if query.get("To", call.to) == call.to and query.get("From", call.from_) == call.from_
-        ]
-        chosen.sort(key=lambda call: call.created_at, reverse=True)
-        return JSONResponse(
-            twilio_page(
-                "calls", chosen, page=page, page_size=page_size, path=request.url.path, query=query.multi_items()
-            )
+        def choose(query: QueryParams) -> list[StoredCall]:
+            chosen = [
+                call
+                for call in state.calls.values()
+                if query.get("To", call.to) == call.to and query.get("From", call.from_) == call.from_
+            ]
+            return sorted(chosen, key=lambda call: call.created_at, reverse=True)
+
+        return twilio_list(
+            state,
+            request,
+            account_sid=account_sid,
+            authorization=authorization,
+            key="calls",
+            choose=choose,
+            invalid="Invalid paging",
         )
 
     @app.post("/sink/press", status_code=204)
@@ -574,19 +572,18 @@ def create_voice_sink_app(
         await _run_call(state, call)
         return JSONResponse(call.listing(), status_code=201)
 
-    @app.get("/sink/calls")
-    async def list_calls(to: str | None = None) -> list[dict[str, Any]]:
-        return [call.listing() for call in state.calls.values() if to is None or call.to == to]
-
-    @app.delete("/sink/calls", status_code=204)
-    async def clear_calls() -> None:
-        state.clear()
-
-    add_config_routes(app, lambda: state.config, state.configure)
+    add_sink_routes(
+        app,
+        "calls",
+        listing=lambda to: [call.listing() for call in state.calls.values() if to in (None, call.to)],
+        clear=state.clear,
+        current=lambda: state.config,
+        configure=state.configure,
+    )
     return app
 
 
-class VoiceSink(LocalSink):
+class VoiceSink(TwilioSink[VoiceSinkState]):
     """The voice sink on a local port, started and stopped from the caller's event loop."""
 
     def __init__(
@@ -599,14 +596,15 @@ class VoiceSink(LocalSink):
         port: int | None = None,
         webhook_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.account_sid = account_sid
-        self.auth_token = auth_token or secrets.token_hex(16)
-        self.port = port or free_port()
-        app = create_voice_sink_app(
-            account_sid=account_sid, auth_token=self.auth_token, config=config, webhook_transport=webhook_transport
+        super().__init__(
+            lambda sid, token: create_voice_sink_app(
+                account_sid=sid, auth_token=token, config=config, webhook_transport=webhook_transport
+            ),
+            account_sid=account_sid,
+            auth_token=auth_token,
+            host=host,
+            port=port,
         )
-        super().__init__(app, host=host, port=self.port)
-        self.state: VoiceSinkState = self.app.state.sink
 
     def calls(self) -> list[dict[str, Any]]:
         return [call.listing() for call in self.state.calls.values()]
