@@ -19,17 +19,10 @@ from typing import Any
 import httpx
 
 from devservers.driver import DriverError, SystemDriver, Victim, custody_record
-from devservers.stack import Stack
+from devservers.stack import DEMO_AGENCY, DEMO_AGENCY_PROFILE, Stack
 from shared.crypto import mask_email, mask_phone
 
-DEMO_AGENCY = "demo-county-jail"
-DEMO_AGENCY_FIELDS: dict[str, Any] = {
-    "name": "Demo County Jail",
-    "timezone": "America/Chicago",
-    "contact_phone": "+15125550100",
-    "victim_services_phone": "+15125550199",
-    "victim_services_url": "https://victims.example.org",
-    "expected_feed_interval_minutes": 60,
+DEMO_AGENCY_FIELDS: dict[str, Any] = DEMO_AGENCY_PROFILE | {
     # Victims are told when the feed has been silent this long (off by default for real agencies).
     "silence_notice_after_minutes": 180,
 }

@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import socket
@@ -30,21 +29,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from devservers.ports import (
-    free_port,
-    pid_alive,
-    pid_cmdline,
-    port_is_free,
-    run_sync,
-    signal_and_wait,
-    tail,
-)
+from devservers.ports import pid_alive, pid_cmdline, run_sync, signal_and_wait, tail
+from devservers.process import LocalServer, instance_name, kept_or_free_port
 from shared.settings import KafkaSettings
 
 __all__ = ["KafkaStartError", "LocalKafka", "ensure_kafka_libs", "random_cluster_id"]
@@ -55,7 +46,6 @@ START_TIMEOUT = 60.0
 SUPER_USER = "admin"
 STOP_TIMEOUT = 20.0
 JVM_HEAP = ("-Xmx1g", "-Xms256m")  # tests create many topics; each partition costs heap
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class KafkaStartError(RuntimeError):
@@ -145,7 +135,7 @@ class _State:
     cluster_id: str
 
 
-class LocalKafka:
+class LocalKafka(LocalServer):
     """A single-node KRaft Kafka broker running from local jars.
 
     ``root`` is the repository root (it holds ``deploy/kafka`` and ``.local``).
@@ -167,10 +157,8 @@ class LocalKafka:
         scram_users: Mapping[str, str] | None = None,
         harness_listener: bool = False,
     ) -> None:
-        if not _NAME_RE.match(name) or name == "libs":
-            raise ValueError(f"invalid Kafka instance name: {name!r}")
         self.root = root.resolve()
-        self.name = name
+        self.name = instance_name("Kafka", name, reserved=["libs"])
         self.data_dir = (data_dir or self.root / ".local" / "kafka" / name).resolve()
         self.libs_dir = (libs_dir or self.root / ".local" / "kafka" / "libs").resolve()
         self.pom = self.root / "deploy" / "kafka" / "pom.xml"
@@ -259,9 +247,6 @@ class LocalKafka:
             sasl_password=self.scram_users[user],
         )
 
-    def is_running(self) -> bool:
-        return self.pid is not None
-
     def _owns(self, pid: int | None) -> bool:
         """True if ``pid`` is alive and is *this* instance's broker (pids recycle)."""
         return pid_alive(pid) and str(self.config_file) in pid_cmdline(pid or 0)
@@ -342,11 +327,6 @@ class LocalKafka:
         """SIGKILL the broker: an unclean crash, for fault-injection tests."""
         self._signal(signal.SIGKILL, 5.0)
 
-    def restart(self) -> str:
-        """Stop and start again on the same ports and data."""
-        self.stop()
-        return self.start()
-
     def _signal(self, sig: int, timeout: float) -> None:
         pid = self.pid
         if pid is not None:
@@ -364,18 +344,6 @@ class LocalKafka:
             self._proc.poll()  # reap a broker that died by itself
         self._proc = None
         self._pid = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- readiness -----------------------------------------------------------
     def wait_ready(self, timeout: float = START_TIMEOUT) -> str:
@@ -413,16 +381,10 @@ class LocalKafka:
 
     # -- provisioning ------------------------------------------------------
     def _choose_ports(self) -> None:
-        if self.port is None or not port_is_free(self.port):
-            self.port = free_port()
-        if self.controller_port is None or not port_is_free(self.controller_port):
-            self.controller_port = free_port()
-            while self.controller_port == self.port:
-                self.controller_port = free_port()
-        if self.harness_listener and (self.harness_port is None or not port_is_free(self.harness_port)):
-            self.harness_port = free_port()
-            while self.harness_port in {self.port, self.controller_port}:
-                self.harness_port = free_port()
+        self.port = kept_or_free_port(self.port)
+        self.controller_port = kept_or_free_port(self.controller_port, taken=[self.port])
+        if self.harness_listener:
+            self.harness_port = kept_or_free_port(self.harness_port, taken=[self.port, self.controller_port])
 
     def _jvm_args(self) -> list[str]:
         return [

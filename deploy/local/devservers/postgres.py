@@ -24,22 +24,12 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from devservers.ports import (
-    child_pids,
-    free_port,
-    pid_alive,
-    port_is_free,
-    run_sync,
-    signal_and_wait,
-    tail,
-    wait_pid_gone,
-)
+from devservers.ports import child_pids, pid_alive, run_sync, signal_and_wait, tail, wait_pid_gone
+from devservers.process import LocalServer, instance_name, kept_or_free_port
 
 __all__ = ["LocalPostgres", "PostgresStartError", "find_pg_bindir", "replace_database"]
 
@@ -47,7 +37,6 @@ log = logging.getLogger(__name__)
 
 START_TIMEOUT = 60.0
 SERVER_USER = "postgres"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _DB_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _SERVER_TOOLS = ("initdb", "pg_ctl", "postgres", "pg_isready")
 # sun_path is 108 bytes on Linux; leave room for "/.s.PGSQL.NNNNN".
@@ -168,7 +157,7 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
                 os.chown(os.path.join(dirpath, entry), uid, gid, follow_symlinks=False)
 
 
-class LocalPostgres:
+class LocalPostgres(LocalServer):
     """A local PostgreSQL cluster with trust auth on 127.0.0.1.
 
     ``fast=True`` (the default, meant for tests) turns off fsync,
@@ -188,10 +177,8 @@ class LocalPostgres:
         start_timeout: float = START_TIMEOUT,
         settings: Mapping[str, str] | None = None,
     ) -> None:
-        if not _NAME_RE.match(name):
-            raise ValueError(f"invalid PostgreSQL instance name: {name!r}")
         self.root = root.resolve()
-        self.name = name
+        self.name = instance_name("PostgreSQL", name)
         self.instance_dir = (instance_dir or self.root / ".local" / "postgres" / name).resolve()
         self.fast = fast
         self.extra_settings = dict(settings or {})
@@ -242,9 +229,6 @@ class LocalPostgres:
             return None
         return pid if pid_alive(pid) else None
 
-    def is_running(self) -> bool:
-        return self.pid is not None
-
     def _saved_port(self) -> int | None:
         # A running postmaster knows best: postmaster.pid's 4th line is its port.
         with contextlib.suppress(OSError, ValueError, IndexError):
@@ -265,8 +249,7 @@ class LocalPostgres:
         self._own_instance_dir()
         if not (self.data_dir / "PG_VERSION").is_file():
             self._initdb()
-        if self.port is None or not port_is_free(self.port):
-            self.port = free_port()
+        self.port = kept_or_free_port(self.port)
         self._write_config()
         self.state_file.write_text(json.dumps({"port": self.port, "dsn": self.dsn}) + "\n")
         proc = self._run(
@@ -327,26 +310,9 @@ class LocalPostgres:
         for victim in victims:
             wait_pid_gone(victim)
 
-    def restart(self) -> str:
-        """Stop and start again on the same port and data."""
-        self.stop()
-        return self.start()
-
     def create_database(self, name: str) -> str:
         """Create database ``name`` unless it exists (idempotent); return its DSN."""
         return ensure_database(self.dsn, name)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # -- internals ---------------------------------------------------------------
     def _run(self, cmd: list[str], *, detach: bool = False) -> subprocess.CompletedProcess[str]:

@@ -47,6 +47,16 @@ SMS_ACCOUNT_SID = "AClocal0000000000000000000000000000"
 SMS_FROM_NUMBER = "+15005550006"
 HOTLINE_NUMBER = "+18005550177"
 """The toll-free number victims call locally: the voice sink sends its calls to subscription's hotline webhook."""
+DEMO_AGENCY = "demo-county-jail"
+DEMO_AGENCY_PROFILE: dict[str, Any] = {
+    "name": "Demo County Jail",
+    "timezone": "America/Chicago",
+    "contact_phone": "+15125550100",
+    "victim_services_phone": "+15125550199",
+    "victim_services_url": "https://victims.example.org",
+    "expected_feed_interval_minutes": 60,
+}
+"""The agency ``make run`` registers, and the demo's."""
 
 
 def _port(name: str, prefer_defaults: bool) -> int:
@@ -305,20 +315,8 @@ class Stack:
 
     def create_demo_agency(self) -> str:
         """The demo agency and a fresh API key for it (a key is shown only once, so each run makes one)."""
-        self._admin(
-            "POST",
-            "/v1/admin/agencies",
-            {
-                "agency_id": "demo-county-jail",
-                "name": "Demo County Jail",
-                "timezone": "America/Chicago",
-                "contact_phone": "+15125550100",
-                "victim_services_phone": "+15125550199",
-                "victim_services_url": "https://victims.example.org",
-                "expected_feed_interval_minutes": 60,
-            },
-        )
-        key = self._admin("POST", "/v1/admin/agencies/demo-county-jail/keys", {"label": "make run"})
+        self._admin("POST", "/v1/admin/agencies", {"agency_id": DEMO_AGENCY, **DEMO_AGENCY_PROFILE})
+        key = self._admin("POST", f"/v1/admin/agencies/{DEMO_AGENCY}/keys", {"label": "make run"})
         return str(key.get("api_key") or key.get("key") or "")
 
     def banner(self, api_key: str) -> str:
