@@ -19,6 +19,7 @@ from services.ops.auth.domain import CSRF_FIELD, Operator
 from services.ops.clients.base import UpstreamError
 from services.ops.deliveries.domain import ENDED_STATUSES, FAILED
 from services.ops.deps import NotAuthenticatedError, OpsContext
+from services.ops.overrides.flows import agency_choices
 from services.ops.schemas import ActionResult
 from shared.vocabulary import CustodyStatus, IdentifierKind, ReleaseReason
 
@@ -46,6 +47,37 @@ T = TypeVar("T")
 
 def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, template, values, status_code=status_code)
+
+
+async def render_agency_page(
+    request: Request,
+    context: OpsContext,
+    operator: Operator,
+    template: str,
+    *,
+    agency_id: str,
+    status_code: int,
+    message: str | None,
+    tone: str,
+    read: Callable[[list[str]], Awaitable[dict[str, Any]]],
+) -> HTMLResponse:
+    """A page about the agency picked from ingest's list: ``read`` gives the page's own values, noting on the page
+    (after a problem with the list) what it could not read."""
+    problems: list[str] = []
+    agencies = await agency_choices(context.ingest, problems)
+    values = await read(problems)
+    return render(
+        request,
+        template,
+        status_code,
+        operator=operator,
+        agencies=agencies,
+        agency_id=agency_id,
+        problems=problems,
+        message=message,
+        tone=tone,
+        **values,
+    )
 
 
 def wants_page(request: Request) -> bool:

@@ -4,7 +4,7 @@ and sending an override to ingest (admin), which notifies like a feed record."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, Response
@@ -25,8 +25,14 @@ from services.ops.overrides.domain import (
     override_message,
     override_request,
 )
-from services.ops.overrides.flows import agency_choices
-from services.ops.rendering import audited_refusal, from_upstream, render, result, upstream_status, wants_page
+from services.ops.rendering import (
+    audited_refusal,
+    from_upstream,
+    render_agency_page,
+    result,
+    upstream_status,
+    wants_page,
+)
 from services.ops.schemas import OverrideResult
 
 pages = APIRouter(tags=["pages"])
@@ -56,27 +62,26 @@ async def render_overrides(
     entered: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """The override form (admins), the agency's recent overrides and, after a POST, its outcome."""
-    problems: list[str] = []
-    agencies = await agency_choices(context.ingest, problems)
-    overrides: list[Override] = []
-    if agency_id:
-        try:
-            overrides = await context.ingest.overrides(agency_id)
-        except IngestError as error:
-            problems.append(f"Overrides of {agency_id} unavailable: {error}")
-    return render(
+
+    async def read(problems: list[str]) -> dict[str, Any]:
+        overrides: list[Override] = []
+        if agency_id:
+            try:
+                overrides = await context.ingest.overrides(agency_id)
+            except IngestError as error:
+                problems.append(f"Overrides of {agency_id} unavailable: {error}")
+        return {"overrides": overrides, "outcomes": OVERRIDE_OUTCOMES, "entered": entered or {}}
+
+    return await render_agency_page(
         request,
+        context,
+        operator,
         "overrides.html",
-        status_code,
-        operator=operator,
-        agencies=agencies,
         agency_id=agency_id,
-        overrides=overrides,
-        outcomes=OVERRIDE_OUTCOMES,
-        problems=problems,
+        status_code=status_code,
         message=message,
         tone=tone,
-        entered=entered or {},
+        read=read,
     )
 
 

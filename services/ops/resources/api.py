@@ -13,8 +13,7 @@ from services.ops.audit.flows import record_action
 from services.ops.auth.domain import Operator
 from services.ops.clients.ingest import IngestError
 from services.ops.deps import Context, CurrentOperator, OpsContext, admin_action
-from services.ops.overrides.flows import agency_choices
-from services.ops.rendering import audited_refusal, render, upstream_status
+from services.ops.rendering import audited_refusal, render_agency_page, upstream_status
 
 pages = APIRouter(tags=["pages"])
 actions = APIRouter(prefix="/actions", tags=["actions"])
@@ -33,25 +32,25 @@ async def render_resources(
     tone: str = "ok",
     entered: str | None = None,
 ) -> HTMLResponse:
-    problems: list[str] = []
-    agencies = await agency_choices(context.ingest, problems)
-    shown = entered
-    if agency_id and shown is None:
-        try:
-            shown = json.dumps(await context.ingest.resources(agency_id), indent=2, ensure_ascii=False)
-        except IngestError as error:
-            problems.append(f"Resources of {agency_id} unavailable: {error}")
-    return render(
+    async def read(problems: list[str]) -> dict[str, Any]:
+        shown = entered
+        if agency_id and shown is None:
+            try:
+                shown = json.dumps(await context.ingest.resources(agency_id), indent=2, ensure_ascii=False)
+            except IngestError as error:
+                problems.append(f"Resources of {agency_id} unavailable: {error}")
+        return {"resources_json": shown or json.dumps(EMPTY, indent=2)}
+
+    return await render_agency_page(
         request,
+        context,
+        operator,
         "resources.html",
-        status_code,
-        operator=operator,
-        agencies=agencies,
         agency_id=agency_id,
-        resources_json=shown or json.dumps(EMPTY, indent=2),
-        problems=problems,
+        status_code=status_code,
         message=message,
         tone=tone,
+        read=read,
     )
 
 
