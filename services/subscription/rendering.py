@@ -1,6 +1,7 @@
-"""Every word the subscription service shows or texts a person, from ``templates/``: the portal's pages
-(``pages/*.html`` on ``_layout.html``, with the words of ``<language>/_words.j2``) and the SMS keyword replies
-(``<language>/sms/<keyword>.txt``). Undefined variables and missing words raise (StrictUndefined)."""
+"""Every word the subscription service shows, texts or says to a person, from ``templates/``: the portal's pages
+(``pages/*.html`` on ``_layout.html``, with the words of ``<language>/_words.j2``), the SMS keyword replies
+(``<language>/sms/<keyword>.txt``) and the hotline's phrases (``<language>/hotline.j2``). Undefined variables and
+missing words raise (StrictUndefined)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,10 @@ class Renderer:
         return self._html.get_template(f"pages/{name}.html").render(
             lang=language.value, w=self.words(language), languages=LANGUAGES, **values
         )
+
+    def phrasebook(self, name: str, language: Language, **context: Any) -> Any:
+        """The macros of ``<language>/<name>.j2``, one per phrase: words spoken on a call rather than shown."""
+        return self._text.get_template(f"{language.value}/{name}.j2").make_module(context)
 
     def sms_reply(self, keyword: str, language: Language, **context: Any) -> str | None:
         """The reply to an SMS keyword, or None when the keyword gets none."""

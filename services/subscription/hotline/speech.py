@@ -3,28 +3,18 @@ and unknown phrases raise (StrictUndefined)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from services.subscription.hotline.domain import Line
-from services.subscription.rendering import TEMPLATE_DIRECTORY
+from services.subscription.rendering import Renderer, default_renderer
 from shared.vocabulary import Language
 
 
 class Speech:
-    def __init__(self, service_name: str, directory: Path = TEMPLATE_DIRECTORY) -> None:
-        self._environment = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(directory),
-            undefined=jinja2.StrictUndefined,
-            autoescape=False,  # noqa: S701 - spoken text; VoiceResponse escapes it into TwiML
-        )
+    def __init__(self, service_name: str, renderer: Renderer | None = None) -> None:
+        words = renderer or default_renderer()  # plain text: VoiceResponse escapes it into TwiML
         self._phrases: dict[Language, Any] = {
-            language: self._environment.get_template(f"{language.value}/hotline.j2").make_module(
-                {"service": service_name}
-            )
-            for language in Language
+            language: words.phrasebook("hotline", language, service=service_name) for language in Language
         }
 
     def phrase_names(self, language: Language) -> set[str]:
