@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import asyncpg
 from fastapi import APIRouter, HTTPException
 
 from services.ingest.agencies import flows, store
 from services.ingest.agencies.domain import Agency
 from services.ingest.agencies.schemas import NOT_NULL, AgencyCreate, AgencyOut, AgencyUpdate, ResourcesIn
 from services.ingest.deps import ADMIN, ADMIN_ONLY, AgencyId, Pool, Settings, existing_agency
+from services.ingest.settings import IngestSettings
 
 router = APIRouter(prefix=ADMIN, tags=["administration"], dependencies=ADMIN_ONLY)
 
@@ -40,11 +44,7 @@ async def update_agency(agency_id: AgencyId, body: AgencyUpdate, pool: Pool, set
     nulls = [name for name in NOT_NULL if name in changes and changes[name] is None]
     if nulls:
         raise HTTPException(422, f"these fields cannot be null: {nulls}")
-    async with pool.acquire() as connection:
-        agency = await flows.update_agency(connection, settings, agency_id, changes)
-    if agency is None:
-        raise HTTPException(404, f"unknown agency {agency_id!r}")
-    return agency
+    return await _updated(pool, settings, agency_id, changes)
 
 
 @router.put(
@@ -53,8 +53,13 @@ async def update_agency(agency_id: AgencyId, body: AgencyUpdate, pool: Pool, set
     response_model=AgencyOut,
 )
 async def replace_resources(agency_id: AgencyId, body: ResourcesIn, pool: Pool, settings: Settings) -> Agency:
+    return await _updated(pool, settings, agency_id, {"resources": body.published()})
+
+
+async def _updated(pool: asyncpg.Pool, settings: IngestSettings, agency_id: str, changes: dict[str, Any]) -> Agency:
+    """The agency with ``changes`` applied (and published); 404 when there is no such agency."""
     async with pool.acquire() as connection:
-        agency = await flows.update_agency(connection, settings, agency_id, {"resources": body.published()})
+        agency = await flows.update_agency(connection, settings, agency_id, changes)
     if agency is None:
         raise HTTPException(404, f"unknown agency {agency_id!r}")
     return agency
