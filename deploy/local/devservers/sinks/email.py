@@ -134,7 +134,7 @@ class EmailStore:
         with self._lock:
             self._emails.append(email)
 
-    def list(self, to: str | None = None) -> list[dict[str, Any]]:
+    def received(self, to: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
             return [email for email in self._emails if to is None or to in email["rcpt_tos"]]
 
@@ -210,9 +210,7 @@ def create_email_sink_app(store: EmailStore) -> FastAPI:
     app = FastAPI(title="Local email sink")
     app.state.store = store
 
-    add_sink_routes(
-        app, "emails", listing=store.list, clear=store.clear, current=lambda: store.config, configure=store.configure
-    )
+    add_sink_routes(app, "emails", store)
     return app
 
 
@@ -234,7 +232,7 @@ class EmailSink(LocalSink):
         self._controller = Controller(SinkSmtpHandler(self.store), hostname=host, port=self.smtp_port)
 
     def emails(self, to: str | None = None) -> list[dict[str, Any]]:
-        return self.store.list(to)
+        return self.store.received(to)
 
     def configure(self, **changes: Any) -> EmailSinkConfig:
         return self.store.configure(changes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -49,33 +49,38 @@ class EmbeddedHttpServer:
         self._task = None
 
 
-def add_sink_routes(
-    app: FastAPI,
-    received: str,
-    *,
-    listing: Callable[[str | None], list[dict[str, Any]]],
-    clear: Callable[[], None],
-    current: Callable[[], BaseModel],
-    configure: Callable[[Mapping[str, Any]], BaseModel],
-) -> None:
+class SinkStore(Protocol):
+    """What a sink keeps: what it received, and its settings."""
+
+    @property
+    def config(self) -> BaseModel: ...
+
+    def configure(self, changes: Mapping[str, Any]) -> BaseModel: ...
+
+    def clear(self) -> None: ...
+
+    def received(self, to: str | None) -> list[dict[str, Any]]: ...
+
+
+def add_sink_routes(app: FastAPI, received: str, store: SinkStore) -> None:
     """``GET /sink/<received>`` (optional ``?to=``) lists what the sink received, ``DELETE`` clears it;
     ``GET /sink/config`` and ``POST /sink/config`` (a partial change): how tests make a sink misbehave."""
 
     @app.get(f"/sink/{received}")
     async def list_received(to: str | None = None) -> list[dict[str, Any]]:
-        return listing(to)
+        return store.received(to)
 
     @app.delete(f"/sink/{received}", status_code=204)
     async def clear_received() -> None:
-        clear()
+        store.clear()
 
     @app.get("/sink/config")
     async def read_config() -> dict[str, Any]:
-        return current().model_dump(mode="json")
+        return store.config.model_dump(mode="json")
 
     @app.post("/sink/config", response_model=None)
     async def change_config(request: Request) -> JSONResponse:
-        return await apply_config_changes(request, configure)
+        return await apply_config_changes(request, store.configure)
 
 
 async def apply_config_changes(request: Request, configure: Callable[[Mapping[str, Any]], BaseModel]) -> JSONResponse:

@@ -164,6 +164,10 @@ class SmsSinkState(TwilioSinkState[SmsSinkConfig]):
         self.messages.clear()
         self.by_token.clear()
 
+    def received(self, to: str | None = None) -> list[dict[str, Any]]:
+        """The messages kept (to ``to`` only, if given), as ``GET /sink/messages`` lists them."""
+        return [message.listing() for message in self.messages.values() if to in (None, message.to)]
+
 
 async def _post_callback(state: SmsSinkState, message: StoredSms) -> None:
     """One status callback, signed like Twilio signs them; the outcome is kept on the message for inspection."""
@@ -319,14 +323,7 @@ def create_sms_sink_app(*, account_sid: str, auth_token: str, config: SmsSinkCon
             invalid="Invalid filter",
         )
 
-    add_sink_routes(
-        app,
-        "messages",
-        listing=lambda to: [message.listing() for message in state.messages.values() if to in (None, message.to)],
-        clear=state.clear,
-        current=lambda: state.config,
-        configure=state.configure,
-    )
+    add_sink_routes(app, "messages", state)
     return app
 
 
@@ -351,7 +348,7 @@ class SmsSink(TwilioSink[SmsSinkState]):
         )
 
     def messages(self) -> list[dict[str, Any]]:
-        return [message.listing() for message in self.state.messages.values()]
+        return self.state.received()
 
     def configure(self, **changes: Any) -> SmsSinkConfig:
         return self.state.configure(changes)

@@ -177,6 +177,10 @@ class VoiceSinkState(TwilioSinkState[VoiceSinkConfig]):
         self.calls.clear()
         self.presses.clear()
 
+    def received(self, to: str | None = None) -> list[dict[str, Any]]:
+        """The calls kept (to ``to`` only, if given), as ``GET /sink/calls`` lists them."""
+        return [call.listing() for call in self.calls.values() if to in (None, call.to)]
+
     def answer_of(self, number: str) -> Answer:
         configured = self.config.answers.get(number)
         if configured is not None:
@@ -572,14 +576,7 @@ def create_voice_sink_app(
         await _run_call(state, call)
         return JSONResponse(call.listing(), status_code=201)
 
-    add_sink_routes(
-        app,
-        "calls",
-        listing=lambda to: [call.listing() for call in state.calls.values() if to in (None, call.to)],
-        clear=state.clear,
-        current=lambda: state.config,
-        configure=state.configure,
-    )
+    add_sink_routes(app, "calls", state)
     return app
 
 
@@ -607,7 +604,7 @@ class VoiceSink(TwilioSink[VoiceSinkState]):
         )
 
     def calls(self) -> list[dict[str, Any]]:
-        return [call.listing() for call in self.state.calls.values()]
+        return self.state.received()
 
     def configure(self, **changes: Any) -> VoiceSinkConfig:
         return self.state.configure(changes)
