@@ -226,3 +226,15 @@ async def test_stopping_calls_by_phone_takes_the_pin_and_ends_the_voice_contact(
 
     again = await call(sink, ["1", code, CASE_DIGITS + "#", "8", "4821"], caller=caller)
     assert refusal in again["text"]
+
+
+async def test_after_five_pins_in_a_day_even_the_right_one_stops_nothing(line: tuple[Harness, VoiceSink]) -> None:
+    """A caller ID can be spoofed: whoever calls from the victim's number gets five PINs a day, then the same words."""
+    harness, sink = line
+    await booked(harness)
+    caller, code = next(CALLERS), agency_code(AGENCY_ID)
+    await call(sink, ["1", code, CASE_DIGITS + "#", "1", "4821", "4821"], caller=caller)
+    guesses = await call(sink, ["1", code, CASE_DIGITS + "#", "8", "1111", "2222", "3333"], caller=caller)
+    late = await call(sink, ["1", code, CASE_DIGITS + "#", "8", "5555", "6666", "4821"], caller=caller)
+    assert said(late) == said(guesses)  # the right PIN, sixth of the day, is refused in the very same words
+    assert await harness.pool.fetchval("SELECT status FROM subscriptions") == "active"

@@ -53,6 +53,7 @@ class Hotline:
     def __init__(self, context: Context, settings: HotlineSettings) -> None:
         self._context = context
         self._call_limit = Limit("hotline-caller", settings.calls_per_caller_per_hour, timedelta(hours=1))
+        self._stop_pin_limit = Limit("hotline-stop-pin", settings.stop_pins_per_number_per_day, timedelta(days=1))
 
     async def incoming(self, caller: str) -> Reply:
         """A new call: counted against the caller number's limit (refused politely over it), then the greeting."""
@@ -309,6 +310,10 @@ class Hotline:
             number = normalise_voice_number(caller.number, context.settings.default_phone_region)
         except InvalidContactError:
             return domain.stop_refused(state)
+        try:
+            await count(context, self._stop_pin_limit, f"hotline-stop:{number}")
+        except TooManyRequestsError:
+            return domain.stop_refused(state)  # the same words: a guesser learns nothing, not even the limit
         agency = await self._require_agency(state)
         identifier, _ = await self._case(agency.agency_id, state.case or "", caller.number)
         index = context.cipher.blind_index(number)

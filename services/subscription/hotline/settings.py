@@ -12,3 +12,9 @@ class HotlineSettings(BaseSettings):
     calls_per_caller_per_hour: int = Field(
         default=10, ge=1, description="Calls answered per caller number and hour; later ones are politely refused."
     )
+    stop_pins_per_number_per_day: int = Field(
+        default=5,
+        ge=1,
+        description="PINs a caller number may key in a day to stop calls: a caller ID can be spoofed, and the PIN "
+        "must not be guessable from it (5 a day leaves 10,000 PINs out of reach for years).",
+    )
