@@ -31,6 +31,8 @@ class Claiming(SubscriberWishes):
             connection,
             [(row.request.subscription_id, row.request.channel.value, row.contact_index) for row in rows],
         )
+        new_attempts: list[attempts.NewAttempt] = []
+        started: list[tuple[str, str, int, datetime]] = []
         for row in rows:
             would_send = row.in_flight_attempt_id is not None or row.outcome is None
             reason = self._blocked_reason(row, gates.get(row.request.subscription_id)) if would_send else None
@@ -65,27 +67,17 @@ class Claiming(SubscriberWishes):
             number = row.attempt_count + 1
             attempt_id = attempt_reference(row.notification_id, number)
             purpose = row.next_purpose or ("first" if number == 1 else "retry" if row.failure_count else "repeat")
-            await attempts.insert_attempt(
-                connection,
-                attempt_id=attempt_id,
-                notification_id=row.notification_id,
-                number=number,
-                purpose=purpose,
-                channel=request.channel.value,
-                contact_masked=request.contact_masked,
-                now=now,
+            new_attempts.append(
+                attempts.NewAttempt(
+                    attempt_id=attempt_id,
+                    notification_id=row.notification_id,
+                    number=number,
+                    purpose=purpose,
+                    channel=request.channel.value,
+                    contact_masked=request.contact_masked,
+                )
             )
-            await notifications.update_notification(
-                connection,
-                row.notification_id,
-                in_flight_attempt_id=attempt_id,
-                lease_until=lease_until,
-                attempt_count=number,
-                first_attempt_at=row.first_attempt_at or now,
-                next_attempt_at=None,
-                next_purpose=None,
-                status=DeliveryStatus.SENDING.value,
-            )
+            started.append((row.notification_id, attempt_id, number, row.first_attempt_at or now))
             await self._status_event(
                 connection,
                 row,
@@ -97,4 +89,6 @@ class Claiming(SubscriberWishes):
                 event_key=f"a{number}:sending",
             )
             claims.append(Claim(row, attempt_id, number, resumed=False))
+        await attempts.insert_attempts(connection, new_attempts, now)
+        await notifications.start_attempts(connection, started, lease_until)
         return claims

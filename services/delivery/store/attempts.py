@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -68,26 +69,34 @@ async def lock_with_notification(connection: Connection, attempt_id: str) -> tup
     return attempt, notification
 
 
-async def insert_attempt(
-    connection: Connection,
-    *,
-    attempt_id: str,
-    notification_id: str,
-    number: int,
-    purpose: str,
-    channel: str,
-    contact_masked: str,
-    now: datetime,
-) -> None:
+@dataclass(frozen=True)
+class NewAttempt:
+    """An attempt a claim records (status ``sending``)."""
+
+    attempt_id: str
+    notification_id: str
+    number: int
+    purpose: str
+    channel: str
+    contact_masked: str
+
+
+async def insert_attempts(connection: Connection, new: Sequence[NewAttempt], now: datetime) -> None:
+    """Record a claim's attempts in one statement."""
+    if not new:
+        return
     await connection.execute(
         "INSERT INTO attempts (attempt_id, notification_id, number, purpose, channel, contact_masked, status,"
-        " created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'sending', $7, $7)",
-        attempt_id,
-        notification_id,
-        number,
-        purpose,
-        channel,
-        contact_masked,
+        " created_at, updated_at)"
+        " SELECT a.attempt_id, a.notification_id, a.number, a.purpose, a.channel, a.contact_masked, 'sending', $7, $7"
+        " FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[], $6::text[])"
+        " AS a (attempt_id, notification_id, number, purpose, channel, contact_masked)",
+        [attempt.attempt_id for attempt in new],
+        [attempt.notification_id for attempt in new],
+        [attempt.number for attempt in new],
+        [attempt.purpose for attempt in new],
+        [attempt.channel for attempt in new],
+        [attempt.contact_masked for attempt in new],
         now,
     )
 

@@ -155,6 +155,26 @@ async def update_notification(connection: Connection, notification_id: str, **ch
     )
 
 
+async def start_attempts(
+    connection: Connection, started: Sequence[tuple[str, str, int, datetime]], lease_until: datetime
+) -> None:
+    """Put each (notification id, attempt id, attempt number, first attempt at) in flight, leased, in one statement."""
+    if not started:
+        return
+    await connection.execute(
+        "UPDATE notifications n SET in_flight_attempt_id = s.attempt_id, lease_until = $5, attempt_count = s.number,"
+        " first_attempt_at = s.first_attempt_at, next_attempt_at = NULL, next_purpose = NULL, status = 'sending',"
+        " updated_at = now()"
+        " FROM unnest($1::text[], $2::text[], $3::int[], $4::timestamptz[])"
+        " AS s (notification_id, attempt_id, number, first_attempt_at) WHERE n.notification_id = s.notification_id",
+        [notification_id for notification_id, _, _, _ in started],
+        [attempt_id for _, attempt_id, _, _ in started],
+        [number for _, _, number, _ in started],
+        [first_attempt_at for _, _, _, first_attempt_at in started],
+        lease_until,
+    )
+
+
 async def reopen_for_replay(connection: Connection, notification_id: str, *, replayed_from: str, now: datetime) -> bool:
     """An operator replayed this parked notice: make it due again for one new attempt; False if it may not be.
 
