@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 
 from services.ops.audit.flows import record_action, within_action_limit
 from services.ops.auth.domain import CSRF_FIELD, CSRF_HEADER, SESSION_COOKIE, Operator, SessionSigner
@@ -47,6 +47,14 @@ def ops_context(request: Request) -> OpsContext:
 
 
 Context = Annotated[OpsContext, Depends(ops_context)]
+
+
+def picked_agency(agency_id: Annotated[str, Query(max_length=100)] = "") -> str:
+    """The agency a page is about (``?agency_id=``, trimmed); "" when none is picked yet."""
+    return agency_id.strip()
+
+
+PickedAgency = Annotated[str, Depends(picked_agency)]
 
 
 class NotAuthenticatedError(Exception):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 
@@ -15,7 +15,7 @@ from services.ops.audit.flows import record_action
 from services.ops.auth.domain import Operator
 from services.ops.clients.base import explain_refusal
 from services.ops.clients.ingest import IngestError
-from services.ops.deps import Context, CurrentOperator, OpsContext, admin_action
+from services.ops.deps import Context, CurrentOperator, OpsContext, PickedAgency, admin_action
 from services.ops.overrides.domain import (
     OVERRIDE_OUTCOMES,
     AgencyChoice,
@@ -45,9 +45,9 @@ async def overrides_page(
     request: Request,
     context: Context,
     operator: CurrentOperator,
-    agency_id: Annotated[str, Query(max_length=100)] = "",
+    agency_id: PickedAgency,
 ) -> HTMLResponse:
-    return await render_overrides(request, context, operator, agency_id.strip())
+    return await render_overrides(request, context, operator, agency_id)
 
 
 async def render_overrides(

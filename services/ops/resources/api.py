@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from services.ops.audit.flows import record_action
 from services.ops.auth.domain import Operator
 from services.ops.clients.ingest import IngestError
-from services.ops.deps import Context, CurrentOperator, OpsContext, admin_action
+from services.ops.deps import Context, CurrentOperator, OpsContext, PickedAgency, admin_action
 from services.ops.rendering import audited_refusal, render_agency_page, upstream_status
 
 pages = APIRouter(tags=["pages"])
@@ -59,9 +59,9 @@ async def resources_page(
     request: Request,
     context: Context,
     operator: CurrentOperator,
-    agency_id: Annotated[str, Query(max_length=100)] = "",
+    agency_id: PickedAgency,
 ) -> HTMLResponse:
-    return await render_resources(request, context, operator, agency_id.strip())
+    return await render_resources(request, context, operator, agency_id)
 
 
 @actions.post("/resources", summary="Replace an agency's contacts and referrals (admin)")
