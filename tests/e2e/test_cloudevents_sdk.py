@@ -3,8 +3,10 @@ content mode), with one ``source`` per service and a W3C ``traceparent``; our ow
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -44,6 +46,10 @@ async def everything_on(kafka: KafkaSettings, topic: str, partition_count: int) 
         await consumer.stop()
 
 
+def mentions(status: str, messages: list[dict[str, Any]]) -> bool:
+    return any(status in message["body"] for message in messages)
+
+
 async def test_every_record_of_a_run_is_read_by_the_cloudevents_sdk(
     system: SystemDriver, stack: Stack, kafka_bootstrap: str
 ) -> None:
@@ -55,7 +61,7 @@ async def test_every_record_of_a_run_is_read_by_the_cloudevents_sdk(
     await system.wait_for_matching(agency, reachable_contacts=1)
     for status in ("BOOKED", "RELEASED"):  # two changes: every kind of record of a notice, twice
         await system.push(agency, api_key, [custody_record(f"r-{token}-{status}", case, status)])
-        await system.wait_for("sms", victim.sms or "", lambda messages, s=status: any(s in m["body"] for m in messages))
+        await system.wait_for("sms", victim.sms or "", functools.partial(mentions, status))
 
     kafka = KafkaSettings(bootstrap_servers=kafka_bootstrap, topic_prefix=stack.topic_prefix, client_id="ce-test")
     admin = AIOKafkaAdminClient(**kafka.common_kwargs())
