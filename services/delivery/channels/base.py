@@ -69,9 +69,6 @@ class DeliveryChannel(ABC, Generic[Message]):
     callback_path: ClassVar[str | None] = None
     """Where its providers post status callbacks, under ``/v1/callbacks`` (``{provider}`` names the signer)."""
     resend_detail: ClassVar[str | None] = None
-    publishes_sending: ClassVar[bool] = False
-    """Its ``sending`` status changes go to operators (a call queued or ringing); otherwise only from ``sent`` on,
-    which follows within the provider call (ops shows ``sending`` for calls only)."""
     """Set when its provider cannot be asked whether a stranded attempt went through: the attempt is sent again,
     and its history says this."""
 

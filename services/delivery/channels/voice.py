@@ -34,7 +34,6 @@ class VoiceChannel(DeliveryChannel[OutboundCall]):
     channel: ClassVar[Channel] = Channel.VOICE
     reconciles_receipts: ClassVar[bool] = True
     callback_path: ClassVar[str | None] = "/voice"
-    publishes_sending: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -66,11 +66,11 @@ class StatusEvents:
         now: datetime,
         event_key: str,
     ) -> None:
-        """Tell operators (and the metrics) of a status change; ``sending`` only where the channel shows it."""
+        """Tell operators (and the metrics) of a status change from the hand-off on (``sending`` is not published)."""
         request = notification.request
         metrics.NOTIFICATIONS.labels(request.channel.value, provider or "none", status.value).inc()
-        if status is DeliveryStatus.SENDING and not self.scheduling.channels[request.channel].publishes_sending:
-            return
+        if status is DeliveryStatus.SENDING:
+            return  # a claim's attempt: ``sent`` follows within the provider call, and operators read from there on
         custody = request.custody
         data = NotificationStatusChanged(
             notification_id=request.notification_id,
