@@ -2,7 +2,8 @@
 
 CPU comes from the kernel's accounting of each process (psutil reads ``/proc/<pid>/stat``), taken before and after a
 phase; PostgreSQL's backends count through the postmaster. Statements come from ``pg_stat_statements``, one count
-per service database: each statement is one round trip (the services send no multi-statement strings).
+per service database: a little more than the round trips, since it also counts what runs inside functions
+(``track = all``) and the statements asyncpg's pool runs to reset a connection it gets back.
 
 The regression check must not depend on how busy the machine is, so it compares a ratio within one run: CPU seconds
 (not wall time) of our processes per handed-off notice. Two quick runs, one on an idle machine and one beside a test
