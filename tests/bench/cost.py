@@ -6,9 +6,9 @@ per service database: a little more than the round trips, since it also counts w
 (``track = all``) and the statements asyncpg's pool runs to reset a connection it gets back.
 
 The regression check must not depend on how busy the machine is, so it compares a ratio within one run: CPU seconds
-(not wall time) of our processes per handed-off notice. Two quick runs, one on an idle machine and one beside a test
-suite at a load average of 9, measured 43.7 and 47.4 ms. The value is committed in ``baseline.json``; the quick run
-fails when it grows by more than half.
+(not wall time) of our processes per handed-off notice. Before the send-path work, two quick runs, one on an idle
+machine and one beside a test suite at a load average of 9, measured 43.7 and 47.4 ms. The value is committed in
+``baseline.json``; the quick run fails when it grows by more than half.
 """
 
 from __future__ import annotations
