@@ -38,6 +38,7 @@ def stack(kafka_bootstrap: str, postgres_admin_dsn: str, tmp_path_factory: pytes
         extra_env={
             "SUBSCRIPTION_SUBSCRIBE_LIMIT_PER_CLIENT_PER_HOUR": "10000",
             "SUBSCRIPTION_VERIFY_LIMIT_PER_CLIENT_PER_HOUR": "10000",
+            "SUBSCRIPTION_MANAGE_LIMIT_PER_CLIENT_PER_MINUTE": "10000",
             "OPS_ADMIN_ACTION_LIMIT": "10000",
             # A notice that keeps failing is parked within seconds, not a day (the replay test needs one).
             "DELIVERY_RETRY_MAX_ATTEMPTS": "2",
