@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -33,6 +34,21 @@ log = logging.getLogger(__name__)
 
 RESTART_BACKOFF = Backoff(initial=0.5, maximum=10.0)
 BROKER_CHECK_SECONDS = 3.0
+STOP_SECONDS = 15.0
+
+
+def awaiting(task: asyncio.Task[None]) -> str:
+    """Where a task waits, outermost first: ``Task.get_stack`` shows only the outermost coroutine's frame."""
+    places = []
+    step: Any = task.get_coro()
+    while step is not None:
+        if isinstance(step, asyncio.Task):
+            step = step.get_coro()
+        frame = getattr(step, "cr_frame", None) or getattr(step, "gi_frame", None)
+        if frame is not None:
+            places.append(f"{frame.f_code.co_qualname} ({frame.f_code.co_filename}:{frame.f_lineno})")
+        step = getattr(step, "cr_await", None) or getattr(step, "gi_yieldfrom", None)
+    return " -> ".join(places) or "an unknown place"
 
 
 class WiringError(RuntimeError):
@@ -194,16 +210,36 @@ class ServiceRuntime:
         )
 
     async def stop(self) -> None:
-        for task in self._tasks.values():
-            task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        """Stop the loops, the producer and the pool, each within :data:`STOP_SECONDS`. What does not end in time
+        is logged with where it waits and abandoned (the pool's connections are terminated): a rolling restart or
+        a test must never hang on a client library that waits forever while it closes."""
+        tasks = list(self._tasks.values())
         self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=STOP_SECONDS)
+            for task in stuck:
+                log.error(
+                    "%s: %s did not stop within %.0f s; abandoned in %s",
+                    self.name,
+                    task.get_name(),
+                    STOP_SECONDS,
+                    awaiting(task),
+                )
         if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+            producer, self._producer = self._producer, None
+            try:
+                await asyncio.wait_for(producer.stop(), timeout=STOP_SECONDS)
+            except TimeoutError:
+                log.error("%s: the Kafka producer did not close within %.0f s", self.name, STOP_SECONDS)
         if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=STOP_SECONDS)
+            except TimeoutError:
+                log.error("%s: database connections still in use after %.0f s; terminated", self.name, STOP_SECONDS)
+                pool.terminate()
 
     async def _broker_state(self) -> str:
         if self._producer is None:

@@ -63,6 +63,7 @@ class UnexpectedEventError(EventDecodeError):
 
 
 DEPENDENCY_BACKOFF = Backoff(initial=0.5, maximum=15.0)
+CLOSE_SECONDS = 10.0
 """How often a consumer stalled by an outage tries again: short enough to resume within seconds of the return,
 well inside the broker's ``max.poll.interval.ms`` (we fetch again before each try)."""
 
@@ -188,7 +189,21 @@ class ConsumerRunner:
         finally:
             self.ready.clear()
             self._recovered()
-            await consumer.stop()
+            await self._close(consumer)
+
+    async def _close(self, consumer: AIOKafkaConsumer) -> None:
+        """Close the consumer, giving up after :data:`CLOSE_SECONDS`: aiokafka's ``stop`` can wait forever on its
+        heartbeat or coordinator task (aio-libs/aiokafka#773). The broker then ends the membership when the session
+        times out, and the partitions go to another member as after a crash; nothing is lost, since offsets are
+        committed only after their batch."""
+        try:
+            await asyncio.wait_for(consumer.stop(), timeout=CLOSE_SECONDS)
+        except TimeoutError:
+            log.error(
+                "%s: the Kafka consumer did not close within %.0f s; left to the broker's session timeout",
+                self.group_id,
+                CLOSE_SECONDS,
+            )
 
     @property
     def degraded(self) -> str | None:
