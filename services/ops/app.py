@@ -90,12 +90,14 @@ def create_app(
     async def on_start(started: ServiceRuntime) -> None:
         await ensure_bootstrap_admin(started.pool, settings)
         context.feeds = FeedMonitor(settings, started.pool, context.ingest)
+        handler = OpsHandler(started.pool)
         started.add_consumer(
             ConsumerRunner(
                 settings.kafka,
                 group_id=CONSUMER_GROUP,
                 topics=CONSUMED_TOPICS,
-                handler=OpsHandler(started.pool),
+                handler=handler,
+                batch_handler=handler.handle_batch,
                 producer=started.producer,
             )
         )
