@@ -17,11 +17,11 @@ from aiokafka import ConsumerRecord
 from services.ops import metrics
 from services.ops.alerts.store import record_alert, record_alerts
 from services.ops.deliveries.domain import LATENCY_STAGES, latency_seconds
-from services.ops.deliveries.store import claim_events, record_status_change, record_status_changes
+from services.ops.deliveries.store import record_status_change, record_status_changes
 from shared.db import Connection
 from shared.envelope import CloudEvent
 from shared.events import NotificationStatusChanged, OpsAlert, Payload
-from shared.idempotency import apply_once
+from shared.idempotency import apply_once, claim_events
 from shared.kafka.consumer import DecodedRecord, UnexpectedEventError
 from shared.topics import NOTIFICATION_STATUS_CHANGED, OPS_ALERT, TopicSpec
 

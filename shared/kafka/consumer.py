@@ -199,11 +199,7 @@ class ConsumerRunner:
         try:
             await asyncio.wait_for(consumer.stop(), timeout=CLOSE_SECONDS)
         except TimeoutError:
-            log.error(
-                "%s: the Kafka consumer did not close within %.0f s; left to the broker's session timeout",
-                self.group_id,
-                CLOSE_SECONDS,
-            )
+            log.error("%s: consumer not closed in %.0f s; left to its session timeout", self.group_id, CLOSE_SECONDS)
 
     @property
     def degraded(self) -> str | None:

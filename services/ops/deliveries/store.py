@@ -73,19 +73,6 @@ async def record_status_change(
     )
 
 
-async def claim_events(connection: Connection, consumer: str, event_ids: Sequence[str]) -> set[str]:
-    """:func:`shared.idempotency.claim_event` for a whole batch in one statement: the ids not applied before.
-
-    Call inside the transaction that applies them, so the claims and the effects commit or roll back together."""
-    rows = await connection.fetch(
-        "INSERT INTO processed_events (consumer, event_id) SELECT $1, unnest($2::text[])"
-        " ON CONFLICT DO NOTHING RETURNING event_id",
-        consumer,
-        list(event_ids),
-    )
-    return {row["event_id"] for row in rows}
-
-
 BATCH_OF_CHANGES = (
     "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
     " $8::text[], $9::integer[], $10::timestamptz[], $11::double precision[], $12::text[], $13::text[], $14::text[],"
