@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from shared import metrics
 from shared.backoff import Backoff, until_available
-from shared.db import Connection
+from shared.db import Connection, holds_session_state
 from shared.envelope import KAFKA_HEADERS, CloudEvent, encode
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,7 @@ class OutboxRelay:
             await self._lead(connection)
 
     async def _lead(self, connection: Connection) -> None:
+        holds_session_state(connection)
         # Polling the lock is the point: another replica holds it until its connection ends.
         while not await connection.fetchval("SELECT pg_try_advisory_lock($1)", RELAY_LOCK_ID):  # noqa: ASYNC110
             await asyncio.sleep(self._poll_interval)
@@ -128,7 +129,12 @@ class OutboxRelay:
             while True:
                 self._wake.clear()
                 published = await self.publish_pending(connection)
-                backlog = await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                # A short batch was everything pending when it was read: only a full one needs counting what is left.
+                backlog = (
+                    await connection.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL")
+                    if published >= self._batch_size
+                    else 0
+                )
                 metrics.OUTBOX_BACKLOG.labels(self._service).set(backlog)
                 rounds += 1
                 if rounds % 600 == 0:
