@@ -27,6 +27,7 @@ from services.delivery.routes.callbacks import callbacks_router
 from services.delivery.routes.calls import voice_router
 from services.delivery.routes.history import history_router
 from services.delivery.settings import DeliverySettings
+from services.delivery.store import attempts
 from shared.http import create_service_app
 from shared.kafka.consumer import ConsumerRunner
 from shared.kafka.retry_topics import RetryTopicPolicy
@@ -64,6 +65,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
         lambda: runtime.pool,
         flush_seconds=settings.bookkeeping_flush_ms / 1000,
         max_batch=settings.bookkeeping_max_batch,
+        scope=attempts.bookkeeping_batch,
     )
 
     async def start(runtime: ServiceRuntime) -> None:

@@ -332,7 +332,7 @@ class Dispatcher:
             if reported is not None and reported.status in FINAL_STATUSES:
                 await self._book.apply_receipt(connection, claim.attempt_id, reported, now=now)
 
-        await self._group_commit.run(claim.attempt_id, record)
+        await self._group_commit.run(claim.attempt_id, record, locks_key=True)
 
     async def _apply(self, claim: Claim, receipt: Receipt, *, detail: str) -> None:
         # Provider messages should not carry contact details; scrub them anyway before they are stored and shown.
@@ -342,7 +342,7 @@ class Dispatcher:
         async def apply(connection: Connection) -> None:
             await self._book.apply_receipt(connection, claim.attempt_id, receipt, now=now, detail=detail)
 
-        await self._group_commit.run(claim.attempt_id, apply)
+        await self._group_commit.run(claim.attempt_id, apply, locks_key=True)
 
     async def _postpone(self, claim: Claim, why: str) -> None:
         """Keep the attempt in flight: when its lease runs out it is taken over, and the provider asked first."""

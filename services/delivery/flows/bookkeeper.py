@@ -144,14 +144,22 @@ class Bookkeeper(Claiming):
         if not is_progress(attempt.status, receipt.status):
             return attempt.status
         final = receipt.status in FINAL_STATUSES
-        await attempts.update_attempt(
+        current = attempt.number == notification.attempt_count and notification.stop_reason is None
+        # The common ending, a delivered receipt of the current attempt, writes the attempt and its notification in
+        # one statement; every other receipt writes its notification below, after what else it changes.
+        delivered_now = current and receipt.status is DeliveryStatus.DELIVERED and receipt.disable is None
+        await attempts.update_with_notification(
             connection,
             attempt.attempt_id,
             now,
-            status=receipt.status.value,
-            error_code=receipt.error_code,
-            detail=detail,
-            completed_at=now if final else None,
+            changes={
+                "status": receipt.status.value,
+                "error_code": receipt.error_code,
+                "detail": detail,
+                "completed_at": now if final else None,
+            },
+            notification_id=notification.notification_id,
+            notification_changes=self._delivered(notification, attempt, receipt, now) if delivered_now else {},
         )
         await self._status_event(
             connection,
@@ -165,12 +173,13 @@ class Bookkeeper(Claiming):
         )
         if receipt.disable is not None:
             await self._disable_contact(connection, notification, receipt, now)
-        if attempt.number != notification.attempt_count or notification.stop_reason is not None:
+        if not current:
             # A late receipt of an older attempt (an earlier repeat), or of the last attempt of a notice already
             # ended at the subscriber's wish (whose verdict stays): history only.
             return receipt.status
-        if receipt.status is DeliveryStatus.DELIVERED:
-            await self._delivered(connection, notification, attempt, receipt, now)
+        if receipt.status is DeliveryStatus.DELIVERED and not delivered_now:
+            changes = self._delivered(notification, attempt, receipt, now)
+            await notifications.update_notification(connection, notification.notification_id, **changes)
         elif receipt.status is DeliveryStatus.TEMPORARY_FAILURE:
             await self._temporary_failure(connection, notification, attempt, receipt, now)
         elif receipt.status in {DeliveryStatus.PERMANENT_FAILURE, DeliveryStatus.TECHNICAL_FAILURE}:
@@ -179,14 +188,10 @@ class Bookkeeper(Claiming):
             await self._close(connection, notification, outcome, receipt.status, reason)
         return receipt.status
 
-    async def _delivered(
-        self,
-        connection: Connection,
-        notification: NotificationRow,
-        attempt: AttemptRow,
-        receipt: Receipt,
-        now: datetime,
-    ) -> None:
+    def _delivered(
+        self, notification: NotificationRow, attempt: AttemptRow, receipt: Receipt, now: datetime
+    ) -> dict[str, object]:
+        """What a delivered receipt of the current attempt changes in its notification (and its latency metric)."""
         changes: dict[str, object] = {"failure_count": 0, "status": DeliveryStatus.DELIVERED.value}
         next_at = notification.next_attempt_at
         unconfirmed_interval = self.scheduling.repeat_pattern(notification).unconfirmed_interval_seconds
@@ -200,10 +205,10 @@ class Bookkeeper(Claiming):
             changes["next_attempt_at"] = next_at
         if notification.outcome is None and next_at is None:
             changes["outcome"] = "delivered"
-        await notifications.update_notification(connection, notification.notification_id, **changes)
         custody = notification.request.custody
         if custody is not None:
             metrics.LATENCY.labels("delivered").observe((now - custody.feed_received_at).total_seconds())
+        return changes
 
     async def _temporary_failure(
         self,

@@ -6,6 +6,8 @@ A failed batch is rolled back and each of its jobs is then tried alone in its ow
 deadlock with another replica's batch) fails only itself; a job that fails alone fails its caller (a callback
 answers 503 and the provider retries; a hand-off stays in flight and its lease brings it back). Jobs run in the
 order of their keys (the attempt id), so two batches lock rows in the same order. One batch is written at a time.
+The jobs that lock the attempt their key names say so; the batch's ``scope`` (the store's ``bookkeeping_batch``)
+locks all of those in one query first and holds the jobs' updates to write them set-based at the end.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 Job = Callable[[Connection], Awaitable[Any]]
 Result = TypeVar("Result")
+BatchScope = Callable[[Connection, Sequence[str]], contextlib.AbstractAsyncContextManager[None]]
 
 _pending_events: ContextVar[list[OutboxRow] | None] = ContextVar("pending_events", default=None)
 
@@ -61,6 +64,7 @@ class BookkeepingUnavailableError(Exception):
 class _Waiter:
     key: str
     job: Job
+    locks_key: bool
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -70,9 +74,18 @@ class GroupCommit:
 
     IDLE_SECONDS = 0.1
 
-    def __init__(self, pool: Callable[[], asyncpg.Pool], *, flush_seconds: float, max_batch: int) -> None:
-        """``pool`` is called at the first flush (the pool exists only once the service started)."""
+    def __init__(
+        self,
+        pool: Callable[[], asyncpg.Pool],
+        *,
+        flush_seconds: float,
+        max_batch: int,
+        scope: BatchScope | None = None,
+    ) -> None:
+        """``pool`` is called at the first flush (the pool exists only once the service started). ``scope`` is
+        entered in each batch's transaction around its jobs, with the keys of the jobs that lock theirs."""
         self._pool = pool
+        self._scope = scope
         self._flush_seconds = flush_seconds
         self._max_batch = max_batch
         self._queue: list[_Waiter] = []
@@ -80,9 +93,10 @@ class GroupCommit:
         self._full = asyncio.Event()
         self._arrived = asyncio.Event()
 
-    async def run(self, key: str, job: Callable[[Connection], Awaitable[Result]]) -> Result:
-        """Run ``job`` in the next batch's transaction and return its result once that transaction committed."""
-        waiter = _Waiter(key, job)
+    async def run(self, key: str, job: Callable[[Connection], Awaitable[Result]], *, locks_key: bool = False) -> Result:
+        """Run ``job`` in the next batch's transaction and return its result once that transaction committed;
+        ``locks_key``: the job locks the attempt ``key`` names (so the batch locks it ahead, with the others)."""
+        waiter = _Waiter(key, job, locks_key)
         self._queue.append(waiter)
         self._arrived.set()
         if len(self._queue) >= self._max_batch:
@@ -144,9 +158,10 @@ class GroupCommit:
             waiter.done.set_result(result)
         return True
 
-    @staticmethod
-    async def _transaction(connection: Connection, batch: list[_Waiter]) -> list[Any]:
-        async with connection.transaction(), batched_events(connection):
+    async def _transaction(self, connection: Connection, batch: list[_Waiter]) -> list[Any]:
+        locked_keys = [waiter.key for waiter in batch if waiter.locks_key]
+        scope = self._scope(connection, locked_keys) if self._scope else contextlib.nullcontext()
+        async with connection.transaction(), batched_events(connection), scope:
             return [await waiter.job(connection) for waiter in batch]
 
     @staticmethod

@@ -115,7 +115,9 @@ def callbacks_router(context: ApiContext) -> APIRouter:
                 return CallbackResult(attempt_id=attempt.attempt_id, status=applied or receipt.status)
 
             try:
-                result = await context.group_commit.run(reference or report.provider_message_id, apply)
+                result = await context.group_commit.run(
+                    reference or report.provider_message_id, apply, locks_key=reference is not None
+                )
             except BookkeepingUnavailableError:
                 raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "not stored; try again") from None
             if isinstance(result, HTTPException):

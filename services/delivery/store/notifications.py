@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,6 +12,7 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict
 
 from services.delivery.domain import PAUSABLE_KINDS
+from services.delivery.store import batch
 from services.delivery.store.rows import columns_of
 from shared.db import Connection
 from shared.events import DeliveryStatus, NotificationRequested
@@ -45,6 +47,15 @@ class NotificationRow(BaseModel):
 
 _NOTIFICATION_COLUMNS = columns_of(NotificationRow)
 
+rows_written: ContextVar[set[tuple[str, str]] | None] = ContextVar("rows_written", default=None)
+"""While set (by ``attempts.bookkeeping_batch``), each (table, id) this module and ``attempts`` write is added."""
+
+
+def note_written(table: str, *row_ids: str) -> None:
+    written = rows_written.get()
+    if written is not None:
+        written.update((table, row_id) for row_id in row_ids)
+
 
 def _notification(row: asyncpg.Record) -> NotificationRow:
     return NotificationRow.model_validate(dict(row))
@@ -67,6 +78,7 @@ async def insert_notifications(connection: Connection, notifications: Sequence[N
 
     Ids already stored (redeliveries) and ids repeated within the batch are skipped, as one by one.
     """
+    await batch.flush(connection)
     columns: list[list[Any]] = [[] for _ in range(18)]
     for new in notifications:
         request, custody = new.request, new.request.custody
@@ -115,6 +127,7 @@ async def insert_notifications(connection: Connection, notifications: Sequence[N
 async def get_notification(
     connection: Connection, notification_id: str, *, for_update: bool = False
 ) -> NotificationRow | None:
+    await batch.flush(connection)
     lock = " FOR UPDATE" if for_update else ""
     row = await connection.fetchrow(
         f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications WHERE notification_id = $1{lock}",  # noqa: S608
@@ -140,12 +153,17 @@ async def lock_due(connection: Connection, now: datetime, limit: int) -> list[No
     several dispatchers (replicas) share the work without waiting on each other. Custody notices of an agency that
     paused its notices are held back.
     """
+    await batch.flush(connection)
     rows = await connection.fetch(LOCK_DUE_QUERY, now, limit, sorted(kind.value for kind in PAUSABLE_KINDS))
     return [_notification(row) for row in rows]
 
 
 async def update_notification(connection: Connection, notification_id: str, **changes: Any) -> None:
     """Set the given columns (names are ours, never user input) and touch ``updated_at``."""
+    note_written("notifications", notification_id)
+    if batch.is_holding():
+        await batch.update(connection, batch.RowUpdate("notifications", notification_id, changes))
+        return
     names = list(changes)
     assignments = ", ".join(f"{name} = ${index}" for index, name in enumerate(names, start=2))
     await connection.execute(
@@ -159,8 +177,10 @@ async def start_attempts(
     connection: Connection, started: Sequence[tuple[str, str, int, datetime]], lease_until: datetime
 ) -> None:
     """Put each (notification id, attempt id, attempt number, first attempt at) in flight, leased, in one statement."""
+    await batch.flush(connection)
     if not started:
         return
+    note_written("notifications", *(notification_id for notification_id, _, _, _ in started))
     await connection.execute(
         "UPDATE notifications n SET in_flight_attempt_id = s.attempt_id, lease_until = $5, attempt_count = s.number,"
         " first_attempt_at = s.first_attempt_at, next_attempt_at = NULL, next_purpose = NULL, status = 'sending',"
@@ -182,6 +202,8 @@ async def reopen_for_replay(connection: Connection, notification_id: str, *, rep
     acknowledged or stopped one (by its subscriber or an operator) stays as it is, and a redelivered replay is a
     no-op. The retry budget starts afresh.
     """
+    await batch.flush(connection)
+    note_written("notifications", notification_id)
     reopened = await connection.fetchval(
         "UPDATE notifications SET outcome = NULL, status = 'created', next_attempt_at = $3, failure_count = 0,"
         " first_attempt_at = $3, parked_reason = NULL, dead_lettered_at = NULL, replayed_from = $2,"
@@ -199,6 +221,7 @@ async def seal_subject(
     connection: Connection, agency_id: str, identifiers: Sequence[tuple[str, str]], sealed_at: datetime
 ) -> list[str]:
     """Remember a sealed subject by each (kind, normalised value); returns its notices still open, locked."""
+    await batch.flush(connection)
     kinds, values = [kind for kind, _ in identifiers], [value for _, value in identifiers]
     await connection.execute(
         "INSERT INTO sealed_subjects (agency_id, case_kind, case_value, sealed_at)"
@@ -221,6 +244,7 @@ async def seal_subject(
 
 async def sealed_among(connection: Connection, notification_ids: Sequence[str]) -> list[str]:
     """Which of these open notices are about a sealed subject (locked for the caller's change)."""
+    await batch.flush(connection)
     rows = await connection.fetch(
         "SELECT n.notification_id FROM notifications n JOIN sealed_subjects s"
         " ON s.agency_id = n.agency_id AND s.case_kind = n.case_kind AND s.case_value = n.case_value"
@@ -234,6 +258,7 @@ async def open_notifications_of(
     connection: Connection, subscription_id: str, *, channel: str | None = None, urgent_only: bool = False
 ) -> list[str]:
     """Ids of a subscription's notifications still waiting for an attempt (locked for the caller's change)."""
+    await batch.flush(connection)
     rows = await connection.fetch(
         "SELECT notification_id FROM notifications WHERE subscription_id = $1 AND outcome IS NULL"
         " AND ($2::text IS NULL OR channel = $2) AND (NOT $3 OR urgency = 'urgent')"
@@ -246,6 +271,7 @@ async def open_notifications_of(
 
 
 async def notifications_to_dead_letter(connection: Connection, limit: int) -> list[NotificationRow]:
+    await batch.flush(connection)
     rows = await connection.fetch(
         f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications"  # noqa: S608
         " WHERE outcome = 'failed' AND dead_lettered_at IS NULL ORDER BY created_at LIMIT $1"
@@ -266,6 +292,7 @@ async def search_notifications(
     status: str | None,
     limit: int,
 ) -> list[NotificationRow]:
+    await batch.flush(connection)
     rows = await connection.fetch(
         f"SELECT {_NOTIFICATION_COLUMNS} FROM notifications"  # noqa: S608
         " WHERE ($1::text IS NULL OR subscription_id = $1) AND ($2::text IS NULL OR agency_id = $2)"
@@ -285,6 +312,7 @@ async def search_notifications(
 
 async def count_retrying(connection: Connection) -> int:
     """Notices waiting to retry a temporary failure (read from a small partial index)."""
+    await batch.flush(connection)
     count: Any = await connection.fetchval(
         "SELECT count(*) FROM notifications WHERE outcome IS NULL AND failure_count > 0"
     )
