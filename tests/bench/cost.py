@@ -5,6 +5,9 @@ phase; PostgreSQL's backends count through the postmaster. Statements come from 
 per service database: a little more than the round trips, since it also counts what runs inside functions
 (``track = all``) and the statements asyncpg's pool runs to reset a connection it gets back.
 
+After a run, ``python -m tests.bench.cost`` prints what delivery's count is made of: its most frequent statements over
+the whole run (populating and the warm-up included), read from the run's PostgreSQL, restarted on its data for it.
+
 The regression check must not depend on how busy the machine is, so it compares a ratio within one run: CPU seconds
 (not wall time) of our processes per handed-off notice. Before the send-path work, two quick runs, one on an idle
 machine and one beside a test suite at a load average of 9, measured 43.7 and 47.4 ms. The value is committed in
@@ -13,13 +16,17 @@ machine and one beside a test suite at a load average of 9, measured 43.7 and 47
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
+from devservers.ports import repo_root
+from devservers.postgres import LocalPostgres
 from shared.acls import SERVICES
 
 OURS = (*SERVICES, "postgres", "kafka")
@@ -53,6 +60,21 @@ async def statement_counts(admin_dsn: str) -> dict[str, int]:
     finally:
         await connection.close()
     return {row["datname"]: int(row["calls"]) for row in rows}
+
+
+async def top_statements(admin_dsn: str, database: str, limit: int = 15) -> list[tuple[int, str]]:
+    """The most frequent statements of one database so far, as (calls, query): what a service's count is made of."""
+    connection = await asyncpg.connect(admin_dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT s.calls, s.query FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid"
+            " WHERE d.datname = $1 ORDER BY s.calls DESC LIMIT $2",
+            database,
+            limit,
+        )
+    finally:
+        await connection.close()
+    return [(int(row["calls"]), " ".join(row["query"].split())) for row in rows]
 
 
 def statements_by_service(before: Mapping[str, int], after: Mapping[str, int], prefix: str) -> dict[str, int]:
@@ -100,3 +122,30 @@ def write_baseline(ms_per_notice: float, commit: str | None) -> None:
         )
         + "\n"
     )
+
+
+async def _print_breakdown(admin_dsn: str, database: str) -> None:
+    every = await top_statements(admin_dsn, database, limit=10_000)
+    print(f"{sum(calls for calls, _ in every)} statements in {database}; the most frequent:")
+    for calls, query in every[:25]:
+        print(f"{calls:>8}  {query[:200]}")
+
+
+def main(argv: list[str]) -> None:
+    """Print a database's top statements from the last bench run (default: delivery's)."""
+    service = argv[0] if argv else "delivery"
+    postgres = LocalPostgres(
+        repo_root(),
+        "bench",
+        instance_dir=repo_root() / ".local" / "bench" / "postgres",
+        settings={"shared_preload_libraries": "'pg_stat_statements'", "pg_stat_statements.track": "all"},
+    )
+    admin_dsn = postgres.start()
+    try:
+        asyncio.run(_print_breakdown(admin_dsn, f"bench_{service}"))
+    finally:
+        postgres.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
