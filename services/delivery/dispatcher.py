@@ -231,8 +231,7 @@ class Dispatcher:
                 email_message_id=marks.email_message_id,
             )
 
-        # What identifies it, committed before the call.
-        await self._group_commit.run(claim.attempt_id, record_calling, only_holds=True)
+        await self._group_commit.run(claim.attempt_id, record_calling)  # what identifies it, committed before the call
         self._crash_if_asked(claim, self._settings.crash_before_call_marker, "before the provider call")
         try:
             receipt = await channel.send(message)

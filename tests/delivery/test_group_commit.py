@@ -81,26 +81,6 @@ async def test_jobs_arriving_together_share_one_transaction_and_one_outbox_inser
     assert pool.log == ["begin", "update 1", "update 2", "update 3", "outbox 3", "commit"]  # in key order
 
 
-async def test_a_batch_of_jobs_that_only_hold_updates_is_left_to_its_scope_without_a_transaction() -> None:
-    pool = FakePool()
-
-    @contextlib.asynccontextmanager
-    async def scope(connection: Any, locked: Any, /, *, in_transaction: bool = True) -> AsyncIterator[None]:
-        pool.log.append(f"scope locking {list(locked)} in a transaction: {in_transaction}")
-        yield
-
-    commit = GroupCommit(lambda: pool, flush_seconds=0.01, max_batch=100, scope=scope)  # type: ignore[arg-type,return-value]
-
-    async def hold(connection: Any) -> None:
-        return None
-
-    await asyncio.gather(commit.run("a1", hold, only_holds=True), commit.run("a2", hold, only_holds=True))
-    assert pool.log == ["scope locking [] in a transaction: False"]
-
-    await asyncio.gather(commit.run("a1", hold, only_holds=True), commit.run("a2", hold, locks_key=True))
-    assert pool.log[1:] == ["begin", "scope locking ['a2'] in a transaction: True", "commit"]
-
-
 async def test_a_failing_job_fails_only_itself() -> None:
     pool = FakePool()
     commit = group_commit(pool)

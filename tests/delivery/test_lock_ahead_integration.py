@@ -4,14 +4,12 @@ four-statement reset unless it held session state."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, time
 from typing import Any, cast
 
 import asyncpg
 import pytest
 
-from services.delivery.flows.group_commit import GroupCommit
 from services.delivery.store import attempts, notifications
 from shared.db import Connection, apply_migrations, create_pool, holds_session_state
 from shared.events import NotificationKind, NotificationRequested
@@ -151,25 +149,6 @@ async def test_a_batch_writes_its_updates_in_one_statement_per_shape_before_anyt
         ("delivered", "delivered", "sent"),
     ]
     assert {row["handed_off_at"] for row in rows} == {now}
-
-
-async def test_calling_marks_held_by_a_batch_are_stored_when_their_callers_go_on(three_attempts: asyncpg.Pool) -> None:
-    pool = three_attempts
-    now = datetime.now(UTC)
-    commit = GroupCommit(lambda: pool, flush_seconds=0.01, max_batch=10, scope=attempts.bookkeeping_batch)
-
-    def mark(attempt_id: str) -> Any:
-        async def record(connection: Connection) -> None:
-            await attempts.record_calling(connection, attempt_id, now, body_fingerprint=f"fingerprint of {attempt_id}")
-
-        return record
-
-    ids = ["n-1.a1", "n-2.a1", "n-3.a1"]
-    await asyncio.gather(*(commit.run(attempt_id, mark(attempt_id), only_holds=True) for attempt_id in ids))
-    rows = await pool.fetch("SELECT attempt_id, calling_at, body_fingerprint FROM attempts ORDER BY attempt_id")
-    assert [(row["attempt_id"], row["calling_at"], row["body_fingerprint"]) for row in rows] == [
-        (attempt_id, now, f"fingerprint of {attempt_id}") for attempt_id in ids
-    ]
 
 
 async def test_a_connection_given_back_keeps_its_session_unless_it_held_session_state(database_url: str) -> None:

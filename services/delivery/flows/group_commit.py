@@ -18,7 +18,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -30,15 +30,7 @@ log = logging.getLogger(__name__)
 
 Job = Callable[[Connection], Awaitable[Any]]
 Result = TypeVar("Result")
-
-
-class BatchScope(Protocol):
-    """Entered around a batch's jobs (see ``attempts.bookkeeping_batch``)."""
-
-    def __call__(
-        self, connection: Connection, locked_keys: Sequence[str], /, *, in_transaction: bool = True
-    ) -> contextlib.AbstractAsyncContextManager[None]: ...
-
+BatchScope = Callable[[Connection, Sequence[str]], contextlib.AbstractAsyncContextManager[None]]
 
 _pending_events: ContextVar[list[OutboxRow] | None] = ContextVar("pending_events", default=None)
 
@@ -73,7 +65,6 @@ class _Waiter:
     key: str
     job: Job
     locks_key: bool
-    only_holds: bool
     done: asyncio.Future[Any] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -102,21 +93,10 @@ class GroupCommit:
         self._full = asyncio.Event()
         self._arrived = asyncio.Event()
 
-    async def run(
-        self,
-        key: str,
-        job: Callable[[Connection], Awaitable[Result]],
-        *,
-        locks_key: bool = False,
-        only_holds: bool = False,
-    ) -> Result:
-        """Run ``job`` in the next batch's transaction and return its result once that transaction committed.
-
-        ``locks_key``: the job locks the attempt ``key`` names (so the batch locks it ahead, with the others).
-        ``only_holds``: the job does nothing but hold updates for the scope to write (no read, no event), so a batch
-        of such jobs alone is written without a BEGIN and a COMMIT when it is one statement.
-        """
-        waiter = _Waiter(key, job, locks_key, only_holds)
+    async def run(self, key: str, job: Callable[[Connection], Awaitable[Result]], *, locks_key: bool = False) -> Result:
+        """Run ``job`` in the next batch's transaction and return its result once that transaction committed;
+        ``locks_key``: the job locks the attempt ``key`` names (so the batch locks it ahead, with the others)."""
+        waiter = _Waiter(key, job, locks_key)
         self._queue.append(waiter)
         self._arrived.set()
         if len(self._queue) >= self._max_batch:
@@ -179,9 +159,6 @@ class GroupCommit:
         return True
 
     async def _transaction(self, connection: Connection, batch: list[_Waiter]) -> list[Any]:
-        if self._scope is not None and all(waiter.only_holds for waiter in batch):
-            async with self._scope(connection, [], in_transaction=False):
-                return [await waiter.job(connection) for waiter in batch]
         locked_keys = [waiter.key for waiter in batch if waiter.locks_key]
         scope = self._scope(connection, locked_keys) if self._scope else contextlib.nullcontext()
         async with connection.transaction(), batched_events(connection), scope:

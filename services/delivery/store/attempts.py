@@ -72,15 +72,12 @@ def _locked_pair(row: asyncpg.Record) -> tuple[AttemptRow, NotificationRow]:
 
 
 @contextlib.asynccontextmanager
-async def bookkeeping_batch(
-    connection: Connection, locked_attempt_ids: Sequence[str], *, in_transaction: bool = True
-) -> AsyncIterator[None]:
+async def bookkeeping_batch(connection: Connection, locked_attempt_ids: Sequence[str]) -> AsyncIterator[None]:
     """A batch of bookkeeping in one transaction: these attempts locked with their notifications in one query (in
     attempt-id order), and the updates of both tables held and written set-based at the end (see ``batch``).
 
     Within, :func:`lock_with_notification` answers each locked attempt from that query once, as long as neither of
-    its rows was written since; any other call reads (and locks) afresh. Not ``in_transaction``: see
-    ``batch.holding``.
+    its rows was written since; any other call reads (and locks) afresh.
     """
     pairs: list[tuple[AttemptRow, NotificationRow]] = []
     if locked_attempt_ids:
@@ -89,7 +86,7 @@ async def bookkeeping_batch(
     ahead = _locked_ahead.set({attempt.attempt_id: (attempt, notification) for attempt, notification in pairs})
     written = notifications.rows_written.set(set())
     try:
-        async with batch.holding(connection, in_transaction=in_transaction):
+        async with batch.holding(connection):
             yield
     finally:
         notifications.rows_written.reset(written)

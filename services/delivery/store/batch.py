@@ -43,19 +43,12 @@ _held: ContextVar[_Held | None] = ContextVar("held_updates", default=None)
 
 
 @contextlib.asynccontextmanager
-async def holding(connection: Connection, *, in_transaction: bool = True) -> AsyncIterator[None]:
-    """Within, :func:`update` holds its updates; leaving without an error writes them. Not ``in_transaction``:
-    the caller's only statements are the held updates, and those are written in a transaction of their own unless
-    they are one statement."""
+async def holding(connection: Connection) -> AsyncIterator[None]:
+    """Within, :func:`update` holds its updates; leaving without an error writes them."""
     token = _held.set(_Held())
     try:
         yield
-        held = _held.get()
-        if in_transaction or held is None or len(held.by_shape) <= 1:
-            await flush(connection)
-        else:
-            async with connection.transaction():
-                await flush(connection)
+        await flush(connection)
     finally:
         _held.reset(token)
 
