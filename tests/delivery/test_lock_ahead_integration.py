@@ -1,6 +1,5 @@
 """A bookkeeping batch locks its attempts in one query and writes its updates set-based, one statement per shape,
-and every read sees what the batch wrote before it; the pool gives a connection back without asyncpg's
-four-statement reset unless it held session state."""
+and every read sees what the batch wrote before it."""
 
 from __future__ import annotations
 
@@ -11,13 +10,11 @@ import asyncpg
 import pytest
 
 from services.delivery.store import attempts, notifications
-from shared.db import Connection, apply_migrations, create_pool, holds_session_state
+from shared.db import Connection, apply_migrations
 from shared.events import NotificationKind, NotificationRequested
 from shared.vocabulary import Channel, Language, Urgency
 
 pytestmark = pytest.mark.integration
-
-LOCK_ID = 4_242_001
 
 
 class CountingConnection:
@@ -149,24 +146,3 @@ async def test_a_batch_writes_its_updates_in_one_statement_per_shape_before_anyt
         ("delivered", "delivered", "sent"),
     ]
     assert {row["handed_off_at"] for row in rows} == {now}
-
-
-async def test_a_connection_given_back_keeps_its_session_unless_it_held_session_state(database_url: str) -> None:
-    pool = await create_pool(database_url, min_size=1, max_size=1)
-    try:
-        async with pool.acquire() as connection:
-            await connection.execute("SET application_name = 'not reset'")
-        async with pool.acquire() as connection:
-            assert await connection.fetchval("SHOW application_name") == "not reset", "given back without a reset"
-            holds_session_state(connection)
-            assert await connection.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID)
-        # The holder "forgot" to unlock: the full reset on its return released the lock (and the setting).
-        outsider = await asyncpg.connect(database_url)
-        try:
-            assert await outsider.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_ID)
-        finally:
-            await outsider.close()
-        async with pool.acquire() as connection:
-            assert await connection.fetchval("SHOW application_name") != "not reset"
-    finally:
-        await pool.close()
