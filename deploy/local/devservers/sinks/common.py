@@ -31,6 +31,10 @@ API_PREFIX = "/2010-04-01/Accounts/{account_sid}"
 RFC2822 = "%a, %d %b %Y %H:%M:%S +0000"
 """How Twilio writes its dates (always GMT)."""
 MAX_PAGE_SIZE = 1000
+WEBHOOK_CONNECTIONS = 100
+"""Webhooks in flight at once, each on a kept-alive connection. The rest wait in a semaphore, not in httpcore's
+pool, whose queue costs time quadratic in its length (encode/httpcore#1035): with a few thousand callbacks queued,
+the sink spent a whole core there and became the bench's limit."""
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 Config = TypeVar("Config", bound=BaseModel)
 State = TypeVar("State", bound="TwilioSinkState[Any]")
@@ -95,6 +99,7 @@ class TwilioSinkState(Generic[Config]):
         self.random = random.Random(self.seed)
         self.tasks: set[asyncio.Task[None]] = set()
         self.http: httpx.AsyncClient | None = None
+        self.webhook_slots = asyncio.Semaphore(WEBHOOK_CONNECTIONS)
 
     @property
     def seed(self) -> int | None:
@@ -144,7 +149,8 @@ class TwilioSinkState(Generic[Config]):
         """POST a webhook form signed as Twilio signs them (``X-Twilio-Signature``)."""
         assert self.http is not None  # noqa: S101 - set for the app's lifetime
         signature = twilio_signature(self.auth_token, url, params)
-        return await self.http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+        async with self.webhook_slots:
+            return await self.http.post(url, data=params, headers={"X-Twilio-Signature": signature})
 
     async def status_callback(
         self, url: str, params: dict[str, str], *, status: str, loss_rate: float, draws: random.Random, kept: list[Any]
@@ -168,7 +174,8 @@ def webhook_lifespan(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        async with httpx.AsyncClient(timeout=10.0, transport=transport) as client:
+        limits = httpx.Limits(max_connections=WEBHOOK_CONNECTIONS, max_keepalive_connections=WEBHOOK_CONNECTIONS)
+        async with httpx.AsyncClient(timeout=10.0, transport=transport, limits=limits) as client:
             state.http = client
             yield
             for task in list(state.tasks):
