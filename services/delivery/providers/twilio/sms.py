@@ -15,8 +15,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from services.delivery.domain import Receipt
 from services.delivery.providers.base import (
     CallbackError,
@@ -97,7 +95,6 @@ class TwilioSmsProvider:
         base_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
         max_connections: int = 100,
-        client: httpx.AsyncClient | None = None,
     ) -> None:
         self.name = name
         self.account_sid = account_sid
@@ -109,7 +106,6 @@ class TwilioSmsProvider:
             base_url=base_url,
             timeout=timeout,
             max_connections=max_connections,
-            client=client,
         )
 
     async def send(self, message: OutboundSms) -> ProviderReceipt:

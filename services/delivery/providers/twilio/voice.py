@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import httpx
-
 from services.delivery.domain import Receipt
 from services.delivery.providers.base import CallbackError, ProviderReceipt, StatusReport
 from services.delivery.providers.twilio.rest import TwilioRest
@@ -122,12 +120,11 @@ class TwilioVoiceProvider:
         from_number: str,
         base_url: str = "https://api.twilio.com",
         timeout: float = 10.0,
-        client: httpx.AsyncClient | None = None,
     ) -> None:
         self.name = name
         self.from_number = from_number
         self._rest = TwilioRest(
-            name=name, account_sid=account_sid, auth_token=auth_token, base_url=base_url, timeout=timeout, client=client
+            name=name, account_sid=account_sid, auth_token=auth_token, base_url=base_url, timeout=timeout
         )
 
     async def call(self, call: OutboundCall) -> ProviderReceipt:
