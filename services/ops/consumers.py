@@ -17,7 +17,7 @@ from aiokafka import ConsumerRecord
 from services.ops import metrics
 from services.ops.alerts.store import record_alert, record_alerts
 from services.ops.deliveries.domain import LATENCY_STAGES, latency_seconds
-from services.ops.deliveries.store import record_status_change, record_status_changes
+from services.ops.deliveries.store import record_status_changes
 from shared.db import Connection
 from shared.envelope import CloudEvent
 from shared.events import NotificationStatusChanged, OpsAlert, Payload
@@ -77,7 +77,7 @@ class OpsHandler:
         latency = latency_seconds(change.status, change.at, change.feed_received_at)
 
         async def apply(connection: Connection) -> None:
-            await record_status_change(connection, event_id, change, latency)
+            await record_status_changes(connection, [(event_id, change, latency)])
 
         if await apply_once(self._pool, CONSUMER_GROUP, event_id, apply):
             count_status_change(change, latency)

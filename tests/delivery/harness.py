@@ -109,6 +109,25 @@ def delivery_settings(
     return DeliverySettings(**(values | FAST | overrides))
 
 
+def stored_request(number: int = 0) -> NotificationRequested:
+    """Any valid request, for tests of the stored rows: their reader only needs something it can parse."""
+    return NotificationRequested(
+        notification_id=f"n-{number}",
+        kind=NotificationKind.STATUS_CHANGE,
+        subscription_id=f"s-{number}",
+        agency_id="agency-1",
+        channel=Channel.SMS,
+        contact_ciphertext="not-read-here",
+        contact_masked="+1 *** *** 0000",
+        language=Language.ENGLISH,
+        timezone="UTC",
+        urgency=Urgency.URGENT,
+        quiet_hours_start=clock_time(0, 0),
+        quiet_hours_end=clock_time(0, 0),
+        requested_at=datetime.now(UTC),
+    )
+
+
 def phone_number() -> str:
     """A fresh E.164 number (+1 555 01xx xxxx style), so tests never share recipients."""
     return "+1555" + str(uuid.uuid4().int)[:7]

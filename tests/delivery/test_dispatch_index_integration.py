@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -12,29 +12,9 @@ import pytest
 from services.delivery.domain import PAUSABLE_KINDS
 from services.delivery.store import notifications
 from shared.db import apply_migrations
-from shared.events import NotificationKind, NotificationRequested
-from shared.vocabulary import Channel, Language, Urgency
+from tests.delivery.harness import stored_request
 
 pytestmark = pytest.mark.integration
-
-
-def stored_request() -> NotificationRequested:
-    """Any valid request: the rows only need something their reader can parse."""
-    return NotificationRequested(
-        notification_id="n-0",
-        kind=NotificationKind.STATUS_CHANGE,
-        subscription_id="s-0",
-        agency_id="agency-1",
-        channel=Channel.SMS,
-        contact_ciphertext="not-read-here",
-        contact_masked="+1 *** *** 0000",
-        language=Language.ENGLISH,
-        timezone="UTC",
-        urgency=Urgency.URGENT,
-        quiet_hours_start=time(0, 0),
-        quiet_hours_end=time(0, 0),
-        requested_at=datetime.now(UTC),
-    )
 
 
 def plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:

@@ -3,7 +3,7 @@ and every read sees what the batch wrote before it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import asyncpg
@@ -11,8 +11,7 @@ import pytest
 
 from services.delivery.store import attempts, notifications
 from shared.db import Connection, apply_migrations
-from shared.events import NotificationKind, NotificationRequested
-from shared.vocabulary import Channel, Language, Urgency
+from tests.delivery.harness import stored_request
 
 pytestmark = pytest.mark.integration
 
@@ -35,24 +34,6 @@ class CountingConnection:
     async def execute(self, query: str, *arguments: Any) -> str:
         self.queries += 1
         return await self.connection.execute(query, *arguments)
-
-
-def stored_request(number: int) -> NotificationRequested:
-    return NotificationRequested(
-        notification_id=f"n-{number}",
-        kind=NotificationKind.STATUS_CHANGE,
-        subscription_id=f"s-{number}",
-        agency_id="agency-1",
-        channel=Channel.SMS,
-        contact_ciphertext="not-read-here",
-        contact_masked="+1 *** *** 0000",
-        language=Language.ENGLISH,
-        timezone="UTC",
-        urgency=Urgency.URGENT,
-        quiet_hours_start=time(0, 0),
-        quiet_hours_end=time(0, 0),
-        requested_at=datetime.now(UTC),
-    )
 
 
 @pytest.fixture

@@ -14,65 +14,6 @@ from shared.events import NotificationStatusChanged
 FAILURES = "('temporary-failure', 'permanent-failure', 'technical-failure')"
 
 
-async def record_status_change(
-    connection: Connection, event_id: str, change: NotificationStatusChanged, latency_seconds: float | None
-) -> None:
-    """Add the change to the notification's history and move its current state forward (never backwards)."""
-    await connection.execute(
-        "INSERT INTO notification_events (event_id, notification_id, agency_id, channel, provider, status,"
-        " error_code, attempt, at, latency_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        " ON CONFLICT (event_id) DO NOTHING",
-        event_id,
-        change.notification_id,
-        change.agency_id,
-        change.channel.value,
-        change.provider,
-        change.status.value,
-        change.error_code,
-        change.attempt,
-        change.at,
-        latency_seconds,
-    )
-    case = change.case
-    await connection.execute(
-        "INSERT INTO notifications AS n (notification_id, subscription_id, agency_id, channel, provider, status,"
-        " error_code, attempt, kind, urgency, contact_masked, case_kind, case_value, custody_event_id,"
-        " feed_received_at, first_at, last_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)"
-        " ON CONFLICT (notification_id) DO UPDATE SET"
-        "  provider = CASE WHEN EXCLUDED.last_at >= n.last_at THEN coalesce(EXCLUDED.provider, n.provider)"
-        "             ELSE n.provider END,"
-        "  status = CASE WHEN EXCLUDED.last_at >= n.last_at THEN EXCLUDED.status ELSE n.status END,"
-        "  error_code = CASE WHEN EXCLUDED.last_at >= n.last_at THEN EXCLUDED.error_code ELSE n.error_code END,"
-        "  attempt = greatest(n.attempt, EXCLUDED.attempt),"
-        "  kind = coalesce(n.kind, EXCLUDED.kind),"
-        "  urgency = coalesce(n.urgency, EXCLUDED.urgency),"
-        "  contact_masked = coalesce(n.contact_masked, EXCLUDED.contact_masked),"
-        "  case_kind = coalesce(n.case_kind, EXCLUDED.case_kind),"
-        "  case_value = coalesce(n.case_value, EXCLUDED.case_value),"
-        "  custody_event_id = coalesce(n.custody_event_id, EXCLUDED.custody_event_id),"
-        "  feed_received_at = coalesce(n.feed_received_at, EXCLUDED.feed_received_at),"
-        "  first_at = least(n.first_at, EXCLUDED.first_at),"
-        "  last_at = greatest(n.last_at, EXCLUDED.last_at)",
-        change.notification_id,
-        change.subscription_id,
-        change.agency_id,
-        change.channel.value,
-        change.provider,
-        change.status.value,
-        change.error_code,
-        change.attempt,
-        change.kind.value if change.kind else None,
-        change.urgency.value if change.urgency else None,
-        change.contact_masked,
-        case.kind.value if case else None,
-        case.value if case else None,
-        change.custody_event_id,
-        change.feed_received_at,
-        change.at,
-    )
-
-
 BATCH_OF_CHANGES = (
     "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],"
     " $8::text[], $9::integer[], $10::timestamptz[], $11::double precision[], $12::text[], $13::text[], $14::text[],"
@@ -115,9 +56,9 @@ newest yet when it came. ``provider_at`` is when that change was: a row newer st
 async def record_status_changes(
     connection: Connection, changes: Sequence[tuple[str, NotificationStatusChanged, float | None]]
 ) -> None:
-    """:func:`record_status_change` for a batch of (event id, change, latency) in one statement, leaving the state
-    that applying them one by one in batch order would. Notifications are written in id order, so two batches never
-    wait for each other's rows in a cycle."""
+    """Add each (event id, change, latency) to its notification's history and move its current state forward
+    (never backwards), in one statement, leaving the state that applying them one by one in batch order would.
+    Notifications are written in id order, so two batches never wait for each other's rows in a cycle."""
     if not changes:
         return
     columns = _columns(changes)
