@@ -5,12 +5,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import aiohttp
 import httpx
 import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import RedirectResponse, Response
 
-from devservers.sinks import SmsSink, SmsSinkConfig
+from devservers.ports import free_port
+from devservers.sinks import SmsSink, SmsSinkConfig, common
+from devservers.sinks.http_server import EmbeddedHttpServer
 from devservers.sinks.sms import config_from_environment
+from shared.twilio import signature_is_valid
 
 pytestmark = pytest.mark.integration
 
@@ -166,6 +173,73 @@ async def test_a_seeded_failure_rate_is_reproducible(sink: SmsSink, client: http
     assert set(first) <= {201, 429, 500, 503}
     assert 3 < first.count(201) < 17
     assert len(sink.messages()) == 2 * first.count(201)
+
+
+async def callbacks_of_every_message(sink: SmsSink, *, count: int) -> dict[str, list[dict[str, Any]]]:
+    """Each message's callbacks, once every message has ``count`` of them."""
+    async with asyncio.timeout(5):
+        while True:
+            messages = sink.messages()
+            if all(len(message["callbacks"]) >= count for message in messages):
+                return {message["sid"]: message["callbacks"] for message in messages}
+            await asyncio.sleep(0.05)
+
+
+async def test_each_status_callback_keeps_what_our_app_answered_or_why_nothing_came(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Answered (signed), redirected (not followed, as Twilio does not), refused, or too slow: each callback is kept
+    with its outcome and the message goes on to delivered."""
+    monkeypatch.setattr(common, "WEBHOOK_TIMEOUT", aiohttp.ClientTimeout(sock_connect=10, sock_read=0.2))
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    signed: list[bool] = []
+    app = FastAPI()
+
+    @app.post("/ok")
+    async def ok(request: Request) -> Response:
+        form = {key: str(value) for key, value in (await request.form()).items()}
+        signed.append(signature_is_valid(TOKEN, str(request.url), form, request.headers.get("X-Twilio-Signature")))
+        return Response(status_code=204)
+
+    @app.post("/moved")
+    async def moved() -> RedirectResponse:
+        return RedirectResponse(f"{base}/ok", status_code=302)
+
+    @app.post("/slow")
+    async def slow() -> Response:
+        await asyncio.sleep(0.5)
+        return Response(status_code=204)
+
+    callbacks = {
+        "ok": f"{base}/ok?ref=1",
+        "moved": f"{base}/moved",
+        "slow": f"{base}/slow",
+        "refused": "http://127.0.0.1:9/",
+    }
+    server = EmbeddedHttpServer(app, host="127.0.0.1", port=port)
+    await server.start()
+    try:
+        config = SmsSinkConfig(callback_delay_seconds=0.01)
+        async with (
+            SmsSink(account_sid=SID, auth_token=TOKEN, config=config) as sink,
+            httpx.AsyncClient(base_url=sink.url, auth=(SID, TOKEN)) as client,
+        ):
+            sids = {}
+            for name, url in callbacks.items():
+                sids[name] = (await client.post(MESSAGES, data=FORM | {"StatusCallback": url})).json()["sid"]
+            kept = await callbacks_of_every_message(sink, count=2)
+    finally:
+        await server.stop()
+
+    def results(name: str) -> list[tuple[str, Any]]:
+        return [(callback["status"], callback["result"]) for callback in kept[sids[name]]]
+
+    assert results("ok") == [("sent", 204), ("delivered", 204)]
+    assert signed == [True, True]  # the redirected callbacks never reached /ok
+    assert results("moved") == [("sent", 302), ("delivered", 302)]
+    assert results("slow") == [("sent", "error: SocketTimeoutError"), ("delivered", "error: SocketTimeoutError")]
+    assert results("refused") == [("sent", "error: ClientConnectorError"), ("delivered", "error: ClientConnectorError")]
 
 
 def test_configuration_from_the_environment() -> None:

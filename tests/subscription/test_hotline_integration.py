@@ -14,6 +14,8 @@ import asyncpg
 import httpx
 import pytest
 
+from devservers.ports import free_port
+from devservers.sinks.http_server import EmbeddedHttpServer
 from devservers.sinks.voice import VoiceSink, VoiceSinkConfig
 from services.subscription.app import create_app
 from services.subscription.hotline.domain import agency_code
@@ -22,8 +24,7 @@ from shared.events import AgencyContact, AgencyProfile, AgencyResources, Custody
 from shared.pin import pin_matches
 from shared.topics import AGENCY_PROFILE, CUSTODY_STATUS_CHANGED
 from shared.vocabulary import ContactRole, CustodyStatus, IdentifierKind
-from tests.apps import running_app
-from tests.subscription.conftest import AGENCY_ID, PUBLIC_BASE_URL, Harness
+from tests.subscription.conftest import AGENCY_ID, Harness
 
 pytestmark = pytest.mark.integration
 
@@ -48,18 +49,22 @@ def sharing_a_number() -> tuple[str, str, str]:
 async def line(
     subscription_settings: SubscriptionSettings, pool: asyncpg.Pool
 ) -> AsyncIterator[tuple[Harness, VoiceSink]]:
-    app = create_app(subscription_settings)
-    async with running_app(app, base_url=PUBLIC_BASE_URL) as client:
-        harness = Harness(client=client, settings=subscription_settings, pool=pool, kafka=subscription_settings.kafka)
-        await harness.add_agency()
-        config = VoiceSinkConfig(ring_seconds=0, inbound_numbers={HOTLINE: f"{PUBLIC_BASE_URL}/v1/hotline/voice"})
-        sink = VoiceSink(
-            auth_token=subscription_settings.twilio_auth_token,
-            config=config,
-            webhook_transport=httpx.ASGITransport(app=app),
-        )
-        async with sink:
-            yield harness, sink
+    """The service over real HTTP on a local port, its public URL (what it signs and links) that port's, and the
+    voice sink's hotline number calling it there."""
+    port = free_port()
+    public_url = f"http://127.0.0.1:{port}"
+    settings = subscription_settings.model_copy(update={"public_base_url": public_url})
+    service = EmbeddedHttpServer(create_app(settings), host="127.0.0.1", port=port)
+    await service.start()
+    try:
+        async with httpx.AsyncClient(base_url=public_url) as client:
+            harness = Harness(client=client, settings=settings, pool=pool, kafka=settings.kafka)
+            await harness.add_agency()
+            config = VoiceSinkConfig(ring_seconds=0, inbound_numbers={HOTLINE: f"{public_url}/v1/hotline/voice"})
+            async with VoiceSink(auth_token=settings.twilio_auth_token, config=config) as sink:
+                yield harness, sink
+    finally:
+        await service.stop()
 
 
 async def call(sink: VoiceSink, digits: list[str], caller: str | None = None) -> dict[str, Any]:

@@ -13,11 +13,12 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, get_origin
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-import httpx
+import aiohttp
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -32,9 +33,13 @@ RFC2822 = "%a, %d %b %Y %H:%M:%S +0000"
 """How Twilio writes its dates (always GMT)."""
 MAX_PAGE_SIZE = 1000
 WEBHOOK_CONNECTIONS = 100
-"""Webhooks in flight at once, each on a kept-alive connection. The rest wait in a semaphore, not in httpcore's
-pool, whose queue costs time quadratic in its length (encode/httpcore#1035): with a few thousand callbacks queued,
-the sink spent a whole core there and became the bench's limit."""
+"""Webhooks in flight at once, each on a kept-alive connection; the rest wait their turn in aiohttp's connector (a
+first-in first-out queue, cheap however long: the sink posts several hundred callbacks a second in the bench)."""
+WEBHOOK_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=10.0)
+"""Ten seconds to connect and between reads; waiting for a free connection has no limit (a queued callback is late,
+not lost)."""
+WEBHOOK_ERRORS = (aiohttp.ClientError, TimeoutError)
+"""How a webhook fails without an answer: refused, reset, timed out, or a URL that cannot be posted to."""
 E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 Config = TypeVar("Config", bound=BaseModel)
 State = TypeVar("State", bound="TwilioSinkState[Any]")
@@ -89,6 +94,14 @@ def twilio_error(http_status: int, code: int, message: str | None = None) -> JSO
     )
 
 
+@dataclass(frozen=True)
+class WebhookAnswer:
+    """What our app answered a webhook: its HTTP status and body."""
+
+    status: int
+    text: str
+
+
 class TwilioSinkState(Generic[Config]):
     """The account a Twilio-shaped sink serves, its settings and seeded draws, and its webhook client and tasks."""
 
@@ -98,8 +111,7 @@ class TwilioSinkState(Generic[Config]):
         self.config = config
         self.random = random.Random(self.seed)
         self.tasks: set[asyncio.Task[None]] = set()
-        self.http: httpx.AsyncClient | None = None
-        self.webhook_slots = asyncio.Semaphore(WEBHOOK_CONNECTIONS)
+        self.http: aiohttp.ClientSession | None = None
 
     @property
     def seed(self) -> int | None:
@@ -145,12 +157,15 @@ class TwilioSinkState(Generic[Config]):
             return twilio_error(404, 20404)
         return None
 
-    async def signed_post(self, url: str, params: dict[str, str]) -> httpx.Response:
-        """POST a webhook form signed as Twilio signs them (``X-Twilio-Signature``)."""
+    async def signed_post(self, url: str, params: dict[str, str]) -> WebhookAnswer:
+        """POST a webhook form signed as Twilio signs them (``X-Twilio-Signature``); redirects are not followed.
+        Raises one of ``WEBHOOK_ERRORS`` when no answer comes."""
         assert self.http is not None  # noqa: S101 - set for the app's lifetime
         signature = twilio_signature(self.auth_token, url, params)
-        async with self.webhook_slots:
-            return await self.http.post(url, data=params, headers={"X-Twilio-Signature": signature})
+        async with self.http.post(
+            url, data=params, headers={"X-Twilio-Signature": signature}, allow_redirects=False
+        ) as response:
+            return WebhookAnswer(status=response.status, text=await response.text(errors="replace"))
 
     async def status_callback(
         self, url: str, params: dict[str, str], *, status: str, loss_rate: float, draws: random.Random, kept: list[Any]
@@ -160,23 +175,25 @@ class TwilioSinkState(Generic[Config]):
             kept.append({"status": status, "result": "dropped"})
             return
         try:
-            response = await self.signed_post(url, params)
-        except httpx.HTTPError as error:
+            answer = await self.signed_post(url, params)
+        except WEBHOOK_ERRORS as error:
             kept.append({"status": status, "result": f"error: {type(error).__name__}"})
             return
-        kept.append({"status": status, "result": response.status_code})
+        kept.append({"status": status, "result": answer.status})
 
 
-def webhook_lifespan(
-    state: TwilioSinkState[Any], transport: httpx.AsyncBaseTransport | None = None
-) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
-    """The app's webhook client for its lifetime; on the way out its background tasks are cancelled and awaited."""
+def webhook_lifespan(state: TwilioSinkState[Any]) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's webhook client for its lifetime (no cookies kept: each webhook stands alone); on the way out its
+    background tasks are cancelled and awaited."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=WEBHOOK_CONNECTIONS, max_keepalive_connections=WEBHOOK_CONNECTIONS)
-        async with httpx.AsyncClient(timeout=10.0, transport=transport, limits=limits) as client:
-            state.http = client
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=WEBHOOK_CONNECTIONS),
+            timeout=WEBHOOK_TIMEOUT,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        ) as session:
+            state.http = session
             yield
             for task in list(state.tasks):
                 task.cancel()

@@ -42,7 +42,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urljoin
 from xml.etree.ElementTree import Element
 
-import httpx
 from defusedxml import ElementTree
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
@@ -54,6 +53,7 @@ from devservers.sinks.common import (
     API_PREFIX,
     E164,
     RFC2822,
+    WEBHOOK_ERRORS,
     TwilioSink,
     TwilioSinkState,
     callback_reference,
@@ -234,14 +234,14 @@ def _now_rfc2822() -> str:
 
 async def _fetch_twiml(state: VoiceSinkState, call: StoredCall, url: str, extra: dict[str, str]) -> Element | None:
     try:
-        response = await state.signed_post(url, _call_params(call) | extra)
-    except httpx.HTTPError as error:
+        answer = await state.signed_post(url, _call_params(call) | extra)
+    except WEBHOOK_ERRORS as error:
         call.errors.append(f"{url}: {type(error).__name__}")
         return None
-    if response.status_code != 200:
-        call.errors.append(f"{url}: HTTP {response.status_code}")
+    if answer.status != 200:
+        call.errors.append(f"{url}: HTTP {answer.status}")
         return None
-    return _parse(call, response.text)
+    return _parse(call, answer.text)
 
 
 def _parse(call: StoredCall, twiml: str) -> Element | None:
@@ -475,15 +475,11 @@ def create_voice_sink_app(
     account_sid: str,
     auth_token: str,
     config: VoiceSinkConfig | None = None,
-    webhook_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """The sink as an ASGI app; its state is ``app.state.sink`` (:class:`VoiceSinkState`). ``webhook_transport``
-    carries its webhooks (TwiML, actions, status callbacks) to an app in the same process, as tests run one."""
+    """The sink as an ASGI app; its state is ``app.state.sink`` (:class:`VoiceSinkState`)."""
     state = VoiceSinkState(account_sid=account_sid, auth_token=auth_token, config=config or VoiceSinkConfig())
 
-    app = FastAPI(
-        title="Local voice sink (Twilio Programmable Voice shape)", lifespan=webhook_lifespan(state, webhook_transport)
-    )
+    app = FastAPI(title="Local voice sink (Twilio Programmable Voice shape)", lifespan=webhook_lifespan(state))
     app.state.sink = state
 
     @app.post(API_PREFIX + "/Calls.json", response_model=None)
@@ -591,12 +587,9 @@ class VoiceSink(TwilioSink[VoiceSinkState]):
         config: VoiceSinkConfig | None = None,
         host: str = "127.0.0.1",
         port: int | None = None,
-        webhook_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         super().__init__(
-            lambda sid, token: create_voice_sink_app(
-                account_sid=sid, auth_token=token, config=config, webhook_transport=webhook_transport
-            ),
+            lambda sid, token: create_voice_sink_app(account_sid=sid, auth_token=token, config=config),
             account_sid=account_sid,
             auth_token=auth_token,
             host=host,
