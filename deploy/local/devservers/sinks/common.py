@@ -189,7 +189,8 @@ def webhook_lifespan(state: TwilioSinkState[Any]) -> Callable[[FastAPI], Abstrac
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=WEBHOOK_CONNECTIONS),
+            # Idle connections are dropped before uvicorn's 5 s keep-alive closes them under a callback in flight.
+            connector=aiohttp.TCPConnector(limit=WEBHOOK_CONNECTIONS, keepalive_timeout=4.0),
             timeout=WEBHOOK_TIMEOUT,
             cookie_jar=aiohttp.DummyCookieJar(),
         ) as session:
