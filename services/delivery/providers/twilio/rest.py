@@ -95,7 +95,11 @@ class TwilioRest:
     def _client(self) -> aiohttp.ClientSession:
         """The session, made on first use: aiohttp binds it to the running event loop."""
         if self._session is None:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=self._max_connections)
+            # An idle connection is dropped after 4 s, before a server's keep-alive (uvicorn's is 5 s) can close it
+            # under a POST: that would be an ambiguous answer, costing the notice a search of the provider's list.
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=self._max_connections, keepalive_timeout=4.0
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, timeout=self._timeout, headers=self._headers, raise_for_status=False
             )
