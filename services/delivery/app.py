@@ -65,6 +65,7 @@ def create_app(settings: DeliverySettings, *, clock: Clock = utc_now) -> FastAPI
         lambda: runtime.pool,
         flush_seconds=settings.bookkeeping_flush_ms / 1000,
         max_batch=settings.bookkeeping_max_batch,
+        writers=settings.bookkeeping_writers,
         scope=attempts.bookkeeping_batch,
     )
 

@@ -118,6 +118,9 @@ class DeliverySettings(ContactCryptoSettings):
         description="Hand-off results and receipts wait this long to be written together, in one transaction.",
     )
     bookkeeping_max_batch: int = Field(default=200, ge=1, description="Most of them written in one transaction.")
+    bookkeeping_writers: int = Field(
+        default=4, ge=1, description="Batches written at once, each on its own connection (one caps the throughput)."
+    )
     sending_lease_seconds: float = Field(
         default=60.0, gt=0, description="An attempt still 'sending' after this is taken over (crash recovery)."
     )

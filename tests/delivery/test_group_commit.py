@@ -128,3 +128,27 @@ async def test_no_connection_fails_every_waiter() -> None:
 
     with pytest.raises(BookkeepingUnavailableError):
         await commit.run("a1", write)
+
+
+async def test_up_to_writers_batches_are_written_at_once_and_the_rest_wait() -> None:
+    pool = FakePool()
+    commit = GroupCommit(lambda: pool, flush_seconds=0.001, max_batch=1, writers=2)  # type: ignore[arg-type,return-value]
+    inside = 0
+    most = 0
+    release = asyncio.Event()
+
+    async def slow(_: Any) -> None:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        await release.wait()
+        inside -= 1
+
+    waiting = [asyncio.create_task(commit.run(f"a{number}", slow)) for number in range(5)]
+    await asyncio.sleep(0.1)
+    assert inside == 2, "two batches in their transactions at once, the others queued"
+    release.set()
+    await asyncio.gather(*waiting)
+    assert most == 2
+    assert pool.log.count("commit") == 5
+    assert pool.acquired <= 3, "a writer keeps its connection while work comes"

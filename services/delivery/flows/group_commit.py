@@ -5,7 +5,10 @@ Each caller waits until its batch committed, so durability is unchanged: a statu
 A failed batch is rolled back and each of its jobs is then tried alone in its own transaction, so one bad job (or a
 deadlock with another replica's batch) fails only itself; a job that fails alone fails its caller (a callback
 answers 503 and the provider retries; a hand-off stays in flight and its lease brings it back). Jobs run in the
-order of their keys (the attempt id), so two batches lock rows in the same order. One batch is written at a time.
+order of their keys (the attempt id), so two batches lock rows in the same order. Up to ``writers`` batches are
+written at once, each on its own connection: a batch's jobs wait on their round trips one after another, so one
+writer at a time capped the whole process's bookkeeping (the bench's receipts lagged 16 s at 300 SMS/s with
+delivery at 0.6 of a core). Two batches touching one row wait for each other as two replicas' batches do.
 The jobs that lock the attempt their key names say so; the batch's ``scope`` (the store's ``bookkeeping_batch``)
 locks all of those in one query first and holds the jobs' updates to write them set-based at the end.
 """
@@ -80,6 +83,7 @@ class GroupCommit:
         *,
         flush_seconds: float,
         max_batch: int,
+        writers: int = 1,
         scope: BatchScope | None = None,
     ) -> None:
         """``pool`` is called at the first flush (the pool exists only once the service started). ``scope`` is
@@ -88,8 +92,10 @@ class GroupCommit:
         self._scope = scope
         self._flush_seconds = flush_seconds
         self._max_batch = max_batch
+        self._writers = writers
         self._queue: list[_Waiter] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flushers: set[asyncio.Task[None]] = set()
+        self._collecting = False
         self._full = asyncio.Event()
         self._arrived = asyncio.Event()
 
@@ -101,28 +107,42 @@ class GroupCommit:
         self._arrived.set()
         if len(self._queue) >= self._max_batch:
             self._full.set()
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush())
+        self._start_writer()
         result: Result = await asyncio.shield(waiter.done)
         return result
 
+    def _start_writer(self) -> None:
+        """A writer to gather the queued jobs, unless one is gathering already or all are busy writing."""
+        if self._queue and not self._collecting and len(self._flushers) < self._writers:
+            self._flushers.add(asyncio.create_task(self._flush()))
+
     async def _flush(self) -> None:
-        while self._queue:
-            try:
-                async with self._pool().acquire() as connection:
-                    while await self._write(connection, await self._next_batch()):
-                        if not await self._more_work():
-                            self._flusher = None  # a job from now on starts another flusher
-                            return
-            except Exception as error:  # noqa: BLE001 - no connection (the database?): every waiter is told
+        """Gather a batch, let another writer gather the next while this one writes, and go on while work comes."""
+        try:
+            async with self._pool().acquire() as connection:
+                while True:
+                    batch = await self._next_batch()
+                    if not batch:
+                        return
+                    self._start_writer()
+                    if not await self._write(connection, batch) or not await self._more_work():
+                        return
+        except Exception as error:  # noqa: BLE001 - no connection (the database?): every waiter is told
+            if not self._collecting:
                 batch, self._queue = self._queue, []
                 for waiter in batch:
                     self._fail(waiter, error)
-        self._flusher = None
+        finally:
+            self._flushers.discard(asyncio.current_task())
+            self._start_writer()  # jobs that came while this writer wrote
 
     async def _next_batch(self) -> list[_Waiter]:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._full.wait(), timeout=self._flush_seconds)
+        self._collecting = True
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), timeout=self._flush_seconds)
+        finally:
+            self._collecting = False
         self._full.clear()
         batch, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
         if len(self._queue) >= self._max_batch:
@@ -130,11 +150,12 @@ class GroupCommit:
         return sorted(batch, key=lambda waiter: waiter.key)
 
     async def _more_work(self) -> bool:
+        """Whether this writer should gather again: work is queued (or comes soon) and nobody else gathers it."""
         if not self._queue:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout=self.IDLE_SECONDS)
-        return bool(self._queue)
+        return bool(self._queue) and not self._collecting
 
     async def _write(self, connection: Connection, batch: list[_Waiter]) -> bool:
         """Write a batch; False if it failed (its connection is then given back, as it may be broken)."""
